@@ -1,0 +1,2 @@
+DROP TABLE agent_state_log;
+DROP TABLE interactions;

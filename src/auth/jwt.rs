@@ -1,0 +1,168 @@
+//! JSON Web Tokens: HS256 only, `exp`/`iss`/`aud`/`sub` required, a small leeway.
+//!
+//! Access and refresh tokens share the signing key but carry a `typ` claim that is checked on
+//! every decode, so a refresh token is never accepted where an access token is expected (and
+//! the reverse). The `tv` claim is the user's `token_version` at issue time; bumping the
+//! version in the database revokes every token issued before.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::auth::Role;
+use crate::config::{Settings, MIN_JWT_SECRET_BYTES};
+use crate::error::{AppError, AppResult};
+
+/// Clock skew tolerated on `exp` and `nbf`.
+pub const LEEWAY_SECONDS: u64 = 10;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenKind {
+    Access,
+    Refresh,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: Uuid,
+    pub org: Uuid,
+    /// A hint only: the `users` row read per request is authoritative.
+    pub role: String,
+    pub tv: i32,
+    pub typ: TokenKind,
+    pub iss: String,
+    pub aud: String,
+    pub iat: i64,
+    pub nbf: i64,
+    pub exp: i64,
+    pub jti: Uuid,
+    /// Refresh tokens only: the rotation family, revoked whole when a used token comes back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fam: Option<Uuid>,
+}
+
+/// The subject of a token to mint.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject {
+    pub user_id: Uuid,
+    pub org_id: Uuid,
+    pub role: Role,
+    pub token_version: i32,
+}
+
+pub struct JwtKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    issuer: String,
+    audience: String,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+}
+
+impl JwtKeys {
+    /// Keys from the settings. A missing secret is refused in production; in development a
+    /// random one is generated (tokens then die with the process) and the caller warns.
+    pub fn from_settings(settings: &Settings) -> AppResult<(Self, bool)> {
+        let (secret, generated) = match &settings.jwt_secret {
+            Some(s) => (s.as_bytes().to_vec(), false),
+            None if settings.is_production() => {
+                return Err(AppError::bad_input(
+                    "OMNIVOX_JWT_SECRET is required when OMNIVOX_ENV=production",
+                ))
+            }
+            None => {
+                let mut bytes = vec![0u8; 48];
+                rand::thread_rng().fill_bytes(&mut bytes);
+                (bytes, true)
+            }
+        };
+        if secret.len() < MIN_JWT_SECRET_BYTES {
+            return Err(AppError::bad_input(format!(
+                "OMNIVOX_JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes"
+            )));
+        }
+        Ok((
+            Self::new(
+                &secret,
+                &settings.jwt_issuer,
+                &settings.jwt_audience,
+                settings.access_token_ttl,
+                settings.refresh_token_ttl,
+            ),
+            generated,
+        ))
+    }
+
+    pub fn new(secret: &[u8], issuer: &str, audience: &str, access_ttl: Duration, refresh_ttl: Duration) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.algorithms = vec![Algorithm::HS256];
+        validation.leeway = LEEWAY_SECONDS;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[audience]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
+            access_ttl,
+            refresh_ttl,
+        }
+    }
+
+    /// Mints a token; returns it with its claims.
+    pub fn mint(
+        &self,
+        subject: Subject,
+        kind: TokenKind,
+        ttl: Duration,
+        family: Option<Uuid>,
+    ) -> AppResult<(String, Claims)> {
+        let now = Utc::now().timestamp();
+        let ttl = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2);
+        let claims = Claims {
+            sub: subject.user_id,
+            org: subject.org_id,
+            role: subject.role.as_str().to_owned(),
+            tv: subject.token_version,
+            typ: kind,
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            iat: now,
+            nbf: now,
+            exp: now.saturating_add(ttl),
+            jti: Uuid::new_v4(),
+            fam: family,
+        };
+        let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| AppError::internal(format!("signing token: {e}")))?;
+        Ok((token, claims))
+    }
+
+    /// Verifies signature, algorithm, `exp`, `nbf`, `iss`, `aud` and the token kind. Every
+    /// failure is the same UNAUTHENTICATED: the client learns nothing about which check failed.
+    pub fn verify(&self, token: &str, expected: TokenKind) -> AppResult<Claims> {
+        let data = decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
+            tracing::debug!(reason = %e, "token refused");
+            invalid_token()
+        })?;
+        if data.claims.typ != expected {
+            tracing::debug!(kind = ?data.claims.typ, "token of the wrong kind refused");
+            return Err(invalid_token());
+        }
+        Ok(data.claims)
+    }
+}
+
+pub fn invalid_token() -> AppError {
+    AppError::Unauthenticated("invalid or expired token".into())
+}

@@ -1,0 +1,155 @@
+//! The subcommands of the `omnivox` binary. Each prints what an operator needs and nothing
+//! secret (tokens are printed only by `omnivox token`, which exists to print one).
+
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+
+use crate::auth::session;
+use crate::config::{Command, Settings};
+use crate::db::{self, users};
+use crate::error::{AppError, AppResult};
+use crate::seed;
+use crate::state::AppState;
+
+pub async fn run(settings: Settings, command: Command) -> AppResult<()> {
+    match command {
+        Command::Serve => {
+            prepare_database(&settings).await?;
+            let state = AppState::new(settings)?;
+            serve(state, |addr| tracing::info!(%addr, "omnivox listening")).await
+        }
+        Command::Migrate { revert } => {
+            db::create_database_if_missing(&settings.database_url).await?;
+            if revert {
+                let version = db::revert_last_migration(&settings.database_url).await?;
+                println!("reverted migration {version}");
+            } else {
+                let applied = db::run_migrations(&settings.database_url).await?;
+                println!("{} migration(s) applied{}", applied.len(), list(&applied));
+            }
+            Ok(())
+        }
+        Command::Schema => {
+            println!("{}", crate::graphql::sdl().trim_end());
+            Ok(())
+        }
+        Command::Token { email, ttl } => {
+            let state = AppState::new(settings)?;
+            if state.settings.jwt_secret.is_none() {
+                return Err(AppError::bad_input(
+                    "set OMNIVOX_JWT_SECRET to the server's secret: a token signed with a random key is useless",
+                ));
+            }
+            let mut conn = db::conn(&state.db).await?;
+            let user = users::find_by_email(&mut conn, &email.trim().to_lowercase())
+                .await?
+                .filter(|u| u.active)
+                .ok_or_else(|| AppError::NotFound(format!("no active user with e-mail {email}")))?;
+            let (token, expires_at) = session::access_token(&state, &user, ttl)?;
+            eprintln!("access token for {} ({}), expires {expires_at}", user.email, user.role);
+            println!("{token}");
+            Ok(())
+        }
+        Command::Seed { demo, password } => {
+            if !demo {
+                return Err(AppError::bad_input("nothing to seed: pass --demo"));
+            }
+            prepare_database(&settings).await?;
+            let state = AppState::new(settings)?;
+            let summary = seed::seed_demo(&state, &password).await?;
+            print_logins(&summary, &password);
+            Ok(())
+        }
+        Command::Demo { password } => {
+            prepare_database(&settings).await?;
+            let state = AppState::new(settings)?;
+            let summary = seed::seed_demo(&state, &password).await?;
+            let graphiql = state.settings.graphiql_enabled();
+            serve(state, move |addr| {
+                println!("\nOmnivox demo is running.\n");
+                if graphiql {
+                    println!("  GraphiQL:  http://{addr}/graphiql");
+                }
+                println!("  GraphQL:   http://{addr}/graphql  (POST, GET for queries, WebSocket)");
+                println!("  Health:    http://{addr}/livez  http://{addr}/readyz\n");
+                print_logins(&summary, &password);
+                println!(
+                    "\nSign in with the `login` mutation and send the accessToken as `Authorization: Bearer <token>`."
+                );
+                println!("Press Ctrl-C to stop.");
+            })
+            .await
+        }
+    }
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", items.join(", "))
+    }
+}
+
+fn print_logins(summary: &seed::DemoSummary, password: &str) {
+    println!(
+        "Demo organization `{}` ({}){}:",
+        seed::DEMO_SLUG,
+        seed::DEMO_NAME,
+        if summary.created_organization { ", created" } else { "" }
+    );
+    for (email, role) in &summary.logins {
+        println!("  {role:<12} {email:<28} password: {password}");
+    }
+}
+
+/// Creates the database when missing and applies pending migrations.
+pub async fn prepare_database(settings: &Settings) -> AppResult<()> {
+    db::create_database_if_missing(&settings.database_url).await?;
+    let applied = db::run_migrations(&settings.database_url).await?;
+    if !applied.is_empty() {
+        tracing::info!(count = applied.len(), "applied migrations");
+    }
+    Ok(())
+}
+
+/// Serves until SIGINT or SIGTERM; in-flight requests finish before the process exits.
+pub async fn serve(state: AppState, on_listening: impl FnOnce(SocketAddr)) -> AppResult<()> {
+    let bind = state.settings.bind;
+    let listener = TcpListener::bind(bind)
+        .await
+        .map_err(|e| AppError::Unavailable(format!("cannot listen on {bind}: {e}")))?;
+    let addr = listener.local_addr().map_err(AppError::internal)?;
+    on_listening(addr);
+    axum::serve(listener, crate::http::app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| AppError::internal(format!("server: {e}")))?;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}

@@ -1,0 +1,222 @@
+//! Every setting of Omnivox, from command-line flags or environment variables.
+//!
+//! Each flag has an environment variable of the same meaning and a named default, so a
+//! deployment can be configured either way; README.md lists them all.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/omnivox";
+pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
+pub const DEMO_PASSWORD: &str = "omnivox-demo";
+/// HS256 keys shorter than this are refused: a short HMAC key can be brute-forced offline.
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "omnivox",
+    version,
+    about = "Contact-centre dialler backend: KPIs, wallboards, reports, one GraphQL API"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub settings: Settings,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the database if missing, apply pending migrations and serve the API.
+    Serve,
+    /// Apply pending migrations (or revert the latest one with --revert).
+    Migrate {
+        #[arg(long)]
+        revert: bool,
+    },
+    /// Print the GraphQL schema (SDL).
+    Schema,
+    /// Mint an access token for a user, for scripts and BI tools.
+    Token {
+        #[arg(long)]
+        email: String,
+        /// Lifetime, e.g. 90s, 15m, 1h, 7d.
+        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        ttl: Duration,
+    },
+    /// Seed data. `--demo` creates (idempotently) the demo organization.
+    Seed {
+        #[arg(long)]
+        demo: bool,
+        /// Password of every demo login.
+        #[arg(long, default_value = DEMO_PASSWORD)]
+        password: String,
+    },
+    /// First run: migrate, seed the demo (idempotent), serve, and print where to look.
+    Demo {
+        /// Password of every demo login.
+        #[arg(long, default_value = DEMO_PASSWORD)]
+        password: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Every runtime setting. Flags are global: they may stand before or after the subcommand.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Settings {
+    /// PostgreSQL URL. The database is created when it does not exist.
+    #[arg(long, global = true, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
+    pub database_url: String,
+    /// Maximum connections in the database pool.
+    #[arg(long, global = true, env = "OMNIVOX_DB_POOL_SIZE", default_value_t = 16)]
+    pub db_pool_size: usize,
+    /// How long a request waits for a pooled connection before answering UNAVAILABLE.
+    #[arg(long, global = true, env = "OMNIVOX_DB_WAIT_TIMEOUT", default_value = "3s", value_parser = parse_duration)]
+    pub db_wait_timeout: Duration,
+    /// `statement_timeout` set on every pooled connection.
+    #[arg(long, global = true, env = "OMNIVOX_DB_STATEMENT_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    pub db_statement_timeout: Duration,
+    /// Redis URL. Unset: an in-process event bus (single instance only).
+    #[arg(long, global = true, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Address to listen on.
+    #[arg(long, global = true, env = "OMNIVOX_BIND", default_value = DEFAULT_BIND)]
+    pub bind: SocketAddr,
+    /// `production` refuses a missing JWT secret and turns GraphiQL, introspection and field
+    /// suggestions off unless they are asked for.
+    #[arg(
+        long = "env",
+        global = true,
+        env = "OMNIVOX_ENV",
+        value_enum,
+        default_value = "development"
+    )]
+    pub environment: Environment,
+    /// HS256 signing secret, at least 32 bytes. Development generates a random one (tokens then
+    /// die with the process); production refuses to start without it.
+    #[arg(long, global = true, env = "OMNIVOX_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// `iss` of issued tokens, required on every token presented.
+    #[arg(long, global = true, env = "OMNIVOX_JWT_ISSUER", default_value = "omnivox")]
+    pub jwt_issuer: String,
+    /// `aud` of issued tokens, required on every token presented.
+    #[arg(long, global = true, env = "OMNIVOX_JWT_AUDIENCE", default_value = "omnivox-api")]
+    pub jwt_audience: String,
+    /// Lifetime of access tokens.
+    #[arg(long, global = true, env = "OMNIVOX_ACCESS_TOKEN_TTL", default_value = "15m", value_parser = parse_duration)]
+    pub access_token_ttl: Duration,
+    /// Lifetime of refresh tokens (each use rotates the token).
+    #[arg(long, global = true, env = "OMNIVOX_REFRESH_TOKEN_TTL", default_value = "30d", value_parser = parse_duration)]
+    pub refresh_token_ttl: Duration,
+    /// Serve GraphiQL at /graphiql [default: on in development, off in production].
+    #[arg(long, global = true, env = "OMNIVOX_GRAPHIQL")]
+    pub graphiql: Option<bool>,
+    /// Allow schema introspection [default: on in development, off in production].
+    #[arg(long, global = true, env = "OMNIVOX_INTROSPECTION")]
+    pub introspection: Option<bool>,
+    /// "Did you mean …?" suggestions in validation errors [default: as introspection].
+    #[arg(long, global = true, env = "OMNIVOX_FIELD_SUGGESTIONS")]
+    pub field_suggestions: Option<bool>,
+    /// Maximum selection depth of a GraphQL operation.
+    #[arg(long, global = true, env = "OMNIVOX_MAX_DEPTH", default_value_t = 12)]
+    pub max_depth: usize,
+    /// Maximum complexity of an operation (list fields cost their page size × their children).
+    #[arg(long, global = true, env = "OMNIVOX_MAX_COMPLEXITY", default_value_t = 5_000)]
+    pub max_complexity: usize,
+    /// Maximum number of aliased fields in one document.
+    #[arg(long, global = true, env = "OMNIVOX_MAX_ALIASES", default_value_t = 30)]
+    pub max_aliases: usize,
+    /// Maximum number of directives on one field.
+    #[arg(long, global = true, env = "OMNIVOX_MAX_DIRECTIVES", default_value_t = 5)]
+    pub max_directives: usize,
+    /// Maximum size of a GraphQL document, in bytes.
+    #[arg(long, global = true, env = "OMNIVOX_MAX_DOCUMENT_BYTES", default_value_t = 16 * 1024)]
+    pub max_document_bytes: usize,
+    /// Largest `first` a paginated field accepts.
+    #[arg(long, global = true, env = "OMNIVOX_MAX_PAGE_SIZE", default_value_t = 100)]
+    pub max_page_size: usize,
+    /// Maximum HTTP request body, in bytes.
+    #[arg(long, global = true, env = "OMNIVOX_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Time budget of one HTTP request.
+    #[arg(long, global = true, env = "OMNIVOX_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// Log format.
+    #[arg(long, global = true, env = "OMNIVOX_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+impl Settings {
+    pub fn is_production(&self) -> bool {
+        self.environment == Environment::Production
+    }
+    pub fn graphiql_enabled(&self) -> bool {
+        self.graphiql.unwrap_or(!self.is_production())
+    }
+    pub fn introspection_enabled(&self) -> bool {
+        self.introspection.unwrap_or(!self.is_production())
+    }
+    pub fn field_suggestions_enabled(&self) -> bool {
+        self.field_suggestions.unwrap_or(self.introspection_enabled())
+    }
+
+    /// Settings with every default, for tests and examples that build the app in-process.
+    pub fn for_database(database_url: &str) -> Self {
+        let mut settings = Cli::parse_from(["omnivox", "serve"]).settings;
+        settings.database_url = database_url.to_owned();
+        settings
+    }
+}
+
+/// Parses `90s`, `15m`, `1h`, `7d`, `250ms` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let value: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration such as 90s, 15m, 1h or 7d"))?;
+    let seconds = match unit {
+        "ms" => return Ok(Duration::from_millis(value)),
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        other => return Err(format!("unknown duration unit `{other}` (use ms, s, m, h or d)")),
+    };
+    value
+        .checked_mul(seconds)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("`{text}` is too long"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7_200)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(604_800)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert!(parse_duration("1w").is_err());
+        assert!(parse_duration("abc").is_err());
+        assert!(parse_duration("99999999999999999999d").is_err());
+    }
+}

@@ -1,0 +1,128 @@
+//! Organizations and their business settings.
+
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use crate::auth::Tenant;
+use crate::db::models::{OrgRow, SettingsChanges, SettingsRow};
+use crate::db::schema::{business_settings, organizations};
+use crate::error::{AppError, AppResult};
+
+fn not_found() -> AppError {
+    AppError::NotFound("organization not found".into())
+}
+
+pub async fn get(conn: &mut AsyncPgConnection, tenant: &Tenant) -> AppResult<OrgRow> {
+    organizations::table
+        .find(tenant.org_id())
+        .select(OrgRow::as_select())
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or_else(not_found)
+}
+
+/// Whether an organization exists; used before a SUPER_ADMIN is handed another tenant.
+pub async fn exists(conn: &mut AsyncPgConnection, org_id: Uuid) -> AppResult<bool> {
+    let found: Option<Uuid> = organizations::table
+        .find(org_id)
+        .select(organizations::id)
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(found.is_some())
+}
+
+pub async fn find_by_slug(conn: &mut AsyncPgConnection, slug: &str) -> AppResult<Option<OrgRow>> {
+    Ok(organizations::table
+        .filter(organizations::slug.eq(slug))
+        .select(OrgRow::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+/// Creates an organization with default business settings.
+pub async fn create(
+    conn: &mut AsyncPgConnection,
+    slug: &str,
+    name: &str,
+    timezone: &str,
+    locale: &str,
+) -> AppResult<OrgRow> {
+    let org: OrgRow = diesel::insert_into(organizations::table)
+        .values((
+            organizations::slug.eq(slug),
+            organizations::name.eq(name),
+            organizations::timezone.eq(timezone),
+            organizations::locale.eq(locale),
+        ))
+        .returning(OrgRow::as_returning())
+        .get_result(conn)
+        .await?;
+    diesel::insert_into(business_settings::table)
+        .values(business_settings::organization_id.eq(org.id))
+        .execute(conn)
+        .await?;
+    Ok(org)
+}
+
+pub async fn settings(conn: &mut AsyncPgConnection, tenant: &Tenant) -> AppResult<SettingsRow> {
+    business_settings::table
+        .find(tenant.org_id())
+        .select(SettingsRow::as_select())
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or_else(not_found)
+}
+
+/// Locks and reads the settings row, for a read-validate-write update.
+pub async fn settings_for_update(conn: &mut AsyncPgConnection, tenant: &Tenant) -> AppResult<SettingsRow> {
+    business_settings::table
+        .find(tenant.org_id())
+        .select(SettingsRow::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or_else(not_found)
+}
+
+/// Writes new settings when the stored version is still `expected_version`; bumps the version.
+/// Returns None when another writer got there first.
+pub async fn update_settings(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    expected_version: i32,
+    changes: &SettingsChanges,
+    updated_by: Uuid,
+) -> AppResult<Option<SettingsRow>> {
+    Ok(diesel::update(
+        business_settings::table
+            .filter(business_settings::organization_id.eq(tenant.org_id()))
+            .filter(business_settings::version.eq(expected_version)),
+    )
+    .set((
+        changes,
+        business_settings::version.eq(business_settings::version + 1),
+        business_settings::updated_at.eq(diesel::dsl::now),
+        business_settings::updated_by.eq(updated_by),
+    ))
+    .returning(SettingsRow::as_returning())
+    .get_result(conn)
+    .await
+    .optional()?)
+}
+
+pub async fn set_timezone(conn: &mut AsyncPgConnection, tenant: &Tenant, timezone: &str) -> AppResult<()> {
+    diesel::update(organizations::table.find(tenant.org_id()))
+        .set((
+            organizations::timezone.eq(timezone),
+            organizations::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}

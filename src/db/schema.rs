@@ -1,0 +1,237 @@
+// @generated automatically by Diesel CLI.
+
+diesel::table! {
+    agent_skills (agent_id, skill_id) {
+        organization_id -> Uuid,
+        agent_id -> Uuid,
+        skill_id -> Uuid,
+        proficiency -> Int2,
+    }
+}
+
+diesel::table! {
+    agent_state_log (id) {
+        id -> Int8,
+        organization_id -> Uuid,
+        agent_id -> Uuid,
+        axis -> Text,
+        state -> Text,
+        reason -> Nullable<Text>,
+        started_at -> Timestamptz,
+        ended_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    agents (id) {
+        id -> Uuid,
+        organization_id -> Uuid,
+        user_id -> Nullable<Uuid>,
+        display_name -> Text,
+        extension -> Nullable<Text>,
+        team_id -> Nullable<Uuid>,
+        presence -> Text,
+        presence_reason -> Nullable<Text>,
+        routing_state -> Text,
+        state_since -> Timestamptz,
+        active -> Bool,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    audit_log (id) {
+        id -> Int8,
+        organization_id -> Nullable<Uuid>,
+        chain_seq -> Int8,
+        occurred_at -> Timestamptz,
+        actor_user_id -> Nullable<Uuid>,
+        actor_role -> Nullable<Text>,
+        action -> Text,
+        target_type -> Nullable<Text>,
+        target_id -> Nullable<Text>,
+        details -> Jsonb,
+        request_id -> Nullable<Text>,
+        prev_hash -> Nullable<Bytea>,
+        hash -> Bytea,
+    }
+}
+
+diesel::table! {
+    business_settings (organization_id) {
+        organization_id -> Uuid,
+        version -> Int4,
+        service_level_threshold_seconds -> Int4,
+        service_level_target_percent -> Float8,
+        service_level_variant -> Text,
+        short_abandon_seconds -> Int4,
+        max_abandon_rate_percent -> Float8,
+        wrap_up_limit_seconds -> Int4,
+        business_hours -> Jsonb,
+        holidays -> Array<Nullable<Date>>,
+        data_retention_days -> Int4,
+        updated_at -> Timestamptz,
+        updated_by -> Nullable<Uuid>,
+    }
+}
+
+diesel::table! {
+    campaigns (id) {
+        id -> Uuid,
+        organization_id -> Uuid,
+        name -> Text,
+        direction -> Text,
+        dial_mode -> Nullable<Text>,
+        status -> Text,
+        service_level_threshold_seconds -> Nullable<Int4>,
+        service_level_target_percent -> Nullable<Float8>,
+        max_abandon_rate_percent -> Nullable<Float8>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    coaching_sessions (id) {
+        id -> Uuid,
+        organization_id -> Uuid,
+        agent_id -> Uuid,
+        coach_user_id -> Nullable<Uuid>,
+        topic -> Text,
+        notes -> Nullable<Text>,
+        scheduled_at -> Timestamptz,
+        completed_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    dispositions (id) {
+        id -> Uuid,
+        organization_id -> Uuid,
+        code -> Text,
+        label -> Text,
+        human_answered -> Bool,
+        contact -> Bool,
+        success -> Bool,
+        callback -> Bool,
+        do_not_call -> Bool,
+        answering_machine -> Bool,
+        active -> Bool,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    interactions (id) {
+        id -> Uuid,
+        organization_id -> Uuid,
+        campaign_id -> Nullable<Uuid>,
+        agent_id -> Nullable<Uuid>,
+        external_id -> Text,
+        direction -> Text,
+        customer_number -> Nullable<Text>,
+        offered_at -> Timestamptz,
+        answered_at -> Nullable<Timestamptz>,
+        ended_at -> Nullable<Timestamptz>,
+        wrap_ended_at -> Nullable<Timestamptz>,
+        wait_ms -> Nullable<Int8>,
+        talk_ms -> Int8,
+        hold_ms -> Int8,
+        wrap_ms -> Int8,
+        outcome -> Text,
+        disposition_id -> Nullable<Uuid>,
+        answered_by -> Nullable<Text>,
+        notes -> Nullable<Text>,
+        last_event_sequence -> Nullable<Int8>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    organizations (id) {
+        id -> Uuid,
+        slug -> Text,
+        name -> Text,
+        timezone -> Text,
+        locale -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    refresh_tokens (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        family_id -> Uuid,
+        token_hash -> Bytea,
+        issued_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
+        revoked_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    skills (id) {
+        id -> Uuid,
+        organization_id -> Uuid,
+        name -> Text,
+        description -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    teams (id) {
+        id -> Uuid,
+        organization_id -> Uuid,
+        name -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> Uuid,
+        organization_id -> Uuid,
+        email -> Text,
+        display_name -> Text,
+        role -> Text,
+        password_hash -> Text,
+        active -> Bool,
+        token_version -> Int4,
+        last_login_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(agents -> organizations (organization_id));
+diesel::joinable!(audit_log -> organizations (organization_id));
+diesel::joinable!(business_settings -> organizations (organization_id));
+diesel::joinable!(campaigns -> organizations (organization_id));
+diesel::joinable!(dispositions -> organizations (organization_id));
+diesel::joinable!(interactions -> organizations (organization_id));
+diesel::joinable!(refresh_tokens -> users (user_id));
+diesel::joinable!(skills -> organizations (organization_id));
+diesel::joinable!(teams -> organizations (organization_id));
+diesel::joinable!(users -> organizations (organization_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    agent_skills,
+    agent_state_log,
+    agents,
+    audit_log,
+    business_settings,
+    campaigns,
+    coaching_sessions,
+    dispositions,
+    interactions,
+    organizations,
+    refresh_tokens,
+    skills,
+    teams,
+    users,
+);

@@ -1,0 +1,67 @@
+//! Sign-in, token refresh and sign-out. `login`, `refreshSession` and `logout` are public on
+//! purpose (they are how a caller gets or gives up credentials).
+
+use async_graphql::{Context, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+
+use crate::auth::guards::principal;
+use crate::auth::session::{self, Session};
+use crate::auth::{Role, RoleGuard};
+use crate::graphql::users::User;
+use crate::graphql::{request_id, state};
+
+#[derive(SimpleObject)]
+pub struct AuthPayload {
+    /// Bearer token for `Authorization: Bearer …` (or the WebSocket `connection_init` payload).
+    access_token: String,
+    /// Single use: `refreshSession` returns a new one. Reusing an old one ends the session.
+    refresh_token: String,
+    /// When the access token expires.
+    expires_at: DateTime<Utc>,
+    user: User,
+}
+
+impl From<Session> for AuthPayload {
+    fn from(s: Session) -> Self {
+        Self {
+            access_token: s.access_token,
+            refresh_token: s.refresh_token,
+            expires_at: s.expires_at,
+            user: User(s.user),
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct AuthMutation;
+
+#[Object]
+impl AuthMutation {
+    /// Signs in. Every failure is the same UNAUTHENTICATED "invalid email or password".
+    async fn login(&self, ctx: &Context<'_>, email: String, password: String) -> async_graphql::Result<AuthPayload> {
+        Ok(session::login(state(ctx)?, &email, &password, request_id(ctx))
+            .await?
+            .into())
+    }
+
+    /// Exchanges a refresh token for a new access token and a new refresh token.
+    async fn refresh_session(&self, ctx: &Context<'_>, refresh_token: String) -> async_graphql::Result<AuthPayload> {
+        Ok(session::refresh(state(ctx)?, &refresh_token, request_id(ctx))
+            .await?
+            .into())
+    }
+
+    /// Ends the session this refresh token belongs to. Access tokens already issued stay
+    /// valid until they expire (minutes); use `logoutEverywhere` to cut them too.
+    async fn logout(&self, ctx: &Context<'_>, refresh_token: String) -> async_graphql::Result<bool> {
+        session::logout(state(ctx)?, &refresh_token, request_id(ctx)).await?;
+        Ok(true)
+    }
+
+    /// Revokes every access and refresh token of the caller, on every device.
+    #[graphql(guard = "RoleGuard(Role::Viewer)")]
+    async fn logout_everywhere(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
+        session::logout_everywhere(state(ctx)?, principal(ctx)?, request_id(ctx)).await?;
+        Ok(true)
+    }
+}

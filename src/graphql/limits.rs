@@ -1,0 +1,90 @@
+//! Document limits that async-graphql has no setting for: document size and alias count.
+//! (Depth, complexity, recursion and directive limits are the schema builder's own.)
+
+use std::sync::Arc;
+
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
+use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
+use async_graphql::{ServerError, ServerResult, Variables};
+
+pub struct DocumentLimits {
+    pub max_aliases: usize,
+    pub max_document_bytes: usize,
+}
+
+impl ExtensionFactory for DocumentLimits {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(DocumentLimitsExtension {
+            max_aliases: self.max_aliases,
+            max_document_bytes: self.max_document_bytes,
+        })
+    }
+}
+
+struct DocumentLimitsExtension {
+    max_aliases: usize,
+    max_document_bytes: usize,
+}
+
+fn limit_error(message: String) -> ServerError {
+    let mut error = ServerError::new(message, None);
+    let mut extensions = async_graphql::ErrorExtensionValues::default();
+    extensions.set("code", "BAD_USER_INPUT");
+    error.extensions = Some(extensions);
+    error
+}
+
+#[async_trait::async_trait]
+impl Extension for DocumentLimitsExtension {
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        if query.len() > self.max_document_bytes {
+            return Err(limit_error(format!(
+                "document is {} bytes; the limit is {} bytes",
+                query.len(),
+                self.max_document_bytes
+            )));
+        }
+        let document = next.run(ctx, query, variables).await?;
+        let aliases = count_aliases(&document);
+        if aliases > self.max_aliases {
+            return Err(limit_error(format!(
+                "document uses {aliases} aliases; the limit is {}",
+                self.max_aliases
+            )));
+        }
+        Ok(document)
+    }
+}
+
+/// Aliases written in the document (operations and fragment definitions, each counted once).
+pub fn count_aliases(document: &ExecutableDocument) -> usize {
+    fn in_set(set: &SelectionSet) -> usize {
+        set.items
+            .iter()
+            .map(|item| match &item.node {
+                Selection::Field(field) => {
+                    usize::from(field.node.alias.is_some()) + in_set(&field.node.selection_set.node)
+                }
+                Selection::InlineFragment(fragment) => in_set(&fragment.node.selection_set.node),
+                Selection::FragmentSpread(_) => 0,
+            })
+            .sum()
+    }
+    let in_operations: usize = document
+        .operations
+        .iter()
+        .map(|(_, op)| in_set(&op.node.selection_set.node))
+        .sum();
+    let in_fragments: usize = document
+        .fragments
+        .values()
+        .map(|f| in_set(&f.node.selection_set.node))
+        .sum();
+    in_operations + in_fragments
+}

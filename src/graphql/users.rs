@@ -1,0 +1,176 @@
+//! `me`, `users`, and user management mutations.
+
+use async_graphql::connection::{Connection, Edge};
+use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::auth::guards::principal;
+use crate::auth::tenant::{self, parse_org_id};
+use crate::auth::{Permission, PermissionGuard, Role, RoleGuard, Tenant};
+use crate::db::models::UserRow;
+use crate::db::{self, users as user_rows};
+use crate::error::{AppError, AppResult, FieldError};
+use crate::graphql::pagination::{decode_cursor, encode_cursor, page_size};
+use crate::graphql::{request_id, settings, state, DEFAULT_PAGE_SIZE};
+use crate::management::users::{self as manage, NewUserInput};
+
+/// A person who signs in. Reached only through guarded root fields (`me`, `users`, mutations
+/// guarded ADMIN+), so its fields carry no guards of their own.
+pub struct User(pub UserRow);
+
+#[Object]
+impl User {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn organization_id(&self) -> ID {
+        ID(self.0.organization_id.to_string())
+    }
+    async fn email(&self) -> &str {
+        &self.0.email
+    }
+    async fn display_name(&self) -> &str {
+        &self.0.display_name
+    }
+    async fn role(&self) -> Role {
+        self.0.role
+    }
+    /// Inactive users cannot sign in; their tokens were revoked when they were deactivated.
+    async fn active(&self) -> bool {
+        self.0.active
+    }
+    async fn last_login_at(&self) -> Option<DateTime<Utc>> {
+        self.0.last_login_at
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct UserConnectionTotals {
+    /// Users of the organization, whatever the page.
+    total_count: i64,
+}
+
+pub type UserConnection = Connection<String, User, UserConnectionTotals>;
+
+/// Parses an id argument; a malformed one is BAD_USER_INPUT naming the argument.
+pub fn parse_id(id: &ID, argument: &str) -> AppResult<Uuid> {
+    Uuid::parse_str(id.as_str())
+        .map_err(|_| AppError::invalid_fields(vec![FieldError::new(argument, "not a valid id")]))
+}
+
+/// The organization a request acts on, from its optional `orgId` argument.
+pub async fn tenant_for(ctx: &Context<'_>, org_id: Option<&ID>) -> AppResult<Tenant> {
+    let caller = principal(ctx)?;
+    let state = state(ctx).map_err(|_| AppError::internal("application state missing from schema"))?;
+    tenant::resolve(state, caller, parse_org_id(org_id)?, request_id(ctx)).await
+}
+
+#[derive(Default)]
+pub struct UserQuery;
+
+#[Object]
+impl UserQuery {
+    /// The signed-in user.
+    #[graphql(guard = "RoleGuard(Role::Viewer)")]
+    async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<User> {
+        let caller = principal(ctx)?;
+        let mut conn = db::conn(&state(ctx)?.db).await?;
+        Ok(User(
+            user_rows::get(&mut conn, &Tenant::of(caller), caller.user_id).await?,
+        ))
+    }
+
+    /// The organization's users, oldest first. ADMIN+. `orgId` is for SUPER_ADMIN only.
+    #[graphql(
+        guard = "PermissionGuard(Permission::Administer)",
+        complexity = "usize::try_from(first.unwrap_or(DEFAULT_PAGE_SIZE).clamp(1, 1_000)).unwrap_or(1) * child_complexity"
+    )]
+    async fn users(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        org_id: Option<ID>,
+    ) -> async_graphql::Result<UserConnection> {
+        let limit = page_size(first, DEFAULT_PAGE_SIZE, settings(ctx)?.max_page_size)?;
+        let after_key = after.as_deref().map(decode_cursor).transpose()?;
+        let tenant = tenant_for(ctx, org_id.as_ref()).await?;
+        let mut conn = db::conn(&state(ctx)?.db).await?;
+        let mut rows = user_rows::page(&mut conn, &tenant, after_key, limit).await?;
+        let total_count = user_rows::count(&mut conn, &tenant).await?;
+        let has_next = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
+        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        let mut connection =
+            Connection::with_additional_fields(after.is_some(), has_next, UserConnectionTotals { total_count });
+        connection.edges.extend(
+            rows.into_iter()
+                .map(|row| Edge::new(encode_cursor(row.created_at, row.id), User(row))),
+        );
+        Ok(connection)
+    }
+}
+
+#[derive(InputObject)]
+pub struct CreateUserInput {
+    pub email: String,
+    pub display_name: String,
+    /// At most the caller's own role.
+    pub role: Role,
+    /// At least 10 characters.
+    pub password: String,
+}
+
+#[derive(Default)]
+pub struct UserMutation;
+
+#[Object]
+impl UserMutation {
+    /// Creates a user. ADMIN+; the role may not be above the caller's.
+    #[graphql(guard = "PermissionGuard(Permission::Administer)")]
+    async fn create_user(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateUserInput,
+        org_id: Option<ID>,
+    ) -> async_graphql::Result<User> {
+        let tenant = tenant_for(ctx, org_id.as_ref()).await?;
+        let input = NewUserInput {
+            email: input.email,
+            display_name: input.display_name,
+            role: input.role,
+            password: input.password,
+        };
+        let row = manage::create(state(ctx)?, principal(ctx)?, &tenant, input, request_id(ctx)).await?;
+        Ok(User(row))
+    }
+
+    /// Changes a user's role. ADMIN+; nobody grants above their own role, changes a user who
+    /// ranks above them, or demotes the organization's last active ADMIN (CONFLICT).
+    #[graphql(guard = "PermissionGuard(Permission::Administer)")]
+    async fn update_user_role(
+        &self,
+        ctx: &Context<'_>,
+        user_id: ID,
+        role: Role,
+        org_id: Option<ID>,
+    ) -> async_graphql::Result<User> {
+        let user_id = parse_id(&user_id, "userId")?;
+        let tenant = tenant_for(ctx, org_id.as_ref()).await?;
+        let row = manage::change_role(state(ctx)?, principal(ctx)?, &tenant, user_id, role, request_id(ctx)).await?;
+        Ok(User(row))
+    }
+
+    /// Deactivates a user and revokes every token they hold. ADMIN+; the last active ADMIN
+    /// cannot be deactivated (CONFLICT).
+    #[graphql(guard = "PermissionGuard(Permission::Administer)")]
+    async fn deactivate_user(&self, ctx: &Context<'_>, user_id: ID, org_id: Option<ID>) -> async_graphql::Result<User> {
+        let user_id = parse_id(&user_id, "userId")?;
+        let tenant = tenant_for(ctx, org_id.as_ref()).await?;
+        let row = manage::deactivate(state(ctx)?, principal(ctx)?, &tenant, user_id, request_id(ctx)).await?;
+        Ok(User(row))
+    }
+}

@@ -1,0 +1,60 @@
+//! The HTTP surface: GraphQL over HTTP (POST, and GET for queries) and WebSocket on
+//! `/graphql`, GraphiQL, health probes, and the middleware every request passes through
+//! (request id, tracing, body limit, timeout).
+
+pub mod graphql;
+pub mod health;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, StatusCode};
+use axum::routing::get;
+use axum::Router;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::graphql::{build_schema, OmnivoxSchema};
+use crate::state::AppState;
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct HttpState {
+    pub app: AppState,
+    pub schema: OmnivoxSchema,
+}
+
+/// The whole application as a router, so tests and examples can serve it on any listener.
+pub fn app(state: AppState) -> Router {
+    let settings = state.settings.clone();
+    let schema = build_schema(state.clone());
+    let http_state = HttpState { app: state, schema };
+    let mut router = Router::new()
+        .route("/graphql", get(graphql::get_or_websocket).post(graphql::post))
+        .route("/livez", get(health::livez))
+        .route("/readyz", get(health::readyz));
+    if settings.graphiql_enabled() {
+        router = router.route("/graphiql", get(graphql::graphiql));
+    }
+    let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
+    router.with_state(http_state).layer(DefaultBodyLimit::max(settings.max_body_bytes)).layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+            .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+                let id = request
+                    .headers()
+                    .get(REQUEST_ID_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+            }))
+            .layer(PropagateRequestIdLayer::new(request_id))
+            // Backstop only: GraphQL execution has its own, friendlier timeout.
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::SERVICE_UNAVAILABLE,
+                settings.request_timeout + std::time::Duration::from_secs(5),
+            )),
+    )
+}

@@ -1,0 +1,20 @@
+//! `omnivox`: parse the command line, start logging, run one subcommand.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use omnivox::config::Cli;
+use omnivox::{cli, telemetry};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Cli::parse();
+    telemetry::init(args.settings.log_format);
+    match cli::run(args.settings, args.command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("omnivox: {}", error.operator_message());
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! The management surface's rules: business settings and users. Each operation validates,
+//! checks the role rules of DESIGN.md §4, writes the change and its audit record in one
+//! transaction, and publishes after commit. Resolvers call these and only convert.
+
+pub mod settings;
+pub mod users;

@@ -1,0 +1,380 @@
+//! Business settings: validation and the optimistic-concurrency update.
+
+use chrono::NaiveDate;
+use diesel_async::AsyncConnection;
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{self, Actor, AuditEvent};
+use crate::auth::{Principal, Tenant};
+use crate::db::models::{OrgRow, SettingsRow};
+use crate::db::{self, orgs};
+use crate::error::{AppError, AppResult, FieldError};
+use crate::realtime::Topic;
+use crate::state::AppState;
+
+/// How service level is computed; the organization picks one, and every SL value reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, async_graphql::Enum, Serialize, Deserialize)]
+#[graphql(rename_items = "SCREAMING_SNAKE_CASE")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ServiceLevelVariant {
+    /// answered within T / (answered + abandoned − short abandoned). The default.
+    AnsweredWithinOverOfferedExcludingShortAbandons,
+    /// answered within T / answered.
+    AnsweredWithinOverAnswered,
+    /// (answered within T + abandoned within T) / (answered + abandoned).
+    AnsweredAndAbandonedWithinOverOffered,
+    /// answered within T / (answered + abandoned).
+    AnsweredWithinOverOffered,
+    /// answered within T / (answered + abandoned after T).
+    AnsweredWithinOverOfferedExcludingAbandonsWithin,
+}
+
+impl ServiceLevelVariant {
+    const ALL: [ServiceLevelVariant; 5] = [
+        ServiceLevelVariant::AnsweredWithinOverOfferedExcludingShortAbandons,
+        ServiceLevelVariant::AnsweredWithinOverAnswered,
+        ServiceLevelVariant::AnsweredAndAbandonedWithinOverOffered,
+        ServiceLevelVariant::AnsweredWithinOverOffered,
+        ServiceLevelVariant::AnsweredWithinOverOfferedExcludingAbandonsWithin,
+    ];
+
+    /// The value stored in `business_settings.service_level_variant`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AnsweredWithinOverOfferedExcludingShortAbandons => {
+                "ANSWERED_WITHIN_OVER_OFFERED_EXCLUDING_SHORT_ABANDONS"
+            }
+            Self::AnsweredWithinOverAnswered => "ANSWERED_WITHIN_OVER_ANSWERED",
+            Self::AnsweredAndAbandonedWithinOverOffered => "ANSWERED_AND_ABANDONED_WITHIN_OVER_OFFERED",
+            Self::AnsweredWithinOverOffered => "ANSWERED_WITHIN_OVER_OFFERED",
+            Self::AnsweredWithinOverOfferedExcludingAbandonsWithin => {
+                "ANSWERED_WITHIN_OVER_OFFERED_EXCLUDING_ABANDONS_WITHIN"
+            }
+        }
+    }
+
+    pub fn parse(stored: &str) -> AppResult<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == stored)
+            .ok_or_else(|| AppError::internal(format!("unknown service level variant `{stored}` in the database")))
+    }
+}
+
+/// Opening hours on one weekday (ISO: Monday = 1 … Sunday = 7), `HH:MM` in the org's zone.
+/// A weekday may have several intervals (a lunch closure); they must not overlap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BusinessHoursInterval {
+    pub weekday: i32,
+    pub open: String,
+    pub close: String,
+}
+
+/// A partial update: None leaves the setting as it is.
+#[derive(Debug, Clone, Default)]
+pub struct SettingsPatch {
+    pub timezone: Option<String>,
+    pub service_level_threshold_seconds: Option<i32>,
+    pub service_level_target_percent: Option<f64>,
+    pub service_level_variant: Option<ServiceLevelVariant>,
+    pub short_abandon_seconds: Option<i32>,
+    pub max_abandon_rate_percent: Option<f64>,
+    pub wrap_up_limit_seconds: Option<i32>,
+    pub business_hours: Option<Vec<BusinessHoursInterval>>,
+    pub holidays: Option<Vec<NaiveDate>>,
+    pub data_retention_days: Option<i32>,
+}
+
+pub const MAX_BUSINESS_HOURS_INTERVALS: usize = 28;
+pub const MAX_HOLIDAYS: usize = 400;
+
+/// Minutes since midnight of `HH:MM` (24:00 allowed as a closing time).
+fn minutes(text: &str) -> Option<u32> {
+    let (h, m) = text.split_once(':')?;
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+    match (h, m) {
+        (24, 0) => Some(1_440),
+        (0..=23, 0..=59) => Some(h * 60 + m),
+        _ => None,
+    }
+}
+
+fn check_int(errors: &mut Vec<FieldError>, field: &str, value: Option<i32>, min: i32, max: i32) {
+    if let Some(v) = value {
+        if !(min..=max).contains(&v) {
+            errors.push(FieldError::new(
+                format!("input.{field}"),
+                format!("must be between {min} and {max}"),
+            ));
+        }
+    }
+}
+
+fn check_percent(errors: &mut Vec<FieldError>, field: &str, value: Option<f64>) {
+    if let Some(v) = value {
+        if !v.is_finite() || !(0.0..=100.0).contains(&v) {
+            errors.push(FieldError::new(
+                format!("input.{field}"),
+                "must be a percentage between 0 and 100",
+            ));
+        }
+    }
+}
+
+/// Every problem of a patch, each with its field path.
+pub fn validate(patch: &SettingsPatch) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    if let Some(zone) = &patch.timezone {
+        if zone.parse::<chrono_tz::Tz>().is_err() {
+            errors.push(FieldError::new(
+                "input.timezone",
+                "not an IANA time zone name (e.g. Europe/London)",
+            ));
+        }
+    }
+    check_int(
+        &mut errors,
+        "serviceLevelThresholdSeconds",
+        patch.service_level_threshold_seconds,
+        1,
+        3_600,
+    );
+    check_percent(
+        &mut errors,
+        "serviceLevelTargetPercent",
+        patch.service_level_target_percent,
+    );
+    check_int(&mut errors, "shortAbandonSeconds", patch.short_abandon_seconds, 0, 600);
+    check_percent(&mut errors, "maxAbandonRatePercent", patch.max_abandon_rate_percent);
+    check_int(&mut errors, "wrapUpLimitSeconds", patch.wrap_up_limit_seconds, 0, 7_200);
+    check_int(&mut errors, "dataRetentionDays", patch.data_retention_days, 1, 3_650);
+    if let Some(hours) = &patch.business_hours {
+        if hours.len() > MAX_BUSINESS_HOURS_INTERVALS {
+            errors.push(FieldError::new(
+                "input.businessHours",
+                format!("at most {MAX_BUSINESS_HOURS_INTERVALS} intervals"),
+            ));
+        }
+        let mut parsed: Vec<(i32, u32, u32, usize)> = Vec::new();
+        for (i, interval) in hours.iter().enumerate() {
+            let path = format!("input.businessHours[{i}]");
+            if !(1..=7).contains(&interval.weekday) {
+                errors.push(FieldError::new(
+                    format!("{path}.weekday"),
+                    "must be 1 (Monday) to 7 (Sunday)",
+                ));
+            }
+            let open = minutes(&interval.open);
+            let close = minutes(&interval.close);
+            if open.is_none_or(|m| m >= 1_440) {
+                errors.push(FieldError::new(
+                    format!("{path}.open"),
+                    "must be a time HH:MM from 00:00 to 23:59",
+                ));
+            }
+            if close.is_none() {
+                errors.push(FieldError::new(
+                    format!("{path}.close"),
+                    "must be a time HH:MM from 00:01 to 24:00",
+                ));
+            }
+            if let (Some(o), Some(c)) = (open, close) {
+                if c <= o {
+                    errors.push(FieldError::new(format!("{path}.close"), "must be after open"));
+                } else {
+                    parsed.push((interval.weekday, o, c, i));
+                }
+            }
+        }
+        parsed.sort_unstable();
+        for pair in parsed.windows(2) {
+            let (a, b) = (pair[0], pair[1]);
+            if a.0 == b.0 && b.1 < a.2 {
+                errors.push(FieldError::new(
+                    format!("input.businessHours[{}]", b.3),
+                    format!("overlaps input.businessHours[{}] on the same weekday", a.3),
+                ));
+            }
+        }
+    }
+    if let Some(holidays) = &patch.holidays {
+        if holidays.len() > MAX_HOLIDAYS {
+            errors.push(FieldError::new(
+                "input.holidays",
+                format!("at most {MAX_HOLIDAYS} dates"),
+            ));
+        }
+    }
+    errors
+}
+
+/// The stored business hours (written only by [`update`], so always well-formed).
+pub fn business_hours(row: &SettingsRow) -> Vec<BusinessHoursInterval> {
+    serde_json::from_value(row.business_hours.clone()).unwrap_or_default()
+}
+
+pub fn holidays(row: &SettingsRow) -> Vec<NaiveDate> {
+    row.holidays.iter().flatten().copied().collect()
+}
+
+/// Applies a validated patch to the stored row, or refuses with CONFLICT when the caller's
+/// `expected_version` is stale. Audited with before and after; published after commit.
+pub async fn update(
+    state: &AppState,
+    principal: &Principal,
+    tenant: &Tenant,
+    patch: SettingsPatch,
+    expected_version: i32,
+    request_id: Option<String>,
+) -> AppResult<(OrgRow, SettingsRow)> {
+    let errors = validate(&patch);
+    if !errors.is_empty() {
+        return Err(AppError::invalid_fields(errors));
+    }
+    let mut conn = db::conn(&state.db).await?;
+    let result = conn
+        .transaction(async |conn| -> AppResult<(OrgRow, SettingsRow)> {
+            let before = orgs::settings_for_update(conn, tenant).await?;
+            let org_before = orgs::get(conn, tenant).await?;
+            if before.version != expected_version {
+                return Err(AppError::Conflict(format!(
+                    "business settings changed since version {expected_version}; the current version is {}",
+                    before.version
+                )));
+            }
+            let mut changes = before.changes();
+            if let Some(v) = patch.service_level_threshold_seconds {
+                changes.service_level_threshold_seconds = v;
+            }
+            if let Some(v) = patch.service_level_target_percent {
+                changes.service_level_target_percent = v;
+            }
+            if let Some(v) = patch.service_level_variant {
+                changes.service_level_variant = v.as_str().to_owned();
+            }
+            if let Some(v) = patch.short_abandon_seconds {
+                changes.short_abandon_seconds = v;
+            }
+            if let Some(v) = patch.max_abandon_rate_percent {
+                changes.max_abandon_rate_percent = v;
+            }
+            if let Some(v) = patch.wrap_up_limit_seconds {
+                changes.wrap_up_limit_seconds = v;
+            }
+            if let Some(v) = &patch.business_hours {
+                changes.business_hours = serde_json::to_value(v)?;
+            }
+            if let Some(v) = &patch.holidays {
+                let mut dates = v.clone();
+                dates.sort_unstable();
+                dates.dedup();
+                changes.holidays = dates.into_iter().map(Some).collect();
+            }
+            if let Some(v) = patch.data_retention_days {
+                changes.data_retention_days = v;
+            }
+            let after = orgs::update_settings(conn, tenant, expected_version, &changes, principal.user_id)
+                .await?
+                .ok_or_else(|| {
+                    AppError::Conflict("business settings changed concurrently; re-read and retry".into())
+                })?;
+            let timezone_after = patch.timezone.clone().unwrap_or_else(|| org_before.timezone.clone());
+            if timezone_after != org_before.timezone {
+                orgs::set_timezone(conn, tenant, &timezone_after).await?;
+            }
+            let mut before_json = serde_json::to_value(before.changes())?;
+            let mut after_json = serde_json::to_value(&changes)?;
+            before_json["timezone"] = org_before.timezone.clone().into();
+            after_json["timezone"] = timezone_after.into();
+            let event = AuditEvent::new(
+                Some(tenant.org_id()),
+                Some(Actor {
+                    user_id: principal.user_id,
+                    role: principal.role,
+                }),
+                "settings.update",
+            )
+            .target("business_settings", tenant.org_id())
+            .details(serde_json::json!({
+                "fromVersion": before.version,
+                "toVersion": after.version,
+                "before": before_json,
+                "after": after_json,
+            }))
+            .request_id(request_id);
+            audit::record(conn, event).await?;
+            let org_after = orgs::get(conn, tenant).await?;
+            Ok((org_after, after))
+        })
+        .await?;
+    state.bus.publish(
+        tenant.org_id(),
+        Topic::Settings,
+        serde_json::json!({ "version": result.1.version }),
+    );
+    Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn interval(weekday: i32, open: &str, close: &str) -> BusinessHoursInterval {
+        BusinessHoursInterval {
+            weekday,
+            open: open.into(),
+            close: close.into(),
+        }
+    }
+
+    #[test]
+    fn valid_patch_has_no_errors() {
+        let patch = SettingsPatch {
+            timezone: Some("America/New_York".into()),
+            service_level_threshold_seconds: Some(30),
+            business_hours: Some(vec![interval(1, "08:00", "12:00"), interval(1, "13:00", "24:00")]),
+            ..Default::default()
+        };
+        assert!(validate(&patch).is_empty());
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let patch = SettingsPatch {
+            timezone: Some("Mars/Olympus".into()),
+            service_level_threshold_seconds: Some(0),
+            service_level_target_percent: Some(f64::NAN),
+            business_hours: Some(vec![
+                interval(8, "09:00", "17:00"),
+                interval(2, "17:00", "09:00"),
+                interval(3, "09:00", "17:00"),
+                interval(3, "16:00", "18:00"),
+                interval(4, "9:00", "25:00"),
+            ]),
+            ..Default::default()
+        };
+        let fields: Vec<String> = validate(&patch).into_iter().map(|e| e.field).collect();
+        for expected in [
+            "input.timezone",
+            "input.serviceLevelThresholdSeconds",
+            "input.serviceLevelTargetPercent",
+            "input.businessHours[0].weekday",
+            "input.businessHours[1].close",
+            "input.businessHours[3]",
+            "input.businessHours[4].open",
+            "input.businessHours[4].close",
+        ] {
+            assert!(fields.iter().any(|f| f == expected), "missing {expected} in {fields:?}");
+        }
+    }
+
+    #[test]
+    fn variants_round_trip_through_storage() {
+        for v in ServiceLevelVariant::ALL {
+            assert_eq!(ServiceLevelVariant::parse(v.as_str()).ok(), Some(v));
+        }
+    }
+}

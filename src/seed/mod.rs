@@ -1,0 +1,60 @@
+//! The demo organization: idempotent, so `omnivox demo` can run on every start.
+//!
+//! Creates (or refreshes) organization `demo` with one login per role, and — once — a small
+//! contact centre with a few days of history (see [`demo_data`]).
+
+pub mod demo_data;
+
+use crate::auth::{password, Role, Tenant};
+use crate::db::{self, orgs, users};
+use crate::error::AppResult;
+use crate::state::AppState;
+
+pub const DEMO_SLUG: &str = "demo";
+pub const DEMO_NAME: &str = "Demo Contact Centre";
+pub const DEMO_TIMEZONE: &str = "Europe/London";
+
+/// The demo logins: (e-mail, display name, role).
+pub const DEMO_USERS: [(&str, &str, Role); 5] = [
+    ("superadmin@demo.example", "Sam Super", Role::SuperAdmin),
+    ("admin@demo.example", "Ada Admin", Role::Admin),
+    ("supervisor@demo.example", "Sol Supervisor", Role::Supervisor),
+    ("agent@demo.example", "Alex Agent", Role::Agent),
+    ("viewer@demo.example", "Val Viewer", Role::Viewer),
+];
+
+pub struct DemoSummary {
+    pub created_organization: bool,
+    pub logins: Vec<(String, Role)>,
+}
+
+/// Creates the demo organization if missing, and (re)sets every demo login's password, role
+/// and active flag, so the printed logins always work.
+pub async fn seed_demo(state: &AppState, password_text: &str) -> AppResult<DemoSummary> {
+    password::check_strength(password_text)
+        .map_err(|reason| crate::error::AppError::bad_input(format!("--password {reason}")))?;
+    let mut conn = db::conn(&state.db).await?;
+    let (org, created) = match orgs::find_by_slug(&mut conn, DEMO_SLUG).await? {
+        Some(org) => (org, false),
+        None => (
+            orgs::create(&mut conn, DEMO_SLUG, DEMO_NAME, DEMO_TIMEZONE, "en-GB").await?,
+            true,
+        ),
+    };
+    let tenant = Tenant::for_system(org.id);
+    let hash = password::hash(password_text.to_owned()).await?;
+    let mut logins = Vec::new();
+    let mut agent_user = None;
+    for (email, name, role) in DEMO_USERS {
+        let user = users::upsert_for_seed(&mut conn, &tenant, email, name, role, &hash).await?;
+        if role == Role::Agent {
+            agent_user = Some(user.id);
+        }
+        logins.push((email.to_owned(), role));
+    }
+    demo_data::ensure(&mut conn, &tenant, agent_user).await?;
+    Ok(DemoSummary {
+        created_organization: created,
+        logins,
+    })
+}

@@ -1,0 +1,72 @@
+//! Application state shared by every request: pools, keys, bus, configuration.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::auth::jwt::JwtKeys;
+use crate::auth::principal::UserCache;
+use crate::config::Settings;
+use crate::db::{self, DbPool};
+use crate::error::{AppError, AppResult};
+use crate::realtime::Bus;
+
+/// Cheap to clone: every field is a handle.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: DbPool,
+    pub settings: Arc<Settings>,
+    pub jwt: Arc<JwtKeys>,
+    pub user_cache: Arc<UserCache>,
+    pub bus: Bus,
+    /// Present when `REDIS_URL` is set.
+    pub redis: Option<redis::Client>,
+}
+
+impl AppState {
+    /// Builds the state from settings. Does not touch the database (see [`db::run_migrations`]).
+    pub fn new(settings: Settings) -> AppResult<Self> {
+        let (jwt, generated) = JwtKeys::from_settings(&settings)?;
+        if generated {
+            tracing::warn!(
+                "OMNIVOX_JWT_SECRET is not set: using a random secret for this process only. \
+                 Tokens will not survive a restart nor work across instances. Set it in production."
+            );
+        }
+        let pool = db::build_pool(
+            &settings.database_url,
+            settings.db_pool_size,
+            settings.db_wait_timeout,
+            settings.db_statement_timeout,
+        )?;
+        let redis = settings
+            .redis_url
+            .as_deref()
+            .map(redis::Client::open)
+            .transpose()
+            .map_err(|_| AppError::bad_input("REDIS_URL is not a valid Redis URL"))?;
+        if redis.is_none() {
+            tracing::info!("REDIS_URL is not set: events use the in-process bus (single instance only)");
+        }
+        Ok(Self {
+            db: pool,
+            settings: Arc::new(settings),
+            jwt: Arc::new(jwt),
+            user_cache: Arc::new(UserCache::default()),
+            bus: Bus::in_process(),
+            redis,
+        })
+    }
+
+    /// Redis health: None when not configured, else whether it answered PING within a second.
+    pub async fn redis_ready(&self) -> Option<bool> {
+        let client = self.redis.as_ref()?;
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(1)));
+        let ok = match client.get_multiplexed_async_connection_with_config(&config).await {
+            Ok(mut conn) => redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok(),
+            Err(_) => false,
+        };
+        Some(ok)
+    }
+}
