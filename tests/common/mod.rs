@@ -1,0 +1,353 @@
+//! The test harness: every test gets its own PostgreSQL database, cloned from a migrated
+//! template, and its own Redis key/channel prefix, so the whole suite runs in parallel against
+//! the real services. Helpers start the app on a random port and speak GraphQL over HTTP and
+//! WebSocket like a client would.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use futures_util::{SinkExt, StreamExt};
+use omnivox::auth::{password, Role, Tenant};
+use omnivox::config::Settings;
+use omnivox::db::{self, orgs, users};
+use omnivox::state::AppState;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tokio::sync::OnceCell;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+use uuid::Uuid;
+
+pub const PG_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
+pub const TEST_PASSWORD: &str = "correct-horse-battery";
+pub const TEST_JWT_SECRET: &str = "test-secret-that-is-at-least-32-bytes-long!";
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+pub fn pg_url(database: &str) -> String {
+    format!("{PG_SERVER}/{database}")
+}
+
+/// The template's name carries a hash of the migrations, so a changed migration builds a new one.
+fn template_name() -> String {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let mut entries: Vec<_> = walk(&dir);
+    entries.sort();
+    let mut hasher = Sha256::new();
+    for path in entries {
+        hasher.update(path.to_string_lossy().as_bytes());
+        hasher.update(std::fs::read(&path).unwrap());
+    }
+    format!("omnivox_tpl_{}", &hex::encode(hasher.finalize())[..16])
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[derive(diesel::QueryableByName)]
+struct Exists {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    exists: bool,
+}
+
+async fn database_exists(conn: &mut AsyncPgConnection, name: &str) -> bool {
+    let row: Exists = diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists")
+        .bind::<diesel::sql_types::Text, _>(name)
+        .get_result(conn)
+        .await
+        .unwrap();
+    row.exists
+}
+
+/// Builds the migrated template once per migrations hash, across processes (advisory lock).
+async fn ensure_template() -> String {
+    static TEMPLATE: OnceCell<String> = OnceCell::const_new();
+    TEMPLATE
+        .get_or_init(|| async {
+            let name = template_name();
+            let mut admin = AsyncPgConnection::establish(&pg_url("postgres")).await.unwrap();
+            admin.batch_execute("SELECT pg_advisory_lock(727274)").await.unwrap();
+            if !database_exists(&mut admin, &name).await {
+                let building = format!("{name}_building");
+                admin.batch_execute(&format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)")).await.unwrap();
+                admin.batch_execute(&format!("CREATE DATABASE {building}")).await.unwrap();
+                db::run_migrations(&pg_url(&building)).await.unwrap();
+                admin.batch_execute(&format!("ALTER DATABASE {building} RENAME TO {name}")).await.unwrap();
+            }
+            admin.batch_execute("SELECT pg_advisory_unlock(727274)").await.unwrap();
+            name
+        })
+        .await
+        .clone()
+}
+
+/// A fresh, migrated database for one test; dropped when the guard is dropped.
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    pub async fn new() -> Self {
+        let template = ensure_template().await;
+        let name = format!("omnivox_t_{}", Uuid::new_v4().simple());
+        let mut admin = AsyncPgConnection::establish(&pg_url("postgres")).await.unwrap();
+        let mut attempt = 0;
+        loop {
+            match admin.batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}")).await {
+                Ok(()) => break,
+                // Two clones of one template at the same instant collide; try again shortly.
+                Err(e) if attempt < 50 && e.to_string().contains("being accessed by other users") => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(20 + 10 * attempt)).await;
+                }
+                Err(e) => panic!("cloning the template database: {e}"),
+            }
+        }
+        Self { url: pg_url(&name), name }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs outside async context: use a throwaway runtime on its own thread.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                if let Ok(mut admin) = AsyncPgConnection::establish(&pg_url("postgres")).await {
+                    let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Settings for a test instance: known JWT secret, its own database, defaults otherwise.
+pub fn test_settings(database_url: &str) -> Settings {
+    let mut settings = Settings::for_database(database_url);
+    settings.jwt_secret = Some(TEST_JWT_SECRET.to_owned());
+    settings.bind = "127.0.0.1:0".parse().unwrap();
+    settings
+}
+
+/// The password hash every test user shares (argon2 is slow on purpose; hash it once).
+async fn shared_password_hash() -> String {
+    static HASH: OnceCell<String> = OnceCell::const_new();
+    HASH.get_or_init(|| async { password::hash(TEST_PASSWORD.to_owned()).await.unwrap() }).await.clone()
+}
+
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: Uuid,
+    pub email: String,
+    pub role: Role,
+}
+
+/// An organization with one user per role.
+#[derive(Debug, Clone)]
+pub struct TestOrg {
+    pub id: Uuid,
+    pub slug: String,
+    pub users: HashMap<Role, TestUser>,
+}
+
+impl TestOrg {
+    pub fn user(&self, role: Role) -> &TestUser {
+        &self.users[&role]
+    }
+}
+
+/// A running app on a random port, with its own database.
+pub struct TestApp {
+    pub state: AppState,
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    pub redis_prefix: String,
+    server: tokio::task::JoinHandle<()>,
+    pub database: TestDatabase,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+#[derive(Debug)]
+pub struct GqlResponse {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl GqlResponse {
+    pub fn data(&self) -> &Value {
+        &self.body["data"]
+    }
+    /// The `extensions.code` of the first error, if any.
+    pub fn error_code(&self) -> Option<&str> {
+        self.body["errors"][0]["extensions"]["code"].as_str()
+    }
+    pub fn error_message(&self) -> Option<&str> {
+        self.body["errors"][0]["message"].as_str()
+    }
+    #[track_caller]
+    pub fn ok(&self) -> &Value {
+        assert!(self.body.get("errors").is_none(), "unexpected errors: {}", self.body);
+        &self.body["data"]
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Starts the app with adjusted settings.
+    pub async fn spawn_with(adjust: impl FnOnce(&mut Settings)) -> Self {
+        let database = TestDatabase::new().await;
+        let mut settings = test_settings(&database.url);
+        adjust(&mut settings);
+        let state = AppState::new(settings).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = omnivox::http::app(state.clone());
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router).await.unwrap();
+        });
+        Self {
+            state,
+            addr,
+            http: reqwest::Client::new(),
+            redis_prefix: format!("omnivox-test:{}:", Uuid::new_v4().simple()),
+            server,
+            database,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Creates an organization with one user per role (`<role>@<slug>.test`).
+    pub async fn create_org(&self, slug: &str) -> TestOrg {
+        let mut conn = db::conn(&self.state.db).await.unwrap();
+        let org = orgs::create(&mut conn, slug, &format!("Org {slug}"), "Europe/London", "en-GB").await.unwrap();
+        let tenant = Tenant::for_system(org.id);
+        let hash = shared_password_hash().await;
+        let mut map = HashMap::new();
+        for role in Role::ALL {
+            let email = format!("{}@{slug}.test", role.as_str().to_lowercase().replace('_', "-"));
+            let user = users::upsert_for_seed(&mut conn, &tenant, &email, &format!("{role} of {slug}"), role, &hash)
+                .await
+                .unwrap();
+            map.insert(role, TestUser { id: user.id, email, role });
+        }
+        TestOrg { id: org.id, slug: slug.to_owned(), users: map }
+    }
+
+    /// POSTs a GraphQL request, with a bearer token when given.
+    pub async fn gql(&self, token: Option<&str>, query: &str, variables: Value) -> GqlResponse {
+        let mut request = self
+            .http
+            .post(self.url("/graphql"))
+            .header("accept", "application/graphql-response+json")
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(Value::Null);
+        GqlResponse { status, body }
+    }
+
+    /// Logs in; returns (access token, refresh token).
+    pub async fn login(&self, email: &str) -> (String, String) {
+        let response = self
+            .gql(
+                None,
+                "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken refreshToken } }",
+                json!({ "e": email, "p": TEST_PASSWORD }),
+            )
+            .await;
+        let login = &response.ok()["login"];
+        (login["accessToken"].as_str().unwrap().to_owned(), login["refreshToken"].as_str().unwrap().to_owned())
+    }
+
+    pub async fn token(&self, org: &TestOrg, role: Role) -> String {
+        self.login(&org.user(role).email).await.0
+    }
+
+    /// Opens a WebSocket on /graphql with the given subprotocol.
+    pub async fn ws(&self, protocol: &str) -> WsClient {
+        let mut request = format!("ws://{}/graphql", self.addr).into_client_request().unwrap();
+        request.headers_mut().insert("sec-websocket-protocol", protocol.parse().unwrap());
+        let (stream, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        WsClient { stream }
+    }
+}
+
+pub struct WsClient {
+    stream: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+}
+
+/// What the server did next on a socket.
+#[derive(Debug)]
+pub enum WsEvent {
+    Json(Value),
+    Closed(Option<u16>),
+    Timeout,
+}
+
+impl WsClient {
+    pub async fn send(&mut self, message: Value) {
+        self.stream.send(Message::text(message.to_string())).await.unwrap();
+    }
+
+    pub async fn send_raw(&mut self, text: &str) {
+        self.stream.send(Message::text(text.to_owned())).await.unwrap();
+    }
+
+    /// The next JSON message or close, skipping pings; gives up after `wait`.
+    pub async fn next(&mut self, wait: Duration) -> WsEvent {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.next()).await {
+                Err(_) => return WsEvent::Timeout,
+                Ok(None) => return WsEvent::Closed(None),
+                Ok(Some(Err(_))) => return WsEvent::Closed(None),
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    let value: Value = serde_json::from_str(&text).unwrap();
+                    if value["type"] == "ping" || value["type"] == "ka" {
+                        continue;
+                    }
+                    return WsEvent::Json(value);
+                }
+                Ok(Some(Ok(Message::Close(frame)))) => return WsEvent::Closed(frame.map(|f| u16::from(f.code))),
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+
+    pub async fn expect_json(&mut self) -> Value {
+        match self.next(Duration::from_secs(5)).await {
+            WsEvent::Json(value) => value,
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+}
