@@ -3,6 +3,7 @@
 //! Tenant data is only reachable through functions that take a [`crate::auth::Tenant`], the
 //! one handle that names an organization the caller may act on (see `auth::tenant`).
 
+pub mod contact_centre;
 pub mod models;
 pub mod orgs;
 pub mod schema;
@@ -25,6 +26,11 @@ pub type DbConn = Object<AsyncPgConnection>;
 
 /// The migrations compiled into the binary, so `omnivox serve` can bring any database up to date.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// How many migrations the binary carries.
+pub fn migration_count() -> usize {
+    diesel::migration::MigrationSource::<diesel::pg::Pg>::migrations(&MIGRATIONS).map_or(0, |m| m.len())
+}
 
 /// Builds the pool. Every connection gets a `statement_timeout`, and waiting for a connection is
 /// bounded, so an exhausted pool answers UNAVAILABLE instead of hanging the request.

@@ -23,12 +23,15 @@ pub struct RequestContext {
 }
 
 #[derive(MergedObject, Default)]
+#[graphql(name = "Query")]
 pub struct QueryRoot(users::UserQuery, org::OrgQuery);
 
 #[derive(MergedObject, Default)]
+#[graphql(name = "Mutation")]
 pub struct MutationRoot(auth::AuthMutation, users::UserMutation, org::OrgMutation);
 
 #[derive(MergedSubscription, Default)]
+#[graphql(name = "Subscription")]
 pub struct SubscriptionRoot(org::OrgSubscription);
 
 pub type OmnivoxSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;

@@ -1,0 +1,179 @@
+//! The role × operation matrix, derived from the schema: every root field is either listed
+//! here with the lowest role that may call it, or listed as public on purpose. A new root
+//! field that is in neither list fails `every_root_field_is_guarded_or_public`.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::{TestApp, TestOrg};
+use omnivox::auth::{session, Role};
+use omnivox::db::{self, users};
+use serde_json::{json, Value};
+
+/// Root fields that answer without credentials, on purpose: they are how credentials are
+/// obtained or given up.
+const PUBLIC: &[&str] = &["Mutation.login", "Mutation.refreshSession", "Mutation.logout"];
+
+struct Operation {
+    field: &'static str,
+    lowest_role: Role,
+    query: &'static str,
+    variables: fn(&TestOrg, Role) -> Value,
+}
+
+fn no_vars(_: &TestOrg, _: Role) -> Value {
+    json!({})
+}
+
+fn operations() -> Vec<Operation> {
+    vec![
+        Operation { field: "Query.me", lowest_role: Role::Viewer, query: "{ me { id } }", variables: no_vars },
+        Operation {
+            field: "Query.organization",
+            lowest_role: Role::Viewer,
+            query: "{ organization { id businessSettings { version } } }",
+            variables: no_vars,
+        },
+        Operation {
+            field: "Query.users",
+            lowest_role: Role::Admin,
+            query: "{ users(first: 5) { totalCount edges { node { id } } } }",
+            variables: no_vars,
+        },
+        Operation {
+            field: "Mutation.logoutEverywhere",
+            lowest_role: Role::Viewer,
+            query: "mutation { logoutEverywhere }",
+            variables: no_vars,
+        },
+        Operation {
+            field: "Mutation.createUser",
+            lowest_role: Role::Admin,
+            query: "mutation($i: CreateUserInput!) { createUser(input: $i) { id } }",
+            variables: |org, caller| {
+                json!({ "i": {
+                    "email": format!("new-by-{}@{}.test", caller.as_str().to_lowercase(), org.slug),
+                    "displayName": "New Person", "role": "VIEWER", "password": "a-long-enough-password" } })
+            },
+        },
+        Operation {
+            field: "Mutation.updateUserRole",
+            lowest_role: Role::Admin,
+            query: "mutation($u: ID!) { updateUserRole(userId: $u, role: VIEWER) { id } }",
+            variables: |org, _| json!({ "u": org.user(Role::Viewer).id }),
+        },
+        Operation {
+            field: "Mutation.deactivateUser",
+            lowest_role: Role::Admin,
+            // An unknown id: callers that pass the guard get NOT_FOUND, nothing is changed.
+            query: "mutation($u: ID!) { deactivateUser(userId: $u) { id } }",
+            variables: |_, _| json!({ "u": uuid::Uuid::new_v4() }),
+        },
+        Operation {
+            field: "Mutation.updateBusinessSettings",
+            lowest_role: Role::Admin,
+            // A stale version: callers that pass the guard get CONFLICT, nothing is changed.
+            query: "mutation { updateBusinessSettings(input: {}, expectedVersion: 999) { version } }",
+            variables: no_vars,
+        },
+        Operation {
+            field: "Subscription.businessSettingsChanged",
+            lowest_role: Role::Viewer,
+            query: "",
+            variables: no_vars,
+        },
+    ]
+}
+
+/// Root fields of the exported SDL, as `Type.field`.
+fn root_fields(sdl: &str) -> BTreeSet<String> {
+    let mut fields = BTreeSet::new();
+    let mut current: Option<&str> = None;
+    let mut in_description = false;
+    for line in sdl.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with("\"\"\"") {
+            let single_line = trimmed.len() > 3 && trimmed.ends_with("\"\"\"");
+            if !single_line {
+                in_description = !in_description;
+            }
+            continue;
+        }
+        if in_description {
+            continue;
+        }
+        if let Some(rest) = trimmed.strip_prefix("type ") {
+            let name = rest.split_whitespace().next().unwrap_or("");
+            current = ["Query", "Mutation", "Subscription"].into_iter().find(|root| *root == name);
+            continue;
+        }
+        if trimmed == "}" {
+            current = None;
+            continue;
+        }
+        if let Some(root) = current {
+            let name: String = trimmed.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+            if !name.is_empty() {
+                fields.insert(format!("{root}.{name}"));
+            }
+        }
+    }
+    fields
+}
+
+#[test]
+fn every_root_field_is_guarded_or_public() {
+    let in_schema = root_fields(&omnivox::graphql::sdl());
+    let mut listed: BTreeSet<String> = operations().iter().map(|o| o.field.to_owned()).collect();
+    listed.extend(PUBLIC.iter().map(|s| (*s).to_owned()));
+    assert!(in_schema.len() >= 10, "parsed too few root fields: {in_schema:?}");
+    assert_eq!(in_schema, listed, "root fields and the role matrix disagree");
+}
+
+async fn token_for(app: &TestApp, email: &str) -> String {
+    let mut conn = db::conn(&app.state.db).await.unwrap();
+    let user = users::find_by_email(&mut conn, email).await.unwrap().unwrap();
+    session::access_token(&app.state, &user, Duration::from_secs(600)).unwrap().0
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn role_matrix_of_queries_and_mutations() {
+    let app = TestApp::spawn().await;
+    let org = app.create_org("matrix").await;
+    // A second admin keeps "last admin" rules out of the way of the matrix.
+    for op in operations().iter().filter(|o| !o.field.starts_with("Subscription.")) {
+        let anonymous = app.gql(None, op.query, (op.variables)(&org, Role::Viewer)).await;
+        assert_eq!(anonymous.error_code(), Some("UNAUTHENTICATED"), "{} without a token", op.field);
+        for role in Role::ALL {
+            // Fresh token per call: `logoutEverywhere` revokes the caller's tokens.
+            let token = token_for(&app, &org.user(role).email).await;
+            let response = app.gql(Some(&token), op.query, (op.variables)(&org, role)).await;
+            let code = response.error_code();
+            if role >= op.lowest_role {
+                assert!(
+                    !matches!(code, Some("FORBIDDEN" | "UNAUTHENTICATED")),
+                    "{} as {role} should pass its guard, got {}",
+                    op.field,
+                    response.body
+                );
+            } else {
+                assert_eq!(code, Some("FORBIDDEN"), "{} as {role}: {}", op.field, response.body);
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn subscription_guard_refuses_without_credentials() {
+    // The WebSocket refuses a connection_init without a valid token before any subscription.
+    let app = TestApp::spawn().await;
+    let mut ws = app.ws("graphql-transport-ws").await;
+    ws.send(json!({ "type": "connection_init", "payload": { "token": "forged" } })).await;
+    match ws.next(Duration::from_secs(5)).await {
+        common::WsEvent::Closed(_) => {}
+        common::WsEvent::Json(message) => assert_ne!(message["type"], "connection_ack", "forged token acknowledged"),
+        common::WsEvent::Timeout => panic!("no answer to a forged connection_init"),
+    }
+}
