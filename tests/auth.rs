@@ -1,4 +1,5 @@
 //! Login, refresh-token rotation, reuse detection and logout, through GraphQL over HTTP.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 mod common;
 
@@ -35,9 +36,13 @@ async fn wrong_password_unknown_email_and_inactive_user_fail_alike_and_are_audit
     let org = app.create_org("acme").await;
     let admin = app.token(&org, Role::Admin).await;
     let agent = org.user(Role::Agent);
-    app.gql(Some(&admin), "mutation($id: ID!) { deactivateUser(userId: $id) { active } }", json!({ "id": agent.id }))
-        .await
-        .ok();
+    app.gql(
+        Some(&admin),
+        "mutation($id: ID!) { deactivateUser(userId: $id) { active } }",
+        json!({ "id": agent.id }),
+    )
+    .await
+    .ok();
     let login = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }";
     let mut messages = Vec::new();
     for (email, password) in [
@@ -50,15 +55,26 @@ async fn wrong_password_unknown_email_and_inactive_user_fail_alike_and_are_audit
         assert!(response.data().is_null() || response.data()["login"].is_null());
         messages.push(response.error_message().map(str::to_owned));
     }
-    assert!(messages.windows(2).all(|w| w[0] == w[1]), "failure messages differ: {messages:?}");
+    assert!(
+        messages.windows(2).all(|w| w[0] == w[1]),
+        "failure messages differ: {messages:?}"
+    );
 
     let mut conn = omnivox::db::conn(&app.state.db).await.unwrap();
     let org_chain = omnivox::audit::recent(&mut conn, Some(org.id), 50).await.unwrap();
     let failed_in_org = org_chain.iter().filter(|r| r.action == "auth.login_failed").count();
-    assert_eq!(failed_in_org, 2, "wrong password and inactive user are audited in the org chain");
+    assert_eq!(
+        failed_in_org, 2,
+        "wrong password and inactive user are audited in the org chain"
+    );
     let platform = omnivox::audit::recent(&mut conn, None, 50).await.unwrap();
-    assert!(platform.iter().any(|r| r.action == "auth.login_failed" && r.details["email"] == "nobody@acme.test"));
-    assert!(omnivox::audit::verify_chain(&mut conn, Some(org.id)).await.unwrap().intact());
+    assert!(platform
+        .iter()
+        .any(|r| r.action == "auth.login_failed" && r.details["email"] == "nobody@acme.test"));
+    assert!(omnivox::audit::verify_chain(&mut conn, Some(org.id))
+        .await
+        .unwrap()
+        .intact());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -68,10 +84,19 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
     let (_, first_refresh) = app.login(&org.user(Role::Supervisor).email).await;
 
     let rotated = app.gql(None, REFRESH, json!({ "t": first_refresh })).await;
-    let second_refresh = rotated.ok()["refreshSession"]["refreshToken"].as_str().unwrap().to_owned();
-    let access = rotated.ok()["refreshSession"]["accessToken"].as_str().unwrap().to_owned();
+    let second_refresh = rotated.ok()["refreshSession"]["refreshToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let access = rotated.ok()["refreshSession"]["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_ne!(second_refresh, first_refresh);
-    assert_eq!(app.gql(Some(&access), ME, json!({})).await.ok()["me"]["role"], "SUPERVISOR");
+    assert_eq!(
+        app.gql(Some(&access), ME, json!({})).await.ok()["me"]["role"],
+        "SUPERVISOR"
+    );
 
     // The first token was used: presenting it again is theft or replay.
     let reuse = app.gql(None, REFRESH, json!({ "t": first_refresh })).await;
@@ -90,10 +115,8 @@ async fn concurrent_refreshes_with_one_token_yield_at_most_one_session() {
     let app = TestApp::spawn().await;
     let org = app.create_org("acme").await;
     let (_, refresh) = app.login(&org.user(Role::Agent).email).await;
-    let attempts = futures_util::future::join_all(
-        (0..4).map(|_| app.gql(None, REFRESH, json!({ "t": refresh.clone() }))),
-    )
-    .await;
+    let attempts =
+        futures_util::future::join_all((0..4).map(|_| app.gql(None, REFRESH, json!({ "t": refresh.clone() })))).await;
     let successes = attempts.iter().filter(|r| r.body.get("errors").is_none()).count();
     assert!(successes <= 1, "{successes} refreshes succeeded with one token");
 }
@@ -103,7 +126,13 @@ async fn logout_ends_the_refresh_family() {
     let app = TestApp::spawn().await;
     let org = app.create_org("acme").await;
     let (_, refresh) = app.login(&org.user(Role::Viewer).email).await;
-    let out = app.gql(None, "mutation($t: String!) { logout(refreshToken: $t) }", json!({ "t": refresh })).await;
+    let out = app
+        .gql(
+            None,
+            "mutation($t: String!) { logout(refreshToken: $t) }",
+            json!({ "t": refresh }),
+        )
+        .await;
     assert_eq!(out.ok()["logout"], true);
     let again = app.gql(None, REFRESH, json!({ "t": refresh })).await;
     assert_eq!(again.error_code(), Some("UNAUTHENTICATED"));
@@ -115,11 +144,22 @@ async fn logout_everywhere_revokes_access_tokens_at_once() {
     let org = app.create_org("acme").await;
     let (access, refresh) = app.login(&org.user(Role::Agent).email).await;
     let (other_device, _) = app.login(&org.user(Role::Agent).email).await;
-    assert_eq!(app.gql(Some(&access), "mutation { logoutEverywhere }", json!({})).await.ok()["logoutEverywhere"], true);
+    assert_eq!(
+        app.gql(Some(&access), "mutation { logoutEverywhere }", json!({}))
+            .await
+            .ok()["logoutEverywhere"],
+        true
+    );
     for token in [&access, &other_device] {
-        assert_eq!(app.gql(Some(token), ME, json!({})).await.error_code(), Some("UNAUTHENTICATED"));
+        assert_eq!(
+            app.gql(Some(token), ME, json!({})).await.error_code(),
+            Some("UNAUTHENTICATED")
+        );
     }
-    assert_eq!(app.gql(None, REFRESH, json!({ "t": refresh })).await.error_code(), Some("UNAUTHENTICATED"));
+    assert_eq!(
+        app.gql(None, REFRESH, json!({ "t": refresh })).await.error_code(),
+        Some("UNAUTHENTICATED")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,5 +1,6 @@
 //! Every migration's down.sql works: up → down (all the way) → up on a fresh database, and
 //! the database constraints that protect the data hold.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 mod common;
 
@@ -20,7 +21,10 @@ async fn tables(url: &str) -> Vec<String> {
     .load(&mut conn)
     .await
     .unwrap();
-    rows.into_iter().map(|r| r.name).filter(|n| n != "__diesel_schema_migrations").collect()
+    rows.into_iter()
+        .map(|r| r.name)
+        .filter(|n| n != "__diesel_schema_migrations")
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -33,7 +37,11 @@ async fn up_down_up() {
     for _ in 0..count {
         omnivox::db::revert_last_migration(&db.url).await.unwrap();
     }
-    assert_eq!(tables(&db.url).await, Vec::<String>::new(), "down.sql left tables behind");
+    assert_eq!(
+        tables(&db.url).await,
+        Vec::<String>::new(),
+        "down.sql left tables behind"
+    );
     let applied = omnivox::db::run_migrations(&db.url).await.unwrap();
     assert_eq!(applied.len(), count);
     assert_eq!(tables(&db.url).await, migrated);
@@ -48,7 +56,11 @@ async fn audit_log_refuses_update_delete_and_truncate() {
     )
     .await
     .unwrap();
-    for statement in ["UPDATE audit_log SET action = 'x'", "DELETE FROM audit_log", "TRUNCATE audit_log"] {
+    for statement in [
+        "UPDATE audit_log SET action = 'x'",
+        "DELETE FROM audit_log",
+        "TRUNCATE audit_log",
+    ] {
         let error = conn.batch_execute(statement).await.expect_err(statement);
         assert!(error.to_string().contains("append-only"), "{statement}: {error}");
     }

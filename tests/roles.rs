@@ -1,6 +1,7 @@
 //! The role × operation matrix, derived from the schema: every root field is either listed
 //! here with the lowest role that may call it, or listed as public on purpose. A new root
 //! field that is in neither list fails `every_root_field_is_guarded_or_public`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 mod common;
 
@@ -29,7 +30,12 @@ fn no_vars(_: &TestOrg, _: Role) -> Value {
 
 fn operations() -> Vec<Operation> {
     vec![
-        Operation { field: "Query.me", lowest_role: Role::Viewer, query: "{ me { id } }", variables: no_vars },
+        Operation {
+            field: "Query.me",
+            lowest_role: Role::Viewer,
+            query: "{ me { id } }",
+            variables: no_vars,
+        },
         Operation {
             field: "Query.organization",
             lowest_role: Role::Viewer,
@@ -106,7 +112,9 @@ fn root_fields(sdl: &str) -> BTreeSet<String> {
         }
         if let Some(rest) = trimmed.strip_prefix("type ") {
             let name = rest.split_whitespace().next().unwrap_or("");
-            current = ["Query", "Mutation", "Subscription"].into_iter().find(|root| *root == name);
+            current = ["Query", "Mutation", "Subscription"]
+                .into_iter()
+                .find(|root| *root == name);
             continue;
         }
         if trimmed == "}" {
@@ -114,7 +122,10 @@ fn root_fields(sdl: &str) -> BTreeSet<String> {
             continue;
         }
         if let Some(root) = current {
-            let name: String = trimmed.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+            let name: String = trimmed
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
             if !name.is_empty() {
                 fields.insert(format!("{root}.{name}"));
             }
@@ -135,7 +146,9 @@ fn every_root_field_is_guarded_or_public() {
 async fn token_for(app: &TestApp, email: &str) -> String {
     let mut conn = db::conn(&app.state.db).await.unwrap();
     let user = users::find_by_email(&mut conn, email).await.unwrap().unwrap();
-    session::access_token(&app.state, &user, Duration::from_secs(600)).unwrap().0
+    session::access_token(&app.state, &user, Duration::from_secs(600))
+        .unwrap()
+        .0
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -145,7 +158,12 @@ async fn role_matrix_of_queries_and_mutations() {
     // A second admin keeps "last admin" rules out of the way of the matrix.
     for op in operations().iter().filter(|o| !o.field.starts_with("Subscription.")) {
         let anonymous = app.gql(None, op.query, (op.variables)(&org, Role::Viewer)).await;
-        assert_eq!(anonymous.error_code(), Some("UNAUTHENTICATED"), "{} without a token", op.field);
+        assert_eq!(
+            anonymous.error_code(),
+            Some("UNAUTHENTICATED"),
+            "{} without a token",
+            op.field
+        );
         for role in Role::ALL {
             // Fresh token per call: `logoutEverywhere` revokes the caller's tokens.
             let token = token_for(&app, &org.user(role).email).await;
@@ -170,7 +188,8 @@ async fn subscription_guard_refuses_without_credentials() {
     // The WebSocket refuses a connection_init without a valid token before any subscription.
     let app = TestApp::spawn().await;
     let mut ws = app.ws("graphql-transport-ws").await;
-    ws.send(json!({ "type": "connection_init", "payload": { "token": "forged" } })).await;
+    ws.send(json!({ "type": "connection_init", "payload": { "token": "forged" } }))
+        .await;
     match ws.next(Duration::from_secs(5)).await {
         common::WsEvent::Closed(_) => {}
         common::WsEvent::Json(message) => assert_ne!(message["type"], "connection_ack", "forged token acknowledged"),

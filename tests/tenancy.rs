@@ -1,5 +1,6 @@
 //! Tenant isolation: another organization's ids answer NOT_FOUND, never FORBIDDEN, and change
 //! nothing; only a SUPER_ADMIN reaches another tenant, through an explicit `orgId`, audited.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 mod common;
 
@@ -15,9 +16,21 @@ async fn another_tenants_ids_are_not_found_and_untouched() {
     let admin_a = app.token(&a, Role::Admin).await;
     let victim = b.user(Role::Supervisor);
 
-    let org = app.gql(Some(&admin_a), "query($o: ID) { organization(orgId: $o) { id } }", json!({ "o": b.id })).await;
+    let org = app
+        .gql(
+            Some(&admin_a),
+            "query($o: ID) { organization(orgId: $o) { id } }",
+            json!({ "o": b.id }),
+        )
+        .await;
     assert_eq!(org.error_code(), Some("NOT_FOUND"));
-    let list = app.gql(Some(&admin_a), "query($o: ID) { users(orgId: $o) { totalCount } }", json!({ "o": b.id })).await;
+    let list = app
+        .gql(
+            Some(&admin_a),
+            "query($o: ID) { users(orgId: $o) { totalCount } }",
+            json!({ "o": b.id }),
+        )
+        .await;
     assert_eq!(list.error_code(), Some("NOT_FOUND"));
     let role = app
         .gql(
@@ -27,8 +40,13 @@ async fn another_tenants_ids_are_not_found_and_untouched() {
         )
         .await;
     assert_eq!(role.error_code(), Some("NOT_FOUND"));
-    let deactivate =
-        app.gql(Some(&admin_a), "mutation($u: ID!) { deactivateUser(userId: $u) { id } }", json!({ "u": victim.id })).await;
+    let deactivate = app
+        .gql(
+            Some(&admin_a),
+            "mutation($u: ID!) { deactivateUser(userId: $u) { id } }",
+            json!({ "u": victim.id }),
+        )
+        .await;
     assert_eq!(deactivate.error_code(), Some("NOT_FOUND"));
     let create = app
         .gql(
@@ -47,7 +65,9 @@ async fn another_tenants_ids_are_not_found_and_untouched() {
         .await;
     assert_eq!(settings.error_code(), Some("NOT_FOUND"));
     // A malformed orgId is as unknown as a foreign one.
-    let garbage = app.gql(Some(&admin_a), "{ organization(orgId: \"nope\") { id } }", json!({})).await;
+    let garbage = app
+        .gql(Some(&admin_a), "{ organization(orgId: \"nope\") { id } }", json!({}))
+        .await;
     assert_eq!(garbage.error_code(), Some("NOT_FOUND"));
 
     // Nothing in bravo changed.
@@ -55,13 +75,28 @@ async fn another_tenants_ids_are_not_found_and_untouched() {
     let seen = app.gql(Some(&admin_b), "{ users(first: 10) { totalCount edges { node { email role active } } } organization { businessSettings { version shortAbandonSeconds } } }", json!({})).await;
     let data = seen.ok();
     assert_eq!(data["users"]["totalCount"], 5);
-    let supervisor = data["users"]["edges"].as_array().unwrap().iter().find(|e| e["node"]["email"] == victim.email.as_str()).unwrap();
+    let supervisor = data["users"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["node"]["email"] == victim.email.as_str())
+        .unwrap();
     assert_eq!(supervisor["node"]["role"], "SUPERVISOR");
     assert_eq!(supervisor["node"]["active"], true);
     assert_eq!(data["organization"]["businessSettings"]["version"], 1);
     // Each tenant lists only its own users.
-    let own = app.gql(Some(&admin_a), "{ users(first: 50) { edges { node { email } } } }", json!({})).await;
-    assert!(own.ok()["users"]["edges"].as_array().unwrap().iter().all(|e| e["node"]["email"].as_str().unwrap().ends_with("@alpha.test")));
+    let own = app
+        .gql(
+            Some(&admin_a),
+            "{ users(first: 50) { edges { node { email } } } }",
+            json!({}),
+        )
+        .await;
+    assert!(own.ok()["users"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["node"]["email"].as_str().unwrap().ends_with("@alpha.test")));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -72,11 +107,27 @@ async fn super_admin_crosses_tenants_only_explicitly_and_is_audited() {
     let root = app.token(&a, Role::SuperAdmin).await;
 
     let home = app.gql(Some(&root), "{ organization { slug } }", json!({})).await;
-    assert_eq!(home.ok()["organization"]["slug"], "alpha", "without orgId a SUPER_ADMIN acts on their own org");
-    let other = app.gql(Some(&root), "query($o: ID) { organization(orgId: $o) { slug } users(orgId: $o) { totalCount } }", json!({ "o": b.id })).await;
+    assert_eq!(
+        home.ok()["organization"]["slug"],
+        "alpha",
+        "without orgId a SUPER_ADMIN acts on their own org"
+    );
+    let other = app
+        .gql(
+            Some(&root),
+            "query($o: ID) { organization(orgId: $o) { slug } users(orgId: $o) { totalCount } }",
+            json!({ "o": b.id }),
+        )
+        .await;
     assert_eq!(other.ok()["organization"]["slug"], "bravo");
     assert_eq!(other.ok()["users"]["totalCount"], 5);
-    let unknown = app.gql(Some(&root), "query($o: ID) { organization(orgId: $o) { slug } }", json!({ "o": uuid::Uuid::new_v4() })).await;
+    let unknown = app
+        .gql(
+            Some(&root),
+            "query($o: ID) { organization(orgId: $o) { slug } }",
+            json!({ "o": uuid::Uuid::new_v4() }),
+        )
+        .await;
     assert_eq!(unknown.error_code(), Some("NOT_FOUND"));
 
     let mut conn = omnivox::db::conn(&app.state.db).await.unwrap();

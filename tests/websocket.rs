@@ -1,5 +1,6 @@
 //! GraphQL subscriptions over WebSocket: authentication in `connection_init`, a snapshot first,
 //! then a fresh value after each change, in both the current and the legacy protocol.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 mod common;
 
@@ -10,7 +11,8 @@ use omnivox::auth::Role;
 use serde_json::json;
 
 const SUBSCRIPTION: &str = "subscription { businessSettingsChanged { version wrapUpLimitSeconds } }";
-const UPDATE: &str = "mutation($v: Int!) { updateBusinessSettings(expectedVersion: $v, input: { wrapUpLimitSeconds: 45 }) { version } }";
+const UPDATE: &str =
+    "mutation($v: Int!) { updateBusinessSettings(expectedVersion: $v, input: { wrapUpLimitSeconds: 45 }) { version } }";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn graphql_transport_ws_snapshot_then_change() {
@@ -19,16 +21,21 @@ async fn graphql_transport_ws_snapshot_then_change() {
     let viewer = app.token(&org, Role::Viewer).await;
     let admin = app.token(&org, Role::Admin).await;
     let mut ws = app.ws("graphql-transport-ws").await;
-    ws.send(json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {viewer}") } })).await;
+    ws.send(json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {viewer}") } }))
+        .await;
     assert_eq!(ws.expect_json().await["type"], "connection_ack");
-    ws.send(json!({ "id": "1", "type": "subscribe", "payload": { "query": SUBSCRIPTION } })).await;
+    ws.send(json!({ "id": "1", "type": "subscribe", "payload": { "query": SUBSCRIPTION } }))
+        .await;
     let snapshot = ws.expect_json().await;
     assert_eq!(snapshot["type"], "next");
     assert_eq!(snapshot["payload"]["data"]["businessSettingsChanged"]["version"], 1);
 
     app.gql(Some(&admin), UPDATE, json!({ "v": 1 })).await.ok();
     let change = ws.expect_json().await;
-    assert_eq!(change["payload"]["data"]["businessSettingsChanged"], json!({ "version": 2, "wrapUpLimitSeconds": 45 }));
+    assert_eq!(
+        change["payload"]["data"]["businessSettingsChanged"],
+        json!({ "version": 2, "wrapUpLimitSeconds": 45 })
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -37,9 +44,11 @@ async fn legacy_graphql_ws_is_accepted() {
     let org = app.create_org("acme").await;
     let viewer = app.token(&org, Role::Viewer).await;
     let mut ws = app.ws("graphql-ws").await;
-    ws.send(json!({ "type": "connection_init", "payload": { "token": viewer } })).await;
+    ws.send(json!({ "type": "connection_init", "payload": { "token": viewer } }))
+        .await;
     assert_eq!(ws.expect_json().await["type"], "connection_ack");
-    ws.send(json!({ "id": "1", "type": "start", "payload": { "query": SUBSCRIPTION } })).await;
+    ws.send(json!({ "id": "1", "type": "start", "payload": { "query": SUBSCRIPTION } }))
+        .await;
     let first = ws.expect_json().await;
     assert_eq!(first["type"], "data");
     assert_eq!(first["payload"]["data"]["businessSettingsChanged"]["version"], 1);
@@ -53,12 +62,17 @@ async fn other_tenants_changes_are_not_delivered() {
     let viewer_a = app.token(&a, Role::Viewer).await;
     let admin_b = app.token(&b, Role::Admin).await;
     let mut ws = app.ws("graphql-transport-ws").await;
-    ws.send(json!({ "type": "connection_init", "payload": { "token": viewer_a } })).await;
+    ws.send(json!({ "type": "connection_init", "payload": { "token": viewer_a } }))
+        .await;
     assert_eq!(ws.expect_json().await["type"], "connection_ack");
-    ws.send(json!({ "id": "1", "type": "subscribe", "payload": { "query": SUBSCRIPTION } })).await;
+    ws.send(json!({ "id": "1", "type": "subscribe", "payload": { "query": SUBSCRIPTION } }))
+        .await;
     ws.expect_json().await; // snapshot
     app.gql(Some(&admin_b), UPDATE, json!({ "v": 1 })).await.ok();
-    assert!(matches!(ws.next(Duration::from_millis(800)).await, WsEvent::Timeout), "bravo's change reached alpha");
+    assert!(
+        matches!(ws.next(Duration::from_millis(800)).await, WsEvent::Timeout),
+        "bravo's change reached alpha"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

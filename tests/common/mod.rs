@@ -82,10 +82,19 @@ async fn ensure_template() -> String {
             admin.batch_execute("SELECT pg_advisory_lock(727274)").await.unwrap();
             if !database_exists(&mut admin, &name).await {
                 let building = format!("{name}_building");
-                admin.batch_execute(&format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)")).await.unwrap();
-                admin.batch_execute(&format!("CREATE DATABASE {building}")).await.unwrap();
+                admin
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"))
+                    .await
+                    .unwrap();
+                admin
+                    .batch_execute(&format!("CREATE DATABASE {building}"))
+                    .await
+                    .unwrap();
                 db::run_migrations(&pg_url(&building)).await.unwrap();
-                admin.batch_execute(&format!("ALTER DATABASE {building} RENAME TO {name}")).await.unwrap();
+                admin
+                    .batch_execute(&format!("ALTER DATABASE {building} RENAME TO {name}"))
+                    .await
+                    .unwrap();
             }
             admin.batch_execute("SELECT pg_advisory_unlock(727274)").await.unwrap();
             name
@@ -107,7 +116,10 @@ impl TestDatabase {
         let mut admin = AsyncPgConnection::establish(&pg_url("postgres")).await.unwrap();
         let mut attempt = 0;
         loop {
-            match admin.batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}")).await {
+            match admin
+                .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
+                .await
+            {
                 Ok(()) => break,
                 // Two clones of one template at the same instant collide; try again shortly.
                 Err(e) if attempt < 50 && e.to_string().contains("being accessed by other users") => {
@@ -117,7 +129,10 @@ impl TestDatabase {
                 Err(e) => panic!("cloning the template database: {e}"),
             }
         }
-        Self { url: pg_url(&name), name }
+        Self {
+            url: pg_url(&name),
+            name,
+        }
     }
 }
 
@@ -126,10 +141,15 @@ impl Drop for TestDatabase {
         let name = self.name.clone();
         // Drop runs outside async context: use a throwaway runtime on its own thread.
         let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             runtime.block_on(async {
                 if let Ok(mut admin) = AsyncPgConnection::establish(&pg_url("postgres")).await {
-                    let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                    let _ = admin
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
                 }
             });
         })
@@ -148,7 +168,9 @@ pub fn test_settings(database_url: &str) -> Settings {
 /// The password hash every test user shares (argon2 is slow on purpose; hash it once).
 async fn shared_password_hash() -> String {
     static HASH: OnceCell<String> = OnceCell::const_new();
-    HASH.get_or_init(|| async { password::hash(TEST_PASSWORD.to_owned()).await.unwrap() }).await.clone()
+    HASH.get_or_init(|| async { password::hash(TEST_PASSWORD.to_owned()).await.unwrap() })
+        .await
+        .clone()
 }
 
 #[derive(Debug, Clone)]
@@ -246,7 +268,9 @@ impl TestApp {
     /// Creates an organization with one user per role (`<role>@<slug>.test`).
     pub async fn create_org(&self, slug: &str) -> TestOrg {
         let mut conn = db::conn(&self.state.db).await.unwrap();
-        let org = orgs::create(&mut conn, slug, &format!("Org {slug}"), "Europe/London", "en-GB").await.unwrap();
+        let org = orgs::create(&mut conn, slug, &format!("Org {slug}"), "Europe/London", "en-GB")
+            .await
+            .unwrap();
         let tenant = Tenant::for_system(org.id);
         let hash = shared_password_hash().await;
         let mut map = HashMap::new();
@@ -255,9 +279,20 @@ impl TestApp {
             let user = users::upsert_for_seed(&mut conn, &tenant, &email, &format!("{role} of {slug}"), role, &hash)
                 .await
                 .unwrap();
-            map.insert(role, TestUser { id: user.id, email, role });
+            map.insert(
+                role,
+                TestUser {
+                    id: user.id,
+                    email,
+                    role,
+                },
+            );
         }
-        TestOrg { id: org.id, slug: slug.to_owned(), users: map }
+        TestOrg {
+            id: org.id,
+            slug: slug.to_owned(),
+            users: map,
+        }
     }
 
     /// POSTs a GraphQL request, with a bearer token when given.
@@ -286,7 +321,10 @@ impl TestApp {
             )
             .await;
         let login = &response.ok()["login"];
-        (login["accessToken"].as_str().unwrap().to_owned(), login["refreshToken"].as_str().unwrap().to_owned())
+        (
+            login["accessToken"].as_str().unwrap().to_owned(),
+            login["refreshToken"].as_str().unwrap().to_owned(),
+        )
     }
 
     pub async fn token(&self, org: &TestOrg, role: Role) -> String {
@@ -296,7 +334,9 @@ impl TestApp {
     /// Opens a WebSocket on /graphql with the given subprotocol.
     pub async fn ws(&self, protocol: &str) -> WsClient {
         let mut request = format!("ws://{}/graphql", self.addr).into_client_request().unwrap();
-        request.headers_mut().insert("sec-websocket-protocol", protocol.parse().unwrap());
+        request
+            .headers_mut()
+            .insert("sec-websocket-protocol", protocol.parse().unwrap());
         let (stream, _) = tokio_tungstenite::connect_async(request).await.unwrap();
         WsClient { stream }
     }

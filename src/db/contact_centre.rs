@@ -1,0 +1,479 @@
+//! The contact-centre data: teams, skills, agents, campaigns, dispositions, and the two fact
+//! tables (interactions and the agent state log).
+//!
+//! Callers never pass an organization id: every write stamps `organization_id` from the
+//! [`Tenant`], so a caller cannot write into another tenant. The bulk inserts take plain
+//! row descriptions so that any generator (the demo seeder, a KPI test-data generator) can
+//! reuse them.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use crate::auth::Tenant;
+use crate::db::schema::{agent_skills, agent_state_log, agents, campaigns, dispositions, interactions, skills, teams};
+use crate::error::AppResult;
+
+/// Rows per multi-row INSERT. The widest row written here has 18 columns, so a chunk stays far
+/// below PostgreSQL's limit of 65,535 bind parameters per statement.
+pub const INSERT_CHUNK_ROWS: usize = 1_000;
+
+/// A closed set of text values, as one column's CHECK constraint allows them. Typed here so
+/// that a caller cannot write a value the database would refuse.
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($variant),+
+        }
+
+        impl $name {
+            /// The value as stored in its column.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+    };
+}
+
+text_enum!(
+    /// `campaigns.direction` and `interactions.direction`.
+    Direction { Inbound => "INBOUND", Outbound => "OUTBOUND" }
+);
+
+text_enum!(
+    /// `campaigns.dial_mode`; only outbound campaigns have one.
+    DialMode { Preview => "PREVIEW", Progressive => "PROGRESSIVE", Predictive => "PREDICTIVE", Manual => "MANUAL" }
+);
+
+text_enum!(
+    /// `campaigns.status`.
+    CampaignStatus { Active => "ACTIVE", Paused => "PAUSED", Archived => "ARCHIVED" }
+);
+
+text_enum!(
+    /// What the agent chose (`agents.presence`, PRESENCE axis of the state log).
+    Presence {
+        Available => "AVAILABLE",
+        Break => "BREAK",
+        Lunch => "LUNCH",
+        Training => "TRAINING",
+        Meeting => "MEETING",
+        Away => "AWAY",
+        Offline => "OFFLINE",
+    }
+);
+
+text_enum!(
+    /// What the system sees (`agents.routing_state`, ROUTING axis of the state log).
+    RoutingState { Idle => "IDLE", Ringing => "RINGING", OnCall => "ON_CALL", WrapUp => "WRAP_UP" }
+);
+
+text_enum!(
+    /// `interactions.outcome`.
+    Outcome {
+        InProgress => "IN_PROGRESS",
+        Answered => "ANSWERED",
+        Abandoned => "ABANDONED",
+        NoAnswer => "NO_ANSWER",
+        Busy => "BUSY",
+        Failed => "FAILED",
+    }
+);
+
+text_enum!(
+    /// `interactions.answered_by`: who picked up an outbound call (inbound calls: the agent).
+    AnsweredBy { Human => "HUMAN", Machine => "MACHINE" }
+);
+
+/// One state of the agent state log. The axis follows from the state, so a presence value can
+/// never be logged on the routing axis or the reverse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AgentState {
+    Presence(Presence),
+    Routing(RoutingState),
+}
+
+impl AgentState {
+    /// `agent_state_log.axis`.
+    pub fn axis(self) -> &'static str {
+        match self {
+            AgentState::Presence(_) => "PRESENCE",
+            AgentState::Routing(_) => "ROUTING",
+        }
+    }
+
+    /// `agent_state_log.state`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentState::Presence(p) => p.as_str(),
+            AgentState::Routing(r) => r.as_str(),
+        }
+    }
+}
+
+/// Whether the organization has any team: the demo seeder's "already seeded" marker.
+pub async fn has_any_team(conn: &mut AsyncPgConnection, tenant: &Tenant) -> AppResult<bool> {
+    Ok(diesel::select(diesel::dsl::exists(
+        teams::table.filter(teams::organization_id.eq(tenant.org_id())),
+    ))
+    .get_result(conn)
+    .await?)
+}
+
+pub async fn insert_team(conn: &mut AsyncPgConnection, tenant: &Tenant, name: &str) -> AppResult<Uuid> {
+    Ok(diesel::insert_into(teams::table)
+        .values((teams::organization_id.eq(tenant.org_id()), teams::name.eq(name)))
+        .returning(teams::id)
+        .get_result(conn)
+        .await?)
+}
+
+pub async fn insert_skill(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    name: &str,
+    description: Option<&str>,
+) -> AppResult<Uuid> {
+    Ok(diesel::insert_into(skills::table)
+        .values((
+            skills::organization_id.eq(tenant.org_id()),
+            skills::name.eq(name),
+            skills::description.eq(description),
+        ))
+        .returning(skills::id)
+        .get_result(conn)
+        .await?)
+}
+
+/// An agent to create, with its current state (`state_since` is when that state began).
+#[derive(Clone, Debug)]
+pub struct NewAgent<'a> {
+    pub user_id: Option<Uuid>,
+    pub display_name: &'a str,
+    pub extension: Option<&'a str>,
+    pub team_id: Option<Uuid>,
+    pub presence: Presence,
+    pub presence_reason: Option<&'a str>,
+    pub routing_state: RoutingState,
+    pub state_since: DateTime<Utc>,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = agents)]
+struct AgentRow<'a> {
+    organization_id: Uuid,
+    user_id: Option<Uuid>,
+    display_name: &'a str,
+    extension: Option<&'a str>,
+    team_id: Option<Uuid>,
+    presence: &'static str,
+    presence_reason: Option<&'a str>,
+    routing_state: &'static str,
+    state_since: DateTime<Utc>,
+}
+
+pub async fn insert_agent(conn: &mut AsyncPgConnection, tenant: &Tenant, agent: &NewAgent<'_>) -> AppResult<Uuid> {
+    let row = AgentRow {
+        organization_id: tenant.org_id(),
+        user_id: agent.user_id,
+        display_name: agent.display_name,
+        extension: agent.extension,
+        team_id: agent.team_id,
+        presence: agent.presence.as_str(),
+        presence_reason: agent.presence_reason,
+        routing_state: agent.routing_state.as_str(),
+        state_since: agent.state_since,
+    };
+    Ok(diesel::insert_into(agents::table)
+        .values(&row)
+        .returning(agents::id)
+        .get_result(conn)
+        .await?)
+}
+
+/// A skill of an agent; `proficiency` is 1 (novice) to 5 (expert).
+#[derive(Clone, Copy, Debug)]
+pub struct NewAgentSkill {
+    pub agent_id: Uuid,
+    pub skill_id: Uuid,
+    pub proficiency: i16,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = agent_skills)]
+struct AgentSkillRow {
+    organization_id: Uuid,
+    agent_id: Uuid,
+    skill_id: Uuid,
+    proficiency: i16,
+}
+
+/// Inserts agent skills; returns how many rows were written.
+pub async fn insert_agent_skills(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    rows: &[NewAgentSkill],
+) -> AppResult<usize> {
+    let mut inserted = 0;
+    for chunk in rows.chunks(INSERT_CHUNK_ROWS) {
+        let values: Vec<AgentSkillRow> = chunk
+            .iter()
+            .map(|s| AgentSkillRow {
+                organization_id: tenant.org_id(),
+                agent_id: s.agent_id,
+                skill_id: s.skill_id,
+                proficiency: s.proficiency,
+            })
+            .collect();
+        inserted += diesel::insert_into(agent_skills::table)
+            .values(&values)
+            .execute(conn)
+            .await?;
+    }
+    Ok(inserted)
+}
+
+/// A campaign to create. The service-level and abandon fields override the organization's
+/// business settings; `None` keeps the organization's value.
+#[derive(Clone, Debug)]
+pub struct NewCampaign<'a> {
+    pub name: &'a str,
+    pub direction: Direction,
+    pub dial_mode: Option<DialMode>,
+    pub status: CampaignStatus,
+    pub service_level_threshold_seconds: Option<i32>,
+    pub service_level_target_percent: Option<f64>,
+    pub max_abandon_rate_percent: Option<f64>,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = campaigns)]
+struct CampaignRow<'a> {
+    organization_id: Uuid,
+    name: &'a str,
+    direction: &'static str,
+    dial_mode: Option<&'static str>,
+    status: &'static str,
+    service_level_threshold_seconds: Option<i32>,
+    service_level_target_percent: Option<f64>,
+    max_abandon_rate_percent: Option<f64>,
+}
+
+pub async fn insert_campaign(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    campaign: &NewCampaign<'_>,
+) -> AppResult<Uuid> {
+    let row = CampaignRow {
+        organization_id: tenant.org_id(),
+        name: campaign.name,
+        direction: campaign.direction.as_str(),
+        dial_mode: campaign.dial_mode.map(DialMode::as_str),
+        status: campaign.status.as_str(),
+        service_level_threshold_seconds: campaign.service_level_threshold_seconds,
+        service_level_target_percent: campaign.service_level_target_percent,
+        max_abandon_rate_percent: campaign.max_abandon_rate_percent,
+    };
+    Ok(diesel::insert_into(campaigns::table)
+        .values(&row)
+        .returning(campaigns::id)
+        .get_result(conn)
+        .await?)
+}
+
+/// A disposition (wrap-up code). The flags drive the metrics and must satisfy the table's
+/// CHECKs: `contact` implies `human_answered`, `success` implies `contact`, and
+/// `answering_machine` excludes `human_answered`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NewDisposition<'a> {
+    pub code: &'a str,
+    pub label: &'a str,
+    pub human_answered: bool,
+    pub contact: bool,
+    pub success: bool,
+    pub callback: bool,
+    pub do_not_call: bool,
+    pub answering_machine: bool,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = dispositions)]
+struct DispositionRow<'a> {
+    organization_id: Uuid,
+    code: &'a str,
+    label: &'a str,
+    human_answered: bool,
+    contact: bool,
+    success: bool,
+    callback: bool,
+    do_not_call: bool,
+    answering_machine: bool,
+}
+
+pub async fn insert_disposition(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    disposition: &NewDisposition<'_>,
+) -> AppResult<Uuid> {
+    let row = DispositionRow {
+        organization_id: tenant.org_id(),
+        code: disposition.code,
+        label: disposition.label,
+        human_answered: disposition.human_answered,
+        contact: disposition.contact,
+        success: disposition.success,
+        callback: disposition.callback,
+        do_not_call: disposition.do_not_call,
+        answering_machine: disposition.answering_machine,
+    };
+    Ok(diesel::insert_into(dispositions::table)
+        .values(&row)
+        .returning(dispositions::id)
+        .get_result(conn)
+        .await?)
+}
+
+/// One call as the fact table stores it. Durations are whole milliseconds and must agree with
+/// the timestamps (`ended_at = answered_at + talk + hold`, `wrap_ended_at = ended_at + wrap`):
+/// metrics sum the durations, timelines read the timestamps.
+#[derive(Clone, Debug)]
+pub struct NewInteraction {
+    pub campaign_id: Option<Uuid>,
+    pub agent_id: Option<Uuid>,
+    pub external_id: String,
+    pub direction: Direction,
+    pub customer_number: Option<String>,
+    pub offered_at: DateTime<Utc>,
+    pub answered_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub wrap_ended_at: Option<DateTime<Utc>>,
+    pub wait_ms: Option<i64>,
+    pub talk_ms: i64,
+    pub hold_ms: i64,
+    pub wrap_ms: i64,
+    pub outcome: Outcome,
+    pub disposition_id: Option<Uuid>,
+    pub answered_by: Option<AnsweredBy>,
+    pub notes: Option<String>,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = interactions)]
+struct InteractionRow<'a> {
+    organization_id: Uuid,
+    campaign_id: Option<Uuid>,
+    agent_id: Option<Uuid>,
+    external_id: &'a str,
+    direction: &'static str,
+    customer_number: Option<&'a str>,
+    offered_at: DateTime<Utc>,
+    answered_at: Option<DateTime<Utc>>,
+    ended_at: Option<DateTime<Utc>>,
+    wrap_ended_at: Option<DateTime<Utc>>,
+    wait_ms: Option<i64>,
+    talk_ms: i64,
+    hold_ms: i64,
+    wrap_ms: i64,
+    outcome: &'static str,
+    disposition_id: Option<Uuid>,
+    answered_by: Option<&'static str>,
+    notes: Option<&'a str>,
+}
+
+/// Bulk-inserts calls in chunks of [`INSERT_CHUNK_ROWS`]; returns how many rows were written.
+/// An `external_id` the organization already has fails the whole statement (it is the
+/// idempotency key of ingest, so a duplicate here is a generator bug).
+pub async fn insert_interactions(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    rows: &[NewInteraction],
+) -> AppResult<usize> {
+    let mut inserted = 0;
+    for chunk in rows.chunks(INSERT_CHUNK_ROWS) {
+        let values: Vec<InteractionRow<'_>> = chunk
+            .iter()
+            .map(|i| InteractionRow {
+                organization_id: tenant.org_id(),
+                campaign_id: i.campaign_id,
+                agent_id: i.agent_id,
+                external_id: &i.external_id,
+                direction: i.direction.as_str(),
+                customer_number: i.customer_number.as_deref(),
+                offered_at: i.offered_at,
+                answered_at: i.answered_at,
+                ended_at: i.ended_at,
+                wrap_ended_at: i.wrap_ended_at,
+                wait_ms: i.wait_ms,
+                talk_ms: i.talk_ms,
+                hold_ms: i.hold_ms,
+                wrap_ms: i.wrap_ms,
+                outcome: i.outcome.as_str(),
+                disposition_id: i.disposition_id,
+                answered_by: i.answered_by.map(AnsweredBy::as_str),
+                notes: i.notes.as_deref(),
+            })
+            .collect();
+        inserted += diesel::insert_into(interactions::table)
+            .values(&values)
+            .execute(conn)
+            .await?;
+    }
+    Ok(inserted)
+}
+
+/// One interval of the agent state log; `ended_at: None` is the agent's current state on that
+/// axis (the database allows at most one open interval per agent and axis).
+#[derive(Clone, Debug)]
+pub struct NewStateInterval {
+    pub agent_id: Uuid,
+    pub state: AgentState,
+    pub reason: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = agent_state_log)]
+struct StateIntervalRow<'a> {
+    organization_id: Uuid,
+    agent_id: Uuid,
+    axis: &'static str,
+    state: &'static str,
+    reason: Option<&'a str>,
+    started_at: DateTime<Utc>,
+    ended_at: Option<DateTime<Utc>>,
+}
+
+/// Bulk-inserts state-log intervals in chunks of [`INSERT_CHUNK_ROWS`]; returns how many rows
+/// were written.
+pub async fn insert_state_intervals(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    rows: &[NewStateInterval],
+) -> AppResult<usize> {
+    let mut inserted = 0;
+    for chunk in rows.chunks(INSERT_CHUNK_ROWS) {
+        let values: Vec<StateIntervalRow<'_>> = chunk
+            .iter()
+            .map(|s| StateIntervalRow {
+                organization_id: tenant.org_id(),
+                agent_id: s.agent_id,
+                axis: s.state.axis(),
+                state: s.state.as_str(),
+                reason: s.reason.as_deref(),
+                started_at: s.started_at,
+                ended_at: s.ended_at,
+            })
+            .collect();
+        inserted += diesel::insert_into(agent_state_log::table)
+            .values(&values)
+            .execute(conn)
+            .await?;
+    }
+    Ok(inserted)
+}
