@@ -24,6 +24,7 @@ pub mod db;
 pub mod error;
 pub mod graphql;
 pub mod http;
+pub mod kpi;
 pub mod management;
 pub mod realtime;
 pub mod seed;

@@ -477,3 +477,43 @@ pub async fn insert_state_intervals(
     }
     Ok(inserted)
 }
+
+/// Which of `ids` are campaigns of the tenant.
+pub async fn existing_campaigns(conn: &mut AsyncPgConnection, tenant: &Tenant, ids: &[Uuid]) -> AppResult<Vec<Uuid>> {
+    Ok(campaigns::table
+        .filter(campaigns::organization_id.eq(tenant.org_id()))
+        .filter(campaigns::id.eq_any(ids))
+        .select(campaigns::id)
+        .load(conn)
+        .await?)
+}
+
+/// Which of `ids` are agents of the tenant.
+pub async fn existing_agents(conn: &mut AsyncPgConnection, tenant: &Tenant, ids: &[Uuid]) -> AppResult<Vec<Uuid>> {
+    Ok(agents::table
+        .filter(agents::organization_id.eq(tenant.org_id()))
+        .filter(agents::id.eq_any(ids))
+        .select(agents::id)
+        .load(conn)
+        .await?)
+}
+
+/// Which of `ids` are teams of the tenant.
+pub async fn existing_teams(conn: &mut AsyncPgConnection, tenant: &Tenant, ids: &[Uuid]) -> AppResult<Vec<Uuid>> {
+    Ok(teams::table
+        .filter(teams::organization_id.eq(tenant.org_id()))
+        .filter(teams::id.eq_any(ids))
+        .select(teams::id)
+        .load(conn)
+        .await?)
+}
+
+/// The agents currently in any of the teams (team filters use today's team membership).
+pub async fn agents_in_teams(conn: &mut AsyncPgConnection, tenant: &Tenant, team_ids: &[Uuid]) -> AppResult<Vec<Uuid>> {
+    Ok(agents::table
+        .filter(agents::organization_id.eq(tenant.org_id()))
+        .filter(agents::team_id.eq_any(team_ids))
+        .select(agents::id)
+        .load(conn)
+        .await?)
+}

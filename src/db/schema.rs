@@ -149,6 +149,57 @@ diesel::table! {
 }
 
 diesel::table! {
+    kpi_agent_state_hourly (organization_id, agent_key, hour, axis, state) {
+        organization_id -> Uuid,
+        agent_key -> Uuid,
+        hour -> Timestamptz,
+        axis -> Text,
+        state -> Text,
+        us -> Int8,
+    }
+}
+
+diesel::table! {
+    kpi_hourly (organization_id, campaign_key, agent_key, hour, direction) {
+        organization_id -> Uuid,
+        hour -> Timestamptz,
+        campaign_key -> Uuid,
+        agent_key -> Uuid,
+        direction -> Text,
+        dials -> Int8,
+        offered -> Int8,
+        answered -> Int8,
+        handled -> Int8,
+        abandoned -> Int8,
+        answered_within_sl -> Int8,
+        abandoned_within_sl -> Int8,
+        short_abandoned -> Int8,
+        answered_wait_ms -> Int8,
+        handled_talk_ms -> Int8,
+        handled_hold_ms -> Int8,
+        handled_wrap_ms -> Int8,
+        max_wait_ms -> Nullable<Int8>,
+        human_answered -> Int8,
+        machine_answered -> Int8,
+        drops -> Int8,
+        contacts -> Int8,
+        successes -> Int8,
+    }
+}
+
+diesel::table! {
+    kpi_hourly_disposition (organization_id, campaign_key, agent_key, hour, direction, disposition_id) {
+        organization_id -> Uuid,
+        hour -> Timestamptz,
+        campaign_key -> Uuid,
+        agent_key -> Uuid,
+        direction -> Text,
+        disposition_id -> Uuid,
+        calls -> Int8,
+    }
+}
+
+diesel::table! {
     organizations (id) {
         id -> Uuid,
         slug -> Text,
@@ -214,6 +265,9 @@ diesel::joinable!(business_settings -> organizations (organization_id));
 diesel::joinable!(campaigns -> organizations (organization_id));
 diesel::joinable!(dispositions -> organizations (organization_id));
 diesel::joinable!(interactions -> organizations (organization_id));
+diesel::joinable!(kpi_agent_state_hourly -> organizations (organization_id));
+diesel::joinable!(kpi_hourly -> organizations (organization_id));
+diesel::joinable!(kpi_hourly_disposition -> organizations (organization_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(skills -> organizations (organization_id));
 diesel::joinable!(teams -> organizations (organization_id));
@@ -229,6 +283,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     coaching_sessions,
     dispositions,
     interactions,
+    kpi_agent_state_hourly,
+    kpi_hourly,
+    kpi_hourly_disposition,
     organizations,
     refresh_tokens,
     skills,

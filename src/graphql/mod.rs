@@ -4,6 +4,7 @@
 //! domain module (`management`, `auth::session`) and convert rows into output types.
 
 pub mod auth;
+pub mod kpi;
 pub mod limits;
 pub mod org;
 pub mod pagination;
@@ -24,7 +25,7 @@ pub struct RequestContext {
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(users::UserQuery, org::OrgQuery);
+pub struct QueryRoot(users::UserQuery, org::OrgQuery, kpi::KpiQuery);
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]

@@ -281,6 +281,12 @@ pub async fn update(
                 .ok_or_else(|| {
                     AppError::Conflict("business settings changed concurrently; re-read and retry".into())
                 })?;
+            let thresholds_changed = before.service_level_threshold_seconds != after.service_level_threshold_seconds
+                || before.short_abandon_seconds != after.short_abandon_seconds;
+            if thresholds_changed {
+                // History is re-stated with the new thresholds, atomically with the change.
+                crate::kpi::writer::recompute_threshold_counters(conn, tenant).await?;
+            }
             let timezone_after = patch.timezone.clone().unwrap_or_else(|| org_before.timezone.clone());
             if timezone_after != org_before.timezone {
                 orgs::set_timezone(conn, tenant, &timezone_after).await?;

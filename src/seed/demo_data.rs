@@ -350,8 +350,8 @@ pub async fn ensure(conn: &mut AsyncPgConnection, tenant: &Tenant, agent_user: O
             dispositions,
         };
         let history = simulate(&plan);
-        let calls = cc::insert_interactions(conn, tenant, &history.interactions).await?;
-        let intervals = cc::insert_state_intervals(conn, tenant, &history.intervals).await?;
+        let calls = crate::kpi::writer::insert_calls(conn, tenant, &history.interactions).await?;
+        let intervals = crate::kpi::writer::insert_state_intervals(conn, tenant, &history.intervals).await?;
         tracing::info!(
             calls,
             intervals,

@@ -1,0 +1,237 @@
+//! KPI queries: `kpiSummary` and `kpiSeries`. Organization KPIs are readable by every role
+//! (VIEWER+: wallboards and BI accounts).
+
+use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
+use chrono::{DateTime, Utc};
+
+use crate::auth::{Permission, PermissionGuard};
+use crate::db::contact_centre::Direction;
+use crate::db::{self};
+use crate::error::{AppError, FieldError};
+use crate::graphql::state;
+use crate::graphql::users::tenant_for;
+use crate::kpi::filter::{self, RawFilter};
+use crate::kpi::metrics::{Evaluated, Unit};
+use crate::kpi::time::{bucket_count_estimate, buckets, Granularity};
+use crate::kpi::{evaluate_windows, organization_rule, WindowValues};
+use crate::management::settings::ServiceLevelVariant;
+
+/// Largest number of buckets one series may return.
+pub const MAX_SERIES_BUCKETS: i64 = 2_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[graphql(name = "CallDirection", rename_items = "SCREAMING_SNAKE_CASE")]
+pub enum CallDirection {
+    Inbound,
+    Outbound,
+}
+
+impl From<CallDirection> for Direction {
+    fn from(d: CallDirection) -> Self {
+        match d {
+            CallDirection::Inbound => Direction::Inbound,
+            CallDirection::Outbound => Direction::Outbound,
+        }
+    }
+}
+
+/// Which calls a KPI covers. Calls count in the interval in which they were OFFERED.
+/// Filters combine with AND; team filters use agents' current team.
+#[derive(InputObject, Clone)]
+pub struct KpiFilter {
+    /// Inclusive start.
+    pub from: DateTime<Utc>,
+    /// Exclusive end; at most 400 days after `from`.
+    pub to: DateTime<Utc>,
+    pub campaign_ids: Option<Vec<ID>>,
+    pub team_ids: Option<Vec<ID>>,
+    pub agent_ids: Option<Vec<ID>>,
+    pub direction: Option<CallDirection>,
+}
+
+impl KpiFilter {
+    pub fn raw(&self) -> RawFilter {
+        let ids = |v: &Option<Vec<ID>>| v.as_ref().map(|ids| ids.iter().map(|i| i.0.clone()).collect());
+        RawFilter {
+            from: self.from,
+            to: self.to,
+            campaign_ids: ids(&self.campaign_ids),
+            team_ids: ids(&self.team_ids),
+            agent_ids: ids(&self.agent_ids),
+            direction: self.direction.map(Into::into),
+        }
+    }
+}
+
+/// How one metric value was computed.
+#[derive(SimpleObject)]
+pub struct MetricExplanation {
+    metric: String,
+    unit: Unit,
+    value: Option<f64>,
+    numerator: f64,
+    /// Absent for plain counts.
+    denominator: Option<f64>,
+    formula: String,
+}
+
+/// Every metric over one interval (a summary, or one bucket of a series). Durations are in
+/// seconds, rates in percent (0–100); a ratio whose denominator is 0 is null.
+pub struct KpiValues(pub WindowValues);
+
+impl KpiValues {
+    fn metric(&self, name: &str) -> Option<&Evaluated> {
+        self.0.metrics.iter().find(|m| m.name == name)
+    }
+    fn value(&self, name: &str) -> Option<f64> {
+        self.metric(name).and_then(|m| m.value)
+    }
+    fn count(&self, name: &str) -> i64 {
+        // Counts are whole numbers held in an f64 far below 2^53.
+        self.value(name).map_or(0, |v| v as i64)
+    }
+}
+
+#[Object(name = "KpiValues")]
+impl KpiValues {
+    async fn start(&self) -> DateTime<Utc> {
+        self.0.start
+    }
+    async fn end(&self) -> DateTime<Utc> {
+        self.0.end
+    }
+    async fn offered(&self) -> i64 {
+        self.count("offered")
+    }
+    async fn answered(&self) -> i64 {
+        self.count("answered")
+    }
+    async fn handled(&self) -> i64 {
+        self.count("handled")
+    }
+    async fn abandoned(&self) -> i64 {
+        self.count("abandoned")
+    }
+    async fn short_abandoned(&self) -> i64 {
+        self.count("shortAbandoned")
+    }
+    /// Percent, by the organization's variant and threshold (returned alongside).
+    async fn service_level(&self) -> Option<f64> {
+        self.value("serviceLevel")
+    }
+    async fn service_level_variant(&self) -> ServiceLevelVariant {
+        self.0.rule.variant
+    }
+    async fn service_level_threshold_seconds(&self) -> i32 {
+        self.0.rule.threshold_seconds
+    }
+    async fn average_speed_of_answer(&self) -> Option<f64> {
+        self.value("averageSpeedOfAnswer")
+    }
+    async fn average_handle_time(&self) -> Option<f64> {
+        self.value("averageHandleTime")
+    }
+    async fn average_talk_time(&self) -> Option<f64> {
+        self.value("averageTalkTime")
+    }
+    async fn average_hold_time(&self) -> Option<f64> {
+        self.value("averageHoldTime")
+    }
+    async fn average_wrap_time(&self) -> Option<f64> {
+        self.value("averageWrapTime")
+    }
+    async fn abandon_rate(&self) -> Option<f64> {
+        self.value("abandonRate")
+    }
+    async fn longest_wait(&self) -> Option<f64> {
+        self.value("longestWait")
+    }
+    async fn occupancy(&self) -> Option<f64> {
+        self.value("occupancy")
+    }
+    async fn contact_rate(&self) -> Option<f64> {
+        self.value("contactRate")
+    }
+    async fn conversion_rate(&self) -> Option<f64> {
+        self.value("conversionRate")
+    }
+    async fn calls_per_agent_hour(&self) -> Option<f64> {
+        self.value("callsPerAgentHour")
+    }
+    /// UK (Ofcom) outbound abandoned-call rate over this interval, answering-machine adjusted.
+    async fn outbound_abandon_rate_uk(&self) -> Option<f64> {
+        self.value("outboundAbandonRateUk")
+    }
+    /// US outbound abandonment over this interval: drops / live-answered.
+    async fn outbound_abandon_rate_us(&self) -> Option<f64> {
+        self.value("outboundAbandonRateUs")
+    }
+    /// Numerator, denominator and formula of every metric, for drill-down.
+    async fn explain(&self) -> Vec<MetricExplanation> {
+        self.0
+            .metrics
+            .iter()
+            .map(|m| MetricExplanation {
+                metric: m.name.to_owned(),
+                unit: m.unit,
+                value: m.value,
+                numerator: m.numerator,
+                denominator: m.denominator,
+                formula: m.formula.to_owned(),
+            })
+            .collect()
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct KpiSeries {
+    granularity: Granularity,
+    /// The organization's IANA zone the buckets follow.
+    timezone: String,
+    buckets: Vec<KpiValues>,
+}
+
+#[derive(Default)]
+pub struct KpiQuery;
+
+#[Object]
+impl KpiQuery {
+    /// Every metric over `filter.from`..`filter.to`.
+    #[graphql(guard = "PermissionGuard(Permission::ReadOrganization)")]
+    async fn kpi_summary(&self, ctx: &Context<'_>, filter: KpiFilter, org_id: Option<ID>) -> async_graphql::Result<KpiValues> {
+        let tenant = tenant_for(ctx, org_id.as_ref()).await?;
+        let mut conn = db::conn(&state(ctx)?.db).await?;
+        let resolved = filter::resolve(&mut conn, &tenant, "filter", &filter.raw()).await?;
+        let (rule, _) = organization_rule(&mut conn, &tenant).await?;
+        let mut values =
+            evaluate_windows(&mut conn, &tenant, rule, &[(resolved.from, resolved.to)], &resolved.scope).await?;
+        values.pop().map(KpiValues).ok_or_else(|| AppError::internal("no summary window evaluated").into())
+    }
+
+    /// Every metric per bucket, buckets in the organization's time zone (a DST day has 23 or 25
+    /// hourly buckets); empty buckets are present; the first and last bucket are clipped to the
+    /// interval, so additive metrics of the buckets sum to the summary.
+    #[graphql(guard = "PermissionGuard(Permission::ReadOrganization)", complexity = "50 * child_complexity")]
+    async fn kpi_series(
+        &self,
+        ctx: &Context<'_>,
+        filter: KpiFilter,
+        granularity: Granularity,
+        org_id: Option<ID>,
+    ) -> async_graphql::Result<KpiSeries> {
+        if bucket_count_estimate(filter.from, filter.to, granularity) > MAX_SERIES_BUCKETS {
+            return Err(AppError::invalid_fields(vec![FieldError::new(
+                "granularity",
+                format!("the series would have more than {MAX_SERIES_BUCKETS} buckets; use a coarser granularity"),
+            )])
+            .into());
+        }
+        let tenant = tenant_for(ctx, org_id.as_ref()).await?;
+        let mut conn = db::conn(&state(ctx)?.db).await?;
+        let resolved = filter::resolve(&mut conn, &tenant, "filter", &filter.raw()).await?;
+        let (rule, tz) = organization_rule(&mut conn, &tenant).await?;
+        let windows = buckets(tz, resolved.from, resolved.to, granularity);
+        let values = evaluate_windows(&mut conn, &tenant, rule, &windows, &resolved.scope).await?;
+        Ok(KpiSeries { granularity, timezone: tz.name().to_owned(), buckets: values.into_iter().map(KpiValues).collect() })
+    }
+}

@@ -1,0 +1,225 @@
+//! What one call contributes to the rollups. These definitions are the single source of the
+//! counting rules; the raw SQL in [`crate::kpi::query`] states the same rules as SQL
+//! fragments defined here, and the property tests check that both agree.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use crate::auth::Tenant;
+use crate::db::contact_centre::{AnsweredBy, Direction, NewInteraction, Outcome};
+use crate::db::schema::{business_settings, campaigns, dispositions};
+use crate::error::{AppError, AppResult};
+use crate::kpi::{ALL_KEY, NONE_KEY};
+
+/// SQL (over `interactions i`) of "answered by an agent": inbound calls answered, and outbound
+/// calls answered by a live person (a machine is not an answer).
+pub const ANSWERED_SQL: &str = "(i.outcome = 'ANSWERED' AND (i.direction = 'INBOUND' OR i.answered_by = 'HUMAN'))";
+/// SQL of "abandoned": the caller (inbound) or the live party (outbound drop) hung up first.
+pub const ABANDONED_SQL: &str = "(i.outcome = 'ABANDONED')";
+
+/// Settings that decide how a call is counted, read once per batch. Reading them takes a
+/// share lock on the settings row, so a concurrent settings change (which recomputes the
+/// threshold counters) serializes with the write.
+#[derive(Debug, Clone, Default)]
+pub struct CountingRules {
+    pub service_level_threshold_s: i32,
+    pub short_abandon_s: i32,
+    /// Campaigns that override the organization's service-level threshold.
+    pub campaign_threshold_s: HashMap<Uuid, i32>,
+    /// Disposition id → (right-party contact, success).
+    pub disposition_flags: HashMap<Uuid, (bool, bool)>,
+}
+
+impl CountingRules {
+    pub async fn load(conn: &mut AsyncPgConnection, tenant: &Tenant) -> AppResult<Self> {
+        let (threshold, short): (i32, i32) = business_settings::table
+            .find(tenant.org_id())
+            .select((business_settings::service_level_threshold_seconds, business_settings::short_abandon_seconds))
+            .for_share()
+            .first(conn)
+            .await
+            .optional()?
+            .ok_or_else(|| AppError::NotFound("organization not found".into()))?;
+        let overrides: Vec<(Uuid, Option<i32>)> = campaigns::table
+            .filter(campaigns::organization_id.eq(tenant.org_id()))
+            .filter(campaigns::service_level_threshold_seconds.is_not_null())
+            .select((campaigns::id, campaigns::service_level_threshold_seconds))
+            .load(conn)
+            .await?;
+        let flags: Vec<(Uuid, bool, bool)> = dispositions::table
+            .filter(dispositions::organization_id.eq(tenant.org_id()))
+            .select((dispositions::id, dispositions::contact, dispositions::success))
+            .load(conn)
+            .await?;
+        Ok(Self {
+            service_level_threshold_s: threshold,
+            short_abandon_s: short,
+            campaign_threshold_s: overrides.into_iter().filter_map(|(id, t)| t.map(|t| (id, t))).collect(),
+            disposition_flags: flags.into_iter().map(|(id, c, s)| (id, (c, s))).collect(),
+        })
+    }
+
+    fn threshold_ms(&self, campaign: Option<Uuid>) -> i64 {
+        let seconds = campaign
+            .and_then(|c| self.campaign_threshold_s.get(&c).copied())
+            .unwrap_or(self.service_level_threshold_s);
+        i64::from(seconds) * 1_000
+    }
+}
+
+/// The fields of a call that metrics read.
+#[derive(Debug, Clone, Copy)]
+pub struct CallFacts {
+    pub direction: Direction,
+    pub campaign_id: Option<Uuid>,
+    pub agent_id: Option<Uuid>,
+    pub offered_at: DateTime<Utc>,
+    pub wrap_ended_at: Option<DateTime<Utc>>,
+    pub wait_ms: Option<i64>,
+    pub talk_ms: i64,
+    pub hold_ms: i64,
+    pub wrap_ms: i64,
+    pub outcome: Outcome,
+    pub answered_by: Option<AnsweredBy>,
+    pub disposition_id: Option<Uuid>,
+}
+
+impl From<&NewInteraction> for CallFacts {
+    fn from(i: &NewInteraction) -> Self {
+        Self {
+            direction: i.direction,
+            campaign_id: i.campaign_id,
+            agent_id: i.agent_id,
+            offered_at: i.offered_at,
+            wrap_ended_at: i.wrap_ended_at,
+            wait_ms: i.wait_ms,
+            talk_ms: i.talk_ms,
+            hold_ms: i.hold_ms,
+            wrap_ms: i.wrap_ms,
+            outcome: i.outcome,
+            answered_by: i.answered_by,
+            disposition_id: i.disposition_id,
+        }
+    }
+}
+
+/// Additive counters of a set of calls (the columns of `kpi_hourly`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub dials: i64,
+    pub offered: i64,
+    pub answered: i64,
+    pub handled: i64,
+    pub abandoned: i64,
+    pub answered_within_sl: i64,
+    pub abandoned_within_sl: i64,
+    pub short_abandoned: i64,
+    pub answered_wait_ms: i64,
+    pub handled_talk_ms: i64,
+    pub handled_hold_ms: i64,
+    pub handled_wrap_ms: i64,
+    pub max_wait_ms: Option<i64>,
+    pub human_answered: i64,
+    pub machine_answered: i64,
+    pub drops: i64,
+    pub contacts: i64,
+    pub successes: i64,
+}
+
+impl Counters {
+    pub fn add(&mut self, o: &Counters) {
+        self.dials += o.dials;
+        self.offered += o.offered;
+        self.answered += o.answered;
+        self.handled += o.handled;
+        self.abandoned += o.abandoned;
+        self.answered_within_sl += o.answered_within_sl;
+        self.abandoned_within_sl += o.abandoned_within_sl;
+        self.short_abandoned += o.short_abandoned;
+        self.answered_wait_ms += o.answered_wait_ms;
+        self.handled_talk_ms += o.handled_talk_ms;
+        self.handled_hold_ms += o.handled_hold_ms;
+        self.handled_wrap_ms += o.handled_wrap_ms;
+        self.max_wait_ms = match (self.max_wait_ms, o.max_wait_ms) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        self.human_answered += o.human_answered;
+        self.machine_answered += o.machine_answered;
+        self.drops += o.drops;
+        self.contacts += o.contacts;
+        self.successes += o.successes;
+    }
+}
+
+/// One rollup cell: the UTC hour of the offer, campaign, agent, direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CellKey {
+    pub campaign_key: Uuid,
+    pub agent_key: Uuid,
+    pub hour: DateTime<Utc>,
+    pub direction: &'static str,
+}
+
+impl CellKey {
+    /// The cell itself, its campaign level and its organization level.
+    pub fn levels(self) -> [CellKey; 3] {
+        [
+            self,
+            CellKey { agent_key: ALL_KEY, ..self },
+            CellKey { campaign_key: ALL_KEY, agent_key: ALL_KEY, ..self },
+        ]
+    }
+}
+
+/// The start of the UTC hour containing `at`.
+pub fn hour_of(at: DateTime<Utc>) -> DateTime<Utc> {
+    // Truncating a UTC instant to a whole hour cannot overflow; fall back to `at` regardless.
+    at.duration_trunc(TimeDelta::hours(1)).unwrap_or(at)
+}
+
+/// What one call adds to its cell.
+pub fn contribution(call: &CallFacts, rules: &CountingRules) -> (CellKey, Counters) {
+    let outbound = call.direction == Direction::Outbound;
+    let answered = call.outcome == Outcome::Answered && (!outbound || call.answered_by == Some(AnsweredBy::Human));
+    let abandoned = call.outcome == Outcome::Abandoned;
+    let handled = answered && call.wrap_ended_at.is_some();
+    let wait = call.wait_ms.unwrap_or(0);
+    let threshold = rules.threshold_ms(call.campaign_id);
+    let (contact, success) = call
+        .disposition_id
+        .and_then(|d| rules.disposition_flags.get(&d).copied())
+        .unwrap_or((false, false));
+    let n = |b: bool| i64::from(b);
+    let counters = Counters {
+        dials: n(outbound),
+        offered: n(answered || abandoned),
+        answered: n(answered),
+        handled: n(handled),
+        abandoned: n(abandoned),
+        answered_within_sl: n(answered && wait <= threshold),
+        abandoned_within_sl: n(abandoned && wait <= threshold),
+        short_abandoned: n(abandoned && wait < i64::from(rules.short_abandon_s) * 1_000),
+        answered_wait_ms: if answered { wait } else { 0 },
+        handled_talk_ms: if handled { call.talk_ms } else { 0 },
+        handled_hold_ms: if handled { call.hold_ms } else { 0 },
+        handled_wrap_ms: if handled { call.wrap_ms } else { 0 },
+        max_wait_ms: (answered || abandoned).then_some(wait),
+        human_answered: n(outbound && call.answered_by == Some(AnsweredBy::Human)),
+        machine_answered: n(outbound && call.answered_by == Some(AnsweredBy::Machine)),
+        drops: n(outbound && abandoned),
+        contacts: n(outbound && contact),
+        successes: n(outbound && success),
+    };
+    let key = CellKey {
+        campaign_key: call.campaign_id.unwrap_or(NONE_KEY),
+        agent_key: call.agent_id.unwrap_or(NONE_KEY),
+        hour: hour_of(call.offered_at),
+        direction: call.direction.as_str(),
+    };
+    (key, counters)
+}

@@ -1,0 +1,228 @@
+//! The metric registry: the single source of every KPI formula. Summaries, series, per-agent
+//! and per-campaign views and live tiles all evaluate metrics through [`evaluate`], so a
+//! number is the same wherever it appears. A ratio whose denominator is 0 is `None` (null),
+//! never 0: a wallboard shows "—", not 0 %.
+
+use crate::kpi::query::Aggregates;
+use crate::management::settings::ServiceLevelVariant;
+
+/// How a value is expressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, async_graphql::Enum)]
+#[graphql(rename_items = "SCREAMING_SNAKE_CASE")]
+pub enum Unit {
+    Count,
+    Seconds,
+    Percent,
+    PerHour,
+}
+
+/// The settings a metric depends on.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceLevelRule {
+    pub threshold_seconds: i32,
+    pub variant: ServiceLevelVariant,
+}
+
+/// Numerator and denominator in display units (seconds, hours, calls). `denominator: None`
+/// marks a plain count.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Parts {
+    pub numerator: f64,
+    pub denominator: Option<f64>,
+}
+
+pub struct MetricDef {
+    /// The GraphQL field name.
+    pub name: &'static str,
+    pub unit: Unit,
+    pub formula: fn(&ServiceLevelRule) -> &'static str,
+    pub parts: fn(&Aggregates, &ServiceLevelRule) -> Parts,
+}
+
+/// A metric's value with what it was computed from, for drill-down.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluated {
+    pub name: &'static str,
+    pub unit: Unit,
+    pub value: Option<f64>,
+    pub numerator: f64,
+    pub denominator: Option<f64>,
+    pub formula: &'static str,
+}
+
+fn count(n: i64) -> Parts {
+    Parts { numerator: n as f64, denominator: None }
+}
+fn ratio(numerator: f64, denominator: f64) -> Parts {
+    Parts { numerator, denominator: Some(denominator) }
+}
+fn ms(v: i64) -> f64 {
+    v as f64 / 1_000.0
+}
+fn hours(us: i64) -> f64 {
+    us as f64 / 3_600_000_000.0
+}
+
+fn service_level(a: &Aggregates, rule: &ServiceLevelRule) -> Parts {
+    let c = &a.calls;
+    let (aw, bw, ans, abn, short) = (
+        c.answered_within_sl as f64,
+        c.abandoned_within_sl as f64,
+        c.answered as f64,
+        c.abandoned as f64,
+        c.short_abandoned as f64,
+    );
+    match rule.variant {
+        ServiceLevelVariant::AnsweredWithinOverOfferedExcludingShortAbandons => ratio(aw, ans + abn - short),
+        ServiceLevelVariant::AnsweredWithinOverAnswered => ratio(aw, ans),
+        ServiceLevelVariant::AnsweredAndAbandonedWithinOverOffered => ratio(aw + bw, ans + abn),
+        ServiceLevelVariant::AnsweredWithinOverOffered => ratio(aw, ans + abn),
+        ServiceLevelVariant::AnsweredWithinOverOfferedExcludingAbandonsWithin => ratio(aw, ans + (abn - bw)),
+    }
+}
+
+fn service_level_formula(rule: &ServiceLevelRule) -> &'static str {
+    match rule.variant {
+        ServiceLevelVariant::AnsweredWithinOverOfferedExcludingShortAbandons => {
+            "answered within T / (answered + abandoned - short abandoned)"
+        }
+        ServiceLevelVariant::AnsweredWithinOverAnswered => "answered within T / answered",
+        ServiceLevelVariant::AnsweredAndAbandonedWithinOverOffered => {
+            "(answered within T + abandoned within T) / (answered + abandoned)"
+        }
+        ServiceLevelVariant::AnsweredWithinOverOffered => "answered within T / (answered + abandoned)",
+        ServiceLevelVariant::AnsweredWithinOverOfferedExcludingAbandonsWithin => {
+            "answered within T / (answered + abandoned after T)"
+        }
+    }
+}
+
+/// UK (Ofcom) outbound abandoned-call rate: D' = drops − drops × AM / (AM + live),
+/// rate = D' / (D' + live), where live = live calls connected to an agent and AM = calls
+/// answered by a machine.
+pub fn uk_drop_parts(a: &Aggregates) -> Parts {
+    let c = &a.calls;
+    let drops = c.drops as f64;
+    let machine = c.machine_answered as f64;
+    let live = (c.human_answered - c.drops).max(0) as f64;
+    let adjusted = if machine + live > 0.0 { drops - drops * machine / (machine + live) } else { drops };
+    ratio(adjusted, adjusted + live)
+}
+
+/// US (FTC safe harbour) outbound abandonment: drops / calls answered by a live person.
+pub fn us_drop_parts(a: &Aggregates) -> Parts {
+    ratio(a.calls.drops as f64, a.calls.human_answered as f64)
+}
+
+macro_rules! fixed {
+    ($text:literal) => {
+        |_: &ServiceLevelRule| $text
+    };
+}
+
+/// Every metric, in the order the API lists them.
+pub const METRICS: &[MetricDef] = &[
+    MetricDef { name: "offered", unit: Unit::Count, formula: fixed!("answered + abandoned"), parts: |a, _| count(a.calls.offered) },
+    MetricDef { name: "answered", unit: Unit::Count, formula: fixed!("calls answered by an agent (outbound: by a live person)"), parts: |a, _| count(a.calls.answered) },
+    MetricDef { name: "handled", unit: Unit::Count, formula: fixed!("answered calls whose wrap-up finished"), parts: |a, _| count(a.calls.handled) },
+    MetricDef { name: "abandoned", unit: Unit::Count, formula: fixed!("caller (or outbound live party) hung up before an agent answered"), parts: |a, _| count(a.calls.abandoned) },
+    MetricDef { name: "shortAbandoned", unit: Unit::Count, formula: fixed!("abandoned after waiting less than the short-abandon threshold"), parts: |a, _| count(a.calls.short_abandoned) },
+    MetricDef { name: "serviceLevel", unit: Unit::Percent, formula: service_level_formula, parts: service_level },
+    MetricDef { name: "averageSpeedOfAnswer", unit: Unit::Seconds, formula: fixed!("sum of wait of answered calls / answered"), parts: |a, _| ratio(ms(a.calls.answered_wait_ms), a.calls.answered as f64) },
+    MetricDef { name: "averageHandleTime", unit: Unit::Seconds, formula: fixed!("(sum talk + sum hold + sum wrap of handled calls) / handled"), parts: |a, _| ratio(ms(a.calls.handled_talk_ms + a.calls.handled_hold_ms + a.calls.handled_wrap_ms), a.calls.handled as f64) },
+    MetricDef { name: "averageTalkTime", unit: Unit::Seconds, formula: fixed!("sum talk of handled calls / handled"), parts: |a, _| ratio(ms(a.calls.handled_talk_ms), a.calls.handled as f64) },
+    MetricDef { name: "averageHoldTime", unit: Unit::Seconds, formula: fixed!("sum hold of handled calls / handled"), parts: |a, _| ratio(ms(a.calls.handled_hold_ms), a.calls.handled as f64) },
+    MetricDef { name: "averageWrapTime", unit: Unit::Seconds, formula: fixed!("sum wrap of handled calls / handled"), parts: |a, _| ratio(ms(a.calls.handled_wrap_ms), a.calls.handled as f64) },
+    MetricDef { name: "abandonRate", unit: Unit::Percent, formula: fixed!("abandoned / offered"), parts: |a, _| ratio(a.calls.abandoned as f64, a.calls.offered as f64) },
+    MetricDef { name: "longestWait", unit: Unit::Seconds, formula: fixed!("max wait of answered or abandoned calls"), parts: |a, _| match a.calls.max_wait_ms { Some(w) => Parts { numerator: ms(w), denominator: None }, None => Parts { numerator: 0.0, denominator: Some(0.0) } } },
+    MetricDef { name: "occupancy", unit: Unit::Percent, formula: fixed!("(time on call + wrap-up) / time AVAILABLE"), parts: |a, _| ratio(hours(a.agents.on_call_us + a.agents.wrap_up_us), hours(a.agents.available_us)) },
+    MetricDef { name: "contactRate", unit: Unit::Percent, formula: fixed!("right-party contacts / outbound dials"), parts: |a, _| ratio(a.calls.contacts as f64, a.calls.dials as f64) },
+    MetricDef { name: "conversionRate", unit: Unit::Percent, formula: fixed!("successes / right-party contacts"), parts: |a, _| ratio(a.calls.successes as f64, a.calls.contacts as f64) },
+    MetricDef { name: "callsPerAgentHour", unit: Unit::PerHour, formula: fixed!("handled / logged-in agent hours"), parts: |a, _| ratio(a.calls.handled as f64, hours(a.agents.logged_in_us)) },
+    MetricDef { name: "outboundAbandonRateUk", unit: Unit::Percent, formula: fixed!("D' / (D' + live), D' = drops - drops x AM / (AM + live)"), parts: |a, _| uk_drop_parts(a) },
+    MetricDef { name: "outboundAbandonRateUs", unit: Unit::Percent, formula: fixed!("drops / calls answered by a live person"), parts: |a, _| us_drop_parts(a) },
+];
+
+/// Evaluates one metric definition.
+pub fn evaluate_one(def: &MetricDef, aggregates: &Aggregates, rule: &ServiceLevelRule) -> Evaluated {
+    let parts = (def.parts)(aggregates, rule);
+    let scale = if def.unit == Unit::Percent { 100.0 } else { 1.0 };
+    let value = match parts.denominator {
+        None => Some(parts.numerator),
+        Some(d) if d == 0.0 => None,
+        Some(d) => Some(parts.numerator / d * scale),
+    };
+    Evaluated {
+        name: def.name,
+        unit: def.unit,
+        value,
+        numerator: parts.numerator,
+        denominator: parts.denominator,
+        formula: (def.formula)(rule),
+    }
+}
+
+/// Every metric of the registry over one aggregate.
+pub fn evaluate(aggregates: &Aggregates, rule: &ServiceLevelRule) -> Vec<Evaluated> {
+    METRICS.iter().map(|def| evaluate_one(def, aggregates, rule)).collect()
+}
+
+pub fn find(name: &str) -> Option<&'static MetricDef> {
+    METRICS.iter().find(|m| m.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kpi::facts::Counters;
+
+    fn rule(variant: ServiceLevelVariant) -> ServiceLevelRule {
+        ServiceLevelRule { threshold_seconds: 20, variant }
+    }
+
+    #[test]
+    fn empty_data_gives_null_ratios_and_zero_counts() {
+        let values = evaluate(&Aggregates::default(), &rule(ServiceLevelVariant::AnsweredWithinOverAnswered));
+        for v in values {
+            match v.unit {
+                Unit::Count if v.name != "longestWait" => assert_eq!(v.value, Some(0.0), "{}", v.name),
+                _ => assert_eq!(v.value, None, "{}", v.name),
+            }
+        }
+    }
+
+    #[test]
+    fn service_level_variants() {
+        let a = Aggregates {
+            calls: Counters {
+                answered: 80,
+                abandoned: 20,
+                answered_within_sl: 60,
+                abandoned_within_sl: 5,
+                short_abandoned: 4,
+                ..Counters::default()
+            },
+            ..Aggregates::default()
+        };
+        let sl = |v| evaluate_one(find("serviceLevel").expect("registered"), &a, &rule(v)).value;
+        assert_eq!(sl(ServiceLevelVariant::AnsweredWithinOverOfferedExcludingShortAbandons), Some(60.0 / 96.0 * 100.0));
+        assert_eq!(sl(ServiceLevelVariant::AnsweredWithinOverAnswered), Some(75.0));
+        assert_eq!(sl(ServiceLevelVariant::AnsweredAndAbandonedWithinOverOffered), Some(65.0));
+        assert_eq!(sl(ServiceLevelVariant::AnsweredWithinOverOffered), Some(60.0));
+        assert_eq!(sl(ServiceLevelVariant::AnsweredWithinOverOfferedExcludingAbandonsWithin), Some(60.0 / 95.0 * 100.0));
+    }
+
+    #[test]
+    fn uk_drop_rate_adjusts_for_machines() {
+        // 6 drops, 294 live to agents (300 human answered), 100 machines.
+        let a = Aggregates {
+            calls: Counters { drops: 6, human_answered: 300, machine_answered: 100, ..Counters::default() },
+            ..Aggregates::default()
+        };
+        let d = 6.0 - 6.0 * 100.0 / 394.0;
+        let uk = evaluate_one(find("outboundAbandonRateUk").expect("registered"), &a, &rule(ServiceLevelVariant::AnsweredWithinOverAnswered));
+        assert_eq!(uk.value, Some(d / (d + 294.0) * 100.0));
+        let us = evaluate_one(find("outboundAbandonRateUs").expect("registered"), &a, &rule(ServiceLevelVariant::AnsweredWithinOverAnswered));
+        assert_eq!(us.value, Some(2.0));
+    }
+}
