@@ -157,6 +157,36 @@ pub struct Settings {
     /// Log format.
     #[arg(long, global = true, env = "OMNIVOX_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// WebSocket: how long a new socket may wait before sending `connection_init` (then it is
+    /// closed 4408). Default 5s.
+    #[arg(long, global = true, env = "OMNIVOX_WS_INIT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub ws_init_timeout: Duration,
+    /// WebSocket: interval of server keep-alives (`ping`, or `ka` in the legacy protocol).
+    /// Default 15s.
+    #[arg(long, global = true, env = "OMNIVOX_WS_PING_INTERVAL", default_value = "15s", value_parser = parse_duration)]
+    pub ws_ping_interval: Duration,
+    /// WebSocket: how often an open socket's token is checked again against its user (inactive
+    /// user, revoked tokens, changed role: closed 4403). Default 30s.
+    #[arg(long, global = true, env = "OMNIVOX_WS_REAUTH_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub ws_reauth_interval: Duration,
+    /// WebSocket: maximum operations running at once on one socket; one more is answered with
+    /// an `error` message (code RATE_LIMITED) and the socket stays open. Default 100.
+    #[arg(long, global = true, env = "OMNIVOX_WS_MAX_OPERATIONS", default_value_t = 100)]
+    pub ws_max_operations: usize,
+    /// WebSocket: maximum open sockets per user on this instance; one more is closed 4429.
+    /// Default 20.
+    #[arg(long, global = true, env = "OMNIVOX_WS_MAX_SOCKETS_PER_USER", default_value_t = 20)]
+    pub ws_max_sockets_per_user: usize,
+    /// WebSocket: messages queued for one socket before the client counts as not reading and
+    /// the socket is closed 1013. Default 256.
+    #[arg(long, global = true, env = "OMNIVOX_WS_OUTBOUND_QUEUE", default_value_t = 256)]
+    pub ws_outbound_queue: usize,
+    /// The public base URL of this service as callers see it (scheme, host, optional port and
+    /// path prefix, e.g. `https://omnivox.example.com`), for deployments behind a proxy:
+    /// webhook signatures (Twilio) cover the URL the sender called. Unset: `http://` + the
+    /// request's Host header.
+    #[arg(long, global = true, env = "OMNIVOX_PUBLIC_BASE_URL", value_parser = parse_public_base_url)]
+    pub public_base_url: Option<String>,
 }
 
 impl Settings {
@@ -179,6 +209,18 @@ impl Settings {
         settings.database_url = database_url.to_owned();
         settings
     }
+}
+
+/// An absolute `http` or `https` URL without query or fragment; a trailing `/` is dropped.
+pub fn parse_public_base_url(text: &str) -> Result<String, String> {
+    let url = url::Url::parse(text).map_err(|_| format!("`{text}` is not an absolute URL"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!("`{text}` must be an http or https URL with a host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("`{text}` must not have a query or a fragment"));
+    }
+    Ok(text.trim_end_matches('/').to_owned())
 }
 
 /// Parses `90s`, `15m`, `1h`, `7d`, `250ms` (a bare number is seconds).
@@ -218,5 +260,14 @@ mod tests {
         assert!(parse_duration("1w").is_err());
         assert!(parse_duration("abc").is_err());
         assert!(parse_duration("99999999999999999999d").is_err());
+    }
+
+    #[test]
+    fn public_base_urls_are_checked() {
+        assert_eq!(parse_public_base_url("https://cc.example.com/"), Ok("https://cc.example.com".to_owned()));
+        assert_eq!(parse_public_base_url("https://cc.example.com:443/omnivox"), Ok("https://cc.example.com:443/omnivox".to_owned()));
+        assert!(parse_public_base_url("cc.example.com").is_err());
+        assert!(parse_public_base_url("ftp://cc.example.com").is_err());
+        assert!(parse_public_base_url("https://cc.example.com/?a=1").is_err());
     }
 }

@@ -54,7 +54,7 @@ impl FieldError {
 
 /// Deliberately not `Display`: async-graphql converts any `Display` type into an error with
 /// no `code`, so every conversion must go through [`ErrorExtensions::extend`] below.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum AppError {
     Unauthenticated(String),
     Forbidden(String),

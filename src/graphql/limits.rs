@@ -10,6 +10,9 @@ use async_graphql::{ServerError, ServerResult, Variables};
 pub struct DocumentLimits {
     pub max_aliases: usize,
     pub max_document_bytes: usize,
+    /// When introspection is off, a document selecting `__schema` or `__type` is refused with
+    /// an error (async-graphql would answer a silent, invalid `null`).
+    pub refuse_introspection: bool,
 }
 
 impl ExtensionFactory for DocumentLimits {
@@ -17,6 +20,7 @@ impl ExtensionFactory for DocumentLimits {
         Arc::new(DocumentLimitsExtension {
             max_aliases: self.max_aliases,
             max_document_bytes: self.max_document_bytes,
+            refuse_introspection: self.refuse_introspection,
         })
     }
 }
@@ -24,6 +28,7 @@ impl ExtensionFactory for DocumentLimits {
 struct DocumentLimitsExtension {
     max_aliases: usize,
     max_document_bytes: usize,
+    refuse_introspection: bool,
 }
 
 fn limit_error(message: String) -> ServerError {
@@ -58,8 +63,26 @@ impl Extension for DocumentLimitsExtension {
                 self.max_aliases
             )));
         }
+        if self.refuse_introspection && selects_introspection(&document) {
+            return Err(limit_error("introspection is disabled on this server".to_owned()));
+        }
         Ok(document)
     }
+}
+
+/// Whether any selection (operations or fragments) names `__schema` or `__type`.
+fn selects_introspection(document: &ExecutableDocument) -> bool {
+    fn in_set(set: &SelectionSet) -> bool {
+        set.items.iter().any(|item| match &item.node {
+            Selection::Field(field) => {
+                matches!(field.node.name.node.as_str(), "__schema" | "__type") || in_set(&field.node.selection_set.node)
+            }
+            Selection::InlineFragment(fragment) => in_set(&fragment.node.selection_set.node),
+            Selection::FragmentSpread(_) => false,
+        })
+    }
+    document.operations.iter().any(|(_, op)| in_set(&op.node.selection_set.node))
+        || document.fragments.values().any(|f| in_set(&f.node.selection_set.node))
 }
 
 /// Aliases written in the document (operations and fragment definitions, each counted once).

@@ -52,6 +52,7 @@ pub fn build_schema(state: AppState) -> OmnivoxSchema {
     .extension(limits::DocumentLimits {
         max_aliases: settings.max_aliases,
         max_document_bytes: settings.max_document_bytes,
+        refuse_introspection: !settings.introspection_enabled(),
     })
     .data(state);
     if !settings.introspection_enabled() {

@@ -10,10 +10,9 @@
 
 use std::collections::HashMap;
 
-use async_graphql::http::{GraphiQLSource, ALL_WEBSOCKET_PROTOCOLS};
+use async_graphql::http::GraphiQLSource;
 use async_graphql::parser::types::OperationType;
-use async_graphql::{Data, ErrorExtensions};
-use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use async_graphql::ErrorExtensions;
 use axum::body::Bytes;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{FromRequestParts, Request, State};
@@ -22,15 +21,12 @@ use axum::response::{Html, IntoResponse, Response};
 use serde_json::json;
 
 use crate::auth::principal::{self, bearer_token};
-use crate::auth::Auth;
 use crate::error::AppError;
 use crate::graphql::RequestContext;
-use crate::http::{HttpState, REQUEST_ID_HEADER};
+use crate::http::{ws, HttpState, REQUEST_ID_HEADER};
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 const APPLICATION_JSON: &str = "application/json";
-/// Largest WebSocket message accepted from a client.
-const MAX_WS_MESSAGE_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum MediaType {
@@ -166,15 +162,25 @@ pub async fn post(State(state): State<HttpState>, headers: HeaderMap, body: Byte
             &AppError::bad_input("POST /graphql takes Content-Type: application/json"),
         );
     }
-    let request: async_graphql::Request = match serde_json::from_slice(&body) {
+    // Only a JSON object is a request: serde would also read an array positionally as the
+    // request's fields, which must not execute (batches are not supported).
+    let request = match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(serde_json::Value::Object(object)) => serde_json::from_value::<async_graphql::Request>(object.into()),
+        Ok(serde_json::Value::Array(_)) => {
+            let error = AppError::bad_input("batched requests are not supported; send one operation per request");
+            return error_response(StatusCode::BAD_REQUEST, media, &error);
+        }
+        Ok(_) => {
+            let error = AppError::bad_input("the body must be a JSON object {query, variables, operationName}");
+            return error_response(StatusCode::BAD_REQUEST, media, &error);
+        }
+        Err(e) => Err(e),
+    };
+    let request = match request {
         Ok(request) => request,
         Err(e) => {
-            let message = if body.first() == Some(&b'[') {
-                "batched requests are not supported; send one operation per request".to_owned()
-            } else {
-                format!("the body is not a GraphQL request: {e}")
-            };
-            return error_response(StatusCode::BAD_REQUEST, media, &AppError::bad_input(message));
+            let error = AppError::bad_input(format!("the body is not a GraphQL request: {e}"));
+            return error_response(StatusCode::BAD_REQUEST, media, &error);
         }
     };
     execute(&state, &headers, request, media).await
@@ -204,11 +210,8 @@ pub async fn get_or_websocket(State(state): State<HttpState>, request: Request) 
             Ok(upgrade) => upgrade,
             Err(rejection) => return rejection.into_response(),
         };
-        let protocol = match GraphQLProtocol::from_request_parts(&mut parts, &state).await {
-            Ok(protocol) => protocol,
-            Err(status) => return status.into_response(),
-        };
-        return websocket(state, upgrade, protocol);
+        let request_id = request_id(&parts.headers);
+        return websocket(state, upgrade, request_id);
     }
     let headers = parts.headers;
     let Some(media) = negotiate(&headers) else {
@@ -277,29 +280,9 @@ pub fn token_from_init_payload(payload: &serde_json::Value) -> Option<String> {
     })
 }
 
-fn websocket(state: HttpState, upgrade: WebSocketUpgrade, protocol: GraphQLProtocol) -> Response {
-    let schema = state.schema.clone();
-    let app = state.app.clone();
-    upgrade
-        .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .max_message_size(MAX_WS_MESSAGE_BYTES)
-        .max_frame_size(MAX_WS_MESSAGE_BYTES)
-        .on_upgrade(move |socket| async move {
-            GraphQLWebSocket::new(socket, schema, protocol)
-                .on_connection_init(move |payload| async move {
-                    let token = token_from_init_payload(&payload)
-                        .ok_or_else(|| async_graphql::Error::new("connection_init must carry a token"))?;
-                    let principal = principal::authenticate(&app, &token).await.map_err(|e| e.extend())?;
-                    let mut data = Data::default();
-                    data.insert(RequestContext {
-                        auth: Auth::Authenticated(principal),
-                        request_id: None,
-                    });
-                    Ok(data)
-                })
-                .serve()
-                .await;
-        })
+/// The WebSocket side of `/graphql`: see [`ws`] (both sub-protocols, close codes, limits).
+fn websocket(state: HttpState, upgrade: WebSocketUpgrade, request_id: Option<String>) -> Response {
+    ws::upgrade(state, upgrade, request_id)
 }
 
 /// `GET /graphiql`: the in-browser IDE (subscriptions over the same endpoint).

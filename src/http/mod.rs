@@ -4,6 +4,7 @@
 
 pub mod graphql;
 pub mod health;
+pub mod ws;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, StatusCode};
