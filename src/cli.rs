@@ -51,14 +51,89 @@ pub async fn run(settings: Settings, command: Command) -> AppResult<()> {
             println!("{token}");
             Ok(())
         }
-        Command::Seed { demo, password } => {
-            if !demo {
-                return Err(AppError::bad_input("nothing to seed: pass --demo"));
+        Command::Seed {
+            demo,
+            password,
+            calls,
+            days,
+            agents,
+            campaigns,
+            org,
+            seed,
+            batch_calls,
+            load_workers,
+            per_row_fk_checks,
+        } => {
+            if !demo && calls.is_none() {
+                return Err(AppError::bad_input("nothing to seed: pass --demo or --calls N"));
             }
             prepare_database(&settings).await?;
-            let state = AppState::new(settings)?;
-            let summary = seed::seed_demo(&state, &password).await?;
-            print_logins(&summary, &password);
+            if demo {
+                let state = AppState::new(settings.clone())?;
+                let summary = seed::seed_demo(&state, &password).await?;
+                print_logins(&summary, &password);
+            }
+            let Some(calls) = calls else { return Ok(()) };
+            let generator = crate::kpi::generator::GeneratorSettings {
+                org_slug: org,
+                calls,
+                days,
+                agents,
+                campaigns,
+                seed,
+                batch_calls,
+                load_workers,
+                reference_checks: if per_row_fk_checks {
+                    crate::kpi::writer::ReferenceChecks::PerRow
+                } else {
+                    crate::kpi::writer::ReferenceChecks::PerBatch
+                },
+            };
+            let pool = db::build_pool(
+                &settings.database_url,
+                2,
+                settings.db_wait_timeout,
+                settings.db_statement_timeout,
+            )?;
+            println!(
+                "generating {calls} calls over {days} days for {agents} agents and {campaigns} campaigns into `{}` (seed {seed})",
+                generator.org_slug
+            );
+            let report = crate::kpi::generator::run(&settings.database_url, &pool, &generator, &mut |p| {
+                println!(
+                    "  {:>11} / {} calls ({:>3.0} %)  {:>11} intervals  {:>7.1} s  {:>9.0} calls/s",
+                    p.calls,
+                    p.calls_total,
+                    100.0 * p.calls as f64 / p.calls_total.max(1) as f64,
+                    p.intervals,
+                    p.elapsed.as_secs_f64(),
+                    p.calls as f64 / p.elapsed.as_secs_f64().max(1e-9)
+                );
+            })
+            .await?;
+            println!(
+                "organization `{}` {} (run {}): {} calls and {} agent-state intervals in {} batches, \
+                 {:.1} s (+{:.1} s setup): {:.0} calls/s; handle times scaled ×{:.2} to fit the agents; \
+                 foreign keys checked {}",
+                generator.org_slug,
+                if report.created_organization {
+                    "created"
+                } else {
+                    "extended"
+                },
+                report.run,
+                report.calls,
+                report.intervals,
+                report.batches,
+                report.load.as_secs_f64(),
+                report.setup.as_secs_f64(),
+                report.calls_per_second(),
+                report.handle_time_scale,
+                match report.reference_checks {
+                    crate::kpi::writer::ReferenceChecks::PerRow => "per row",
+                    crate::kpi::writer::ReferenceChecks::PerBatch => "per batch",
+                }
+            );
             Ok(())
         }
         Command::Demo { password } => {

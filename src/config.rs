@@ -46,13 +46,45 @@ pub enum Command {
         #[arg(long, default_value = "1h", value_parser = parse_duration)]
         ttl: Duration,
     },
-    /// Seed data. `--demo` creates (idempotently) the demo organization.
+    /// Seed data. `--demo` creates (idempotently) the demo organization. `--calls N` generates N
+    /// synthetic calls — with the campaigns, dispositions, teams, agents, shifts and agent state
+    /// log they need — and bulk-loads them with their rollups (see `kpi::generator`).
     Seed {
         #[arg(long)]
         demo: bool,
         /// Password of every demo login.
         #[arg(long, default_value = DEMO_PASSWORD)]
         password: String,
+        /// Generate this many calls (exactly), over `--days` days ending today.
+        #[arg(long)]
+        calls: Option<u64>,
+        /// Days of generated history, ending today (today up to half an hour ago).
+        #[arg(long, default_value_t = 30, requires = "calls")]
+        days: u32,
+        /// Agents of the generated run (split into an inbound and an outbound pool, teams of 15).
+        #[arg(long, default_value_t = 100, requires = "calls")]
+        agents: u32,
+        /// Campaigns used by the generated calls, alternately inbound and outbound.
+        #[arg(long, default_value_t = 10, requires = "calls")]
+        campaigns: u32,
+        /// Organization (slug) to generate into: created (time zone Europe/London) when missing;
+        /// when it exists the run adds to it (campaigns and dispositions reused by name, new
+        /// teams and agents for the run).
+        #[arg(long, default_value = crate::kpi::generator::DEFAULT_ORG_SLUG, requires = "calls")]
+        org: String,
+        /// Seed of the generator: the same seed on the same day gives the same traffic.
+        #[arg(long, default_value_t = crate::kpi::generator::DEFAULT_SEED, requires = "calls")]
+        seed: u64,
+        /// Calls per loading transaction (whole days are kept together).
+        #[arg(long, default_value_t = crate::kpi::generator::DEFAULT_BATCH_CALLS, requires = "calls")]
+        batch_calls: usize,
+        /// Batches loading at once, each on its own connection.
+        #[arg(long, default_value_t = crate::kpi::generator::DEFAULT_LOAD_WORKERS, requires = "calls")]
+        load_workers: usize,
+        /// Enforce foreign keys with PostgreSQL's per-row triggers even when the role could
+        /// check them once per batch (see `kpi::writer::ReferenceChecks`).
+        #[arg(long, requires = "calls")]
+        per_row_fk_checks: bool,
     },
     /// First run: migrate, seed the demo (idempotent), serve, and print where to look.
     Demo {
@@ -264,8 +296,14 @@ mod tests {
 
     #[test]
     fn public_base_urls_are_checked() {
-        assert_eq!(parse_public_base_url("https://cc.example.com/"), Ok("https://cc.example.com".to_owned()));
-        assert_eq!(parse_public_base_url("https://cc.example.com:443/omnivox"), Ok("https://cc.example.com:443/omnivox".to_owned()));
+        assert_eq!(
+            parse_public_base_url("https://cc.example.com/"),
+            Ok("https://cc.example.com".to_owned())
+        );
+        assert_eq!(
+            parse_public_base_url("https://cc.example.com:443/omnivox"),
+            Ok("https://cc.example.com:443/omnivox".to_owned())
+        );
         assert!(parse_public_base_url("cc.example.com").is_err());
         assert!(parse_public_base_url("ftp://cc.example.com").is_err());
         assert!(parse_public_base_url("https://cc.example.com/?a=1").is_err());

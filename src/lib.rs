@@ -10,6 +10,7 @@
 //! * [`auth`]    — roles, permissions, guards, JWTs, passwords, the per-request principal.
 //! * [`db`]      — pool, migrations, the diesel schema and every SQL query.
 //! * [`audit`]   — the hash-chained, append-only audit writer and its verifier.
+//! * [`ingest`]  — telephony ingest: Twilio webhooks, call events, the call lifecycle.
 //! * [`realtime`] — the event bus that carries "something changed" to subscriptions.
 //! * [`seed`]    — the idempotent demo organization.
 //! * [`management`] — the rules of the management surface (settings, users).
@@ -24,6 +25,7 @@ pub mod db;
 pub mod error;
 pub mod graphql;
 pub mod http;
+pub mod ingest;
 pub mod kpi;
 pub mod management;
 pub mod realtime;

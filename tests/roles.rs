@@ -28,6 +28,10 @@ fn no_vars(_: &TestOrg, _: Role) -> Value {
     json!({})
 }
 
+fn kpi_filter(_: &TestOrg, _: Role) -> Value {
+    json!({ "f": { "from": "2026-01-05T00:00:00Z", "to": "2026-01-06T00:00:00Z" } })
+}
+
 fn operations() -> Vec<Operation> {
     vec![
         Operation {
@@ -82,6 +86,96 @@ fn operations() -> Vec<Operation> {
             lowest_role: Role::Admin,
             // A stale version: callers that pass the guard get CONFLICT, nothing is changed.
             query: "mutation { updateBusinessSettings(input: {}, expectedVersion: 999) { version } }",
+            variables: no_vars,
+        },
+        Operation {
+            field: "Query.agentPerformance",
+            lowest_role: Role::Agent,
+            // An AGENT passes the guard and sees only their own row (none without a profile).
+            query: "query($f: KpiFilter!) { agentPerformance(filter: $f, first: 5) { totalCount edges { node { agentId } } } }",
+            variables: kpi_filter,
+        },
+        Operation {
+            field: "Query.campaignPerformance",
+            lowest_role: Role::Supervisor,
+            query: "query($f: KpiFilter!) { campaignPerformance(filter: $f) { campaignId } }",
+            variables: kpi_filter,
+        },
+        Operation {
+            field: "Query.dispositionBreakdown",
+            lowest_role: Role::Supervisor,
+            query: "query($f: KpiFilter!) { dispositionBreakdown(filter: $f) { dispositionedCalls } }",
+            variables: kpi_filter,
+        },
+        Operation {
+            field: "Query.analytics",
+            lowest_role: Role::Supervisor,
+            query: "query($f: KpiFilter!) { analytics(query: { metrics: [HANDLED], groupBy: [AGENT], filter: $f }) { totalRows } }",
+            variables: kpi_filter,
+        },
+        Operation {
+            field: "Query.complianceStatus",
+            lowest_role: Role::Supervisor,
+            query: "{ complianceStatus { campaignId status } }",
+            variables: no_vars,
+        },
+        Operation {
+            field: "Query.kpiSummary",
+            lowest_role: Role::Viewer,
+            query: "{ kpiSummary(filter: { from: \"2026-01-01T00:00:00Z\", to: \"2026-01-02T00:00:00Z\" }) { offered } }",
+            variables: no_vars,
+        },
+        Operation {
+            field: "Query.kpiSeries",
+            lowest_role: Role::Viewer,
+            query: "{ kpiSeries(filter: { from: \"2026-01-01T00:00:00Z\", to: \"2026-01-02T00:00:00Z\" }, granularity: DAY) { timezone } }",
+            variables: no_vars,
+        },
+        Operation {
+            field: "Query.interactions",
+            lowest_role: Role::Agent,
+            // An AGENT passes the guard and sees only their own calls.
+            query: "{ interactions(first: 5) { totalCount edges { node { id customerNumber } } } }",
+            variables: no_vars,
+        },
+        Operation {
+            field: "Query.interaction",
+            lowest_role: Role::Agent,
+            // An unknown id: callers that pass the guard get NOT_FOUND.
+            query: "query($i: ID!) { interaction(id: $i) { id } }",
+            variables: |_, _| json!({ "i": uuid::Uuid::new_v4() }),
+        },
+        Operation {
+            field: "Query.interactionByExternalId",
+            lowest_role: Role::Agent,
+            query: "{ interactionByExternalId(externalId: \"CA-unknown\") { id } }",
+            variables: no_vars,
+        },
+        Operation {
+            field: "Query.telephonySettings",
+            lowest_role: Role::Admin,
+            query: "{ telephonySettings { twilioAccountSid authTokenSet } }",
+            variables: no_vars,
+        },
+        Operation {
+            field: "Mutation.recordCallEvents",
+            lowest_role: Role::Admin,
+            // No events: callers that pass the guard store nothing.
+            query: "mutation { recordCallEvents(events: []) { accepted } }",
+            variables: no_vars,
+        },
+        Operation {
+            field: "Mutation.setDisposition",
+            lowest_role: Role::Agent,
+            // An unknown call: callers that pass the guard get NOT_FOUND, nothing is changed.
+            query: "mutation($i: ID!) { setDisposition(interactionId: $i, dispositionCode: \"SALE\") { id } }",
+            variables: |_, _| json!({ "i": uuid::Uuid::new_v4() }),
+        },
+        Operation {
+            field: "Mutation.updateTelephonySettings",
+            lowest_role: Role::Admin,
+            // An empty input: callers that pass the guard get BAD_USER_INPUT, nothing is changed.
+            query: "mutation { updateTelephonySettings(input: {}) { authTokenSet } }",
             variables: no_vars,
         },
         Operation {

@@ -517,3 +517,160 @@ pub async fn agents_in_teams(conn: &mut AsyncPgConnection, tenant: &Tenant, team
         .load(conn)
         .await?)
 }
+
+/// An agent as KPI views name it: display name and current team.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentDirectoryEntry {
+    pub id: Uuid,
+    pub user_id: Option<Uuid>,
+    pub display_name: String,
+    pub team_id: Option<Uuid>,
+    pub team_name: Option<String>,
+    pub active: bool,
+}
+
+/// Every agent of the tenant with its current team (two indexed reads, joined here).
+pub async fn agent_directory(conn: &mut AsyncPgConnection, tenant: &Tenant) -> AppResult<Vec<AgentDirectoryEntry>> {
+    let team_rows: Vec<(Uuid, String)> = teams::table
+        .filter(teams::organization_id.eq(tenant.org_id()))
+        .select((teams::id, teams::name))
+        .load(conn)
+        .await?;
+    let team_names: std::collections::HashMap<Uuid, String> = team_rows.into_iter().collect();
+    type Row = (Uuid, Option<Uuid>, String, Option<Uuid>, bool);
+    let rows: Vec<Row> = agents::table
+        .filter(agents::organization_id.eq(tenant.org_id()))
+        .select((
+            agents::id,
+            agents::user_id,
+            agents::display_name,
+            agents::team_id,
+            agents::active,
+        ))
+        .order((agents::display_name, agents::id))
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, user_id, display_name, team_id, active)| AgentDirectoryEntry {
+            id,
+            user_id,
+            display_name,
+            team_name: team_id.and_then(|t| team_names.get(&t).cloned()),
+            team_id,
+            active,
+        })
+        .collect())
+}
+
+/// The agent profile of a user of the tenant, if they have one.
+pub async fn agent_of_user(conn: &mut AsyncPgConnection, tenant: &Tenant, user_id: Uuid) -> AppResult<Option<Uuid>> {
+    Ok(agents::table
+        .filter(agents::organization_id.eq(tenant.org_id()))
+        .filter(agents::user_id.eq(user_id))
+        .select(agents::id)
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+/// A campaign as KPI and compliance views need it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CampaignDirectoryEntry {
+    pub id: Uuid,
+    pub name: String,
+    /// `INBOUND` or `OUTBOUND`.
+    pub direction: String,
+    pub status: String,
+    pub max_abandon_rate_percent: Option<f64>,
+}
+
+/// Every campaign of the tenant, by name.
+pub async fn campaign_directory(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+) -> AppResult<Vec<CampaignDirectoryEntry>> {
+    let rows: Vec<(Uuid, String, String, String, Option<f64>)> = campaigns::table
+        .filter(campaigns::organization_id.eq(tenant.org_id()))
+        .select((
+            campaigns::id,
+            campaigns::name,
+            campaigns::direction,
+            campaigns::status,
+            campaigns::max_abandon_rate_percent,
+        ))
+        .order((campaigns::name, campaigns::id))
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, name, direction, status, max_abandon_rate_percent)| CampaignDirectoryEntry {
+                id,
+                name,
+                direction,
+                status,
+                max_abandon_rate_percent,
+            },
+        )
+        .collect())
+}
+
+/// A disposition with the flags that drive metrics and breakdowns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DispositionDirectoryEntry {
+    pub id: Uuid,
+    pub code: String,
+    pub label: String,
+    pub human_answered: bool,
+    pub contact: bool,
+    pub success: bool,
+    pub callback: bool,
+    pub do_not_call: bool,
+    pub answering_machine: bool,
+    pub active: bool,
+}
+
+/// Every disposition of the tenant, by code.
+pub async fn disposition_directory(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+) -> AppResult<Vec<DispositionDirectoryEntry>> {
+    type Row = (Uuid, String, String, bool, bool, bool, bool, bool, bool, bool);
+    let rows: Vec<Row> = dispositions::table
+        .filter(dispositions::organization_id.eq(tenant.org_id()))
+        .select((
+            dispositions::id,
+            dispositions::code,
+            dispositions::label,
+            dispositions::human_answered,
+            dispositions::contact,
+            dispositions::success,
+            dispositions::callback,
+            dispositions::do_not_call,
+            dispositions::answering_machine,
+            dispositions::active,
+        ))
+        .order(dispositions::code)
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, code, label, human_answered, contact, success, callback, do_not_call, answering_machine, active)| {
+                DispositionDirectoryEntry {
+                    id,
+                    code,
+                    label,
+                    human_answered,
+                    contact,
+                    success,
+                    callback,
+                    do_not_call,
+                    answering_machine,
+                    active,
+                }
+            },
+        )
+        .collect())
+}

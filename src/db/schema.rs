@@ -76,6 +76,29 @@ diesel::table! {
 }
 
 diesel::table! {
+    call_events (id) {
+        id -> Int8,
+        organization_id -> Uuid,
+        external_id -> Text,
+        event_type -> Text,
+        occurred_at -> Timestamptz,
+        sequence_number -> Int8,
+        source -> Text,
+        direction -> Nullable<Text>,
+        campaign_id -> Nullable<Uuid>,
+        agent_id -> Nullable<Uuid>,
+        customer_number -> Nullable<Text>,
+        answered_by -> Nullable<Text>,
+        end_reason -> Nullable<Text>,
+        duration_ms -> Nullable<Int8>,
+        disposition_id -> Nullable<Uuid>,
+        notes -> Nullable<Text>,
+        fingerprint -> Bytea,
+        received_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     campaigns (id) {
         id -> Uuid,
         organization_id -> Uuid,
@@ -244,6 +267,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    telephony_settings (organization_id) {
+        organization_id -> Uuid,
+        twilio_account_sid -> Nullable<Text>,
+        twilio_auth_token -> Nullable<Text>,
+        updated_at -> Timestamptz,
+        updated_by -> Nullable<Uuid>,
+    }
+}
+
+diesel::table! {
     users (id) {
         id -> Uuid,
         organization_id -> Uuid,
@@ -262,6 +295,7 @@ diesel::table! {
 diesel::joinable!(agents -> organizations (organization_id));
 diesel::joinable!(audit_log -> organizations (organization_id));
 diesel::joinable!(business_settings -> organizations (organization_id));
+diesel::joinable!(call_events -> organizations (organization_id));
 diesel::joinable!(campaigns -> organizations (organization_id));
 diesel::joinable!(dispositions -> organizations (organization_id));
 diesel::joinable!(interactions -> organizations (organization_id));
@@ -271,6 +305,7 @@ diesel::joinable!(kpi_hourly_disposition -> organizations (organization_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(skills -> organizations (organization_id));
 diesel::joinable!(teams -> organizations (organization_id));
+diesel::joinable!(telephony_settings -> organizations (organization_id));
 diesel::joinable!(users -> organizations (organization_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -279,6 +314,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     agents,
     audit_log,
     business_settings,
+    call_events,
     campaigns,
     coaching_sessions,
     dispositions,
@@ -290,5 +326,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     refresh_tokens,
     skills,
     teams,
+    telephony_settings,
     users,
 );

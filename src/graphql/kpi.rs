@@ -198,20 +198,37 @@ pub struct KpiQuery;
 impl KpiQuery {
     /// Every metric over `filter.from`..`filter.to`.
     #[graphql(guard = "PermissionGuard(Permission::ReadOrganization)")]
-    async fn kpi_summary(&self, ctx: &Context<'_>, filter: KpiFilter, org_id: Option<ID>) -> async_graphql::Result<KpiValues> {
+    async fn kpi_summary(
+        &self,
+        ctx: &Context<'_>,
+        filter: KpiFilter,
+        org_id: Option<ID>,
+    ) -> async_graphql::Result<KpiValues> {
         let tenant = tenant_for(ctx, org_id.as_ref()).await?;
         let mut conn = db::conn(&state(ctx)?.db).await?;
         let resolved = filter::resolve(&mut conn, &tenant, "filter", &filter.raw()).await?;
         let (rule, _) = organization_rule(&mut conn, &tenant).await?;
-        let mut values =
-            evaluate_windows(&mut conn, &tenant, rule, &[(resolved.from, resolved.to)], &resolved.scope).await?;
-        values.pop().map(KpiValues).ok_or_else(|| AppError::internal("no summary window evaluated").into())
+        let mut values = evaluate_windows(
+            &mut conn,
+            &tenant,
+            rule,
+            &[(resolved.from, resolved.to)],
+            &resolved.scope,
+        )
+        .await?;
+        values
+            .pop()
+            .map(KpiValues)
+            .ok_or_else(|| AppError::internal("no summary window evaluated").into())
     }
 
     /// Every metric per bucket, buckets in the organization's time zone (a DST day has 23 or 25
     /// hourly buckets); empty buckets are present; the first and last bucket are clipped to the
     /// interval, so additive metrics of the buckets sum to the summary.
-    #[graphql(guard = "PermissionGuard(Permission::ReadOrganization)", complexity = "50 * child_complexity")]
+    #[graphql(
+        guard = "PermissionGuard(Permission::ReadOrganization)",
+        complexity = "50 * child_complexity"
+    )]
     async fn kpi_series(
         &self,
         ctx: &Context<'_>,
@@ -232,6 +249,10 @@ impl KpiQuery {
         let (rule, tz) = organization_rule(&mut conn, &tenant).await?;
         let windows = buckets(tz, resolved.from, resolved.to, granularity);
         let values = evaluate_windows(&mut conn, &tenant, rule, &windows, &resolved.scope).await?;
-        Ok(KpiSeries { granularity, timezone: tz.name().to_owned(), buckets: values.into_iter().map(KpiValues).collect() })
+        Ok(KpiSeries {
+            granularity,
+            timezone: tz.name().to_owned(),
+            buckets: values.into_iter().map(KpiValues).collect(),
+        })
     }
 }

@@ -81,7 +81,10 @@ fn selects_introspection(document: &ExecutableDocument) -> bool {
             Selection::FragmentSpread(_) => false,
         })
     }
-    document.operations.iter().any(|(_, op)| in_set(&op.node.selection_set.node))
+    document
+        .operations
+        .iter()
+        .any(|(_, op)| in_set(&op.node.selection_set.node))
         || document.fragments.values().any(|f| in_set(&f.node.selection_set.node))
 }
 

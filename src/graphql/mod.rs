@@ -3,7 +3,9 @@
 //! Resolvers are thin: they read arguments, ask `auth` for the caller and tenant, call the
 //! domain module (`management`, `auth::session`) and convert rows into output types.
 
+pub mod analytics;
 pub mod auth;
+pub mod interactions;
 pub mod kpi;
 pub mod limits;
 pub mod org;
@@ -25,11 +27,22 @@ pub struct RequestContext {
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(users::UserQuery, org::OrgQuery, kpi::KpiQuery);
+pub struct QueryRoot(
+    users::UserQuery,
+    org::OrgQuery,
+    kpi::KpiQuery,
+    interactions::InteractionsQuery,
+    analytics::AnalyticsQueries,
+);
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(auth::AuthMutation, users::UserMutation, org::OrgMutation);
+pub struct MutationRoot(
+    auth::AuthMutation,
+    users::UserMutation,
+    org::OrgMutation,
+    interactions::InteractionsMutation,
+);
 
 #[derive(MergedSubscription, Default)]
 #[graphql(name = "Subscription")]

@@ -4,6 +4,7 @@
 
 pub mod graphql;
 pub mod health;
+pub mod webhooks;
 pub mod ws;
 
 use axum::extract::DefaultBodyLimit;
@@ -35,7 +36,8 @@ pub fn app(state: AppState) -> Router {
     let mut router = Router::new()
         .route("/graphql", get(graphql::get_or_websocket).post(graphql::post))
         .route("/livez", get(health::livez))
-        .route("/readyz", get(health::readyz));
+        .route("/readyz", get(health::readyz))
+        .merge(webhooks::router(http_state.app.clone()));
     if settings.graphiql_enabled() {
         router = router.route("/graphiql", get(graphql::graphiql));
     }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
@@ -38,7 +38,10 @@ impl CountingRules {
     pub async fn load(conn: &mut AsyncPgConnection, tenant: &Tenant) -> AppResult<Self> {
         let (threshold, short): (i32, i32) = business_settings::table
             .find(tenant.org_id())
-            .select((business_settings::service_level_threshold_seconds, business_settings::short_abandon_seconds))
+            .select((
+                business_settings::service_level_threshold_seconds,
+                business_settings::short_abandon_seconds,
+            ))
             .for_share()
             .first(conn)
             .await
@@ -170,16 +173,24 @@ impl CellKey {
     pub fn levels(self) -> [CellKey; 3] {
         [
             self,
-            CellKey { agent_key: ALL_KEY, ..self },
-            CellKey { campaign_key: ALL_KEY, agent_key: ALL_KEY, ..self },
+            CellKey {
+                agent_key: ALL_KEY,
+                ..self
+            },
+            CellKey {
+                campaign_key: ALL_KEY,
+                agent_key: ALL_KEY,
+                ..self
+            },
         ]
     }
 }
 
-/// The start of the UTC hour containing `at`.
+/// The start of the UTC hour containing `at` (integer arithmetic: valid for every instant a
+/// `DateTime` can hold, unlike nanosecond-based truncation).
 pub fn hour_of(at: DateTime<Utc>) -> DateTime<Utc> {
-    // Truncating a UTC instant to a whole hour cannot overflow; fall back to `at` regardless.
-    at.duration_trunc(TimeDelta::hours(1)).unwrap_or(at)
+    let seconds = at.timestamp();
+    DateTime::from_timestamp(seconds - seconds.rem_euclid(3_600), 0).unwrap_or(at)
 }
 
 /// What one call adds to its cell.

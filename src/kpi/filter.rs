@@ -61,12 +61,20 @@ pub fn check_interval(prefix: &str, from: DateTime<Utc>, to: DateTime<Utc>, erro
     if from >= to {
         errors.push(FieldError::new(format!("{prefix}.to"), "must be after `from`"));
     } else if to - from > TimeDelta::days(MAX_RANGE_DAYS) {
-        errors.push(FieldError::new(format!("{prefix}.to"), format!("the interval may cover at most {MAX_RANGE_DAYS} days")));
+        errors.push(FieldError::new(
+            format!("{prefix}.to"),
+            format!("the interval may cover at most {MAX_RANGE_DAYS} days"),
+        ));
     }
 }
 
 /// Validates and resolves a filter; `prefix` is the argument name used in error paths.
-pub async fn resolve(conn: &mut AsyncPgConnection, tenant: &Tenant, prefix: &str, raw: &RawFilter) -> AppResult<ResolvedFilter> {
+pub async fn resolve(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    prefix: &str,
+    raw: &RawFilter,
+) -> AppResult<ResolvedFilter> {
     let mut errors = Vec::new();
     check_interval(prefix, raw.from, raw.to, &mut errors);
     let campaigns = parse_ids(&format!("{prefix}.campaignIds"), &raw.campaign_ids, &mut errors);
@@ -100,6 +108,10 @@ pub async fn resolve(conn: &mut AsyncPgConnection, tenant: &Tenant, prefix: &str
     Ok(ResolvedFilter {
         from: raw.from,
         to: raw.to,
-        scope: Scope { campaign_ids: campaigns, agent_ids, direction: raw.direction },
+        scope: Scope {
+            campaign_ids: campaigns,
+            agent_ids,
+            direction: raw.direction,
+        },
     })
 }

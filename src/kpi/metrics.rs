@@ -51,10 +51,16 @@ pub struct Evaluated {
 }
 
 fn count(n: i64) -> Parts {
-    Parts { numerator: n as f64, denominator: None }
+    Parts {
+        numerator: n as f64,
+        denominator: None,
+    }
 }
 fn ratio(numerator: f64, denominator: f64) -> Parts {
-    Parts { numerator, denominator: Some(denominator) }
+    Parts {
+        numerator,
+        denominator: Some(denominator),
+    }
 }
 fn ms(v: i64) -> f64 {
     v as f64 / 1_000.0
@@ -105,7 +111,11 @@ pub fn uk_drop_parts(a: &Aggregates) -> Parts {
     let drops = c.drops as f64;
     let machine = c.machine_answered as f64;
     let live = (c.human_answered - c.drops).max(0) as f64;
-    let adjusted = if machine + live > 0.0 { drops - drops * machine / (machine + live) } else { drops };
+    let adjusted = if machine + live > 0.0 {
+        drops - drops * machine / (machine + live)
+    } else {
+        drops
+    };
     ratio(adjusted, adjusted + live)
 }
 
@@ -122,25 +132,139 @@ macro_rules! fixed {
 
 /// Every metric, in the order the API lists them.
 pub const METRICS: &[MetricDef] = &[
-    MetricDef { name: "offered", unit: Unit::Count, formula: fixed!("answered + abandoned"), parts: |a, _| count(a.calls.offered) },
-    MetricDef { name: "answered", unit: Unit::Count, formula: fixed!("calls answered by an agent (outbound: by a live person)"), parts: |a, _| count(a.calls.answered) },
-    MetricDef { name: "handled", unit: Unit::Count, formula: fixed!("answered calls whose wrap-up finished"), parts: |a, _| count(a.calls.handled) },
-    MetricDef { name: "abandoned", unit: Unit::Count, formula: fixed!("caller (or outbound live party) hung up before an agent answered"), parts: |a, _| count(a.calls.abandoned) },
-    MetricDef { name: "shortAbandoned", unit: Unit::Count, formula: fixed!("abandoned after waiting less than the short-abandon threshold"), parts: |a, _| count(a.calls.short_abandoned) },
-    MetricDef { name: "serviceLevel", unit: Unit::Percent, formula: service_level_formula, parts: service_level },
-    MetricDef { name: "averageSpeedOfAnswer", unit: Unit::Seconds, formula: fixed!("sum of wait of answered calls / answered"), parts: |a, _| ratio(ms(a.calls.answered_wait_ms), a.calls.answered as f64) },
-    MetricDef { name: "averageHandleTime", unit: Unit::Seconds, formula: fixed!("(sum talk + sum hold + sum wrap of handled calls) / handled"), parts: |a, _| ratio(ms(a.calls.handled_talk_ms + a.calls.handled_hold_ms + a.calls.handled_wrap_ms), a.calls.handled as f64) },
-    MetricDef { name: "averageTalkTime", unit: Unit::Seconds, formula: fixed!("sum talk of handled calls / handled"), parts: |a, _| ratio(ms(a.calls.handled_talk_ms), a.calls.handled as f64) },
-    MetricDef { name: "averageHoldTime", unit: Unit::Seconds, formula: fixed!("sum hold of handled calls / handled"), parts: |a, _| ratio(ms(a.calls.handled_hold_ms), a.calls.handled as f64) },
-    MetricDef { name: "averageWrapTime", unit: Unit::Seconds, formula: fixed!("sum wrap of handled calls / handled"), parts: |a, _| ratio(ms(a.calls.handled_wrap_ms), a.calls.handled as f64) },
-    MetricDef { name: "abandonRate", unit: Unit::Percent, formula: fixed!("abandoned / offered"), parts: |a, _| ratio(a.calls.abandoned as f64, a.calls.offered as f64) },
-    MetricDef { name: "longestWait", unit: Unit::Seconds, formula: fixed!("max wait of answered or abandoned calls"), parts: |a, _| match a.calls.max_wait_ms { Some(w) => Parts { numerator: ms(w), denominator: None }, None => Parts { numerator: 0.0, denominator: Some(0.0) } } },
-    MetricDef { name: "occupancy", unit: Unit::Percent, formula: fixed!("(time on call + wrap-up) / time AVAILABLE"), parts: |a, _| ratio(hours(a.agents.on_call_us + a.agents.wrap_up_us), hours(a.agents.available_us)) },
-    MetricDef { name: "contactRate", unit: Unit::Percent, formula: fixed!("right-party contacts / outbound dials"), parts: |a, _| ratio(a.calls.contacts as f64, a.calls.dials as f64) },
-    MetricDef { name: "conversionRate", unit: Unit::Percent, formula: fixed!("successes / right-party contacts"), parts: |a, _| ratio(a.calls.successes as f64, a.calls.contacts as f64) },
-    MetricDef { name: "callsPerAgentHour", unit: Unit::PerHour, formula: fixed!("handled / logged-in agent hours"), parts: |a, _| ratio(a.calls.handled as f64, hours(a.agents.logged_in_us)) },
-    MetricDef { name: "outboundAbandonRateUk", unit: Unit::Percent, formula: fixed!("D' / (D' + live), D' = drops - drops x AM / (AM + live)"), parts: |a, _| uk_drop_parts(a) },
-    MetricDef { name: "outboundAbandonRateUs", unit: Unit::Percent, formula: fixed!("drops / calls answered by a live person"), parts: |a, _| us_drop_parts(a) },
+    MetricDef {
+        name: "offered",
+        unit: Unit::Count,
+        formula: fixed!("answered + abandoned"),
+        parts: |a, _| count(a.calls.offered),
+    },
+    MetricDef {
+        name: "answered",
+        unit: Unit::Count,
+        formula: fixed!("calls answered by an agent (outbound: by a live person)"),
+        parts: |a, _| count(a.calls.answered),
+    },
+    MetricDef {
+        name: "handled",
+        unit: Unit::Count,
+        formula: fixed!("answered calls whose wrap-up finished"),
+        parts: |a, _| count(a.calls.handled),
+    },
+    MetricDef {
+        name: "abandoned",
+        unit: Unit::Count,
+        formula: fixed!("caller (or outbound live party) hung up before an agent answered"),
+        parts: |a, _| count(a.calls.abandoned),
+    },
+    MetricDef {
+        name: "shortAbandoned",
+        unit: Unit::Count,
+        formula: fixed!("abandoned after waiting less than the short-abandon threshold"),
+        parts: |a, _| count(a.calls.short_abandoned),
+    },
+    MetricDef {
+        name: "serviceLevel",
+        unit: Unit::Percent,
+        formula: service_level_formula,
+        parts: service_level,
+    },
+    MetricDef {
+        name: "averageSpeedOfAnswer",
+        unit: Unit::Seconds,
+        formula: fixed!("sum of wait of answered calls / answered"),
+        parts: |a, _| ratio(ms(a.calls.answered_wait_ms), a.calls.answered as f64),
+    },
+    MetricDef {
+        name: "averageHandleTime",
+        unit: Unit::Seconds,
+        formula: fixed!("(sum talk + sum hold + sum wrap of handled calls) / handled"),
+        parts: |a, _| {
+            ratio(
+                ms(a.calls.handled_talk_ms + a.calls.handled_hold_ms + a.calls.handled_wrap_ms),
+                a.calls.handled as f64,
+            )
+        },
+    },
+    MetricDef {
+        name: "averageTalkTime",
+        unit: Unit::Seconds,
+        formula: fixed!("sum talk of handled calls / handled"),
+        parts: |a, _| ratio(ms(a.calls.handled_talk_ms), a.calls.handled as f64),
+    },
+    MetricDef {
+        name: "averageHoldTime",
+        unit: Unit::Seconds,
+        formula: fixed!("sum hold of handled calls / handled"),
+        parts: |a, _| ratio(ms(a.calls.handled_hold_ms), a.calls.handled as f64),
+    },
+    MetricDef {
+        name: "averageWrapTime",
+        unit: Unit::Seconds,
+        formula: fixed!("sum wrap of handled calls / handled"),
+        parts: |a, _| ratio(ms(a.calls.handled_wrap_ms), a.calls.handled as f64),
+    },
+    MetricDef {
+        name: "abandonRate",
+        unit: Unit::Percent,
+        formula: fixed!("abandoned / offered"),
+        parts: |a, _| ratio(a.calls.abandoned as f64, a.calls.offered as f64),
+    },
+    MetricDef {
+        name: "longestWait",
+        unit: Unit::Seconds,
+        formula: fixed!("max wait of answered or abandoned calls"),
+        parts: |a, _| match a.calls.max_wait_ms {
+            Some(w) => Parts {
+                numerator: ms(w),
+                denominator: None,
+            },
+            None => Parts {
+                numerator: 0.0,
+                denominator: Some(0.0),
+            },
+        },
+    },
+    MetricDef {
+        name: "occupancy",
+        unit: Unit::Percent,
+        formula: fixed!("(time on call + wrap-up) / time AVAILABLE"),
+        parts: |a, _| {
+            ratio(
+                hours(a.agents.on_call_us + a.agents.wrap_up_us),
+                hours(a.agents.available_us),
+            )
+        },
+    },
+    MetricDef {
+        name: "contactRate",
+        unit: Unit::Percent,
+        formula: fixed!("right-party contacts / outbound dials"),
+        parts: |a, _| ratio(a.calls.contacts as f64, a.calls.dials as f64),
+    },
+    MetricDef {
+        name: "conversionRate",
+        unit: Unit::Percent,
+        formula: fixed!("successes / right-party contacts"),
+        parts: |a, _| ratio(a.calls.successes as f64, a.calls.contacts as f64),
+    },
+    MetricDef {
+        name: "callsPerAgentHour",
+        unit: Unit::PerHour,
+        formula: fixed!("handled / logged-in agent hours"),
+        parts: |a, _| ratio(a.calls.handled as f64, hours(a.agents.logged_in_us)),
+    },
+    MetricDef {
+        name: "outboundAbandonRateUk",
+        unit: Unit::Percent,
+        formula: fixed!("D' / (D' + live), D' = drops - drops x AM / (AM + live)"),
+        parts: |a, _| uk_drop_parts(a),
+    },
+    MetricDef {
+        name: "outboundAbandonRateUs",
+        unit: Unit::Percent,
+        formula: fixed!("drops / calls answered by a live person"),
+        parts: |a, _| us_drop_parts(a),
+    },
 ];
 
 /// Evaluates one metric definition.
@@ -149,7 +273,7 @@ pub fn evaluate_one(def: &MetricDef, aggregates: &Aggregates, rule: &ServiceLeve
     let scale = if def.unit == Unit::Percent { 100.0 } else { 1.0 };
     let value = match parts.denominator {
         None => Some(parts.numerator),
-        Some(d) if d == 0.0 => None,
+        Some(0.0) => None,
         Some(d) => Some(parts.numerator / d * scale),
     };
     Evaluated {
@@ -177,12 +301,18 @@ mod tests {
     use crate::kpi::facts::Counters;
 
     fn rule(variant: ServiceLevelVariant) -> ServiceLevelRule {
-        ServiceLevelRule { threshold_seconds: 20, variant }
+        ServiceLevelRule {
+            threshold_seconds: 20,
+            variant,
+        }
     }
 
     #[test]
     fn empty_data_gives_null_ratios_and_zero_counts() {
-        let values = evaluate(&Aggregates::default(), &rule(ServiceLevelVariant::AnsweredWithinOverAnswered));
+        let values = evaluate(
+            &Aggregates::default(),
+            &rule(ServiceLevelVariant::AnsweredWithinOverAnswered),
+        );
         for v in values {
             match v.unit {
                 Unit::Count if v.name != "longestWait" => assert_eq!(v.value, Some(0.0), "{}", v.name),
@@ -205,24 +335,46 @@ mod tests {
             ..Aggregates::default()
         };
         let sl = |v| evaluate_one(find("serviceLevel").expect("registered"), &a, &rule(v)).value;
-        assert_eq!(sl(ServiceLevelVariant::AnsweredWithinOverOfferedExcludingShortAbandons), Some(60.0 / 96.0 * 100.0));
+        assert_eq!(
+            sl(ServiceLevelVariant::AnsweredWithinOverOfferedExcludingShortAbandons),
+            Some(60.0 / 96.0 * 100.0)
+        );
         assert_eq!(sl(ServiceLevelVariant::AnsweredWithinOverAnswered), Some(75.0));
-        assert_eq!(sl(ServiceLevelVariant::AnsweredAndAbandonedWithinOverOffered), Some(65.0));
+        assert_eq!(
+            sl(ServiceLevelVariant::AnsweredAndAbandonedWithinOverOffered),
+            Some(65.0)
+        );
         assert_eq!(sl(ServiceLevelVariant::AnsweredWithinOverOffered), Some(60.0));
-        assert_eq!(sl(ServiceLevelVariant::AnsweredWithinOverOfferedExcludingAbandonsWithin), Some(60.0 / 95.0 * 100.0));
+        assert_eq!(
+            sl(ServiceLevelVariant::AnsweredWithinOverOfferedExcludingAbandonsWithin),
+            Some(60.0 / 95.0 * 100.0)
+        );
     }
 
     #[test]
     fn uk_drop_rate_adjusts_for_machines() {
         // 6 drops, 294 live to agents (300 human answered), 100 machines.
         let a = Aggregates {
-            calls: Counters { drops: 6, human_answered: 300, machine_answered: 100, ..Counters::default() },
+            calls: Counters {
+                drops: 6,
+                human_answered: 300,
+                machine_answered: 100,
+                ..Counters::default()
+            },
             ..Aggregates::default()
         };
         let d = 6.0 - 6.0 * 100.0 / 394.0;
-        let uk = evaluate_one(find("outboundAbandonRateUk").expect("registered"), &a, &rule(ServiceLevelVariant::AnsweredWithinOverAnswered));
+        let uk = evaluate_one(
+            find("outboundAbandonRateUk").expect("registered"),
+            &a,
+            &rule(ServiceLevelVariant::AnsweredWithinOverAnswered),
+        );
         assert_eq!(uk.value, Some(d / (d + 294.0) * 100.0));
-        let us = evaluate_one(find("outboundAbandonRateUs").expect("registered"), &a, &rule(ServiceLevelVariant::AnsweredWithinOverAnswered));
+        let us = evaluate_one(
+            find("outboundAbandonRateUs").expect("registered"),
+            &a,
+            &rule(ServiceLevelVariant::AnsweredWithinOverAnswered),
+        );
         assert_eq!(us.value, Some(2.0));
     }
 }

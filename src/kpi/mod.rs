@@ -3,14 +3,18 @@
 //!
 //! * [`facts`]    — what one call contributes to the rollups (the single definition of answered,
 //!   abandoned, handled, within service level… used by the writer AND by the raw SQL);
-//! * [`writer`]   — the one entry point through which calls and state intervals are written;
+//! * [`writer`]   — the one entry point through which calls and state intervals are written
+//!   (row by row in the caller's transaction, or in bulk with COPY);
+//! * [`generator`] — synthetic traffic at scale (`omnivox seed --calls …`), loaded in bulk;
 //! * [`query`]    — aggregates over any set of time windows: whole hours from rollups, the
 //!   partial hours at the edges from the raw facts;
 //! * [`metrics`]  — the registry: every KPI formula, with its explanation;
 //! * [`time`]     — buckets in the organization's time zone (DST days have 23 or 25 hours).
 
+pub mod analytics;
 pub mod facts;
 pub mod filter;
+pub mod generator;
 pub mod metrics;
 pub mod query;
 pub mod time;
@@ -33,7 +37,10 @@ use crate::error::AppResult;
 use crate::management::settings::ServiceLevelVariant;
 
 /// The organization's service-level rule and time zone, as metrics and buckets need them.
-pub async fn organization_rule(conn: &mut AsyncPgConnection, tenant: &Tenant) -> AppResult<(metrics::ServiceLevelRule, Tz)> {
+pub async fn organization_rule(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+) -> AppResult<(metrics::ServiceLevelRule, Tz)> {
     let org = orgs::get(conn, tenant).await?;
     let settings = orgs::settings(conn, tenant).await?;
     let rule = metrics::ServiceLevelRule {
@@ -66,6 +73,11 @@ pub async fn evaluate_windows(
     Ok(windows
         .iter()
         .zip(aggregates)
-        .map(|((start, end), a)| WindowValues { start: *start, end: *end, rule, metrics: metrics::evaluate(&a, &rule) })
+        .map(|((start, end), a)| WindowValues {
+            start: *start,
+            end: *end,
+            rule,
+            metrics: metrics::evaluate(&a, &rule),
+        })
         .collect())
 }

@@ -13,7 +13,7 @@ use crate::auth::Tenant;
 use crate::db::contact_centre::Direction;
 use crate::error::AppResult;
 use crate::kpi::facts::{hour_of, Counters, ABANDONED_SQL, ANSWERED_SQL};
-use crate::kpi::ALL_KEY;
+use crate::kpi::{ALL_KEY, NONE_KEY};
 
 /// Which calls and agents a query covers. Team filters are resolved to agent ids by the caller.
 #[derive(Debug, Clone, Default)]
@@ -63,8 +63,18 @@ pub struct Aggregates {
     pub agents: AgentTime,
 }
 
+impl Aggregates {
+    pub fn add(&mut self, o: &Aggregates) {
+        self.calls.add(&o.calls);
+        self.agents.add(&o.agents);
+    }
+}
+
 /// A window split into its rollup part (whole hours) and its raw edges.
-fn split(from: DateTime<Utc>, to: DateTime<Utc>) -> (Option<(DateTime<Utc>, DateTime<Utc>)>, Vec<(DateTime<Utc>, DateTime<Utc>)>) {
+/// A half-open interval `[start, end)`.
+type Span = (DateTime<Utc>, DateTime<Utc>);
+
+fn split(from: DateTime<Utc>, to: DateTime<Utc>) -> (Option<Span>, Vec<Span>) {
     let first_full = {
         let h = hour_of(from);
         if h == from {
@@ -152,6 +162,20 @@ impl Windows {
 struct CounterRow {
     #[diesel(sql_type = Int4)]
     idx: i32,
+    #[diesel(embed)]
+    counters: CounterColumns,
+}
+
+impl CounterRow {
+    fn into_pair(self) -> (usize, Counters) {
+        (usize::try_from(self.idx).unwrap_or(0), self.counters.into())
+    }
+}
+
+/// The counter columns of every call query, as [`ROLLUP_COUNTER_SUMS`] and
+/// [`raw_counter_columns`] name them.
+#[derive(QueryableByName)]
+struct CounterColumns {
     #[diesel(sql_type = BigInt)]
     dials: i64,
     #[diesel(sql_type = BigInt)]
@@ -190,32 +214,66 @@ struct CounterRow {
     successes: i64,
 }
 
-impl CounterRow {
-    fn into_pair(self) -> (usize, Counters) {
-        (
-            usize::try_from(self.idx).unwrap_or(0),
-            Counters {
-                dials: self.dials,
-                offered: self.offered,
-                answered: self.answered,
-                handled: self.handled,
-                abandoned: self.abandoned,
-                answered_within_sl: self.answered_within_sl,
-                abandoned_within_sl: self.abandoned_within_sl,
-                short_abandoned: self.short_abandoned,
-                answered_wait_ms: self.answered_wait_ms,
-                handled_talk_ms: self.handled_talk_ms,
-                handled_hold_ms: self.handled_hold_ms,
-                handled_wrap_ms: self.handled_wrap_ms,
-                max_wait_ms: self.max_wait_ms,
-                human_answered: self.human_answered,
-                machine_answered: self.machine_answered,
-                drops: self.drops,
-                contacts: self.contacts,
-                successes: self.successes,
-            },
-        )
+impl From<CounterColumns> for Counters {
+    fn from(c: CounterColumns) -> Self {
+        Counters {
+            dials: c.dials,
+            offered: c.offered,
+            answered: c.answered,
+            handled: c.handled,
+            abandoned: c.abandoned,
+            answered_within_sl: c.answered_within_sl,
+            abandoned_within_sl: c.abandoned_within_sl,
+            short_abandoned: c.short_abandoned,
+            answered_wait_ms: c.answered_wait_ms,
+            handled_talk_ms: c.handled_talk_ms,
+            handled_hold_ms: c.handled_hold_ms,
+            handled_wrap_ms: c.handled_wrap_ms,
+            max_wait_ms: c.max_wait_ms,
+            human_answered: c.human_answered,
+            machine_answered: c.machine_answered,
+            drops: c.drops,
+            contacts: c.contacts,
+            successes: c.successes,
+        }
     }
+}
+
+/// The counter columns summed over rollup rows `k` (`kpi_hourly`).
+const ROLLUP_COUNTER_SUMS: &str = "sum(k.dials)::int8 AS dials, sum(k.offered)::int8 AS offered, sum(k.answered)::int8 AS answered,
+            sum(k.handled)::int8 AS handled, sum(k.abandoned)::int8 AS abandoned,
+            sum(k.answered_within_sl)::int8 AS answered_within_sl, sum(k.abandoned_within_sl)::int8 AS abandoned_within_sl,
+            sum(k.short_abandoned)::int8 AS short_abandoned, sum(k.answered_wait_ms)::int8 AS answered_wait_ms,
+            sum(k.handled_talk_ms)::int8 AS handled_talk_ms, sum(k.handled_hold_ms)::int8 AS handled_hold_ms,
+            sum(k.handled_wrap_ms)::int8 AS handled_wrap_ms, max(k.max_wait_ms) AS max_wait_ms,
+            sum(k.human_answered)::int8 AS human_answered, sum(k.machine_answered)::int8 AS machine_answered, sum(k.drops)::int8 AS drops,
+            sum(k.contacts)::int8 AS contacts, sum(k.successes)::int8 AS successes";
+
+/// The counter columns computed from raw calls `i` (joined with `business_settings bs`,
+/// `campaigns cp` and `dispositions d`) by the writer's counting rules.
+fn raw_counter_columns() -> String {
+    let within = "coalesce(i.wait_ms, 0) <= coalesce(cp.service_level_threshold_seconds, bs.service_level_threshold_seconds)::int8 * 1000";
+    let handled = format!("{ANSWERED_SQL} AND i.wrap_ended_at IS NOT NULL");
+    format!(
+        "count(*) FILTER (WHERE i.direction = 'OUTBOUND') AS dials,
+            count(*) FILTER (WHERE {ANSWERED_SQL} OR {ABANDONED_SQL}) AS offered,
+            count(*) FILTER (WHERE {ANSWERED_SQL}) AS answered,
+            count(*) FILTER (WHERE {handled}) AS handled,
+            count(*) FILTER (WHERE {ABANDONED_SQL}) AS abandoned,
+            count(*) FILTER (WHERE {ANSWERED_SQL} AND {within}) AS answered_within_sl,
+            count(*) FILTER (WHERE {ABANDONED_SQL} AND {within}) AS abandoned_within_sl,
+            count(*) FILTER (WHERE {ABANDONED_SQL} AND coalesce(i.wait_ms, 0) < bs.short_abandon_seconds::int8 * 1000) AS short_abandoned,
+            coalesce(sum(coalesce(i.wait_ms, 0)) FILTER (WHERE {ANSWERED_SQL}), 0)::int8 AS answered_wait_ms,
+            coalesce(sum(i.talk_ms) FILTER (WHERE {handled}), 0)::int8 AS handled_talk_ms,
+            coalesce(sum(i.hold_ms) FILTER (WHERE {handled}), 0)::int8 AS handled_hold_ms,
+            coalesce(sum(i.wrap_ms) FILTER (WHERE {handled}), 0)::int8 AS handled_wrap_ms,
+            max(coalesce(i.wait_ms, 0)) FILTER (WHERE {ANSWERED_SQL} OR {ABANDONED_SQL}) AS max_wait_ms,
+            count(*) FILTER (WHERE i.direction = 'OUTBOUND' AND i.answered_by = 'HUMAN') AS human_answered,
+            count(*) FILTER (WHERE i.direction = 'OUTBOUND' AND i.answered_by = 'MACHINE') AS machine_answered,
+            count(*) FILTER (WHERE i.direction = 'OUTBOUND' AND {ABANDONED_SQL}) AS drops,
+            count(*) FILTER (WHERE i.direction = 'OUTBOUND' AND d.contact) AS contacts,
+            count(*) FILTER (WHERE i.direction = 'OUTBOUND' AND d.success) AS successes"
+    )
 }
 
 /// The rollup level that answers a scope with the fewest rows.
@@ -238,15 +296,7 @@ pub async fn rollup_counters(
         return Ok(Vec::new());
     }
     let sql = format!(
-        "SELECT w.idx,
-            sum(k.dials)::int8 AS dials, sum(k.offered)::int8 AS offered, sum(k.answered)::int8 AS answered,
-            sum(k.handled)::int8 AS handled, sum(k.abandoned)::int8 AS abandoned,
-            sum(k.answered_within_sl)::int8 AS answered_within_sl, sum(k.abandoned_within_sl)::int8 AS abandoned_within_sl,
-            sum(k.short_abandoned)::int8 AS short_abandoned, sum(k.answered_wait_ms)::int8 AS answered_wait_ms,
-            sum(k.handled_talk_ms)::int8 AS handled_talk_ms, sum(k.handled_hold_ms)::int8 AS handled_hold_ms,
-            sum(k.handled_wrap_ms)::int8 AS handled_wrap_ms, max(k.max_wait_ms) AS max_wait_ms,
-            sum(k.human_answered)::int8 AS human_answered, sum(k.machine_answered)::int8 AS machine_answered, sum(k.drops)::int8 AS drops,
-            sum(k.contacts)::int8 AS contacts, sum(k.successes)::int8 AS successes
+        "SELECT w.idx, {ROLLUP_COUNTER_SUMS}
          FROM unnest($2::timestamptz[], $3::timestamptz[], $4::int4[]) AS w(s, e, idx)
          JOIN kpi_hourly k ON k.organization_id = $1 AND k.hour >= w.s AND k.hour < w.e
          WHERE {} AND ($7::text IS NULL OR k.direction = $7)
@@ -278,28 +328,8 @@ pub async fn raw_counters(
     if windows.is_empty() {
         return Ok(Vec::new());
     }
-    let within = "coalesce(i.wait_ms, 0) <= coalesce(cp.service_level_threshold_seconds, bs.service_level_threshold_seconds)::int8 * 1000";
-    let handled = format!("{ANSWERED_SQL} AND i.wrap_ended_at IS NOT NULL");
     let sql = format!(
-        "SELECT w.idx,
-            count(*) FILTER (WHERE i.direction = 'OUTBOUND') AS dials,
-            count(*) FILTER (WHERE {ANSWERED_SQL} OR {ABANDONED_SQL}) AS offered,
-            count(*) FILTER (WHERE {ANSWERED_SQL}) AS answered,
-            count(*) FILTER (WHERE {handled}) AS handled,
-            count(*) FILTER (WHERE {ABANDONED_SQL}) AS abandoned,
-            count(*) FILTER (WHERE {ANSWERED_SQL} AND {within}) AS answered_within_sl,
-            count(*) FILTER (WHERE {ABANDONED_SQL} AND {within}) AS abandoned_within_sl,
-            count(*) FILTER (WHERE {ABANDONED_SQL} AND coalesce(i.wait_ms, 0) < bs.short_abandon_seconds::int8 * 1000) AS short_abandoned,
-            coalesce(sum(coalesce(i.wait_ms, 0)) FILTER (WHERE {ANSWERED_SQL}), 0)::int8 AS answered_wait_ms,
-            coalesce(sum(i.talk_ms) FILTER (WHERE {handled}), 0)::int8 AS handled_talk_ms,
-            coalesce(sum(i.hold_ms) FILTER (WHERE {handled}), 0)::int8 AS handled_hold_ms,
-            coalesce(sum(i.wrap_ms) FILTER (WHERE {handled}), 0)::int8 AS handled_wrap_ms,
-            max(coalesce(i.wait_ms, 0)) FILTER (WHERE {ANSWERED_SQL} OR {ABANDONED_SQL}) AS max_wait_ms,
-            count(*) FILTER (WHERE i.direction = 'OUTBOUND' AND i.answered_by = 'HUMAN') AS human_answered,
-            count(*) FILTER (WHERE i.direction = 'OUTBOUND' AND i.answered_by = 'MACHINE') AS machine_answered,
-            count(*) FILTER (WHERE i.direction = 'OUTBOUND' AND {ABANDONED_SQL}) AS drops,
-            count(*) FILTER (WHERE i.direction = 'OUTBOUND' AND d.contact) AS contacts,
-            count(*) FILTER (WHERE i.direction = 'OUTBOUND' AND d.success) AS successes
+        "SELECT w.idx, {}
          FROM unnest($2::timestamptz[], $3::timestamptz[], $4::int4[]) AS w(s, e, idx)
          JOIN interactions i ON i.organization_id = $1 AND i.offered_at >= w.s AND i.offered_at < w.e
          JOIN business_settings bs ON bs.organization_id = $1
@@ -308,7 +338,8 @@ pub async fn raw_counters(
          WHERE ($5::uuid[] IS NULL OR i.campaign_id = ANY($5))
            AND ($6::uuid[] IS NULL OR i.agent_id = ANY($6))
            AND ($7::text IS NULL OR i.direction = $7)
-         GROUP BY w.idx"
+         GROUP BY w.idx",
+        raw_counter_columns()
     );
     let rows: Vec<CounterRow> = diesel::sql_query(sql)
         .bind::<SqlUuid, _>(tenant.org_id())
@@ -338,7 +369,9 @@ struct StateRow {
 type StateTime = (usize, String, String, i64);
 
 fn state_rows(rows: Vec<StateRow>) -> Vec<StateTime> {
-    rows.into_iter().map(|r| (usize::try_from(r.idx).unwrap_or(0), r.axis, r.state, r.us)).collect()
+    rows.into_iter()
+        .map(|r| (usize::try_from(r.idx).unwrap_or(0), r.axis, r.state, r.us))
+        .collect()
 }
 
 /// Agent time from `kpi_agent_state_hourly` (campaign and direction filters do not apply to
@@ -397,6 +430,504 @@ pub async fn raw_agent_time(
     .load(conn)
     .await?;
     Ok(state_rows(rows))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Grouped aggregates: per-agent and per-campaign views and ad-hoc analytics. Each source
+// (rollup or raw, calls or agent time) answers every group of a request in ONE statement.
+
+/// A time window `[start, end)`.
+pub type Window = (DateTime<Utc>, DateTime<Utc>);
+
+/// The whole UTC hours of `[from, to)` (for the rollups) and the partial hours at its edges.
+pub fn whole_hours_and_edges(from: DateTime<Utc>, to: DateTime<Utc>) -> (Option<Window>, Vec<Window>) {
+    split(from, to)
+}
+
+/// Time grouping: every instant of an interval falls in one slot (`starts` sorted ascending,
+/// the first at the interval's start); `classes[i]` is the group of slot `i` (a local date, an
+/// hour of day, a bucket… as the caller defines it). Rows carry the class, so any number of
+/// slots collapses into as few groups as there are classes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TimeSlots {
+    pub starts: Vec<DateTime<Utc>>,
+    pub classes: Vec<i32>,
+}
+
+/// What a grouped query groups by.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupSpec {
+    pub campaign: bool,
+    pub agent: bool,
+    pub direction: bool,
+    /// Only raw facts carry call counters per disposition: a grouped rollup read refuses it.
+    pub disposition: bool,
+    pub time: Option<TimeSlots>,
+}
+
+/// The keys of one group; a dimension that is not grouped by is `None`. "No campaign", "no
+/// agent" and "no disposition" are [`NONE_KEY`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct GroupKey {
+    pub campaign: Option<Uuid>,
+    pub agent: Option<Uuid>,
+    pub direction: Option<String>,
+    pub disposition: Option<Uuid>,
+    pub time_class: Option<i32>,
+}
+
+/// A grouped query: the scope, the grouping, and the keys the rollup level may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupedQuery<'a> {
+    pub scope: &'a Scope,
+    pub group: &'a GroupSpec,
+    /// Used when the scope names no agents: the tenant's agent ids (plus [`NONE_KEY`] when calls
+    /// no agent took should count). Bound as `agent_key = ANY(…)`, so the agent level is read
+    /// through the `(organization_id, agent_key, hour)` index rather than by scanning the tenant.
+    pub agent_keys: &'a [Uuid],
+    /// Likewise the tenant's campaign ids (plus [`NONE_KEY`]) for the campaign level.
+    pub campaign_keys: &'a [Uuid],
+}
+
+/// Whole UTC hours `[start, end)` answered from the rollups, except `excluded_hours` (hours the
+/// caller answers from raw facts because a time-group boundary falls inside them).
+#[derive(Debug, Clone, Copy)]
+pub struct RollupRange<'a> {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub excluded_hours: &'a [DateTime<Utc>],
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GroupedLevel {
+    /// (campaign, agent) cells.
+    Cells,
+    /// (campaign, ALL).
+    Campaigns,
+    /// (ALL, ALL).
+    Organization,
+}
+
+impl GroupedQuery<'_> {
+    fn call_level(&self) -> GroupedLevel {
+        if self.group.agent || self.scope.agent_ids.is_some() {
+            GroupedLevel::Cells
+        } else if self.group.campaign || self.scope.campaign_ids.is_some() {
+            GroupedLevel::Campaigns
+        } else {
+            GroupedLevel::Organization
+        }
+    }
+
+    fn agent_level_keys(&self) -> Vec<Uuid> {
+        self.scope.agent_ids.clone().unwrap_or_else(|| self.agent_keys.to_vec())
+    }
+
+    /// The keys bound as `$5` of a grouped call rollup read.
+    fn call_level_keys(&self) -> Vec<Uuid> {
+        match self.call_level() {
+            GroupedLevel::Cells => self.agent_level_keys(),
+            GroupedLevel::Campaigns => self
+                .scope
+                .campaign_ids
+                .clone()
+                .unwrap_or_else(|| self.campaign_keys.to_vec()),
+            GroupedLevel::Organization => Vec::new(),
+        }
+    }
+}
+
+/// The level condition of a grouped call rollup read ($5 level keys, $6 campaign filter, $10 ALL).
+fn grouped_level_condition(level: GroupedLevel) -> &'static str {
+    match level {
+        GroupedLevel::Cells => "k.agent_key = ANY($5) AND ($6::uuid[] IS NULL OR k.campaign_key = ANY($6))",
+        GroupedLevel::Campaigns => "k.agent_key = $10 AND k.campaign_key = ANY($5)",
+        GroupedLevel::Organization => "k.agent_key = $10 AND k.campaign_key = $10",
+    }
+}
+
+/// The five key columns of a grouped statement; `time_column` is the instant that decides a
+/// row's time slot, `$starts`/`$classes` the parameters holding [`TimeSlots`].
+fn group_columns(group: &GroupSpec, c: &GroupColumnSql<'_>) -> String {
+    let pick = |on: bool, expr: &str, null: &str| if on { expr.to_owned() } else { null.to_owned() };
+    let time = match &group.time {
+        Some(_) => format!(
+            "({classes}::int4[])[width_bucket({t}, {starts}::timestamptz[])]",
+            classes = c.classes,
+            t = c.time,
+            starts = c.starts
+        ),
+        None => "NULL::int4".to_owned(),
+    };
+    format!(
+        "{} AS g_campaign, {} AS g_agent, {} AS g_direction, {} AS g_disposition, {time} AS g_time",
+        pick(group.campaign, c.campaign, "NULL::uuid"),
+        pick(group.agent, c.agent, "NULL::uuid"),
+        pick(group.direction, c.direction, "NULL::text"),
+        pick(group.disposition, c.disposition, "NULL::uuid"),
+    )
+}
+
+struct GroupColumnSql<'a> {
+    campaign: &'a str,
+    agent: &'a str,
+    direction: &'a str,
+    disposition: &'a str,
+    time: &'a str,
+    starts: &'a str,
+    classes: &'a str,
+}
+
+#[derive(QueryableByName)]
+struct GroupColumns {
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    g_campaign: Option<Uuid>,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    g_agent: Option<Uuid>,
+    #[diesel(sql_type = Nullable<Text>)]
+    g_direction: Option<String>,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    g_disposition: Option<Uuid>,
+    #[diesel(sql_type = Nullable<Int4>)]
+    g_time: Option<i32>,
+}
+
+impl From<GroupColumns> for GroupKey {
+    fn from(g: GroupColumns) -> Self {
+        GroupKey {
+            campaign: g.g_campaign,
+            agent: g.g_agent,
+            direction: g.g_direction,
+            disposition: g.g_disposition,
+            time_class: g.g_time,
+        }
+    }
+}
+
+#[derive(QueryableByName)]
+struct GroupedCounterRow {
+    #[diesel(embed)]
+    key: GroupColumns,
+    #[diesel(embed)]
+    counters: CounterColumns,
+}
+
+#[derive(QueryableByName)]
+struct GroupedStateRow {
+    #[diesel(embed)]
+    key: GroupColumns,
+    #[diesel(sql_type = Text)]
+    axis: String,
+    #[diesel(sql_type = Text)]
+    state: String,
+    #[diesel(sql_type = BigInt)]
+    us: i64,
+}
+
+fn collect_agent_time(rows: Vec<GroupedStateRow>) -> Vec<(GroupKey, AgentTime)> {
+    let mut out: std::collections::BTreeMap<GroupKey, AgentTime> = std::collections::BTreeMap::new();
+    for row in rows {
+        out.entry(row.key.into())
+            .or_default()
+            .add_state(&row.axis, &row.state, row.us);
+    }
+    out.into_iter().collect()
+}
+
+fn time_slot_arrays(group: &GroupSpec) -> (Vec<DateTime<Utc>>, Vec<i32>) {
+    group
+        .time
+        .as_ref()
+        .map(|t| (t.starts.clone(), t.classes.clone()))
+        .unwrap_or_default()
+}
+
+/// Call counters per group from `kpi_hourly`, over whole hours, in one statement.
+pub async fn grouped_rollup_counters(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    query: GroupedQuery<'_>,
+    range: RollupRange<'_>,
+) -> AppResult<Vec<(GroupKey, Counters)>> {
+    if query.group.disposition {
+        return Err(crate::error::AppError::internal(
+            "the rollups hold no call counters per disposition",
+        ));
+    }
+    if range.start >= range.end {
+        return Ok(Vec::new());
+    }
+    let keys = group_columns(
+        query.group,
+        &GroupColumnSql {
+            campaign: "k.campaign_key",
+            agent: "k.agent_key",
+            direction: "k.direction",
+            disposition: "NULL::uuid",
+            time: "k.hour",
+            starts: "$8",
+            classes: "$9",
+        },
+    );
+    let sql = format!(
+        "SELECT {keys}, {ROLLUP_COUNTER_SUMS}
+         FROM kpi_hourly k
+         WHERE k.organization_id = $1 AND k.hour >= $2 AND k.hour < $3 AND k.hour <> ALL($4::timestamptz[])
+           AND {} AND ($7::text IS NULL OR k.direction = $7)
+         GROUP BY 1, 2, 3, 4, 5",
+        grouped_level_condition(query.call_level())
+    );
+    let (starts, classes) = time_slot_arrays(query.group);
+    let rows: Vec<GroupedCounterRow> = diesel::sql_query(sql)
+        .bind::<SqlUuid, _>(tenant.org_id())
+        .bind::<Timestamptz, _>(range.start)
+        .bind::<Timestamptz, _>(range.end)
+        .bind::<Array<Timestamptz>, _>(range.excluded_hours.to_vec())
+        .bind::<Array<SqlUuid>, _>(query.call_level_keys())
+        .bind::<Nullable<Array<SqlUuid>>, _>(query.scope.campaign_ids.as_ref())
+        .bind::<Nullable<Text>, _>(query.scope.direction.map(Direction::as_str))
+        .bind::<Array<Timestamptz>, _>(starts)
+        .bind::<Array<Int4>, _>(classes)
+        .bind::<SqlUuid, _>(ALL_KEY)
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.key.into(), r.counters.into())).collect())
+}
+
+/// Call counters per group computed from `interactions` over `windows` (disjoint), by the
+/// writer's counting rules, in one statement.
+pub async fn grouped_raw_counters(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    query: GroupedQuery<'_>,
+    windows: &[(DateTime<Utc>, DateTime<Utc>)],
+) -> AppResult<Vec<(GroupKey, Counters)>> {
+    if windows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys = group_columns(
+        query.group,
+        &GroupColumnSql {
+            campaign: "coalesce(i.campaign_id, $9)",
+            agent: "coalesce(i.agent_id, $9)",
+            direction: "i.direction",
+            disposition: "coalesce(i.disposition_id, $9)",
+            time: "i.offered_at",
+            starts: "$7",
+            classes: "$8",
+        },
+    );
+    let sql = format!(
+        "SELECT {keys}, {}
+         FROM unnest($2::timestamptz[], $3::timestamptz[]) AS w(s, e)
+         JOIN interactions i ON i.organization_id = $1 AND i.offered_at >= w.s AND i.offered_at < w.e
+         JOIN business_settings bs ON bs.organization_id = $1
+         LEFT JOIN campaigns cp ON cp.id = i.campaign_id
+         LEFT JOIN dispositions d ON d.id = i.disposition_id
+         WHERE ($4::uuid[] IS NULL OR i.campaign_id = ANY($4))
+           AND ($5::uuid[] IS NULL OR i.agent_id = ANY($5))
+           AND ($6::text IS NULL OR i.direction = $6)
+         GROUP BY 1, 2, 3, 4, 5",
+        raw_counter_columns()
+    );
+    let (window_starts, window_ends): (Vec<DateTime<Utc>>, Vec<DateTime<Utc>>) = windows.iter().copied().unzip();
+    let (starts, classes) = time_slot_arrays(query.group);
+    let rows: Vec<GroupedCounterRow> = diesel::sql_query(sql)
+        .bind::<SqlUuid, _>(tenant.org_id())
+        .bind::<Array<Timestamptz>, _>(window_starts)
+        .bind::<Array<Timestamptz>, _>(window_ends)
+        .bind::<Nullable<Array<SqlUuid>>, _>(query.scope.campaign_ids.as_ref())
+        .bind::<Nullable<Array<SqlUuid>>, _>(query.scope.agent_ids.as_ref())
+        .bind::<Nullable<Text>, _>(query.scope.direction.map(Direction::as_str))
+        .bind::<Array<Timestamptz>, _>(starts)
+        .bind::<Array<Int4>, _>(classes)
+        .bind::<SqlUuid, _>(NONE_KEY)
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.key.into(), r.counters.into())).collect())
+}
+
+/// Agent time per group (agent and time keys only: agent time belongs to no campaign,
+/// direction or disposition) from `kpi_agent_state_hourly`, over whole hours.
+pub async fn grouped_rollup_agent_time(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    query: GroupedQuery<'_>,
+    range: RollupRange<'_>,
+) -> AppResult<Vec<(GroupKey, AgentTime)>> {
+    if range.start >= range.end {
+        return Ok(Vec::new());
+    }
+    let group = GroupSpec {
+        agent: query.group.agent,
+        time: query.group.time.clone(),
+        ..GroupSpec::default()
+    };
+    let keys = group_columns(
+        &group,
+        &GroupColumnSql {
+            campaign: "NULL::uuid",
+            agent: "k.agent_key",
+            direction: "NULL::text",
+            disposition: "NULL::uuid",
+            time: "k.hour",
+            starts: "$6",
+            classes: "$7",
+        },
+    );
+    let by_agent = query.group.agent || query.scope.agent_ids.is_some();
+    let level = if by_agent {
+        "k.agent_key = ANY($5)"
+    } else {
+        "k.agent_key = $8"
+    };
+    let sql = format!(
+        "SELECT {keys}, k.axis, k.state, sum(k.us)::int8 AS us
+         FROM kpi_agent_state_hourly k
+         WHERE k.organization_id = $1 AND k.hour >= $2 AND k.hour < $3 AND k.hour <> ALL($4::timestamptz[]) AND {level}
+         GROUP BY 1, 2, 3, 4, 5, 6, 7"
+    );
+    let (starts, classes) = time_slot_arrays(query.group);
+    let rows: Vec<GroupedStateRow> = diesel::sql_query(sql)
+        .bind::<SqlUuid, _>(tenant.org_id())
+        .bind::<Timestamptz, _>(range.start)
+        .bind::<Timestamptz, _>(range.end)
+        .bind::<Array<Timestamptz>, _>(range.excluded_hours.to_vec())
+        .bind::<Array<SqlUuid>, _>(if by_agent { query.agent_level_keys() } else { Vec::new() })
+        .bind::<Array<Timestamptz>, _>(starts)
+        .bind::<Array<Int4>, _>(classes)
+        .bind::<SqlUuid, _>(ALL_KEY)
+        .load(conn)
+        .await?;
+    Ok(collect_agent_time(rows))
+}
+
+/// Agent time per group from closed `agent_state_log` intervals clipped to `windows`. A
+/// window's time slot is that of its start: the caller splits windows at slot boundaries.
+pub async fn grouped_raw_agent_time(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    query: GroupedQuery<'_>,
+    windows: &[(DateTime<Utc>, DateTime<Utc>)],
+) -> AppResult<Vec<(GroupKey, AgentTime)>> {
+    if windows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let group = GroupSpec {
+        agent: query.group.agent,
+        time: query.group.time.clone(),
+        ..GroupSpec::default()
+    };
+    let keys = group_columns(
+        &group,
+        &GroupColumnSql {
+            campaign: "NULL::uuid",
+            agent: "l.agent_id",
+            direction: "NULL::text",
+            disposition: "NULL::uuid",
+            time: "w.s",
+            starts: "$5",
+            classes: "$6",
+        },
+    );
+    let sql = format!(
+        "SELECT {keys}, l.axis, l.state,
+                sum((extract(epoch FROM (least(l.ended_at, w.e) - greatest(l.started_at, w.s))) * 1000000)::int8)::int8 AS us
+         FROM unnest($2::timestamptz[], $3::timestamptz[]) AS w(s, e)
+         JOIN agent_state_log l ON l.organization_id = $1 AND l.ended_at IS NOT NULL
+              AND l.started_at < w.e AND l.ended_at > w.s
+         WHERE ($4::uuid[] IS NULL OR l.agent_id = ANY($4))
+         GROUP BY 1, 2, 3, 4, 5, 6, 7"
+    );
+    let (window_starts, window_ends): (Vec<DateTime<Utc>>, Vec<DateTime<Utc>>) = windows.iter().copied().unzip();
+    let (starts, classes) = time_slot_arrays(query.group);
+    let rows: Vec<GroupedStateRow> = diesel::sql_query(sql)
+        .bind::<SqlUuid, _>(tenant.org_id())
+        .bind::<Array<Timestamptz>, _>(window_starts)
+        .bind::<Array<Timestamptz>, _>(window_ends)
+        .bind::<Nullable<Array<SqlUuid>>, _>(query.scope.agent_ids.as_ref())
+        .bind::<Array<Timestamptz>, _>(starts)
+        .bind::<Array<Int4>, _>(classes)
+        .load(conn)
+        .await?;
+    Ok(collect_agent_time(rows))
+}
+
+#[derive(QueryableByName)]
+struct DispositionCallsRow {
+    #[diesel(sql_type = SqlUuid)]
+    disposition_id: Uuid,
+    #[diesel(sql_type = BigInt)]
+    calls: i64,
+}
+
+/// Calls per disposition from `kpi_hourly_disposition` over whole hours (the level follows
+/// the scope, as for call counters; grouping fields of `query.group` are ignored).
+pub async fn rollup_disposition_calls(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    query: GroupedQuery<'_>,
+    range: RollupRange<'_>,
+) -> AppResult<Vec<(Uuid, i64)>> {
+    if range.start >= range.end {
+        return Ok(Vec::new());
+    }
+    let group = GroupSpec::default();
+    let query = GroupedQuery { group: &group, ..query };
+    let sql = format!(
+        "SELECT k.disposition_id, sum(k.calls)::int8 AS calls
+         FROM kpi_hourly_disposition k
+         WHERE k.organization_id = $1 AND k.hour >= $2 AND k.hour < $3 AND k.hour <> ALL($4::timestamptz[])
+           AND {} AND ($7::text IS NULL OR k.direction = $7)
+         GROUP BY 1",
+        grouped_level_condition(query.call_level())
+    );
+    let rows: Vec<DispositionCallsRow> = diesel::sql_query(sql)
+        .bind::<SqlUuid, _>(tenant.org_id())
+        .bind::<Timestamptz, _>(range.start)
+        .bind::<Timestamptz, _>(range.end)
+        .bind::<Array<Timestamptz>, _>(range.excluded_hours.to_vec())
+        .bind::<Array<SqlUuid>, _>(query.call_level_keys())
+        .bind::<Nullable<Array<SqlUuid>>, _>(query.scope.campaign_ids.as_ref())
+        .bind::<Nullable<Text>, _>(query.scope.direction.map(Direction::as_str))
+        .bind::<Array<Timestamptz>, _>(Vec::<DateTime<Utc>>::new())
+        .bind::<Array<Int4>, _>(Vec::<i32>::new())
+        .bind::<SqlUuid, _>(ALL_KEY)
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.disposition_id, r.calls)).collect())
+}
+
+/// Calls per disposition counted from `interactions` over `windows` (disjoint).
+pub async fn raw_disposition_calls(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    scope: &Scope,
+    windows: &[(DateTime<Utc>, DateTime<Utc>)],
+) -> AppResult<Vec<(Uuid, i64)>> {
+    if windows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (window_starts, window_ends): (Vec<DateTime<Utc>>, Vec<DateTime<Utc>>) = windows.iter().copied().unzip();
+    let rows: Vec<DispositionCallsRow> = diesel::sql_query(
+        "SELECT i.disposition_id, count(*)::int8 AS calls
+         FROM unnest($2::timestamptz[], $3::timestamptz[]) AS w(s, e)
+         JOIN interactions i ON i.organization_id = $1 AND i.offered_at >= w.s AND i.offered_at < w.e
+         WHERE i.disposition_id IS NOT NULL
+           AND ($4::uuid[] IS NULL OR i.campaign_id = ANY($4))
+           AND ($5::uuid[] IS NULL OR i.agent_id = ANY($5))
+           AND ($6::text IS NULL OR i.direction = $6)
+         GROUP BY 1",
+    )
+    .bind::<SqlUuid, _>(tenant.org_id())
+    .bind::<Array<Timestamptz>, _>(window_starts)
+    .bind::<Array<Timestamptz>, _>(window_ends)
+    .bind::<Nullable<Array<SqlUuid>>, _>(scope.campaign_ids.as_ref())
+    .bind::<Nullable<Array<SqlUuid>>, _>(scope.agent_ids.as_ref())
+    .bind::<Nullable<Text>, _>(scope.direction.map(Direction::as_str))
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.disposition_id, r.calls)).collect())
 }
 
 #[cfg(test)]

@@ -35,7 +35,8 @@ fn bucket_start(tz: Tz, at: DateTime<Utc>, granularity: Granularity) -> DateTime
     match granularity {
         Granularity::FifteenMinutes => {
             let minutes = i64::from(local.minute() % 15);
-            at - TimeDelta::minutes(minutes) - TimeDelta::seconds(i64::from(local.second()))
+            at - TimeDelta::minutes(minutes)
+                - TimeDelta::seconds(i64::from(local.second()))
                 - TimeDelta::nanoseconds(i64::from(local.nanosecond()))
         }
         Granularity::Hour => {
@@ -65,7 +66,12 @@ fn next_start(tz: Tz, start: DateTime<Utc>, granularity: Granularity) -> DateTim
 
 /// Buckets covering `[from, to)`, clipped to it: the first and last bucket may be partial, so
 /// the buckets of a series add up exactly to the summary of the same interval.
-pub fn buckets(tz: Tz, from: DateTime<Utc>, to: DateTime<Utc>, granularity: Granularity) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+pub fn buckets(
+    tz: Tz,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    granularity: Granularity,
+) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
     let mut out = Vec::new();
     let mut start = bucket_start(tz, from, granularity);
     while start < to {
@@ -104,9 +110,19 @@ mod tests {
     fn london_spring_forward_day_has_23_hours() {
         let tz: Tz = chrono_tz::Europe::London;
         // 2026-03-29: clocks go 01:00 GMT -> 02:00 BST.
-        let day = buckets(tz, at("2026-03-29T00:00:00Z"), at("2026-03-29T23:00:00Z"), Granularity::Hour);
+        let day = buckets(
+            tz,
+            at("2026-03-29T00:00:00Z"),
+            at("2026-03-29T23:00:00Z"),
+            Granularity::Hour,
+        );
         assert_eq!(day.len(), 23);
-        let days = buckets(tz, at("2026-03-28T00:00:00Z"), at("2026-03-30T23:00:00Z"), Granularity::Day);
+        let days = buckets(
+            tz,
+            at("2026-03-28T00:00:00Z"),
+            at("2026-03-30T23:00:00Z"),
+            Granularity::Day,
+        );
         assert_eq!(days.len(), 3);
         assert_eq!((days[1].1 - days[1].0).num_hours(), 23);
     }
@@ -115,9 +131,19 @@ mod tests {
     fn new_york_fall_back_day_has_25_hours() {
         let tz: Tz = chrono_tz::America::New_York;
         // 2026-11-01: 02:00 EDT -> 01:00 EST. Local midnight = 04:00Z; next midnight = 05:00Z.
-        let hours = buckets(tz, at("2026-11-01T04:00:00Z"), at("2026-11-02T05:00:00Z"), Granularity::Hour);
+        let hours = buckets(
+            tz,
+            at("2026-11-01T04:00:00Z"),
+            at("2026-11-02T05:00:00Z"),
+            Granularity::Hour,
+        );
         assert_eq!(hours.len(), 25);
-        let days = buckets(tz, at("2026-11-01T04:00:00Z"), at("2026-11-02T05:00:00Z"), Granularity::Day);
+        let days = buckets(
+            tz,
+            at("2026-11-01T04:00:00Z"),
+            at("2026-11-02T05:00:00Z"),
+            Granularity::Day,
+        );
         assert_eq!(days.len(), 1);
         assert_eq!((days[0].1 - days[0].0).num_hours(), 25);
     }
@@ -132,10 +158,24 @@ mod tests {
         assert_eq!(hours.last().map(|b| b.1), Some(to));
         assert_eq!(hours[1].0, at("2026-01-05T10:30:00Z"));
         assert!(hours.windows(2).all(|w| w[0].1 == w[1].0));
-        let weeks = buckets(chrono_tz::Europe::London, at("2026-01-01T00:00:00Z"), at("2026-02-01T00:00:00Z"), Granularity::Week);
+        let weeks = buckets(
+            chrono_tz::Europe::London,
+            at("2026-01-01T00:00:00Z"),
+            at("2026-02-01T00:00:00Z"),
+            Granularity::Week,
+        );
         assert_eq!(weeks[1].0, at("2026-01-05T00:00:00Z"), "ISO weeks start on Monday");
-        let months = buckets(chrono_tz::Europe::London, at("2026-01-15T00:00:00Z"), at("2026-07-01T00:00:00Z"), Granularity::Month);
+        let months = buckets(
+            chrono_tz::Europe::London,
+            at("2026-01-15T00:00:00Z"),
+            at("2026-06-30T23:00:00Z"),
+            Granularity::Month,
+        );
         assert_eq!(months.len(), 6);
-        assert_eq!(months[5].0, at("2026-05-31T23:00:00Z"), "June starts at local midnight, BST");
+        assert_eq!(
+            months[5].0,
+            at("2026-05-31T23:00:00Z"),
+            "June starts at local midnight, BST"
+        );
     }
 }

@@ -1,0 +1,2 @@
+DROP TABLE telephony_settings;
+DROP TABLE call_events;

@@ -1,0 +1,738 @@
+//! Telephony ingest: call events, the interactions derived from them, agents' routing state,
+//! Twilio credentials, and the interaction listings of the API.
+//!
+//! Every function takes a [`Tenant`]; bulk statements take parallel arrays (`unnest`) so a
+//! batch of a thousand events costs a handful of round trips.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Binary, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::auth::Tenant;
+use crate::db::contact_centre::{AnsweredBy, Direction, Outcome, RoutingState};
+use crate::db::schema::{
+    agents, call_events, campaigns, dispositions, interactions, organizations, telephony_settings,
+};
+use crate::error::{AppError, AppResult};
+use crate::ingest::lifecycle::{CallEvent, CallState, EndReason, EventKey, EventType, Source};
+
+fn corrupt(column: &str, value: &str) -> AppError {
+    AppError::internal(format!("unexpected {column} `{value}` in the database"))
+}
+
+pub fn parse_direction(text: &str) -> AppResult<Direction> {
+    [Direction::Inbound, Direction::Outbound]
+        .into_iter()
+        .find(|d| d.as_str() == text)
+        .ok_or_else(|| corrupt("direction", text))
+}
+
+pub fn parse_outcome(text: &str) -> AppResult<Outcome> {
+    [
+        Outcome::InProgress,
+        Outcome::Answered,
+        Outcome::Abandoned,
+        Outcome::NoAnswer,
+        Outcome::Busy,
+        Outcome::Failed,
+    ]
+    .into_iter()
+    .find(|o| o.as_str() == text)
+    .ok_or_else(|| corrupt("outcome", text))
+}
+
+pub fn parse_answered_by(text: &str) -> AppResult<AnsweredBy> {
+    [AnsweredBy::Human, AnsweredBy::Machine]
+        .into_iter()
+        .find(|a| a.as_str() == text)
+        .ok_or_else(|| corrupt("answered_by", text))
+}
+
+pub fn parse_routing_state(text: &str) -> AppResult<RoutingState> {
+    [
+        RoutingState::Idle,
+        RoutingState::Ringing,
+        RoutingState::OnCall,
+        RoutingState::WrapUp,
+    ]
+    .into_iter()
+    .find(|s| s.as_str() == text)
+    .ok_or_else(|| corrupt("routing_state", text))
+}
+
+/// The advisory-lock key of one call: concurrent deliveries of the same call serialize, other
+/// calls do not wait. Keys are taken in ascending order, so two batches cannot deadlock.
+fn call_lock_key(tenant: &Tenant, external_id: &str) -> i64 {
+    let digest = Sha256::new()
+        .chain_update(b"omnivox.call.")
+        .chain_update(tenant.org_id().as_bytes())
+        .chain_update(external_id.as_bytes())
+        .finalize();
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(bytes)
+}
+
+#[derive(QueryableByName)]
+struct Locked {
+    #[diesel(sql_type = BigInt)]
+    #[allow(dead_code)]
+    locked: i64,
+}
+
+/// Takes the transaction-scoped lock of every call in `external_ids`.
+pub async fn lock_calls(conn: &mut AsyncPgConnection, tenant: &Tenant, external_ids: &[String]) -> AppResult<()> {
+    let mut keys: Vec<i64> = external_ids.iter().map(|id| call_lock_key(tenant, id)).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    // unnest keeps the array's (ascending) order, so the locks are taken in that order.
+    let _: Locked = diesel::sql_query(
+        "SELECT count(*) AS locked FROM (SELECT pg_advisory_xact_lock(k) FROM unnest($1::int8[]) AS k) AS l",
+    )
+    .bind::<Array<BigInt>, _>(keys)
+    .get_result(conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = call_events, check_for_backend(diesel::pg::Pg))]
+struct EventRow {
+    external_id: String,
+    event_type: String,
+    occurred_at: DateTime<Utc>,
+    sequence_number: i64,
+    source: String,
+    direction: Option<String>,
+    campaign_id: Option<Uuid>,
+    agent_id: Option<Uuid>,
+    customer_number: Option<String>,
+    answered_by: Option<String>,
+    end_reason: Option<String>,
+    duration_ms: Option<i64>,
+    disposition_id: Option<Uuid>,
+    notes: Option<String>,
+}
+
+impl EventRow {
+    fn into_event(self) -> AppResult<(String, CallEvent)> {
+        let event_type = EventType::parse(&self.event_type).ok_or_else(|| corrupt("event_type", &self.event_type))?;
+        let source = Source::parse(&self.source).ok_or_else(|| corrupt("source", &self.source))?;
+        let mut event = CallEvent::new(event_type, self.occurred_at, source);
+        event.sequence = (self.sequence_number >= 0).then_some(self.sequence_number);
+        event.direction = self.direction.as_deref().map(parse_direction).transpose()?;
+        event.campaign_id = self.campaign_id;
+        event.agent_id = self.agent_id;
+        event.customer_number = self.customer_number;
+        event.answered_by = self.answered_by.as_deref().map(parse_answered_by).transpose()?;
+        event.end_reason = self
+            .end_reason
+            .as_deref()
+            .map(|r| EndReason::parse(r).ok_or_else(|| corrupt("end_reason", r)))
+            .transpose()?;
+        event.duration_ms = self.duration_ms;
+        event.disposition_id = self.disposition_id;
+        event.notes = self.notes;
+        Ok((self.external_id, event))
+    }
+}
+
+/// Every stored event of the calls.
+pub async fn load_events(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    external_ids: &[String],
+) -> AppResult<Vec<(String, CallEvent)>> {
+    let rows: Vec<EventRow> = call_events::table
+        .filter(call_events::organization_id.eq(tenant.org_id()))
+        .filter(call_events::external_id.eq_any(external_ids))
+        .select(EventRow::as_select())
+        .load(conn)
+        .await?;
+    rows.into_iter().map(EventRow::into_event).collect()
+}
+
+#[derive(QueryableByName)]
+struct StoredKey {
+    #[diesel(sql_type = Text)]
+    external_id: String,
+    #[diesel(sql_type = Text)]
+    event_type: String,
+    #[diesel(sql_type = Timestamptz)]
+    occurred_at: DateTime<Utc>,
+    #[diesel(sql_type = BigInt)]
+    sequence_number: i64,
+}
+
+/// Stores events (at most one per call and key: the caller reduces a batch first). A key
+/// already stored is kept unless the new event has a smaller fingerprint (then it replaces
+/// it), so the stored set never depends on arrival order. Returns the keys that were written.
+pub async fn insert_events(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    events: &[(String, CallEvent)],
+) -> AppResult<Vec<(String, EventKey)>> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let n = events.len();
+    let (mut ids, mut types, mut times, mut seqs, mut sources) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut directions, mut campaigns, mut agent_ids, mut numbers, mut answered) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut reasons, mut durations, mut disposition_ids, mut notes, mut fingerprints) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for (external_id, e) in events {
+        ids.push(external_id.as_str());
+        types.push(e.event_type.as_str());
+        times.push(e.occurred_at);
+        seqs.push(e.sequence.unwrap_or(-1));
+        sources.push(e.source.as_str());
+        directions.push(e.direction.map(Direction::as_str));
+        campaigns.push(e.campaign_id);
+        agent_ids.push(e.agent_id);
+        numbers.push(e.customer_number.as_deref());
+        answered.push(e.answered_by.map(AnsweredBy::as_str));
+        reasons.push(e.end_reason.map(EndReason::as_str));
+        durations.push(e.duration_ms);
+        disposition_ids.push(e.disposition_id);
+        notes.push(e.notes.as_deref());
+        fingerprints.push(e.fingerprint().to_vec());
+    }
+    let rows: Vec<StoredKey> = diesel::sql_query(
+        "INSERT INTO call_events AS c (organization_id, external_id, event_type, occurred_at, sequence_number, source,
+            direction, campaign_id, agent_id, customer_number, answered_by, end_reason, duration_ms, disposition_id,
+            notes, fingerprint)
+         SELECT $1, * FROM unnest($2::text[], $3::text[], $4::timestamptz[], $5::int8[], $6::text[], $7::text[],
+            $8::uuid[], $9::uuid[], $10::text[], $11::text[], $12::text[], $13::int8[], $14::uuid[], $15::text[],
+            $16::bytea[])
+         ON CONFLICT (organization_id, external_id, event_type, occurred_at, sequence_number) DO UPDATE SET
+            source = EXCLUDED.source, direction = EXCLUDED.direction, campaign_id = EXCLUDED.campaign_id,
+            agent_id = EXCLUDED.agent_id, customer_number = EXCLUDED.customer_number,
+            answered_by = EXCLUDED.answered_by, end_reason = EXCLUDED.end_reason,
+            duration_ms = EXCLUDED.duration_ms, disposition_id = EXCLUDED.disposition_id, notes = EXCLUDED.notes,
+            fingerprint = EXCLUDED.fingerprint, received_at = now()
+         WHERE EXCLUDED.fingerprint < c.fingerprint
+         RETURNING c.external_id, c.event_type, c.occurred_at, c.sequence_number",
+    )
+    .bind::<SqlUuid, _>(tenant.org_id())
+    .bind::<Array<Text>, _>(ids)
+    .bind::<Array<Text>, _>(types)
+    .bind::<Array<Timestamptz>, _>(times)
+    .bind::<Array<BigInt>, _>(seqs)
+    .bind::<Array<Text>, _>(sources)
+    .bind::<Array<Nullable<Text>>, _>(directions)
+    .bind::<Array<Nullable<SqlUuid>>, _>(campaigns)
+    .bind::<Array<Nullable<SqlUuid>>, _>(agent_ids)
+    .bind::<Array<Nullable<Text>>, _>(numbers)
+    .bind::<Array<Nullable<Text>>, _>(answered)
+    .bind::<Array<Nullable<Text>>, _>(reasons)
+    .bind::<Array<Nullable<BigInt>>, _>(durations)
+    .bind::<Array<Nullable<SqlUuid>>, _>(disposition_ids)
+    .bind::<Array<Nullable<Text>>, _>(notes)
+    .bind::<Array<Binary>, _>(fingerprints)
+    .load(conn)
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            let event_type = EventType::parse(&r.event_type).ok_or_else(|| corrupt("event_type", &r.event_type))?;
+            Ok((r.external_id, (r.occurred_at, event_type, r.sequence_number)))
+        })
+        .collect()
+}
+
+/// An interaction row as stored.
+#[derive(Clone, Debug, Queryable, Selectable)]
+#[diesel(table_name = interactions, check_for_backend(diesel::pg::Pg))]
+pub struct InteractionRow {
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    pub campaign_id: Option<Uuid>,
+    pub agent_id: Option<Uuid>,
+    pub external_id: String,
+    pub direction: String,
+    pub customer_number: Option<String>,
+    pub offered_at: DateTime<Utc>,
+    pub answered_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub wrap_ended_at: Option<DateTime<Utc>>,
+    pub wait_ms: Option<i64>,
+    pub talk_ms: i64,
+    pub hold_ms: i64,
+    pub wrap_ms: i64,
+    pub outcome: String,
+    pub disposition_id: Option<Uuid>,
+    pub answered_by: Option<String>,
+    pub notes: Option<String>,
+    pub last_event_sequence: Option<i64>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl InteractionRow {
+    /// The derived columns, to compare with a new derivation and to subtract from the rollups.
+    pub fn state(&self) -> AppResult<CallState> {
+        Ok(CallState {
+            direction: parse_direction(&self.direction)?,
+            campaign_id: self.campaign_id,
+            agent_id: self.agent_id,
+            customer_number: self.customer_number.clone(),
+            offered_at: self.offered_at,
+            answered_at: self.answered_at,
+            ended_at: self.ended_at,
+            wrap_ended_at: self.wrap_ended_at,
+            wait_ms: self.wait_ms,
+            talk_ms: self.talk_ms,
+            hold_ms: self.hold_ms,
+            wrap_ms: self.wrap_ms,
+            outcome: parse_outcome(&self.outcome)?,
+            disposition_id: self.disposition_id,
+            answered_by: self.answered_by.as_deref().map(parse_answered_by).transpose()?,
+            notes: self.notes.clone(),
+            last_event_sequence: self.last_event_sequence,
+        })
+    }
+}
+
+/// The interactions of the calls, by external id.
+pub async fn interactions_by_external_ids(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    external_ids: &[String],
+) -> AppResult<HashMap<String, InteractionRow>> {
+    let rows: Vec<InteractionRow> = interactions::table
+        .filter(interactions::organization_id.eq(tenant.org_id()))
+        .filter(interactions::external_id.eq_any(external_ids))
+        .select(InteractionRow::as_select())
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.external_id.clone(), r)).collect())
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = interactions)]
+struct UpsertRow<'a> {
+    organization_id: Uuid,
+    campaign_id: Option<Uuid>,
+    agent_id: Option<Uuid>,
+    external_id: &'a str,
+    direction: &'static str,
+    customer_number: Option<&'a str>,
+    offered_at: DateTime<Utc>,
+    answered_at: Option<DateTime<Utc>>,
+    ended_at: Option<DateTime<Utc>>,
+    wrap_ended_at: Option<DateTime<Utc>>,
+    wait_ms: Option<i64>,
+    talk_ms: i64,
+    hold_ms: i64,
+    wrap_ms: i64,
+    outcome: &'static str,
+    disposition_id: Option<Uuid>,
+    answered_by: Option<&'static str>,
+    notes: Option<&'a str>,
+    last_event_sequence: Option<i64>,
+}
+
+/// Writes derived interactions (one per external id), inserting new calls and replacing the
+/// derived columns of known ones. Returns each call's interaction id.
+pub async fn upsert_interactions(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    calls: &[(&str, &CallState)],
+) -> AppResult<HashMap<String, Uuid>> {
+    use diesel::upsert::excluded;
+    use interactions::dsl as i;
+    let mut ids = HashMap::with_capacity(calls.len());
+    for chunk in calls.chunks(crate::db::contact_centre::INSERT_CHUNK_ROWS) {
+        let rows: Vec<UpsertRow<'_>> = chunk
+            .iter()
+            .map(|(external_id, c)| UpsertRow {
+                organization_id: tenant.org_id(),
+                campaign_id: c.campaign_id,
+                agent_id: c.agent_id,
+                external_id,
+                direction: c.direction.as_str(),
+                customer_number: c.customer_number.as_deref(),
+                offered_at: c.offered_at,
+                answered_at: c.answered_at,
+                ended_at: c.ended_at,
+                wrap_ended_at: c.wrap_ended_at,
+                wait_ms: c.wait_ms,
+                talk_ms: c.talk_ms,
+                hold_ms: c.hold_ms,
+                wrap_ms: c.wrap_ms,
+                outcome: c.outcome.as_str(),
+                disposition_id: c.disposition_id,
+                answered_by: c.answered_by.map(AnsweredBy::as_str),
+                notes: c.notes.as_deref(),
+                last_event_sequence: c.last_event_sequence,
+            })
+            .collect();
+        let written: Vec<(Uuid, String)> = diesel::insert_into(interactions::table)
+            .values(&rows)
+            .on_conflict((i::organization_id, i::external_id))
+            .do_update()
+            .set((
+                i::campaign_id.eq(excluded(i::campaign_id)),
+                i::agent_id.eq(excluded(i::agent_id)),
+                i::direction.eq(excluded(i::direction)),
+                i::customer_number.eq(excluded(i::customer_number)),
+                i::offered_at.eq(excluded(i::offered_at)),
+                i::answered_at.eq(excluded(i::answered_at)),
+                i::ended_at.eq(excluded(i::ended_at)),
+                i::wrap_ended_at.eq(excluded(i::wrap_ended_at)),
+                i::wait_ms.eq(excluded(i::wait_ms)),
+                i::talk_ms.eq(excluded(i::talk_ms)),
+                i::hold_ms.eq(excluded(i::hold_ms)),
+                i::wrap_ms.eq(excluded(i::wrap_ms)),
+                i::outcome.eq(excluded(i::outcome)),
+                i::disposition_id.eq(excluded(i::disposition_id)),
+                i::answered_by.eq(excluded(i::answered_by)),
+                i::notes.eq(excluded(i::notes)),
+                i::last_event_sequence.eq(excluded(i::last_event_sequence)),
+                i::updated_at.eq(diesel::dsl::now),
+            ))
+            .returning((i::id, i::external_id))
+            .get_results(conn)
+            .await?;
+        ids.extend(written.into_iter().map(|(id, external_id)| (external_id, id)));
+    }
+    Ok(ids)
+}
+
+/// Campaign id → direction, for calls whose events name a campaign but no direction.
+pub async fn campaign_directions(conn: &mut AsyncPgConnection, tenant: &Tenant) -> AppResult<HashMap<Uuid, Direction>> {
+    let rows: Vec<(Uuid, String)> = campaigns::table
+        .filter(campaigns::organization_id.eq(tenant.org_id()))
+        .select((campaigns::id, campaigns::direction))
+        .load(conn)
+        .await?;
+    rows.into_iter().map(|(id, d)| Ok((id, parse_direction(&d)?))).collect()
+}
+
+/// Active dispositions of the tenant by code, among `codes`.
+pub async fn active_dispositions_by_code(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    codes: &[String],
+) -> AppResult<HashMap<String, Uuid>> {
+    let rows: Vec<(String, Uuid)> = dispositions::table
+        .filter(dispositions::organization_id.eq(tenant.org_id()))
+        .filter(dispositions::active.eq(true))
+        .filter(dispositions::code.eq_any(codes))
+        .select((dispositions::code, dispositions::id))
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Disposition id → code, for output.
+pub async fn disposition_codes(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    ids: &[Uuid],
+) -> AppResult<HashMap<Uuid, String>> {
+    let rows: Vec<(Uuid, String)> = dispositions::table
+        .filter(dispositions::organization_id.eq(tenant.org_id()))
+        .filter(dispositions::id.eq_any(ids))
+        .select((dispositions::id, dispositions::code))
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Locks the agents' rows (ascending id, so concurrent writers cannot deadlock) and returns
+/// their routing state. `FOR NO KEY UPDATE` does not conflict with the key-share locks that
+/// foreign keys to agents take.
+pub async fn lock_agent_states(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    agent_ids: &[Uuid],
+) -> AppResult<Vec<(Uuid, RoutingState, DateTime<Utc>)>> {
+    let rows: Vec<(Uuid, String, DateTime<Utc>)> = agents::table
+        .filter(agents::organization_id.eq(tenant.org_id()))
+        .filter(agents::id.eq_any(agent_ids))
+        .order(agents::id)
+        .select((agents::id, agents::routing_state, agents::state_since))
+        .for_no_key_update()
+        .load(conn)
+        .await?;
+    rows.into_iter()
+        .map(|(id, s, since)| Ok((id, parse_routing_state(&s)?, since)))
+        .collect()
+}
+
+/// Removes the agents' open ROUTING interval (their current state, which the caller re-inserts
+/// closed, through the rollup writer, together with the new open one).
+pub async fn take_open_routing_intervals(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    agent_ids: &[Uuid],
+) -> AppResult<usize> {
+    Ok(diesel::sql_query(
+        "DELETE FROM agent_state_log
+         WHERE organization_id = $1 AND agent_id = ANY($2) AND axis = 'ROUTING' AND ended_at IS NULL",
+    )
+    .bind::<SqlUuid, _>(tenant.org_id())
+    .bind::<Array<SqlUuid>, _>(agent_ids)
+    .execute(conn)
+    .await?)
+}
+
+/// Sets the agents' current routing state.
+pub async fn set_agent_states(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    states: &[(Uuid, RoutingState, DateTime<Utc>)],
+) -> AppResult<usize> {
+    if states.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<Uuid> = states.iter().map(|s| s.0).collect();
+    let names: Vec<&str> = states.iter().map(|s| s.1.as_str()).collect();
+    let since: Vec<DateTime<Utc>> = states.iter().map(|s| s.2).collect();
+    Ok(diesel::sql_query(
+        "UPDATE agents a SET routing_state = u.state, state_since = u.since
+         FROM unnest($2::uuid[], $3::text[], $4::timestamptz[]) AS u(id, state, since)
+         WHERE a.organization_id = $1 AND a.id = u.id",
+    )
+    .bind::<SqlUuid, _>(tenant.org_id())
+    .bind::<Array<SqlUuid>, _>(ids)
+    .bind::<Array<Text>, _>(names)
+    .bind::<Array<Timestamptz>, _>(since)
+    .execute(conn)
+    .await?)
+}
+
+/// An organization as the Twilio webhook needs it. Deliberately not `Debug`: it carries the
+/// auth token.
+pub struct TwilioAccount {
+    pub organization_id: Uuid,
+    pub organization_created_at: DateTime<Utc>,
+    pub account_sid: Option<String>,
+    pub auth_token: Option<String>,
+}
+
+/// (organization id, created at, account SID, auth token).
+type AccountRow = (Uuid, DateTime<Utc>, Option<String>, Option<String>);
+
+/// The organization with this slug and its Twilio credentials; None for an unknown slug.
+pub async fn twilio_account(conn: &mut AsyncPgConnection, slug: &str) -> AppResult<Option<TwilioAccount>> {
+    let row: Option<AccountRow> = organizations::table
+        .left_join(telephony_settings::table)
+        .filter(organizations::slug.eq(slug))
+        .select((
+            organizations::id,
+            organizations::created_at,
+            telephony_settings::twilio_account_sid.nullable(),
+            telephony_settings::twilio_auth_token.nullable(),
+        ))
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(row.map(
+        |(organization_id, organization_created_at, account_sid, auth_token)| TwilioAccount {
+            organization_id,
+            organization_created_at,
+            account_sid,
+            auth_token,
+        },
+    ))
+}
+
+/// What may be read back of the telephony settings: never the token itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TelephonySettingsView {
+    pub twilio_account_sid: Option<String>,
+    pub auth_token_set: bool,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+pub async fn telephony_settings(conn: &mut AsyncPgConnection, tenant: &Tenant) -> AppResult<TelephonySettingsView> {
+    let row: Option<(Option<String>, bool, DateTime<Utc>)> = telephony_settings::table
+        .find(tenant.org_id())
+        .select((
+            telephony_settings::twilio_account_sid,
+            telephony_settings::twilio_auth_token.is_not_null(),
+            telephony_settings::updated_at,
+        ))
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(match row {
+        Some((twilio_account_sid, auth_token_set, updated_at)) => TelephonySettingsView {
+            twilio_account_sid,
+            auth_token_set,
+            updated_at: Some(updated_at),
+        },
+        None => TelephonySettingsView {
+            twilio_account_sid: None,
+            auth_token_set: false,
+            updated_at: None,
+        },
+    })
+}
+
+/// Writes the telephony settings; `None` keeps a stored value.
+pub async fn upsert_telephony_settings(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    account_sid: Option<&str>,
+    auth_token: Option<&str>,
+    updated_by: Uuid,
+) -> AppResult<TelephonySettingsView> {
+    let row: TelephonyReturning = diesel::sql_query(
+        "INSERT INTO telephony_settings AS t (organization_id, twilio_account_sid, twilio_auth_token, updated_by)
+         VALUES ($1, $2, $3, $4)
+         ON CONFLICT (organization_id) DO UPDATE SET
+            twilio_account_sid = coalesce(EXCLUDED.twilio_account_sid, t.twilio_account_sid),
+            twilio_auth_token = coalesce(EXCLUDED.twilio_auth_token, t.twilio_auth_token),
+            updated_by = EXCLUDED.updated_by, updated_at = now()
+         RETURNING t.twilio_account_sid AS sid, t.twilio_auth_token IS NOT NULL AS token_set, t.updated_at",
+    )
+    .bind::<SqlUuid, _>(tenant.org_id())
+    .bind::<Nullable<Text>, _>(account_sid)
+    .bind::<Nullable<Text>, _>(auth_token)
+    .bind::<SqlUuid, _>(updated_by)
+    .get_result(conn)
+    .await?;
+    Ok(TelephonySettingsView {
+        twilio_account_sid: row.sid,
+        auth_token_set: row.token_set,
+        updated_at: Some(row.updated_at),
+    })
+}
+
+#[derive(QueryableByName)]
+struct TelephonyReturning {
+    #[diesel(sql_type = Nullable<Text>)]
+    sid: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    token_set: bool,
+    #[diesel(sql_type = Timestamptz)]
+    updated_at: DateTime<Utc>,
+}
+
+/// Which interactions a listing covers.
+#[derive(Debug, Clone, Default)]
+pub struct InteractionQuery {
+    pub offered_from: Option<DateTime<Utc>>,
+    pub offered_to: Option<DateTime<Utc>>,
+    pub campaign_ids: Option<Vec<Uuid>>,
+    /// Already narrowed to the caller's own agent for callers below SUPERVISOR.
+    pub agent_ids: Option<Vec<Uuid>>,
+    pub direction: Option<Direction>,
+    pub outcome: Option<Outcome>,
+}
+
+type BoxedInteractions<'a> = interactions::BoxedQuery<'a, diesel::pg::Pg>;
+
+fn filtered<'a>(tenant: &Tenant, query: &InteractionQuery) -> BoxedInteractions<'a> {
+    use interactions::dsl as i;
+    let mut q = interactions::table
+        .filter(i::organization_id.eq(tenant.org_id()))
+        .into_boxed();
+    if let Some(from) = query.offered_from {
+        q = q.filter(i::offered_at.ge(from));
+    }
+    if let Some(to) = query.offered_to {
+        q = q.filter(i::offered_at.lt(to));
+    }
+    if let Some(ids) = &query.campaign_ids {
+        q = q.filter(i::campaign_id.eq_any(ids.clone()));
+    }
+    if let Some(ids) = &query.agent_ids {
+        q = q.filter(i::agent_id.eq_any(ids.clone()));
+    }
+    if let Some(direction) = query.direction {
+        q = q.filter(i::direction.eq(direction.as_str()));
+    }
+    if let Some(outcome) = query.outcome {
+        q = q.filter(i::outcome.eq(outcome.as_str()));
+    }
+    q
+}
+
+/// One page, newest offer first; keyset `(offered_at, id)` strictly before `after`. Fetches
+/// `limit + 1` rows so the caller can tell whether another page follows.
+pub async fn page_interactions(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    query: &InteractionQuery,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> AppResult<Vec<InteractionRow>> {
+    use interactions::dsl as i;
+    let mut q = filtered(tenant, query);
+    if let Some((offered_at, id)) = after {
+        q = q.filter(
+            i::offered_at
+                .lt(offered_at)
+                .or(i::offered_at.eq(offered_at).and(i::id.lt(id))),
+        );
+    }
+    Ok(q.order((i::offered_at.desc(), i::id.desc()))
+        .limit(limit + 1)
+        .select(InteractionRow::as_select())
+        .load(conn)
+        .await?)
+}
+
+pub async fn count_interactions(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    query: &InteractionQuery,
+) -> AppResult<i64> {
+    Ok(filtered(tenant, query).count().get_result(conn).await?)
+}
+
+pub async fn interaction_by_id(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    id: Uuid,
+) -> AppResult<Option<InteractionRow>> {
+    Ok(interactions::table
+        .filter(interactions::organization_id.eq(tenant.org_id()))
+        .filter(interactions::id.eq(id))
+        .select(InteractionRow::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+pub async fn interaction_by_external_id(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    external_id: &str,
+) -> AppResult<Option<InteractionRow>> {
+    Ok(interactions::table
+        .filter(interactions::organization_id.eq(tenant.org_id()))
+        .filter(interactions::external_id.eq(external_id))
+        .select(InteractionRow::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}

@@ -1,0 +1,1080 @@
+//! The call lifecycle as a pure function of a call's events.
+//!
+//! An interaction is never updated field by field as events arrive. Every accepted event is
+//! stored, and the interaction is recomputed from the whole set of its call's events:
+//!
+//! 1. [`canonical_set`] reduces the events to a set: one event per dedupe key (type, time,
+//!    sequence number); two deliveries of one key with different content keep the smaller
+//!    fingerprint, exactly as the `call_events` table does. The set is ordered by time, then
+//!    by the lifecycle rank of the type (OFFERED before RINGING before ANSWERED …), then by
+//!    sequence number — an order that does not depend on arrival.
+//! 2. [`derive`] reads the interaction off that ordered set.
+//!
+//! Hence the same event delivered N times changes the interaction once, and events in any
+//! order converge to the interaction of in-order delivery. A late event never moves a call
+//! backwards: adding events never clears `answered_at`, `ended_at` or `wrap_ended_at`, and an
+//! ended call never returns to IN_PROGRESS (property-tested below).
+//!
+//! The rules, in the order they are applied:
+//! * attributes (direction, campaign, agent, customer number, answered-by) come from the
+//!   latest event that carries them; without a direction the campaign's direction, else
+//!   INBOUND; an outbound call an agent answered, with no answered-by, counts as HUMAN;
+//! * `ended_at` is the first ENDED; `answered_at` the first ANSWERED or, for a completed call
+//!   with a Twilio CallDuration and no ANSWERED, `ended_at − duration`; `offered_at` the first
+//!   OFFERED, else the first event — and never after the answer or the end; an answer after
+//!   the end is moved to the end; `wrap_ended_at` is the first WRAP_UP_ENDED, once ended;
+//! * hold is the sum of HELD…RESUMED spans between answer and end (a hold still open at the
+//!   end lasts until the end); talk = end − answer − hold; wait = answer − offer, or for an
+//!   abandoned call end − offer; wrap = wrap end − end;
+//! * outcome: IN_PROGRESS until ended; then ANSWERED when answered, else the end reason (BUSY,
+//!   FAILED, NO_ANSWER) or, for a call that simply ended: ABANDONED when inbound or when a
+//!   live person answered an outbound call no agent took (a drop), NO_ANSWER otherwise;
+//! * the disposition is the latest WRAP_UP_ENDED or DISPOSITION_SET that names one; notes
+//!   the latest that has some.
+//!
+//! Agents' routing state follows their calls ([`agent_timeline`]): RINGING when a call rings
+//! for them, ON_CALL from the answer (or a transfer to them), WRAP_UP from the end, IDLE after
+//! wrap-up (or when a call stops ringing for them, or they transfer it away).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::db::contact_centre::{AnsweredBy, Direction, NewInteraction, Outcome, RoutingState};
+use crate::kpi::facts::CallFacts;
+
+/// What happened to a call. The declaration order is the lifecycle rank that orders events
+/// of equal time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventType {
+    Offered,
+    Ringing,
+    Answered,
+    Held,
+    Resumed,
+    Transferred,
+    Ended,
+    WrapUpEnded,
+    /// A disposition set by a user (`setDisposition`); not a telephony event.
+    DispositionSet,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 9] = [
+        EventType::Offered,
+        EventType::Ringing,
+        EventType::Answered,
+        EventType::Held,
+        EventType::Resumed,
+        EventType::Transferred,
+        EventType::Ended,
+        EventType::WrapUpEnded,
+        EventType::DispositionSet,
+    ];
+
+    /// `call_events.event_type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Offered => "OFFERED",
+            EventType::Ringing => "RINGING",
+            EventType::Answered => "ANSWERED",
+            EventType::Held => "HELD",
+            EventType::Resumed => "RESUMED",
+            EventType::Transferred => "TRANSFERRED",
+            EventType::Ended => "ENDED",
+            EventType::WrapUpEnded => "WRAP_UP_ENDED",
+            EventType::DispositionSet => "DISPOSITION_SET",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == text)
+    }
+}
+
+/// Why a call ended (`call_events.end_reason`; Twilio's final CallStatus).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EndReason {
+    Completed,
+    Busy,
+    Failed,
+    NoAnswer,
+    Canceled,
+}
+
+impl EndReason {
+    pub const ALL: [EndReason; 5] = [
+        EndReason::Completed,
+        EndReason::Busy,
+        EndReason::Failed,
+        EndReason::NoAnswer,
+        EndReason::Canceled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Completed => "COMPLETED",
+            EndReason::Busy => "BUSY",
+            EndReason::Failed => "FAILED",
+            EndReason::NoAnswer => "NO_ANSWER",
+            EndReason::Canceled => "CANCELED",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+}
+
+/// Who sent an event (`call_events.source`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Source {
+    Twilio,
+    Api,
+    User,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Twilio => "TWILIO",
+            Source::Api => "API",
+            Source::User => "USER",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Source::Twilio, Source::Api, Source::User]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+}
+
+/// One event of one call (the call's external id is kept beside it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallEvent {
+    pub event_type: EventType,
+    /// Microsecond precision, as PostgreSQL stores it (see [`CallEvent::new`]).
+    pub occurred_at: DateTime<Utc>,
+    pub sequence: Option<i64>,
+    pub source: Source,
+    pub direction: Option<Direction>,
+    pub campaign_id: Option<Uuid>,
+    /// RINGING/ANSWERED: the agent; TRANSFERRED: the agent the call goes to.
+    pub agent_id: Option<Uuid>,
+    pub customer_number: Option<String>,
+    pub answered_by: Option<AnsweredBy>,
+    pub end_reason: Option<EndReason>,
+    /// Twilio CallDuration of a completed call.
+    pub duration_ms: Option<i64>,
+    pub disposition_id: Option<Uuid>,
+    pub notes: Option<String>,
+}
+
+/// The dedupe key of an event within its call: type, time, sequence number (−1 for none).
+pub type EventKey = (DateTime<Utc>, EventType, i64);
+
+impl CallEvent {
+    /// An event with no attributes; the time is truncated to microseconds so that the event
+    /// compares equal to its stored copy.
+    pub fn new(event_type: EventType, occurred_at: DateTime<Utc>, source: Source) -> Self {
+        Self {
+            event_type,
+            occurred_at: occurred_at.trunc_subsecs(6),
+            sequence: None,
+            source,
+            direction: None,
+            campaign_id: None,
+            agent_id: None,
+            customer_number: None,
+            answered_by: None,
+            end_reason: None,
+            duration_ms: None,
+            disposition_id: None,
+            notes: None,
+        }
+    }
+
+    pub fn key(&self) -> EventKey {
+        (self.occurred_at, self.event_type, self.sequence.unwrap_or(-1))
+    }
+
+    /// SHA-256 of a canonical encoding of every field: equal events have equal fingerprints,
+    /// and the smaller fingerprint wins between two events of one key.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        fn opt<T: ToString>(value: Option<T>) -> String {
+            value.map_or_else(|| "~".to_owned(), |v| format!("={}", v.to_string()))
+        }
+        let fields = [
+            self.event_type.as_str().to_owned(),
+            self.occurred_at.timestamp_micros().to_string(),
+            self.sequence.unwrap_or(-1).to_string(),
+            self.source.as_str().to_owned(),
+            opt(self.direction.map(Direction::as_str)),
+            opt(self.campaign_id),
+            opt(self.agent_id),
+            opt(self.customer_number.as_deref()),
+            opt(self.answered_by.map(AnsweredBy::as_str)),
+            opt(self.end_reason.map(EndReason::as_str)),
+            opt(self.duration_ms),
+            opt(self.disposition_id),
+            opt(self.notes.as_deref()),
+        ];
+        let mut hasher = Sha256::new();
+        for field in fields {
+            hasher.update((field.len() as u64).to_be_bytes());
+            hasher.update(field.as_bytes());
+        }
+        hasher.finalize().into()
+    }
+}
+
+/// The events as a set: one per key (the smallest fingerprint), in the canonical order.
+pub fn canonical_set<'a>(events: impl IntoIterator<Item = &'a CallEvent>) -> Vec<CallEvent> {
+    let mut by_key: BTreeMap<EventKey, ([u8; 32], &CallEvent)> = BTreeMap::new();
+    for event in events {
+        let fingerprint = event.fingerprint();
+        by_key
+            .entry(event.key())
+            .and_modify(|kept| {
+                if fingerprint < kept.0 {
+                    *kept = (fingerprint, event);
+                }
+            })
+            .or_insert((fingerprint, event));
+    }
+    by_key.into_values().map(|(_, event)| event.clone()).collect()
+}
+
+/// An interaction as derived from its events (the columns ingest owns).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallState {
+    pub direction: Direction,
+    pub campaign_id: Option<Uuid>,
+    pub agent_id: Option<Uuid>,
+    pub customer_number: Option<String>,
+    pub offered_at: DateTime<Utc>,
+    pub answered_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub wrap_ended_at: Option<DateTime<Utc>>,
+    pub wait_ms: Option<i64>,
+    pub talk_ms: i64,
+    pub hold_ms: i64,
+    pub wrap_ms: i64,
+    pub outcome: Outcome,
+    pub disposition_id: Option<Uuid>,
+    pub answered_by: Option<AnsweredBy>,
+    pub notes: Option<String>,
+    pub last_event_sequence: Option<i64>,
+}
+
+impl CallState {
+    /// What the KPI writer reads of this call.
+    pub fn facts(&self) -> CallFacts {
+        CallFacts {
+            direction: self.direction,
+            campaign_id: self.campaign_id,
+            agent_id: self.agent_id,
+            offered_at: self.offered_at,
+            wrap_ended_at: self.wrap_ended_at,
+            wait_ms: self.wait_ms,
+            talk_ms: self.talk_ms,
+            hold_ms: self.hold_ms,
+            wrap_ms: self.wrap_ms,
+            outcome: self.outcome,
+            answered_by: self.answered_by,
+            disposition_id: self.disposition_id,
+        }
+    }
+
+    /// Whether the rollups count `other` exactly as this call (same cell, same counters): the
+    /// fields of [`CallState::facts`], without the ones no metric reads.
+    pub fn same_facts(&self, other: &CallState) -> bool {
+        let key = |c: &CallState| {
+            (
+                c.direction,
+                c.campaign_id,
+                c.agent_id,
+                c.offered_at,
+                c.wrap_ended_at,
+                c.wait_ms,
+                c.talk_ms,
+                c.hold_ms,
+                c.wrap_ms,
+                c.outcome,
+                c.answered_by,
+                c.disposition_id,
+            )
+        };
+        key(self) == key(other)
+    }
+
+    /// The same call as a row for [`crate::kpi::writer::insert_calls`].
+    pub fn to_new_interaction(&self, external_id: &str) -> NewInteraction {
+        NewInteraction {
+            campaign_id: self.campaign_id,
+            agent_id: self.agent_id,
+            external_id: external_id.to_owned(),
+            direction: self.direction,
+            customer_number: self.customer_number.clone(),
+            offered_at: self.offered_at,
+            answered_at: self.answered_at,
+            ended_at: self.ended_at,
+            wrap_ended_at: self.wrap_ended_at,
+            wait_ms: self.wait_ms,
+            talk_ms: self.talk_ms,
+            hold_ms: self.hold_ms,
+            wrap_ms: self.wrap_ms,
+            outcome: self.outcome,
+            disposition_id: self.disposition_id,
+            answered_by: self.answered_by,
+            notes: self.notes.clone(),
+        }
+    }
+}
+
+fn ms(delta: TimeDelta) -> i64 {
+    delta.num_milliseconds().max(0)
+}
+
+/// The interaction of a set of events (None when no telephony event is among them).
+/// `campaign_direction` gives a campaign's direction, for calls whose events name none.
+pub fn derive(events: &[CallEvent], campaign_direction: impl Fn(Uuid) -> Option<Direction>) -> Option<CallState> {
+    let events = canonical_set(events);
+    let timed: Vec<&CallEvent> = events
+        .iter()
+        .filter(|e| e.event_type != EventType::DispositionSet)
+        .collect();
+    let first_time = timed.first()?.occurred_at;
+    let first_of = |t: EventType| timed.iter().copied().find(|e| e.event_type == t);
+
+    let campaign_id = events.iter().rev().find_map(|e| e.campaign_id);
+    let direction = events
+        .iter()
+        .rev()
+        .find_map(|e| e.direction)
+        .or_else(|| campaign_id.and_then(&campaign_direction))
+        .unwrap_or(Direction::Inbound);
+    let agent_id = events.iter().rev().find_map(|e| e.agent_id);
+    let customer_number = events.iter().rev().find_map(|e| e.customer_number.clone());
+
+    let end = first_of(EventType::Ended);
+    let ended_at = end.map(|e| e.occurred_at);
+    let implied_answer = end
+        .filter(|e| matches!(e.end_reason, None | Some(EndReason::Completed)))
+        .and_then(|e| {
+            e.duration_ms
+                .filter(|d| *d > 0)
+                .map(|d| e.occurred_at - TimeDelta::milliseconds(d))
+        });
+    let mut answered_at = first_of(EventType::Answered).map(|e| e.occurred_at).or(implied_answer);
+    let offered_candidate = first_of(EventType::Offered).map_or(first_time, |e| e.occurred_at);
+    let offered_at = [Some(offered_candidate), answered_at, ended_at]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(first_time);
+    if let (Some(answered), Some(ended)) = (answered_at, ended_at) {
+        answered_at = Some(answered.min(ended));
+    }
+    let wrap_ended_at = ended_at.and_then(|ended| first_of(EventType::WrapUpEnded).map(|e| e.occurred_at.max(ended)));
+
+    let mut hold_ms = 0;
+    if let Some(answered) = answered_at {
+        let mut held_since: Option<DateTime<Utc>> = None;
+        for event in &timed {
+            if ended_at.is_some_and(|end| event.occurred_at > end) {
+                break;
+            }
+            match event.event_type {
+                EventType::Held if held_since.is_none() => held_since = Some(event.occurred_at.max(answered)),
+                EventType::Resumed => {
+                    if let Some(since) = held_since.take() {
+                        hold_ms += ms(event.occurred_at.max(since) - since);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let (Some(since), Some(end)) = (held_since, ended_at) {
+            hold_ms += ms(end - since);
+        }
+    }
+
+    let explicit_answered_by = events.iter().rev().find_map(|e| e.answered_by);
+    let answered_by = explicit_answered_by.or_else(|| {
+        (direction == Direction::Outbound && answered_at.is_some() && agent_id.is_some()).then_some(AnsweredBy::Human)
+    });
+    let outcome = match (ended_at, answered_at) {
+        (None, _) => Outcome::InProgress,
+        (Some(_), Some(_)) => Outcome::Answered,
+        (Some(_), None) => match end.and_then(|e| e.end_reason) {
+            Some(EndReason::Busy) => Outcome::Busy,
+            Some(EndReason::Failed) => Outcome::Failed,
+            Some(EndReason::NoAnswer) => Outcome::NoAnswer,
+            _ if direction == Direction::Inbound || answered_by == Some(AnsweredBy::Human) => Outcome::Abandoned,
+            _ => Outcome::NoAnswer,
+        },
+    };
+    let wait_ms = match (answered_at, ended_at) {
+        (Some(answered), _) => Some(ms(answered - offered_at)),
+        (None, Some(ended)) if outcome == Outcome::Abandoned => Some(ms(ended - offered_at)),
+        _ => None,
+    };
+    let talk_ms = match (answered_at, ended_at) {
+        (Some(answered), Some(ended)) => (ms(ended - answered) - hold_ms).max(0),
+        _ => 0,
+    };
+    let wrap_ms = match (ended_at, wrap_ended_at) {
+        (Some(ended), Some(wrap_ended)) => ms(wrap_ended - ended),
+        _ => 0,
+    };
+    let disposition_id = events
+        .iter()
+        .rev()
+        .filter(|e| matches!(e.event_type, EventType::WrapUpEnded | EventType::DispositionSet))
+        .find_map(|e| e.disposition_id);
+    let notes = events.iter().rev().find_map(|e| e.notes.clone());
+    let last_event_sequence = events.iter().filter_map(|e| e.sequence).max();
+
+    Some(CallState {
+        direction,
+        campaign_id,
+        agent_id,
+        customer_number,
+        offered_at,
+        answered_at,
+        ended_at,
+        wrap_ended_at,
+        wait_ms,
+        talk_ms,
+        hold_ms,
+        wrap_ms,
+        outcome,
+        disposition_id,
+        answered_by,
+        notes,
+        last_event_sequence,
+    })
+}
+
+/// One change of an agent's routing state caused by a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Transition {
+    pub agent_id: Uuid,
+    pub at: DateTime<Utc>,
+    pub state: RoutingState,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Waiting,
+    Ringing,
+    Connected,
+    EndedUnanswered,
+    EndedAnswered,
+    Done,
+}
+
+/// The routing-state changes a call causes to its agents, in time order. At most one change
+/// per agent and instant (the last one), and never a change to the state the agent is in.
+pub fn agent_timeline(events: &[CallEvent]) -> Vec<Transition> {
+    let events = canonical_set(events);
+    let mut out: Vec<Transition> = Vec::new();
+    let mut push = |agent_id: Uuid, at: DateTime<Utc>, state: RoutingState| {
+        let last = out.iter().rposition(|t| t.agent_id == agent_id);
+        match last {
+            Some(i) if out[i].at == at => {
+                out.remove(i);
+                let previous = out.iter().rev().find(|t| t.agent_id == agent_id).map(|t| t.state);
+                if previous != Some(state) {
+                    out.push(Transition { agent_id, at, state });
+                }
+            }
+            Some(i) if out[i].state == state => {}
+            _ => out.push(Transition { agent_id, at, state }),
+        }
+    };
+    let mut owner: Option<Uuid> = None;
+    let mut phase = Phase::Waiting;
+    for e in events.iter().filter(|e| e.event_type != EventType::DispositionSet) {
+        let at = e.occurred_at;
+        match (e.event_type, phase) {
+            (EventType::Ringing, Phase::Waiting | Phase::Ringing) => {
+                if let Some(agent) = e.agent_id {
+                    if let Some(previous) = owner.filter(|p| *p != agent) {
+                        push(previous, at, RoutingState::Idle);
+                    }
+                    push(agent, at, RoutingState::Ringing);
+                    owner = Some(agent);
+                }
+                phase = Phase::Ringing;
+            }
+            (EventType::Answered, Phase::Waiting | Phase::Ringing) => {
+                let agent = e.agent_id.or(owner);
+                if let Some(previous) = owner.filter(|p| Some(*p) != agent) {
+                    push(previous, at, RoutingState::Idle);
+                }
+                if let Some(agent) = agent {
+                    push(agent, at, RoutingState::OnCall);
+                }
+                owner = agent;
+                phase = Phase::Connected;
+            }
+            (EventType::Transferred, Phase::Ringing | Phase::Connected) if e.agent_id != owner => {
+                if let Some(previous) = owner {
+                    push(previous, at, RoutingState::Idle);
+                }
+                if let Some(target) = e.agent_id {
+                    let state = if phase == Phase::Connected {
+                        RoutingState::OnCall
+                    } else {
+                        RoutingState::Ringing
+                    };
+                    push(target, at, state);
+                }
+                owner = e.agent_id;
+            }
+            (EventType::Ended, Phase::Waiting | Phase::Ringing) => {
+                if let Some(agent) = owner {
+                    push(agent, at, RoutingState::Idle);
+                }
+                phase = Phase::EndedUnanswered;
+            }
+            (EventType::Ended, Phase::Connected) => {
+                owner = owner.or(e.agent_id);
+                if let Some(agent) = owner {
+                    push(agent, at, RoutingState::WrapUp);
+                }
+                phase = Phase::EndedAnswered;
+            }
+            (EventType::WrapUpEnded, Phase::EndedAnswered) => {
+                if let Some(agent) = owner {
+                    push(agent, at, RoutingState::Idle);
+                }
+                phase = Phase::Done;
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The transitions of `after` that `before` did not have: what a newly accepted event adds
+/// to the agents' state (so re-deriving an unchanged call changes no agent).
+pub fn new_transitions(before: &[Transition], after: &[Transition]) -> Vec<Transition> {
+    after.iter().filter(|t| !before.contains(t)).copied().collect()
+}
+
+/// A closed interval of one routing state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateSpan {
+    pub state: RoutingState,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+/// Applies transitions (time-ordered) to an agent in `current` since `since`. A transition
+/// older than the agent's current state is skipped — a late event never moves an agent
+/// backwards — and one to the state the agent is in changes nothing. Returns the intervals
+/// the agent completed and its state afterwards.
+pub fn apply_transitions(
+    mut current: RoutingState,
+    mut since: DateTime<Utc>,
+    transitions: &[(DateTime<Utc>, RoutingState)],
+) -> (Vec<StateSpan>, RoutingState, DateTime<Utc>) {
+    let mut spans = Vec::new();
+    for &(at, state) in transitions {
+        if at < since || state == current {
+            continue;
+        }
+        if at > since {
+            spans.push(StateSpan {
+                state: current,
+                start: since,
+                end: at,
+            });
+        }
+        current = state;
+        since = at;
+    }
+    (spans, current, since)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use proptest::prelude::*;
+
+    fn t0() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-03-02T10:00:00Z").unwrap().to_utc()
+    }
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        t0() + TimeDelta::seconds(seconds)
+    }
+
+    fn ev(event_type: EventType, seconds: i64) -> CallEvent {
+        CallEvent::new(event_type, at(seconds), Source::Api)
+    }
+
+    fn with_agent(mut e: CallEvent, agent: Uuid) -> CallEvent {
+        e.agent_id = Some(agent);
+        e
+    }
+
+    fn no_campaigns(_: Uuid) -> Option<Direction> {
+        None
+    }
+
+    fn agent(n: u8) -> Uuid {
+        Uuid::from_bytes([n; 16])
+    }
+
+    #[test]
+    fn an_answered_call_with_hold_and_wrap_up() {
+        let a = agent(1);
+        let events = vec![
+            ev(EventType::Offered, 0),
+            with_agent(ev(EventType::Ringing, 10), a),
+            with_agent(ev(EventType::Answered, 15), a),
+            ev(EventType::Held, 40),
+            ev(EventType::Resumed, 70),
+            ev(EventType::Ended, 135),
+            ev(EventType::WrapUpEnded, 165),
+        ];
+        let call = derive(&events, no_campaigns).unwrap();
+        assert_eq!(call.outcome, Outcome::Answered);
+        assert_eq!(call.offered_at, at(0));
+        assert_eq!(call.wait_ms, Some(15_000));
+        assert_eq!(call.hold_ms, 30_000);
+        assert_eq!(call.talk_ms, 90_000);
+        assert_eq!(call.wrap_ms, 30_000);
+        assert_eq!(call.agent_id, Some(a));
+        assert_eq!(call.direction, Direction::Inbound);
+        let facts = call.facts();
+        assert_eq!(facts.talk_ms + facts.hold_ms, (at(135) - at(15)).num_milliseconds());
+        let timeline: Vec<(i64, RoutingState)> = agent_timeline(&events)
+            .iter()
+            .map(|t| ((t.at - t0()).num_seconds(), t.state))
+            .collect();
+        assert_eq!(
+            timeline,
+            vec![
+                (10, RoutingState::Ringing),
+                (15, RoutingState::OnCall),
+                (135, RoutingState::WrapUp),
+                (165, RoutingState::Idle)
+            ]
+        );
+    }
+
+    #[test]
+    fn an_inbound_call_that_ends_unanswered_is_abandoned_with_its_wait() {
+        let call = derive(&[ev(EventType::Offered, 0), ev(EventType::Ended, 42)], no_campaigns).unwrap();
+        assert_eq!(call.outcome, Outcome::Abandoned);
+        assert_eq!(call.wait_ms, Some(42_000));
+        assert_eq!(call.talk_ms, 0);
+    }
+
+    #[test]
+    fn outbound_outcomes_follow_the_end_reason_and_who_answered() {
+        let outbound = |mut e: CallEvent| {
+            e.direction = Some(Direction::Outbound);
+            e
+        };
+        let mut busy = ev(EventType::Ended, 5);
+        busy.end_reason = Some(EndReason::Busy);
+        assert_eq!(
+            derive(&[outbound(ev(EventType::Offered, 0)), busy], no_campaigns)
+                .unwrap()
+                .outcome,
+            Outcome::Busy
+        );
+        let plain = derive(
+            &[outbound(ev(EventType::Offered, 0)), ev(EventType::Ended, 20)],
+            no_campaigns,
+        )
+        .unwrap();
+        assert_eq!((plain.outcome, plain.wait_ms), (Outcome::NoAnswer, None));
+        let mut drop = ev(EventType::Ended, 3);
+        drop.answered_by = Some(AnsweredBy::Human);
+        let dropped = derive(&[outbound(ev(EventType::Offered, 0)), drop], no_campaigns).unwrap();
+        assert_eq!((dropped.outcome, dropped.wait_ms), (Outcome::Abandoned, Some(3_000)));
+        let mut machine = ev(EventType::Answered, 2);
+        machine.answered_by = Some(AnsweredBy::Machine);
+        let machine = derive(
+            &[outbound(ev(EventType::Offered, 0)), machine, ev(EventType::Ended, 9)],
+            no_campaigns,
+        )
+        .unwrap();
+        assert_eq!(
+            (machine.outcome, machine.answered_by),
+            (Outcome::Answered, Some(AnsweredBy::Machine))
+        );
+        // An agent answered an outbound call: a live person, unless said otherwise.
+        let live = derive(
+            &[
+                outbound(ev(EventType::Offered, 0)),
+                with_agent(ev(EventType::Answered, 1), agent(2)),
+            ],
+            no_campaigns,
+        )
+        .unwrap();
+        assert_eq!(
+            (live.outcome, live.answered_by),
+            (Outcome::InProgress, Some(AnsweredBy::Human))
+        );
+    }
+
+    #[test]
+    fn a_completed_twilio_call_without_in_progress_is_answered_by_its_duration() {
+        let mut end = ev(EventType::Ended, 100);
+        end.end_reason = Some(EndReason::Completed);
+        end.duration_ms = Some(60_000);
+        let call = derive(&[ev(EventType::Offered, 0), end], no_campaigns).unwrap();
+        assert_eq!(call.outcome, Outcome::Answered);
+        assert_eq!(call.answered_at, Some(at(40)));
+        assert_eq!((call.wait_ms, call.talk_ms), (Some(40_000), 60_000));
+    }
+
+    #[test]
+    fn inconsistent_times_are_clamped_into_a_valid_row() {
+        // Answer after the end, wrap-up before the end, offer after the answer.
+        let events = [
+            ev(EventType::Offered, 50),
+            ev(EventType::Answered, 40),
+            ev(EventType::Ended, 30),
+            ev(EventType::WrapUpEnded, 20),
+        ];
+        let call = derive(&events, no_campaigns).unwrap();
+        assert!(call.offered_at <= call.answered_at.unwrap());
+        assert!(call.answered_at <= call.ended_at);
+        assert!(call.ended_at <= call.wrap_ended_at);
+        assert_eq!((call.talk_ms, call.wrap_ms), (0, 0));
+    }
+
+    #[test]
+    fn direction_falls_back_to_the_campaign() {
+        let campaign = Uuid::from_bytes([7; 16]);
+        let mut offered = ev(EventType::Offered, 0);
+        offered.campaign_id = Some(campaign);
+        let call = derive(&[offered], |c| (c == campaign).then_some(Direction::Outbound)).unwrap();
+        assert_eq!(call.direction, Direction::Outbound);
+    }
+
+    #[test]
+    fn the_latest_disposition_wins_and_a_disposition_alone_makes_no_call() {
+        let (d1, d2) = (Uuid::from_bytes([1; 16]), Uuid::from_bytes([2; 16]));
+        let mut wrap = ev(EventType::WrapUpEnded, 60);
+        wrap.disposition_id = Some(d1);
+        let mut set = ev(EventType::DispositionSet, 500);
+        set.disposition_id = Some(d2);
+        set.notes = Some("callback on Friday".into());
+        set.source = Source::User;
+        let base = [
+            ev(EventType::Offered, 0),
+            ev(EventType::Answered, 5),
+            ev(EventType::Ended, 30),
+        ];
+        let mut events = base.to_vec();
+        events.push(wrap.clone());
+        assert_eq!(derive(&events, no_campaigns).unwrap().disposition_id, Some(d1));
+        events.push(set.clone());
+        let call = derive(&events, no_campaigns).unwrap();
+        assert_eq!(
+            (call.disposition_id, call.notes.as_deref()),
+            (Some(d2), Some("callback on Friday"))
+        );
+        assert_eq!(call.wrap_ended_at, Some(at(60)), "a disposition does not move wrap-up");
+        assert!(derive(&[set], no_campaigns).is_none());
+    }
+
+    #[test]
+    fn a_hold_open_at_the_end_lasts_until_the_end() {
+        let events = [
+            ev(EventType::Answered, 0),
+            ev(EventType::Held, 10),
+            ev(EventType::Held, 12),
+            ev(EventType::Ended, 30),
+        ];
+        let call = derive(&events, no_campaigns).unwrap();
+        assert_eq!((call.hold_ms, call.talk_ms), (20_000, 10_000));
+    }
+
+    #[test]
+    fn same_key_different_content_keeps_the_smaller_fingerprint_in_any_order() {
+        let mut a = ev(EventType::Offered, 0);
+        a.customer_number = Some("+441111".into());
+        let mut b = ev(EventType::Offered, 0);
+        b.customer_number = Some("+442222".into());
+        let one = canonical_set([&a, &b]);
+        let other = canonical_set([&b, &a]);
+        assert_eq!(one, other);
+        assert_eq!(one.len(), 1);
+        let expected = if a.fingerprint() < b.fingerprint() { &a } else { &b };
+        assert_eq!(&one[0], expected);
+    }
+
+    #[test]
+    fn transfers_move_the_call_between_agents() {
+        let (a, b) = (agent(1), agent(2));
+        let events = [
+            with_agent(ev(EventType::Ringing, 0), a),
+            with_agent(ev(EventType::Answered, 5), a),
+            with_agent(ev(EventType::Transferred, 50), b),
+            ev(EventType::Ended, 80),
+            ev(EventType::WrapUpEnded, 90),
+        ];
+        let timeline = agent_timeline(&events);
+        let of = |x: Uuid| {
+            timeline
+                .iter()
+                .filter(|t| t.agent_id == x)
+                .map(|t| t.state)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            of(a),
+            vec![RoutingState::Ringing, RoutingState::OnCall, RoutingState::Idle]
+        );
+        assert_eq!(
+            of(b),
+            vec![RoutingState::OnCall, RoutingState::WrapUp, RoutingState::Idle]
+        );
+        assert_eq!(derive(&events, no_campaigns).unwrap().agent_id, Some(b));
+    }
+
+    #[test]
+    fn same_instant_changes_collapse_to_the_last() {
+        let a = agent(1);
+        let events = [
+            with_agent(ev(EventType::Answered, 5), a),
+            ev(EventType::Ended, 9),
+            ev(EventType::WrapUpEnded, 9),
+        ];
+        let states: Vec<RoutingState> = agent_timeline(&events).iter().map(|t| t.state).collect();
+        assert_eq!(states, vec![RoutingState::OnCall, RoutingState::Idle]);
+    }
+
+    #[test]
+    fn transitions_apply_forward_only() {
+        let idle = RoutingState::Idle;
+        let (spans, state, since) = apply_transitions(
+            idle,
+            at(0),
+            &[
+                (at(10), RoutingState::Ringing),
+                (at(15), RoutingState::OnCall),
+                (at(5), RoutingState::WrapUp),
+            ],
+        );
+        assert_eq!(state, RoutingState::OnCall);
+        assert_eq!(since, at(15));
+        assert_eq!(
+            spans,
+            vec![
+                StateSpan {
+                    state: idle,
+                    start: at(0),
+                    end: at(10)
+                },
+                StateSpan {
+                    state: RoutingState::Ringing,
+                    start: at(10),
+                    end: at(15)
+                }
+            ]
+        );
+        // Applying the same transitions again changes nothing.
+        let (again, state2, since2) = apply_transitions(
+            state,
+            since,
+            &[(at(10), RoutingState::Ringing), (at(15), RoutingState::OnCall)],
+        );
+        assert!(again.is_empty());
+        assert_eq!((state2, since2), (state, since));
+    }
+
+    /// A random call: its events in lifecycle order.
+    #[derive(Debug, Clone)]
+    struct Scenario {
+        events: Vec<CallEvent>,
+    }
+
+    fn scenario() -> impl Strategy<Value = Scenario> {
+        (
+            0i64..3_000,                            // offer
+            prop::option::of(0u8..3),               // ringing agent
+            0u8..5,                                 // how far it got: offered, ringing, answered, ended, wrapped
+            prop::option::of((1i64..60, 1i64..60)), // a hold (start after answer, length)
+            prop::option::of(0u8..3),               // transfer target
+            any::<bool>(),                          // outbound
+            prop::option::of(0u8..4),               // end reason
+            prop::option::of(any::<bool>()),        // answered by human / machine
+            (1i64..120, 1i64..600, 1i64..200),      // ring, talk, wrap
+            any::<bool>(),                          // with sequence numbers
+        )
+            .prop_map(
+                |(offer, ring_agent, reach, hold, transfer, outbound, reason, human, (ring, talk, wrap), seq)| {
+                    let mut events = Vec::new();
+                    let mut t = offer;
+                    let add = |events: &mut Vec<CallEvent>, mut e: CallEvent| {
+                        if seq {
+                            e.sequence = Some(events.len() as i64);
+                        }
+                        events.push(e);
+                    };
+                    let mut offered = ev(EventType::Offered, t);
+                    offered.direction = Some(if outbound {
+                        Direction::Outbound
+                    } else {
+                        Direction::Inbound
+                    });
+                    offered.customer_number = Some(format!("+4470{offer:08}"));
+                    add(&mut events, offered);
+                    if reach >= 1 {
+                        t += ring / 2;
+                        let mut ringing = ev(EventType::Ringing, t);
+                        ringing.agent_id = ring_agent.map(agent);
+                        add(&mut events, ringing);
+                    }
+                    if reach >= 2 {
+                        t += ring / 2 + 1;
+                        let mut answered = ev(EventType::Answered, t);
+                        answered.agent_id = ring_agent.map(agent);
+                        answered.answered_by = human.map(|h| if h { AnsweredBy::Human } else { AnsweredBy::Machine });
+                        add(&mut events, answered);
+                        if let Some((start, length)) = hold {
+                            add(&mut events, ev(EventType::Held, t + start));
+                            add(&mut events, ev(EventType::Resumed, t + start + length));
+                        }
+                        if let Some(target) = transfer {
+                            add(
+                                &mut events,
+                                with_agent(ev(EventType::Transferred, t + talk / 2), agent(target)),
+                            );
+                        }
+                    }
+                    if reach >= 3 {
+                        t += talk + 130;
+                        let mut ended = ev(EventType::Ended, t);
+                        ended.end_reason = reason.map(|r| EndReason::ALL[usize::from(r)]);
+                        if reach == 3 && human == Some(true) {
+                            ended.answered_by = Some(AnsweredBy::Human);
+                        }
+                        add(&mut events, ended);
+                    }
+                    if reach >= 4 {
+                        let mut wrapped = ev(EventType::WrapUpEnded, t + wrap);
+                        wrapped.disposition_id = Some(Uuid::from_bytes([9; 16]));
+                        add(&mut events, wrapped);
+                    }
+                    Scenario { events }
+                },
+            )
+    }
+
+    /// The scenario's events shuffled, with some repeated and one conflicting copy.
+    fn delivery() -> impl Strategy<Value = (Scenario, Vec<CallEvent>)> {
+        scenario().prop_flat_map(|s| {
+            let n = s.events.len();
+            (
+                Just(s),
+                prop::collection::vec(0..n, 0..8),
+                any::<prop::sample::Index>(),
+                any::<u64>(),
+            )
+                .prop_flat_map(|(s, repeats, conflict, salt)| {
+                    let mut delivered = s.events.clone();
+                    for i in repeats {
+                        delivered.push(s.events[i].clone());
+                    }
+                    let mut variant = conflict.get(&s.events).clone();
+                    variant.customer_number = Some(format!("+1555{salt:08}"));
+                    delivered.push(variant);
+                    (Just(s), Just(delivered).prop_shuffle())
+                })
+        })
+    }
+
+    fn with_conflict_resolved(s: &Scenario, delivered: &[CallEvent]) -> Vec<CallEvent> {
+        // In-order delivery of the same set of events (the conflicting copy included).
+        let mut in_order = s.events.clone();
+        in_order.extend(delivered.iter().filter(|e| !s.events.contains(e)).cloned());
+        in_order
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn any_order_and_repetition_converges_to_in_order_delivery((s, delivered) in delivery()) {
+            let in_order = with_conflict_resolved(&s, &delivered);
+            prop_assert_eq!(derive(&delivered, no_campaigns), derive(&in_order, no_campaigns));
+            prop_assert_eq!(agent_timeline(&delivered), agent_timeline(&in_order));
+        }
+
+        #[test]
+        fn derived_rows_are_always_consistent((_s, delivered) in delivery(), cut in 1usize..16) {
+            let prefix = &delivered[..cut.min(delivered.len())];
+            if let Some(call) = derive(prefix, no_campaigns) {
+                if let Some(answered) = call.answered_at {
+                    prop_assert!(call.offered_at <= answered);
+                    prop_assert_eq!(call.wait_ms, Some((answered - call.offered_at).num_milliseconds()));
+                }
+                if let Some(ended) = call.ended_at {
+                    prop_assert!(call.offered_at <= ended);
+                    if let Some(answered) = call.answered_at {
+                        prop_assert!(answered <= ended);
+                        prop_assert_eq!(call.talk_ms + call.hold_ms, (ended - answered).num_milliseconds());
+                    }
+                } else {
+                    prop_assert_eq!(call.outcome, Outcome::InProgress);
+                    prop_assert!(call.wrap_ended_at.is_none());
+                }
+                if let (Some(ended), Some(wrap_ended)) = (call.ended_at, call.wrap_ended_at) {
+                    prop_assert_eq!(call.wrap_ms, (wrap_ended - ended).num_milliseconds());
+                }
+                prop_assert!(call.talk_ms >= 0 && call.hold_ms >= 0 && call.wrap_ms >= 0);
+            }
+        }
+
+        #[test]
+        fn a_late_event_never_moves_a_call_backwards((_s, delivered) in delivery(), cut in 1usize..16) {
+            let cut = cut.min(delivered.len());
+            let (Some(before), Some(after)) = (derive(&delivered[..cut], no_campaigns), derive(&delivered, no_campaigns)) else {
+                return Ok(());
+            };
+            prop_assert!(before.answered_at.is_none() || after.answered_at.is_some());
+            prop_assert!(before.ended_at.is_none() || after.ended_at.is_some());
+            prop_assert!(before.wrap_ended_at.is_none() || after.wrap_ended_at.is_some());
+            prop_assert!(before.outcome == Outcome::InProgress || after.outcome != Outcome::InProgress);
+            prop_assert!(after.offered_at <= before.offered_at);
+        }
+
+        #[test]
+        fn re_deriving_adds_each_transition_once((_s, delivered) in delivery()) {
+            // Feeding the events one at a time, the new transitions of each step, applied to
+            // an agent, end in the same state as the full timeline applied at once when the
+            // events come in order; and repeating the last event adds nothing.
+            let mut seen: Vec<CallEvent> = Vec::new();
+            let mut total = Vec::new();
+            for e in &delivered {
+                let before = agent_timeline(&seen);
+                seen.push(e.clone());
+                let added = new_transitions(&before, &agent_timeline(&seen));
+                total.extend(added);
+            }
+            let again = new_transitions(&agent_timeline(&seen), &agent_timeline(&seen));
+            prop_assert!(again.is_empty());
+            for t in agent_timeline(&seen) {
+                prop_assert!(total.contains(&t), "transition {:?} was never emitted", t);
+            }
+        }
+    }
+}
