@@ -128,9 +128,33 @@ async fn generated_traffic_loaded_by_copy_has_rollups_equal_to_the_raw_facts() {
     let org = report.org_id;
     let tenant = Tenant::for_system(org);
     let mut conn = db::conn(&app.state.db).await.unwrap();
-    assert_eq!(count(&mut conn, "SELECT count(*) AS n FROM interactions WHERE organization_id = $1", org).await, 23_000);
-    assert_eq!(count(&mut conn, "SELECT count(*) AS n FROM agents WHERE organization_id = $1", org).await, 70);
-    assert_eq!(count(&mut conn, "SELECT count(*) AS n FROM campaigns WHERE organization_id = $1", org).await, 6);
+    assert_eq!(
+        count(
+            &mut conn,
+            "SELECT count(*) AS n FROM interactions WHERE organization_id = $1",
+            org
+        )
+        .await,
+        23_000
+    );
+    assert_eq!(
+        count(
+            &mut conn,
+            "SELECT count(*) AS n FROM agents WHERE organization_id = $1",
+            org
+        )
+        .await,
+        70
+    );
+    assert_eq!(
+        count(
+            &mut conn,
+            "SELECT count(*) AS n FROM campaigns WHERE organization_id = $1",
+            org
+        )
+        .await,
+        6
+    );
     // Nothing in the future; no agent on two calls at once; no overlapping state intervals.
     assert_eq!(
         count(
@@ -176,10 +200,16 @@ async fn generated_traffic_loaded_by_copy_has_rollups_equal_to_the_raw_facts() {
             now - TimeDelta::days(9) - TimeDelta::seconds(17 * 60 + 23) - TimeDelta::milliseconds(500),
             now - TimeDelta::days(1) + TimeDelta::seconds(7 * 60 + 11),
         ),
-        (h - TimeDelta::days(3) + TimeDelta::minutes(5), h - TimeDelta::days(3) + TimeDelta::minutes(55)),
+        (
+            h - TimeDelta::days(3) + TimeDelta::minutes(5),
+            h - TimeDelta::days(3) + TimeDelta::minutes(55),
+        ),
         (now - TimeDelta::days(1), now),
         (h - TimeDelta::days(5), h - TimeDelta::days(4)),
-        (h - TimeDelta::days(2) + TimeDelta::hours(11) + TimeDelta::minutes(30), h - TimeDelta::days(2) + TimeDelta::hours(14)),
+        (
+            h - TimeDelta::days(2) + TimeDelta::hours(11) + TimeDelta::minutes(30),
+            h - TimeDelta::days(2) + TimeDelta::hours(14),
+        ),
         (now + TimeDelta::hours(1), now + TimeDelta::hours(2)),
     ];
     let campaigns: Vec<Uuid> = {
@@ -247,14 +277,24 @@ async fn generated_traffic_loaded_by_copy_has_rollups_equal_to_the_raw_facts() {
         }
     }
     assert!(non_empty >= 15, "the windows cover data ({non_empty})");
-    let whole = aggregate_windows(&mut conn, &tenant, &windows[..1], &Scope::default()).await.unwrap();
+    let whole = aggregate_windows(&mut conn, &tenant, &windows[..1], &Scope::default())
+        .await
+        .unwrap();
     let c = whole[0].calls;
-    assert!(c.answered > 10_000 && c.abandoned > 100 && c.dials > 5_000 && c.machine_answered > 500, "{c:?}");
-    assert!(c.contacts > 1_000 && c.successes > 100 && c.answered_within_sl > 0 && c.short_abandoned > 0, "{c:?}");
+    assert!(
+        c.answered > 10_000 && c.abandoned > 100 && c.dials > 5_000 && c.machine_answered > 500,
+        "{c:?}"
+    );
+    assert!(
+        c.contacts > 1_000 && c.successes > 100 && c.answered_within_sl > 0 && c.short_abandoned > 0,
+        "{c:?}"
+    );
 
     // Disposition rollups (organization level) against the raw counts.
     let load = |sql: &'static str| {
-        diesel::sql_query(sql).bind::<SqlUuid, _>(org).bind::<SqlUuid, _>(omnivox::kpi::ALL_KEY)
+        diesel::sql_query(sql)
+            .bind::<SqlUuid, _>(org)
+            .bind::<SqlUuid, _>(omnivox::kpi::ALL_KEY)
     };
     let mut from_rollups: Vec<DispositionCount> = load(
         "SELECT disposition_id, sum(calls)::int8 AS calls FROM kpi_hourly_disposition
