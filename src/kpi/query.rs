@@ -172,8 +172,7 @@ impl CounterRow {
     }
 }
 
-/// The counter columns of every call query, as [`ROLLUP_COUNTER_SUMS`] and
-/// [`raw_counter_columns`] name them.
+/// The counter columns of every call query ([`COUNTER_COLUMNS`]).
 #[derive(QueryableByName)]
 struct CounterColumns {
     #[diesel(sql_type = BigInt)]
@@ -239,41 +238,114 @@ impl From<CounterColumns> for Counters {
     }
 }
 
+/// The counter columns of `kpi_hourly` (and of [`Counters`]), in order.
+pub const COUNTER_COLUMNS: [&str; 18] = [
+    "dials",
+    "offered",
+    "answered",
+    "handled",
+    "abandoned",
+    "answered_within_sl",
+    "abandoned_within_sl",
+    "short_abandoned",
+    "answered_wait_ms",
+    "handled_talk_ms",
+    "handled_hold_ms",
+    "handled_wrap_ms",
+    "max_wait_ms",
+    "human_answered",
+    "machine_answered",
+    "drops",
+    "contacts",
+    "successes",
+];
+
+/// Builds counters from values in [`COUNTER_COLUMNS`] order (`max_wait_ms` is `Some`).
+pub fn counters_from_columns(v: [i64; 18]) -> Counters {
+    Counters {
+        dials: v[0],
+        offered: v[1],
+        answered: v[2],
+        handled: v[3],
+        abandoned: v[4],
+        answered_within_sl: v[5],
+        abandoned_within_sl: v[6],
+        short_abandoned: v[7],
+        answered_wait_ms: v[8],
+        handled_talk_ms: v[9],
+        handled_hold_ms: v[10],
+        handled_wrap_ms: v[11],
+        max_wait_ms: Some(v[12]),
+        human_answered: v[13],
+        machine_answered: v[14],
+        drops: v[15],
+        contacts: v[16],
+        successes: v[17],
+    }
+}
+
+/// Which counter columns a read computes ([`COUNTER_COLUMNS`] order); the others read as 0
+/// (`max_wait_ms` as NULL), so a read that serves a few metrics aggregates only what they use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CounterMask(pub [bool; 18]);
+
+impl CounterMask {
+    pub const ALL: CounterMask = CounterMask([true; 18]);
+}
+
+impl Default for CounterMask {
+    fn default() -> Self {
+        CounterMask::ALL
+    }
+}
+
+fn counter_select(mask: CounterMask, expr: impl Fn(usize, &str) -> String) -> String {
+    COUNTER_COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(i, column)| match (mask.0[i], *column) {
+            (true, _) => format!("{} AS {column}", expr(i, column)),
+            (false, "max_wait_ms") => "NULL::int8 AS max_wait_ms".to_owned(),
+            (false, _) => format!("0::int8 AS {column}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The counter columns summed over rollup rows `k` (`kpi_hourly`).
-const ROLLUP_COUNTER_SUMS: &str = "sum(k.dials)::int8 AS dials, sum(k.offered)::int8 AS offered, sum(k.answered)::int8 AS answered,
-            sum(k.handled)::int8 AS handled, sum(k.abandoned)::int8 AS abandoned,
-            sum(k.answered_within_sl)::int8 AS answered_within_sl, sum(k.abandoned_within_sl)::int8 AS abandoned_within_sl,
-            sum(k.short_abandoned)::int8 AS short_abandoned, sum(k.answered_wait_ms)::int8 AS answered_wait_ms,
-            sum(k.handled_talk_ms)::int8 AS handled_talk_ms, sum(k.handled_hold_ms)::int8 AS handled_hold_ms,
-            sum(k.handled_wrap_ms)::int8 AS handled_wrap_ms, max(k.max_wait_ms) AS max_wait_ms,
-            sum(k.human_answered)::int8 AS human_answered, sum(k.machine_answered)::int8 AS machine_answered, sum(k.drops)::int8 AS drops,
-            sum(k.contacts)::int8 AS contacts, sum(k.successes)::int8 AS successes";
+fn rollup_counter_columns(mask: CounterMask) -> String {
+    counter_select(mask, |_, column| match column {
+        "max_wait_ms" => "max(k.max_wait_ms)".to_owned(),
+        _ => format!("sum(k.{column})::int8"),
+    })
+}
 
 /// The counter columns computed from raw calls `i` (joined with `business_settings bs`,
 /// `campaigns cp` and `dispositions d`) by the writer's counting rules.
-fn raw_counter_columns() -> String {
+fn raw_counter_columns(mask: CounterMask) -> String {
     let within = "coalesce(i.wait_ms, 0) <= coalesce(cp.service_level_threshold_seconds, bs.service_level_threshold_seconds)::int8 * 1000";
     let handled = format!("{ANSWERED_SQL} AND i.wrap_ended_at IS NOT NULL");
-    format!(
-        "count(*) FILTER (WHERE i.direction = 'OUTBOUND') AS dials,
-            count(*) FILTER (WHERE {ANSWERED_SQL} OR {ABANDONED_SQL}) AS offered,
-            count(*) FILTER (WHERE {ANSWERED_SQL}) AS answered,
-            count(*) FILTER (WHERE {handled}) AS handled,
-            count(*) FILTER (WHERE {ABANDONED_SQL}) AS abandoned,
-            count(*) FILTER (WHERE {ANSWERED_SQL} AND {within}) AS answered_within_sl,
-            count(*) FILTER (WHERE {ABANDONED_SQL} AND {within}) AS abandoned_within_sl,
-            count(*) FILTER (WHERE {ABANDONED_SQL} AND coalesce(i.wait_ms, 0) < bs.short_abandon_seconds::int8 * 1000) AS short_abandoned,
-            coalesce(sum(coalesce(i.wait_ms, 0)) FILTER (WHERE {ANSWERED_SQL}), 0)::int8 AS answered_wait_ms,
-            coalesce(sum(i.talk_ms) FILTER (WHERE {handled}), 0)::int8 AS handled_talk_ms,
-            coalesce(sum(i.hold_ms) FILTER (WHERE {handled}), 0)::int8 AS handled_hold_ms,
-            coalesce(sum(i.wrap_ms) FILTER (WHERE {handled}), 0)::int8 AS handled_wrap_ms,
-            max(coalesce(i.wait_ms, 0)) FILTER (WHERE {ANSWERED_SQL} OR {ABANDONED_SQL}) AS max_wait_ms,
-            count(*) FILTER (WHERE i.direction = 'OUTBOUND' AND i.answered_by = 'HUMAN') AS human_answered,
-            count(*) FILTER (WHERE i.direction = 'OUTBOUND' AND i.answered_by = 'MACHINE') AS machine_answered,
-            count(*) FILTER (WHERE i.direction = 'OUTBOUND' AND {ABANDONED_SQL}) AS drops,
-            count(*) FILTER (WHERE i.direction = 'OUTBOUND' AND d.contact) AS contacts,
-            count(*) FILTER (WHERE i.direction = 'OUTBOUND' AND d.success) AS successes"
-    )
+    let exprs: [String; 18] = [
+        "count(*) FILTER (WHERE i.direction = 'OUTBOUND')".to_owned(),
+        format!("count(*) FILTER (WHERE {ANSWERED_SQL} OR {ABANDONED_SQL})"),
+        format!("count(*) FILTER (WHERE {ANSWERED_SQL})"),
+        format!("count(*) FILTER (WHERE {handled})"),
+        format!("count(*) FILTER (WHERE {ABANDONED_SQL})"),
+        format!("count(*) FILTER (WHERE {ANSWERED_SQL} AND {within})"),
+        format!("count(*) FILTER (WHERE {ABANDONED_SQL} AND {within})"),
+        format!("count(*) FILTER (WHERE {ABANDONED_SQL} AND coalesce(i.wait_ms, 0) < bs.short_abandon_seconds::int8 * 1000)"),
+        format!("coalesce(sum(coalesce(i.wait_ms, 0)) FILTER (WHERE {ANSWERED_SQL}), 0)::int8"),
+        format!("coalesce(sum(i.talk_ms) FILTER (WHERE {handled}), 0)::int8"),
+        format!("coalesce(sum(i.hold_ms) FILTER (WHERE {handled}), 0)::int8"),
+        format!("coalesce(sum(i.wrap_ms) FILTER (WHERE {handled}), 0)::int8"),
+        format!("max(coalesce(i.wait_ms, 0)) FILTER (WHERE {ANSWERED_SQL} OR {ABANDONED_SQL})"),
+        "count(*) FILTER (WHERE i.direction = 'OUTBOUND' AND i.answered_by = 'HUMAN')".to_owned(),
+        "count(*) FILTER (WHERE i.direction = 'OUTBOUND' AND i.answered_by = 'MACHINE')".to_owned(),
+        format!("count(*) FILTER (WHERE i.direction = 'OUTBOUND' AND {ABANDONED_SQL})"),
+        "count(*) FILTER (WHERE i.direction = 'OUTBOUND' AND d.contact)".to_owned(),
+        "count(*) FILTER (WHERE i.direction = 'OUTBOUND' AND d.success)".to_owned(),
+    ];
+    counter_select(mask, |i, _| exprs[i].clone())
 }
 
 /// The rollup level that answers a scope with the fewest rows.
@@ -296,11 +368,12 @@ pub async fn rollup_counters(
         return Ok(Vec::new());
     }
     let sql = format!(
-        "SELECT w.idx, {ROLLUP_COUNTER_SUMS}
+        "SELECT w.idx, {}
          FROM unnest($2::timestamptz[], $3::timestamptz[], $4::int4[]) AS w(s, e, idx)
          JOIN kpi_hourly k ON k.organization_id = $1 AND k.hour >= w.s AND k.hour < w.e
          WHERE {} AND ($7::text IS NULL OR k.direction = $7)
          GROUP BY w.idx",
+        rollup_counter_columns(CounterMask::ALL),
         level_condition(scope)
     );
     let rows: Vec<CounterRow> = diesel::sql_query(sql)
@@ -339,7 +412,7 @@ pub async fn raw_counters(
            AND ($6::uuid[] IS NULL OR i.agent_id = ANY($6))
            AND ($7::text IS NULL OR i.direction = $7)
          GROUP BY w.idx",
-        raw_counter_columns()
+        raw_counter_columns(CounterMask::ALL)
     );
     let rows: Vec<CounterRow> = diesel::sql_query(sql)
         .bind::<SqlUuid, _>(tenant.org_id())
@@ -432,6 +505,20 @@ pub async fn raw_agent_time(
     Ok(state_rows(rows))
 }
 
+/// Planner settings for the grouped reads of the current transaction: the number of groups of
+/// an expression over parameter arrays (time classes) cannot be estimated, so the planner
+/// would sort the hundreds of thousands of rollup rows of a month to group them; the groups are
+/// few, and hashing them in memory is several times faster. `SET LOCAL`: the settings end with
+/// the transaction.
+pub async fn prefer_hash_aggregation(conn: &mut AsyncPgConnection) -> AppResult<()> {
+    use diesel_async::SimpleAsyncConnection;
+    conn.batch_execute(
+        "SET LOCAL work_mem = '64MB'; SET LOCAL enable_sort = off; SET LOCAL enable_incremental_sort = off",
+    )
+    .await?;
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // Grouped aggregates: per-agent and per-campaign views and ad-hoc analytics. Each source
 // (rollup or raw, calls or agent time) answers every group of a request in ONE statement.
@@ -487,6 +574,8 @@ pub struct GroupedQuery<'a> {
     pub agent_keys: &'a [Uuid],
     /// Likewise the tenant's campaign ids (plus [`NONE_KEY`]) for the campaign level.
     pub campaign_keys: &'a [Uuid],
+    /// The call counters to compute.
+    pub counters: CounterMask,
 }
 
 /// Whole UTC hours `[start, end)` answered from the rollups, except `excluded_hours` (hours the
@@ -670,11 +759,12 @@ pub async fn grouped_rollup_counters(
         },
     );
     let sql = format!(
-        "SELECT {keys}, {ROLLUP_COUNTER_SUMS}
+        "SELECT {keys}, {}
          FROM kpi_hourly k
          WHERE k.organization_id = $1 AND k.hour >= $2 AND k.hour < $3 AND k.hour <> ALL($4::timestamptz[])
            AND {} AND ($7::text IS NULL OR k.direction = $7)
          GROUP BY 1, 2, 3, 4, 5",
+        rollup_counter_columns(query.counters),
         grouped_level_condition(query.call_level())
     );
     let (starts, classes) = time_slot_arrays(query.group);
@@ -728,7 +818,7 @@ pub async fn grouped_raw_counters(
            AND ($5::uuid[] IS NULL OR i.agent_id = ANY($5))
            AND ($6::text IS NULL OR i.direction = $6)
          GROUP BY 1, 2, 3, 4, 5",
-        raw_counter_columns()
+        raw_counter_columns(query.counters)
     );
     let (window_starts, window_ends): (Vec<DateTime<Utc>>, Vec<DateTime<Utc>>) = windows.iter().copied().unzip();
     let (starts, classes) = time_slot_arrays(query.group);
