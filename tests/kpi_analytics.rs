@@ -827,6 +827,41 @@ async fn analytics_agent_by_day_equals_per_agent_per_day_summaries() {
         .collect();
     assert!(top[0] >= top[1]);
 
+    // CAMPAIGN × AGENT reads the (campaign, agent) cells, never the per-agent level as well:
+    // each pair equals the summary filtered to that campaign and agent, and the pairs add up.
+    let metrics = [
+        ("OFFERED", "offered"),
+        ("HANDLED", "handled"),
+        ("SERVICE_LEVEL", "serviceLevel"),
+        ("AVERAGE_HANDLE_TIME", "averageHandleTime"),
+        ("ABANDON_RATE", "abandonRate"),
+        ("LONGEST_WAIT", "longestWait"),
+    ];
+    let names: Vec<&str> = metrics.iter().map(|m| m.0).collect();
+    let q = json!({ "metrics": names, "groupBy": ["CAMPAIGN", "AGENT"], "filter": window() });
+    let response = app.gql(Some(&supervisor), ANALYTICS, json!({ "q": q })).await;
+    let rows = response.ok()["analytics"]["rows"].as_array().unwrap().clone();
+    for (campaign, agent) in [(fx.sales, fx.agents[0]), (fx.care, fx.agents[1])] {
+        let row = rows
+            .iter()
+            .find(|r| {
+                r["dimensions"]["campaign"]["id"] == json!(campaign) && r["dimensions"]["agent"]["id"] == json!(agent)
+            })
+            .unwrap();
+        let filter = with(&window(), json!({ "campaignIds": [campaign], "agentIds": [agent] }));
+        let expected = summary(&app, &supervisor, filter).await;
+        assert!(expected["handled"].as_f64().unwrap() > 0.0, "the pair has calls");
+        for (i, (_, field)) in metrics.iter().enumerate() {
+            let (got, want) = (&row["values"][i], &expected[*field]);
+            match (got.as_f64(), want.as_f64()) {
+                (Some(a), Some(b)) => assert_eq!(a, b, "{field} of {agent} in {campaign}"),
+                _ => assert_eq!(got, want, "{field} of {agent} in {campaign}"),
+            }
+        }
+    }
+    let handled: f64 = rows.iter().map(|r| r["values"][1].as_f64().unwrap()).sum();
+    assert_eq!(handled, total["handled"].as_f64().unwrap());
+
     // Granularity buckets are kpiSeries buckets.
     let q = json!({ "metrics": ["OFFERED", "SERVICE_LEVEL"], "groupBy": ["CAMPAIGN"], "granularity": "DAY", "filter": window() });
     let response = app.gql(Some(&supervisor), ANALYTICS, json!({ "q": q })).await;

@@ -40,7 +40,9 @@ impl AgentTime {
         self.logged_in_us += o.logged_in_us;
     }
 
-    fn add_state(&mut self, axis: &str, state: &str, us: i64) {
+    /// Adds time spent in one state: which states count as on call, wrap-up, available and
+    /// logged in is decided here only.
+    pub fn add_state(&mut self, axis: &str, state: &str, us: i64) {
         match (axis, state) {
             ("ROUTING", "ON_CALL") => self.on_call_us += us,
             ("ROUTING", "WRAP_UP") => self.wrap_up_us += us,
@@ -125,8 +127,8 @@ pub async fn aggregate_windows(
     for (index, counters) in raw_counters(conn, tenant, &raw_windows, scope).await? {
         out[index].calls.add(&counters);
     }
-    for (index, axis, state, us) in rollup_agent_time(conn, tenant, &rollup_windows, scope).await? {
-        out[index].agents.add_state(&axis, &state, us);
+    for (index, time) in rollup_agent_time(conn, tenant, &rollup_windows, scope).await? {
+        out[index].agents.add(&time);
     }
     for (index, axis, state, us) in raw_agent_time(conn, tenant, &raw_windows, scope).await? {
         out[index].agents.add_state(&axis, &state, us);
@@ -351,7 +353,8 @@ fn raw_counter_columns(mask: CounterMask) -> String {
 /// The rollup level that answers a scope with the fewest rows.
 fn level_condition(scope: &Scope) -> &'static str {
     match (&scope.agent_ids, &scope.campaign_ids) {
-        (Some(_), _) => "k.agent_key = ANY($6) AND ($5::uuid[] IS NULL OR k.campaign_key = ANY($5))",
+        (Some(_), Some(_)) => "k.agent_key = ANY($6) AND k.campaign_key = ANY($5)",
+        (Some(_), None) => "k.agent_key = ANY($6) AND k.campaign_key = $8",
         (None, Some(_)) => "k.agent_key = $8 AND k.campaign_key = ANY($5)",
         (None, None) => "k.agent_key = $8 AND k.campaign_key = $8",
     }
@@ -447,24 +450,59 @@ fn state_rows(rows: Vec<StateRow>) -> Vec<StateTime> {
         .collect()
 }
 
-/// Agent time from `kpi_agent_state_hourly` (campaign and direction filters do not apply to
+/// The four agent-time measures summed over `kpi_agent_time_hourly` rows `k`.
+const AGENT_TIME_SUMS: &str = "sum(k.on_call_us)::int8 AS on_call_us, sum(k.wrap_up_us)::int8 AS wrap_up_us,
+    sum(k.available_us)::int8 AS available_us, sum(k.logged_in_us)::int8 AS logged_in_us";
+
+#[derive(QueryableByName)]
+struct AgentTimeColumns {
+    #[diesel(sql_type = BigInt)]
+    on_call_us: i64,
+    #[diesel(sql_type = BigInt)]
+    wrap_up_us: i64,
+    #[diesel(sql_type = BigInt)]
+    available_us: i64,
+    #[diesel(sql_type = BigInt)]
+    logged_in_us: i64,
+}
+
+impl From<AgentTimeColumns> for AgentTime {
+    fn from(c: AgentTimeColumns) -> Self {
+        AgentTime {
+            on_call_us: c.on_call_us,
+            wrap_up_us: c.wrap_up_us,
+            available_us: c.available_us,
+            logged_in_us: c.logged_in_us,
+        }
+    }
+}
+
+#[derive(QueryableByName)]
+struct AgentTimeRow {
+    #[diesel(sql_type = Int4)]
+    idx: i32,
+    #[diesel(embed)]
+    time: AgentTimeColumns,
+}
+
+/// Agent time from `kpi_agent_time_hourly` (campaign and direction filters do not apply to
 /// agent time).
 pub async fn rollup_agent_time(
     conn: &mut AsyncPgConnection,
     tenant: &Tenant,
     windows: &Windows,
     scope: &Scope,
-) -> AppResult<Vec<StateTime>> {
+) -> AppResult<Vec<(usize, AgentTime)>> {
     if windows.is_empty() {
         return Ok(Vec::new());
     }
-    let rows: Vec<StateRow> = diesel::sql_query(
-        "SELECT w.idx, k.axis, k.state, sum(k.us)::int8 AS us
+    let rows: Vec<AgentTimeRow> = diesel::sql_query(format!(
+        "SELECT w.idx, {AGENT_TIME_SUMS}
          FROM unnest($2::timestamptz[], $3::timestamptz[], $4::int4[]) AS w(s, e, idx)
-         JOIN kpi_agent_state_hourly k ON k.organization_id = $1 AND k.hour >= w.s AND k.hour < w.e
+         JOIN kpi_agent_time_hourly k ON k.organization_id = $1 AND k.hour >= w.s AND k.hour < w.e
          WHERE CASE WHEN $5::uuid[] IS NULL THEN k.agent_key = $6 ELSE k.agent_key = ANY($5) END
-         GROUP BY 1, 2, 3",
-    )
+         GROUP BY 1"
+    ))
     .bind::<SqlUuid, _>(tenant.org_id())
     .bind::<Array<Timestamptz>, _>(&windows.starts)
     .bind::<Array<Timestamptz>, _>(&windows.ends)
@@ -473,7 +511,10 @@ pub async fn rollup_agent_time(
     .bind::<SqlUuid, _>(ALL_KEY)
     .load(conn)
     .await?;
-    Ok(state_rows(rows))
+    Ok(rows
+        .into_iter()
+        .map(|r| (usize::try_from(r.idx).unwrap_or(0), r.time.into()))
+        .collect())
 }
 
 /// Agent time computed directly from closed `agent_state_log` intervals clipped to each window.
@@ -591,6 +632,8 @@ pub struct RollupRange<'a> {
 enum GroupedLevel {
     /// (campaign, agent) cells.
     Cells,
+    /// (ALL, agent).
+    Agents,
     /// (campaign, ALL).
     Campaigns,
     /// (ALL, ALL).
@@ -599,8 +642,13 @@ enum GroupedLevel {
 
 impl GroupedQuery<'_> {
     fn call_level(&self) -> GroupedLevel {
+        let by_campaign = self.group.campaign || self.scope.campaign_ids.is_some();
         if self.group.agent || self.scope.agent_ids.is_some() {
-            GroupedLevel::Cells
+            if by_campaign {
+                GroupedLevel::Cells
+            } else {
+                GroupedLevel::Agents
+            }
         } else if self.group.campaign || self.scope.campaign_ids.is_some() {
             GroupedLevel::Campaigns
         } else {
@@ -615,7 +663,7 @@ impl GroupedQuery<'_> {
     /// The keys bound as `$5` of a grouped call rollup read.
     fn call_level_keys(&self) -> Vec<Uuid> {
         match self.call_level() {
-            GroupedLevel::Cells => self.agent_level_keys(),
+            GroupedLevel::Cells | GroupedLevel::Agents => self.agent_level_keys(),
             GroupedLevel::Campaigns => self
                 .scope
                 .campaign_ids
@@ -629,7 +677,10 @@ impl GroupedQuery<'_> {
 /// The level condition of a grouped call rollup read ($5 level keys, $6 campaign filter, $10 ALL).
 fn grouped_level_condition(level: GroupedLevel) -> &'static str {
     match level {
-        GroupedLevel::Cells => "k.agent_key = ANY($5) AND ($6::uuid[] IS NULL OR k.campaign_key = ANY($6))",
+        GroupedLevel::Cells => {
+            "k.agent_key = ANY($5) AND k.campaign_key <> $10 AND ($6::uuid[] IS NULL OR k.campaign_key = ANY($6))"
+        }
+        GroupedLevel::Agents => "k.agent_key = ANY($5) AND k.campaign_key = $10",
         GroupedLevel::Campaigns => "k.agent_key = $10 AND k.campaign_key = ANY($5)",
         GroupedLevel::Organization => "k.agent_key = $10 AND k.campaign_key = $10",
     }
@@ -711,6 +762,14 @@ struct GroupedStateRow {
     state: String,
     #[diesel(sql_type = BigInt)]
     us: i64,
+}
+
+#[derive(QueryableByName)]
+struct GroupedAgentTimeRow {
+    #[diesel(embed)]
+    key: GroupColumns,
+    #[diesel(embed)]
+    time: AgentTimeColumns,
 }
 
 fn collect_agent_time(rows: Vec<GroupedStateRow>) -> Vec<(GroupKey, AgentTime)> {
@@ -838,7 +897,7 @@ pub async fn grouped_raw_counters(
 }
 
 /// Agent time per group (agent and time keys only: agent time belongs to no campaign,
-/// direction or disposition) from `kpi_agent_state_hourly`, over whole hours.
+/// direction or disposition) from `kpi_agent_time_hourly`, over whole hours.
 pub async fn grouped_rollup_agent_time(
     conn: &mut AsyncPgConnection,
     tenant: &Tenant,
@@ -872,13 +931,13 @@ pub async fn grouped_rollup_agent_time(
         "k.agent_key = $8"
     };
     let sql = format!(
-        "SELECT {keys}, k.axis, k.state, sum(k.us)::int8 AS us
-         FROM kpi_agent_state_hourly k
+        "SELECT {keys}, {AGENT_TIME_SUMS}
+         FROM kpi_agent_time_hourly k
          WHERE k.organization_id = $1 AND k.hour >= $2 AND k.hour < $3 AND k.hour <> ALL($4::timestamptz[]) AND {level}
-         GROUP BY 1, 2, 3, 4, 5, 6, 7"
+         GROUP BY 1, 2, 3, 4, 5"
     );
     let (starts, classes) = time_slot_arrays(query.group);
-    let rows: Vec<GroupedStateRow> = diesel::sql_query(sql)
+    let rows: Vec<GroupedAgentTimeRow> = diesel::sql_query(sql)
         .bind::<SqlUuid, _>(tenant.org_id())
         .bind::<Timestamptz, _>(range.start)
         .bind::<Timestamptz, _>(range.end)
@@ -889,7 +948,7 @@ pub async fn grouped_rollup_agent_time(
         .bind::<SqlUuid, _>(ALL_KEY)
         .load(conn)
         .await?;
-    Ok(collect_agent_time(rows))
+    Ok(rows.into_iter().map(|r| (r.key.into(), r.time.into())).collect())
 }
 
 /// Agent time per group from closed `agent_state_log` intervals clipped to `windows`. A
