@@ -518,6 +518,8 @@ pub async fn rollup_agent_time(
 }
 
 /// Agent time computed directly from closed `agent_state_log` intervals clipped to each window.
+/// The overlap test on `tstzrange` is what lets the period index (migration 8) find the
+/// intervals; the plain comparisons beside it are the exact condition.
 pub async fn raw_agent_time(
     conn: &mut AsyncPgConnection,
     tenant: &Tenant,
@@ -533,6 +535,7 @@ pub async fn raw_agent_time(
          FROM unnest($2::timestamptz[], $3::timestamptz[], $4::int4[]) AS w(s, e, idx)
          JOIN agent_state_log l ON l.organization_id = $1 AND l.ended_at IS NOT NULL
               AND l.started_at < w.e AND l.ended_at > w.s
+              AND tstzrange(l.started_at, l.ended_at, '[)') && tstzrange(w.s, w.e, '[)')
          WHERE ($5::uuid[] IS NULL OR l.agent_id = ANY($5))
          GROUP BY 1, 2, 3",
     )
@@ -985,6 +988,7 @@ pub async fn grouped_raw_agent_time(
          FROM unnest($2::timestamptz[], $3::timestamptz[]) AS w(s, e)
          JOIN agent_state_log l ON l.organization_id = $1 AND l.ended_at IS NOT NULL
               AND l.started_at < w.e AND l.ended_at > w.s
+              AND tstzrange(l.started_at, l.ended_at, '[)') && tstzrange(w.s, w.e, '[)')
          WHERE ($4::uuid[] IS NULL OR l.agent_id = ANY($4))
          GROUP BY 1, 2, 3, 4, 5, 6, 7"
     );
