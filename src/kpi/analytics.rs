@@ -29,7 +29,7 @@
 //! Cost: a month of agent × day reads every (campaign, agent, hour, direction) cell of the
 //! month (≈ 400 k rows for 500 agents) and every agent-state hour (≈ 300 k). To keep that
 //! cheap, a read sums only the counter columns the requested metrics use ([`counter_mask`],
-//! probed from the registry), groups by hashing ([`query::prefer_hash_aggregation`]), and reads
+//! probed from the registry), groups by hashing ([`query::tune_kpi_reads`]), and reads
 //! calls and agent time concurrently on two pooled connections when one is free.
 
 use std::cmp::Ordering;
@@ -465,7 +465,7 @@ async fn read_calls(
     let q = read.query(counters);
     let sources = read.sources;
     conn.transaction(async |conn| -> AppResult<Groups> {
-        query::prefer_hash_aggregation(conn).await?;
+        query::tune_kpi_reads(conn).await?;
         let mut out = Groups::new();
         if let Some(range) = sources.rollup_range() {
             for (key, c) in query::grouped_rollup_counters(conn, tenant, q, range).await? {
@@ -485,7 +485,7 @@ async fn read_agent_time(conn: &mut AsyncPgConnection, tenant: &Tenant, read: &G
     let q = read.query(CounterMask::ALL);
     let sources = read.sources;
     conn.transaction(async |conn| -> AppResult<Groups> {
-        query::prefer_hash_aggregation(conn).await?;
+        query::tune_kpi_reads(conn).await?;
         let mut out = Groups::new();
         if let Some(range) = sources.rollup_range() {
             for (key, t) in query::grouped_rollup_agent_time(conn, tenant, q, range).await? {
