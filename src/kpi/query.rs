@@ -357,12 +357,21 @@ fn raw_counter_columns(mask: CounterMask) -> String {
 }
 
 /// The rollup level that answers a scope with the fewest rows.
+/// [`ALL_KEY`] as an SQL literal. Conditions on `campaign_key = ALL` spell it out rather than
+/// bind it, so the planner can always match the partial covering index of the agent and
+/// organization levels (migration 9), in generic plans of prepared statements too.
+macro_rules! all_key_sql {
+    () => {
+        "'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid"
+    };
+}
+
 fn level_condition(scope: &Scope) -> &'static str {
     match (&scope.agent_ids, &scope.campaign_ids) {
         (Some(_), Some(_)) => "k.agent_key = ANY($6) AND k.campaign_key = ANY($5)",
-        (Some(_), None) => "k.agent_key = ANY($6) AND k.campaign_key = $8",
+        (Some(_), None) => concat!("k.agent_key = ANY($6) AND k.campaign_key = ", all_key_sql!()),
         (None, Some(_)) => "k.agent_key = $8 AND k.campaign_key = ANY($5)",
-        (None, None) => "k.agent_key = $8 AND k.campaign_key = $8",
+        (None, None) => concat!("k.agent_key = $8 AND k.campaign_key = ", all_key_sql!()),
     }
 }
 
@@ -693,9 +702,9 @@ fn grouped_level_condition(level: GroupedLevel) -> &'static str {
         GroupedLevel::Cells => {
             "k.agent_key = ANY($5) AND k.campaign_key <> $10 AND ($6::uuid[] IS NULL OR k.campaign_key = ANY($6))"
         }
-        GroupedLevel::Agents => "k.agent_key = ANY($5) AND k.campaign_key = $10",
+        GroupedLevel::Agents => concat!("k.agent_key = ANY($5) AND k.campaign_key = ", all_key_sql!()),
         GroupedLevel::Campaigns => "k.agent_key = $10 AND k.campaign_key = ANY($5)",
-        GroupedLevel::Organization => "k.agent_key = $10 AND k.campaign_key = $10",
+        GroupedLevel::Organization => concat!("k.agent_key = $10 AND k.campaign_key = ", all_key_sql!()),
     }
 }
 
@@ -1099,6 +1108,11 @@ mod tests {
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).map(|d| d.to_utc()).unwrap_or_default()
+    }
+
+    #[test]
+    fn the_all_key_literal_is_all_key() {
+        assert_eq!(all_key_sql!(), format!("'{ALL_KEY}'::uuid"));
     }
 
     #[test]
