@@ -573,8 +573,12 @@ fn cmp_nulls_last<T>(a: Option<T>, b: Option<T>, descending: bool, cmp: impl Fn(
     }
 }
 
+/// Case-insensitive, then exact; allocation-free, as sorts call it for every comparison.
 fn cmp_names(a: &str, b: &str) -> Ordering {
-    a.to_lowercase().cmp(&b.to_lowercase()).then_with(|| a.cmp(b))
+    a.chars()
+        .flat_map(char::to_lowercase)
+        .cmp(b.chars().flat_map(char::to_lowercase))
+        .then_with(|| a.cmp(b))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1440,7 +1444,10 @@ pub async fn run_analytics(
 }
 
 fn cmp_dimension(a: &RowDimensions, b: &RowDimensions, d: Dimension, descending: bool) -> Ordering {
-    let named = |x: &Option<Named>| x.as_ref().and_then(|n| n.id.map(|_| n.name.clone()));
+    // Borrowed: this runs for every comparison of a sort.
+    fn named(x: &Option<Named>) -> Option<&str> {
+        x.as_ref().and_then(|n| n.id.map(|_| n.name.as_str()))
+    }
     match d {
         Dimension::Campaign => cmp_nulls_last(named(&a.campaign), named(&b.campaign), descending, |x, y| {
             cmp_names(x, y)
@@ -1454,7 +1461,9 @@ fn cmp_dimension(a: &RowDimensions, b: &RowDimensions, d: Dimension, descending:
             |x, y| x.cmp(y),
         ),
         Dimension::Disposition => {
-            let code = |x: &Option<DispositionKey>| x.as_ref().and_then(|k| k.code.clone());
+            fn code(x: &Option<DispositionKey>) -> Option<&str> {
+                x.as_ref().and_then(|k| k.code.as_deref())
+            }
             cmp_nulls_last(code(&a.disposition), code(&b.disposition), descending, |x, y| x.cmp(y))
         }
         Dimension::Date => cmp_nulls_last(a.date, b.date, descending, |x, y| x.cmp(y)),
