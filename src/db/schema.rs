@@ -36,6 +36,7 @@ diesel::table! {
         state_since -> Timestamptz,
         active -> Bool,
         created_at -> Timestamptz,
+        presence_since -> Timestamptz,
     }
 }
 
@@ -235,6 +236,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    presence_reason_codes (organization_id, code) {
+        organization_id -> Uuid,
+        code -> Text,
+        presence -> Text,
+        label -> Text,
+        active -> Bool,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     refresh_tokens (id) {
         id -> Uuid,
         user_id -> Uuid,
@@ -302,6 +314,7 @@ diesel::joinable!(interactions -> organizations (organization_id));
 diesel::joinable!(kpi_agent_state_hourly -> organizations (organization_id));
 diesel::joinable!(kpi_hourly -> organizations (organization_id));
 diesel::joinable!(kpi_hourly_disposition -> organizations (organization_id));
+diesel::joinable!(presence_reason_codes -> organizations (organization_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(skills -> organizations (organization_id));
 diesel::joinable!(teams -> organizations (organization_id));
@@ -323,6 +336,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     kpi_hourly,
     kpi_hourly_disposition,
     organizations,
+    presence_reason_codes,
     refresh_tokens,
     skills,
     teams,
