@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, Subscription, ID};
 use chrono::{DateTime, Utc};
 use futures_util::Stream;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use uuid::Uuid;
 
 use crate::auth::guards::principal;
@@ -547,6 +547,9 @@ pub struct ComplianceAlert {
     at: DateTime<Utc>,
 }
 
+/// Board updates folded into one `agentStates` message at most.
+const MAX_BATCHED_UPDATES: usize = 256;
+
 /// How often `complianceAlerts` may recompute for one subscriber.
 const COMPLIANCE_MIN_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -555,7 +558,8 @@ pub struct RealtimeSubscription;
 
 #[Subscription]
 impl RealtimeSubscription {
-    /// Every matching agent (a SNAPSHOT), then a DELTA per change. After a bus reconnect or
+    /// Every matching agent (a SNAPSHOT), then a DELTA per change — one DELTA may carry several
+    /// agents when changes arrive faster than the subscriber reads. After a bus reconnect or
     /// when this subscriber fell behind, a fresh SNAPSHOT with `resync: true`. VIEWER+.
     #[graphql(guard = "PermissionGuard(Permission::ReadOrganization)")]
     async fn agent_states(
@@ -588,45 +592,74 @@ impl RealtimeSubscription {
             yield matcher.snapshot(&snapshot, false);
             drop(snapshot);
             loop {
-                match updates.recv().await {
-                    Ok(BoardUpdate::Changed { version: v, agent }) => {
-                        if v <= version {
-                            continue;
+                // One update, plus whatever else is already queued: under load a subscriber
+                // gets one message for several changes instead of falling further behind.
+                let mut pending = vec![updates.recv().await];
+                while pending.len() < MAX_BATCHED_UPDATES {
+                    match updates.try_recv() {
+                        Ok(update) => pending.push(Ok(update)),
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Lagged(n)) => {
+                            pending.push(Err(RecvError::Lagged(n)));
+                            break;
                         }
-                        version = v;
-                        if matcher.matches(&agent) {
-                            yield AgentStatesUpdate {
-                                kind: AgentStatesKind::Delta,
-                                resync: false,
-                                agents: vec![AgentStatus(agent)],
-                                removed_agent_ids: Vec::new(),
-                            };
-                        }
-                    }
-                    Ok(BoardUpdate::Removed { version: v, agent_id }) => {
-                        if v <= version {
-                            continue;
-                        }
-                        version = v;
-                        if matcher.agents.as_ref().is_none_or(|ids| ids.contains(&agent_id)) {
-                            yield AgentStatesUpdate {
-                                kind: AgentStatesKind::Delta,
-                                resync: false,
-                                agents: Vec::new(),
-                                removed_agent_ids: vec![ID(agent_id.to_string())],
-                            };
+                        Err(TryRecvError::Closed) => {
+                            pending.push(Err(RecvError::Closed));
+                            break;
                         }
                     }
-                    Ok(BoardUpdate::Resync { version: v, agents }) => {
-                        version = v;
-                        yield matcher.snapshot(&agents, true);
+                }
+                let mut resync: Option<Arc<Vec<Arc<LiveAgentRow>>>> = None;
+                let mut changed: Vec<Arc<LiveAgentRow>> = Vec::new();
+                let mut removed: Vec<Uuid> = Vec::new();
+                let mut closed = false;
+                for item in pending {
+                    match item {
+                        Ok(BoardUpdate::Changed { version: v, agent }) if v > version => {
+                            version = v;
+                            if matcher.matches(&agent) {
+                                changed.retain(|a| a.id != agent.id);
+                                removed.retain(|id| *id != agent.id);
+                                changed.push(agent);
+                            }
+                        }
+                        Ok(BoardUpdate::Removed { version: v, agent_id }) if v > version => {
+                            version = v;
+                            if matcher.agents.as_ref().is_none_or(|ids| ids.contains(&agent_id)) {
+                                changed.retain(|a| a.id != agent_id);
+                                removed.push(agent_id);
+                            }
+                        }
+                        Ok(BoardUpdate::Changed { .. } | BoardUpdate::Removed { .. }) => {}
+                        Ok(BoardUpdate::Resync { version: v, agents }) => {
+                            version = v;
+                            resync = Some(agents);
+                            changed.clear();
+                            removed.clear();
+                        }
+                        Err(RecvError::Lagged(_)) => {
+                            let (v, agents) = board.snapshot();
+                            version = v;
+                            resync = Some(agents);
+                            changed.clear();
+                            removed.clear();
+                        }
+                        Err(RecvError::Closed) => closed = true,
                     }
-                    Err(RecvError::Lagged(_)) => {
-                        let (v, agents) = board.snapshot();
-                        version = v;
-                        yield matcher.snapshot(&agents, true);
-                    }
-                    Err(RecvError::Closed) => break,
+                }
+                if let Some(agents) = resync {
+                    yield matcher.snapshot(&agents, true);
+                }
+                if !changed.is_empty() || !removed.is_empty() {
+                    yield AgentStatesUpdate {
+                        kind: AgentStatesKind::Delta,
+                        resync: false,
+                        agents: changed.into_iter().map(AgentStatus).collect(),
+                        removed_agent_ids: removed.into_iter().map(|id| ID(id.to_string())).collect(),
+                    };
+                }
+                if closed {
+                    break;
                 }
             }
         })
