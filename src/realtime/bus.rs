@@ -48,14 +48,18 @@ use crate::error::{AppError, AppResult};
 pub const FANOUT_CAPACITY: usize = 4_096;
 /// Events waiting for the publisher task; beyond that an event is delivered locally only.
 const PUBLISH_QUEUE: usize = 65_536;
-/// Timeouts of every Redis call: a hung Redis must not hold events back for long.
-const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
+/// Timeouts of every Redis call: a hung Redis must not hold events back for long, but a busy
+/// process (tens of thousands of subscribers served on two cores) must not mistake its own
+/// slowness for an outage: a false outage resyncs every subscriber of every instance.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 /// After a failed publish, Redis is skipped for this long (events are delivered locally).
 const CIRCUIT_BREAK: Duration = Duration::from_secs(1);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// How often the subscriber connection is PINGed to find a connection that died silently.
-const SUBSCRIBER_PING: Duration = Duration::from_secs(3);
+/// How often the subscriber connection is PINGed to find a connection that died silently, and
+/// how long the answer may take (it queues behind the messages being delivered).
+const SUBSCRIBER_PING: Duration = Duration::from_secs(5);
+const SUBSCRIBER_PING_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `INCR` the organization's sequence and `PUBLISH` the envelope with it, atomically.
 /// ARGV[1] is the envelope's JSON without `sequence` (an object: `{` is replaced).
@@ -459,7 +463,7 @@ async fn subscriber(inner: Weak<Inner>, client: redis::Client, prefix: String) {
                             if inner.strong_count() == 0 {
                                 return;
                             }
-                            let alive = tokio::time::timeout(REDIS_TIMEOUT * 2, sink.ping::<String>()).await;
+                            let alive = tokio::time::timeout(SUBSCRIBER_PING_TIMEOUT, sink.ping::<String>()).await;
                             if !matches!(alive, Ok(Ok(_))) {
                                 break;
                             }
