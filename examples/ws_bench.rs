@@ -47,6 +47,8 @@ use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
+/// Resync snapshots received by all clients.
+static RESYNCS: AtomicUsize = AtomicUsize::new(0);
 const JWT_SECRET: &str = "ws-bench-secret-that-is-at-least-32-bytes";
 const DATABASE: &str = "omnivox_ws_bench";
 const AGENT_STATES: &str = "subscription { agentStates { kind resync agents { id presence presenceSince } } }";
@@ -281,6 +283,8 @@ async fn agent_states_client(
                 if delta_since(&text, &mut since) {
                     delivered.fetch_add(since.len(), Ordering::Relaxed);
                     latencies.extend(since.iter().map(|t| (now - *t).num_microseconds().unwrap_or(0) as f64 / 1000.0));
+                } else if text.contains("\"resync\":true") {
+                    RESYNCS.fetch_add(1, Ordering::Relaxed);
                 } else if !snapshot && text.contains("\"kind\":\"SNAPSHOT\"") {
                     snapshot = true;
                     ready.fetch_add(1, Ordering::Relaxed);
@@ -548,6 +552,12 @@ async fn main() {
     );
     println!("CPU during the change phase: server {cpu:.0} %, benchmark clients {client_cpu:.0} % of one core (2 cores in all)");
     println!("Redis pub/sub subscriber connections: {subscribers}");
+    println!(
+        "resync snapshots received: {}; bus reconnects: {}; publish failures: {}",
+        RESYNCS.load(Ordering::Relaxed),
+        metric(port, "omnivox_bus_reconnects_total").await,
+        metric(port, "omnivox_bus_publish_failures_total").await
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // Phase 2: liveKpis sharing.

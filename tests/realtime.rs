@@ -503,6 +503,11 @@ async fn a_change_through_one_instance_reaches_a_subscriber_of_another() {
         assert!(next_data(ws, "agentStates", Duration::from_millis(500)).await.is_none());
     }
     assert_eq!(b.state.bus.stats().received, 1, "B heard A's one event");
+    // The subscriber connection's keep-alive PING must not be mistaken for an outage (each
+    // false reconnect resyncs every subscriber).
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(a.state.bus.stats().reconnects, 0);
+    assert_eq!(b.state.bus.stats().reconnects, 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -463,7 +463,9 @@ async fn subscriber(inner: Weak<Inner>, client: redis::Client, prefix: String) {
                             if inner.strong_count() == 0 {
                                 return;
                             }
-                            let alive = tokio::time::timeout(SUBSCRIBER_PING_TIMEOUT, sink.ping::<String>()).await;
+                            // In subscribed mode Redis answers PING with an array (`pong`, ""), not a
+                            // status: any answer will do.
+                            let alive = tokio::time::timeout(SUBSCRIBER_PING_TIMEOUT, sink.ping::<redis::Value>()).await;
                             if !matches!(alive, Ok(Ok(_))) {
                                 break;
                             }
