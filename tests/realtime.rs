@@ -665,3 +665,72 @@ async fn subscription_guards_follow_the_roles() {
         }
     }
 }
+
+/// Outbound calls of the fixture's outbound campaign, a minute ago: answered by a
+/// person and an agent (live), or a person and no agent (a drop).
+fn outbound_calls(f: &Fixture, prefix: &str, live: usize, drops: usize) -> Vec<Value> {
+    let now = Utc::now();
+    let mut events = Vec::new();
+    for n in 0..live + drops {
+        let call = format!("{prefix}-{n}");
+        let offered = with(
+            ev(&call, "OFFERED", now - TimeDelta::seconds(60)),
+            "direction",
+            "OUTBOUND",
+        );
+        events.push(with(offered, "campaignId", f.outbound.to_string()));
+        if n < live {
+            let answered = with(
+                ev(&call, "ANSWERED", now - TimeDelta::seconds(50)),
+                "answeredBy",
+                "HUMAN",
+            );
+            events.push(with(answered, "agentId", f.agents[n % 3].to_string()));
+            events.push(ev(&call, "ENDED", now - TimeDelta::seconds(40)));
+        } else {
+            events.push(with(
+                ev(&call, "ENDED", now - TimeDelta::seconds(55)),
+                "answeredBy",
+                "HUMAN",
+            ));
+        }
+    }
+    events
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compliance_alerts_are_edge_triggered() {
+    let app = TestApp::spawn().await;
+    let f = fixture(&app, "rtcompliance").await;
+    let supervisor = app.token(&f.org, Role::Supervisor).await;
+    // 50 live calls and one drop: about 2 %, below 80 % of the 3 % limit.
+    record(&app, &f.admin, &outbound_calls(&f, "CA-LIVE", 50, 1)).await.ok();
+    let query = "subscription($c: [ID!]) { complianceAlerts(campaignIds: $c) {
+        campaignId window level previousLevel rate limit } }";
+    let mut ws = subscribe(&app, &supervisor, query, json!({ "c": [f.outbound.to_string()] })).await;
+    assert!(
+        next_data(&mut ws, "complianceAlerts", Duration::from_millis(1_500))
+            .await
+            .is_none(),
+        "no alert while OK"
+    );
+    // Two more drops: over the limit in both windows — one alert per window.
+    record(&app, &f.admin, &outbound_calls(&f, "CA-DROP", 0, 2)).await.ok();
+    let mut windows = Vec::new();
+    for _ in 0..2 {
+        let alert = expect_data(&mut ws, "complianceAlerts").await;
+        assert_eq!(alert["campaignId"], f.outbound.to_string());
+        assert_eq!(alert["level"], "BREACH", "{alert}");
+        assert_eq!(alert["previousLevel"], "OK", "{alert}");
+        assert_eq!(alert["limit"], 3.0);
+        assert!(alert["rate"].as_f64().unwrap() > 3.0, "{alert}");
+        windows.push(alert["window"].as_str().unwrap().to_owned());
+    }
+    windows.sort();
+    assert_eq!(windows, ["UK_24H", "US_30D"]);
+    // Still in breach after another call: no new alert (edge-triggered).
+    record(&app, &f.admin, &outbound_calls(&f, "CA-MORE", 1, 0)).await.ok();
+    assert!(next_data(&mut ws, "complianceAlerts", Duration::from_secs(3))
+        .await
+        .is_none());
+}
