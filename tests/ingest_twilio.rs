@@ -527,3 +527,25 @@ async fn a_completed_only_callback_is_an_answered_call() {
     assert_eq!(deliver(&app, BASE, &path(&f, ""), &child).await.0, 204);
     assert_eq!(count_rows(&app, "interactions", f.org.id).await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_auth_token_works_at_once_and_then_the_old_one_is_refused() {
+    let app = app_behind(BASE).await;
+    let f = fixture(&app, "rotation").await;
+    configure(&app, &f, TOKEN).await;
+    let target = path(&f, "");
+    let first = callback("CA0000000000000000000000000000000d", "queued", t("09:00:00"), 0);
+    assert_eq!(deliver(&app, BASE, &target, &first).await.0, 204);
+    let new_token = "a-brand-new-token-after-rotation";
+    configure(&app, &f, new_token).await;
+    let second = callback("CA0000000000000000000000000000000e", "queued", t("09:00:00"), 0);
+    let signature = sign(new_token, &format!("{BASE}{target}"), &second);
+    assert_eq!(post(&app, &target, &second, Some(&signature)).await.0, 204);
+    let third = callback("CA0000000000000000000000000000000f", "queued", t("09:00:00"), 0);
+    assert_eq!(
+        deliver(&app, BASE, &target, &third).await.0,
+        403,
+        "signed with the replaced token"
+    );
+    assert_eq!(count_rows(&app, "interactions", f.org.id).await, 2);
+}

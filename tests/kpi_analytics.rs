@@ -714,7 +714,7 @@ const ANALYTICS: &str = "query($q: AnalyticsQuery!, $org: ID) { analytics(query:
     timezone totalRows truncated groupBy granularity metrics { name unit formula }
     rows { dimensions { campaign { id name } agent { id name } team { id name } direction disposition { id code label }
                         date hourOfDay dayOfWeek bucketStart bucketEnd }
-           values { metric value numerator denominator } } } }";
+           values explain { metric value numerator denominator } } } }";
 
 fn metric_names() -> Vec<&'static str> {
     METRIC_FIELDS.iter().map(|m| m.0).collect()
@@ -722,14 +722,15 @@ fn metric_names() -> Vec<&'static str> {
 
 /// Checks that every analytics value of `row` equals the `kpiSummary` field of the same metric.
 fn assert_row_equals_summary(row: &Value, summary: &Value, context: &str) {
-    for (name, field) in METRIC_FIELDS {
-        let value = row["values"]
+    for (i, (name, field)) in METRIC_FIELDS.iter().enumerate() {
+        let value = row["explain"]
             .as_array()
             .unwrap()
             .iter()
-            .find(|v| v["metric"] == name)
+            .find(|v| v["metric"] == *name)
             .unwrap();
-        let expected = &summary[field];
+        assert_eq!(row["values"][i], value["value"], "values follow the metrics");
+        let expected = &summary[*field];
         match (value["value"].as_f64(), expected.as_f64()) {
             (Some(a), Some(b)) => assert_eq!(a, b, "{name} of {context}"),
             _ => assert_eq!(&value["value"], expected, "{name} of {context}"),
@@ -799,7 +800,7 @@ async fn analytics_agent_by_day_equals_per_agent_per_day_summaries() {
     }
     // All groups add up to the whole interval.
     let total = summary(&app, &supervisor, window()).await;
-    let handled: f64 = rows.iter().map(|r| r["values"][1]["value"].as_f64().unwrap()).sum();
+    let handled: f64 = rows.iter().map(|r| r["values"][1].as_f64().unwrap()).sum();
     assert_eq!(handled, total["handled"].as_f64().unwrap());
 
     // TEAM combines with AGENT, and alone sums a team's agents.
@@ -808,8 +809,8 @@ async fn analytics_agent_by_day_equals_per_agent_per_day_summaries() {
     let rows = response.ok()["analytics"]["rows"].as_array().unwrap().clone();
     let blue = rows.iter().find(|r| r["dimensions"]["team"]["name"] == "Blue").unwrap();
     let expected = summary(&app, &supervisor, with(&window(), json!({ "teamIds": [fx.blue] }))).await;
-    assert_eq!(blue["values"][0]["value"].as_f64(), expected["handled"].as_f64());
-    assert_eq!(blue["values"][1]["value"].as_f64(), expected["occupancy"].as_f64());
+    assert_eq!(blue["values"][0].as_f64(), expected["handled"].as_f64());
+    assert_eq!(blue["values"][1].as_f64(), expected["occupancy"].as_f64());
     let q = json!({ "metrics": ["HANDLED"], "groupBy": ["TEAM", "AGENT"], "filter": window(),
                     "orderBy": [{ "metric": "HANDLED", "direction": "DESC" }], "limit": 2 });
     let response = app.gql(Some(&supervisor), ANALYTICS, json!({ "q": q })).await;
@@ -822,9 +823,44 @@ async fn analytics_agent_by_day_equals_per_agent_per_day_summaries() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| r["values"][0]["value"].as_f64().unwrap())
+        .map(|r| r["values"][0].as_f64().unwrap())
         .collect();
     assert!(top[0] >= top[1]);
+
+    // CAMPAIGN × AGENT reads the (campaign, agent) cells, never the per-agent level as well:
+    // each pair equals the summary filtered to that campaign and agent, and the pairs add up.
+    let metrics = [
+        ("OFFERED", "offered"),
+        ("HANDLED", "handled"),
+        ("SERVICE_LEVEL", "serviceLevel"),
+        ("AVERAGE_HANDLE_TIME", "averageHandleTime"),
+        ("ABANDON_RATE", "abandonRate"),
+        ("LONGEST_WAIT", "longestWait"),
+    ];
+    let names: Vec<&str> = metrics.iter().map(|m| m.0).collect();
+    let q = json!({ "metrics": names, "groupBy": ["CAMPAIGN", "AGENT"], "filter": window() });
+    let response = app.gql(Some(&supervisor), ANALYTICS, json!({ "q": q })).await;
+    let rows = response.ok()["analytics"]["rows"].as_array().unwrap().clone();
+    for (campaign, agent) in [(fx.sales, fx.agents[0]), (fx.care, fx.agents[1])] {
+        let row = rows
+            .iter()
+            .find(|r| {
+                r["dimensions"]["campaign"]["id"] == json!(campaign) && r["dimensions"]["agent"]["id"] == json!(agent)
+            })
+            .unwrap();
+        let filter = with(&window(), json!({ "campaignIds": [campaign], "agentIds": [agent] }));
+        let expected = summary(&app, &supervisor, filter).await;
+        assert!(expected["handled"].as_f64().unwrap() > 0.0, "the pair has calls");
+        for (i, (_, field)) in metrics.iter().enumerate() {
+            let (got, want) = (&row["values"][i], &expected[*field]);
+            match (got.as_f64(), want.as_f64()) {
+                (Some(a), Some(b)) => assert_eq!(a, b, "{field} of {agent} in {campaign}"),
+                _ => assert_eq!(got, want, "{field} of {agent} in {campaign}"),
+            }
+        }
+    }
+    let handled: f64 = rows.iter().map(|r| r["values"][1].as_f64().unwrap()).sum();
+    assert_eq!(handled, total["handled"].as_f64().unwrap());
 
     // Granularity buckets are kpiSeries buckets.
     let q = json!({ "metrics": ["OFFERED", "SERVICE_LEVEL"], "groupBy": ["CAMPAIGN"], "granularity": "DAY", "filter": window() });
@@ -847,11 +883,8 @@ async fn analytics_agent_by_day_equals_per_agent_per_day_summaries() {
                 && r["dimensions"]["bucketStart"] == "2026-01-06T00:00:00+00:00"
         })
         .unwrap();
-    assert_eq!(sales_day2["values"][0]["value"].as_f64(), expected["offered"].as_f64());
-    assert_eq!(
-        sales_day2["values"][1]["value"].as_f64(),
-        expected["serviceLevel"].as_f64()
-    );
+    assert_eq!(sales_day2["values"][0].as_f64(), expected["offered"].as_f64());
+    assert_eq!(sales_day2["values"][1].as_f64(), expected["serviceLevel"].as_f64());
 
     // DISPOSITION with counts (from raw calls), HOUR_OF_DAY and DAY_OF_WEEK.
     let q = json!({ "metrics": ["HANDLED", "OFFERED"], "groupBy": ["DISPOSITION", "DAY_OF_WEEK"], "filter": window() });
@@ -869,8 +902,8 @@ async fn analytics_agent_by_day_equals_per_agent_per_day_summaries() {
         .iter()
         .find(|r| r["dimensions"]["disposition"]["code"] == "SALE" && r["dimensions"]["dayOfWeek"] == 1)
         .unwrap();
-    assert_eq!(row["values"][0]["value"].as_f64(), Some(monday_sales as f64));
-    let handled: f64 = rows.iter().map(|r| r["values"][0]["value"].as_f64().unwrap()).sum();
+    assert_eq!(row["values"][0].as_f64(), Some(monday_sales as f64));
+    let handled: f64 = rows.iter().map(|r| r["values"][0].as_f64().unwrap()).sum();
     assert_eq!(handled, total["handled"].as_f64().unwrap());
     let q = json!({ "metrics": ["OFFERED"], "groupBy": ["HOUR_OF_DAY"], "filter": window() });
     let response = app.gql(Some(&supervisor), ANALYTICS, json!({ "q": q })).await;
@@ -889,7 +922,7 @@ async fn analytics_agent_by_day_equals_per_agent_per_day_summaries() {
         .filter(offered)
         .count();
     assert!(expected > 0);
-    assert_eq!(nine["values"][0]["value"].as_f64(), Some(expected as f64));
+    assert_eq!(nine["values"][0].as_f64(), Some(expected as f64));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -940,7 +973,7 @@ async fn analytics_is_exact_in_a_half_hour_time_zone() {
         .iter()
         .find(|r| r["dimensions"]["agent"]["id"] == json!(fx.agents[1]) && r["dimensions"]["date"] == "2026-01-07");
     assert_eq!(
-        bob_7th.unwrap()["values"][1]["value"],
+        bob_7th.unwrap()["values"][1],
         1.0,
         "the 18:45 UTC call of the 6th is on the 7th locally"
     );
@@ -948,7 +981,7 @@ async fn analytics_is_exact_in_a_half_hour_time_zone() {
     let q = json!({ "metrics": ["OFFERED", "OCCUPANCY"], "groupBy": ["HOUR_OF_DAY"], "filter": filter });
     let response = app.gql(Some(&supervisor), ANALYTICS, json!({ "q": q })).await;
     let rows = response.ok()["analytics"]["rows"].as_array().unwrap().clone();
-    let offered: f64 = rows.iter().map(|r| r["values"][0]["value"].as_f64().unwrap()).sum();
+    let offered: f64 = rows.iter().map(|r| r["values"][0].as_f64().unwrap()).sum();
     assert_eq!(
         offered,
         summary(&app, &supervisor, filter.clone()).await["offered"]
@@ -969,7 +1002,7 @@ async fn analytics_is_exact_in_a_half_hour_time_zone() {
     )
     .await;
     assert_eq!(
-        midnight["values"][0]["value"].as_f64().unwrap(),
+        midnight["values"][0].as_f64().unwrap(),
         expected["offered"].as_f64().unwrap() + expected_next["offered"].as_f64().unwrap()
     );
 }
@@ -1279,9 +1312,7 @@ async fn other_tenants_ids_are_refused_and_their_organizations_not_found() {
     assert_eq!(response.error_code(), Some("NOT_FOUND"));
     let super_admin = app.token(&org, Role::SuperAdmin).await;
     let across = app.gql(Some(&super_admin), ANALYTICS, cross).await;
-    let handled = across.ok()["analytics"]["rows"][0]["values"][0]["value"]
-        .as_f64()
-        .unwrap();
+    let handled = across.ok()["analytics"]["rows"][0]["values"][0].as_f64().unwrap();
     let theirs_total = app
         .gql(
             Some(&super_admin),

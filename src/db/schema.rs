@@ -184,6 +184,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    kpi_agent_time_hourly (organization_id, agent_key, hour) {
+        organization_id -> Uuid,
+        agent_key -> Uuid,
+        hour -> Timestamptz,
+        on_call_us -> Int8,
+        wrap_up_us -> Int8,
+        available_us -> Int8,
+        logged_in_us -> Int8,
+    }
+}
+
+diesel::table! {
     kpi_hourly (organization_id, campaign_key, agent_key, hour, direction) {
         organization_id -> Uuid,
         hour -> Timestamptz,
@@ -312,6 +324,7 @@ diesel::joinable!(campaigns -> organizations (organization_id));
 diesel::joinable!(dispositions -> organizations (organization_id));
 diesel::joinable!(interactions -> organizations (organization_id));
 diesel::joinable!(kpi_agent_state_hourly -> organizations (organization_id));
+diesel::joinable!(kpi_agent_time_hourly -> organizations (organization_id));
 diesel::joinable!(kpi_hourly -> organizations (organization_id));
 diesel::joinable!(kpi_hourly_disposition -> organizations (organization_id));
 diesel::joinable!(presence_reason_codes -> organizations (organization_id));
@@ -333,6 +346,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     dispositions,
     interactions,
     kpi_agent_state_hourly,
+    kpi_agent_time_hourly,
     kpi_hourly,
     kpi_hourly_disposition,
     organizations,

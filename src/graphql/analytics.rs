@@ -399,8 +399,11 @@ pub struct AnalyticsValue {
 #[derive(SimpleObject)]
 pub struct AnalyticsRow {
     dimensions: AnalyticsDimensions,
-    /// One per requested metric, in the order requested.
-    values: Vec<AnalyticsValue>,
+    /// One value per requested metric, in the order of `AnalyticsResult.metrics` (a compact,
+    /// tabular shape for large results); null where a ratio's denominator is 0.
+    values: Vec<Option<f64>>,
+    /// The same values with their metric, numerator and denominator, for drill-down.
+    explain: Vec<AnalyticsValue>,
 }
 
 #[derive(SimpleObject)]
@@ -449,7 +452,8 @@ impl AnalyticsResult {
             .into_iter()
             .map(|row| {
                 let d = row.dimensions;
-                let values = row
+                let values = row.values.iter().map(|e| e.value).collect();
+                let explain = row
                     .values
                     .into_iter()
                     .filter_map(|e| MetricName::from_registry_name(e.name).map(|m| analytics_value(m, e)))
@@ -472,6 +476,7 @@ impl AnalyticsResult {
                         bucket_end: d.bucket.map(|b| b.1),
                     },
                     values,
+                    explain,
                 }
             })
             .collect();
@@ -535,7 +540,9 @@ impl AnalyticsQueries {
             field: o.field,
             direction: o.direction,
         });
-        let rows = views::agent_performance(&mut conn, &tenant, &resolved, visibility, order).await?;
+        let mut spare = views::spare_connection(&state(ctx)?.db).await;
+        let rows =
+            views::agent_performance(&mut conn, spare.as_deref_mut(), &tenant, &resolved, visibility, order).await?;
         let total_count = i64::try_from(rows.len()).unwrap_or(i64::MAX);
         let has_next = rows.len() > start.saturating_add(limit);
         let mut connection =
@@ -618,7 +625,8 @@ impl AnalyticsQueries {
                 .collect(),
             limit: query.limit,
         };
-        let out = views::run_analytics(&mut conn, &tenant, &request, "query").await?;
+        let mut spare = views::spare_connection(&state(ctx)?.db).await;
+        let out = views::run_analytics(&mut conn, spare.as_deref_mut(), &tenant, &request, "query").await?;
         Ok(AnalyticsResult::new(out)?)
     }
 

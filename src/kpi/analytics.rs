@@ -2,7 +2,7 @@
 //! disposition breakdown, outbound-abandonment compliance, and ad-hoc analytics (metrics ×
 //! dimensions × interval × granularity) for BI tools.
 //!
-//! Every view reduces to one planner, [`aggregate_groups`]: the counters of each group are
+//! Every view reduces to one planner, `aggregate_groups`: the counters of each group are
 //! summed by ONE grouped statement per source (call rollups, raw call edges, agent-time
 //! rollups, raw agent-time edges), never one statement per agent or per campaign; metrics are
 //! then evaluated by the registry ([`metrics::evaluate`] / [`metrics::evaluate_one`]) on each
@@ -25,25 +25,32 @@
 //! * DISPOSITION is answered from raw facts only: the disposition rollup holds a call count,
 //!   not the counters the registry needs. Because raw reads are costly, a query whose raw part
 //!   would exceed [`MAX_RAW_DAYS`] is refused with BAD_USER_INPUT naming the cause.
+//!
+//! Cost: a month of agent × day reads every (campaign, agent, hour, direction) cell of the
+//! month (≈ 400 k rows for 500 agents) and every agent-state hour (≈ 300 k). To keep that
+//! cheap, a read sums only the counter columns the requested metrics use ([`counter_mask`],
+//! probed from the registry), groups by hashing ([`query::tune_kpi_reads`]), and reads
+//! calls and agent time concurrently on two pooled connections when one is free.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Datelike, NaiveDate, TimeDelta, Timelike, Utc};
 use chrono_tz::Tz;
-use diesel_async::AsyncPgConnection;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use uuid::Uuid;
 
 use crate::auth::Tenant;
 use crate::db::contact_centre::{
     self as cc, AgentDirectoryEntry, CampaignDirectoryEntry, Direction, DispositionDirectoryEntry,
 };
+use crate::db::{self, DbPool};
 use crate::error::{AppError, AppResult, FieldError};
-use crate::kpi::facts::{hour_of, Counters};
+use crate::kpi::facts::hour_of;
 use crate::kpi::filter::{self, RawFilter, ResolvedFilter};
 use crate::kpi::metrics::{self, Evaluated, MetricDef, ServiceLevelRule, Unit};
 use crate::kpi::query::{
-    self, AgentTime, Aggregates, GroupKey, GroupSpec, GroupedQuery, RollupRange, Scope, TimeSlots,
+    self, AgentTime, Aggregates, CounterMask, GroupKey, GroupSpec, GroupedQuery, RollupRange, Scope, TimeSlots,
 };
 use crate::kpi::time::{bucket_count_estimate, buckets, Granularity};
 use crate::kpi::{organization_rule, WindowValues, NONE_KEY};
@@ -218,33 +225,35 @@ pub fn uses_agent_time(def: &MetricDef) -> bool {
     (def.parts)(&probe, &probe_rule()) != (def.parts)(&Aggregates::default(), &probe_rule())
 }
 
-/// Whether a metric reads call counters.
-pub fn uses_calls(def: &MetricDef) -> bool {
-    let calls = Counters {
-        dials: 101,
-        offered: 89,
-        answered: 83,
-        handled: 79,
-        abandoned: 6,
-        answered_within_sl: 61,
-        abandoned_within_sl: 2,
-        short_abandoned: 1,
-        answered_wait_ms: 9_001,
-        handled_talk_ms: 90_007,
-        handled_hold_ms: 8_009,
-        handled_wrap_ms: 7_013,
-        max_wait_ms: Some(4_019),
-        human_answered: 71,
-        machine_answered: 13,
-        drops: 3,
-        contacts: 37,
-        successes: 17,
-    };
-    let probe = Aggregates {
-        calls,
+/// Generic, pairwise different counter values to probe the registry's formulas with.
+const PROBE_COUNTERS: [i64; 18] = [
+    101, 89, 83, 79, 6, 61, 2, 1, 9_001, 90_007, 8_009, 7_013, 4_019, 71, 13, 3, 37, 17,
+];
+
+/// The call counters the metrics read under `rule`: a counter is needed when changing it alone
+/// changes one of the metrics' numerator or denominator (read from the registry, no second
+/// list to keep in step).
+pub fn counter_mask(defs: &[&MetricDef], rule: &ServiceLevelRule) -> CounterMask {
+    let base = Aggregates {
+        calls: query::counters_from_columns(PROBE_COUNTERS),
         ..Aggregates::default()
     };
-    (def.parts)(&probe, &probe_rule()) != (def.parts)(&Aggregates::default(), &probe_rule())
+    let mut mask = [false; 18];
+    for (i, needed) in mask.iter_mut().enumerate() {
+        let mut values = PROBE_COUNTERS;
+        values[i] += 1;
+        let changed = Aggregates {
+            calls: query::counters_from_columns(values),
+            ..base
+        };
+        *needed = defs.iter().any(|d| (d.parts)(&changed, rule) != (d.parts)(&base, rule));
+    }
+    CounterMask(mask)
+}
+
+/// Whether a metric reads call counters.
+pub fn uses_calls(def: &MetricDef) -> bool {
+    counter_mask(&[def], &probe_rule()).0.iter().any(|c| *c)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -420,34 +429,44 @@ struct GroupRead<'a> {
     group: &'a GroupSpec,
     sources: &'a Sources,
     keys: &'a LevelKeys,
-    calls: bool,
+    /// The call counters to read (none: no call counters at all).
+    calls: Option<CounterMask>,
     agent_time: bool,
 }
 
-/// Sums the aggregates of every group: calls from rollups and raw edges, agent time likewise
-/// (agent time is keyed by agent and time only, so it is read only when the grouping has no
-/// campaign, direction or disposition).
-async fn aggregate_groups(
+impl<'a> GroupRead<'a> {
+    fn query(&self, counters: CounterMask) -> GroupedQuery<'a> {
+        GroupedQuery {
+            scope: self.scope,
+            group: self.group,
+            agent_keys: &self.keys.agents,
+            campaign_keys: &self.keys.campaigns,
+            counters,
+        }
+    }
+
+    /// Agent time is keyed by agent and time only: it is read only when the grouping has no
+    /// campaign, direction or disposition.
+    fn reads_agent_time(&self) -> bool {
+        self.agent_time && !(self.group.campaign || self.group.direction || self.group.disposition)
+    }
+}
+
+type Groups = BTreeMap<GroupKey, Aggregates>;
+
+/// Call counters per group: rollups for whole hours, raw facts for the rest, in one transaction
+/// that lets the planner hash the groups.
+async fn read_calls(
     conn: &mut AsyncPgConnection,
     tenant: &Tenant,
-    read: GroupRead<'_>,
-) -> AppResult<BTreeMap<GroupKey, Aggregates>> {
-    let GroupRead {
-        scope,
-        group,
-        sources,
-        keys,
-        calls,
-        agent_time,
-    } = read;
-    let q = GroupedQuery {
-        scope,
-        group,
-        agent_keys: &keys.agents,
-        campaign_keys: &keys.campaigns,
-    };
-    let mut out: BTreeMap<GroupKey, Aggregates> = BTreeMap::new();
-    if calls {
+    read: &GroupRead<'_>,
+    counters: CounterMask,
+) -> AppResult<Groups> {
+    let q = read.query(counters);
+    let sources = read.sources;
+    conn.transaction(async |conn| -> AppResult<Groups> {
+        query::tune_kpi_reads(conn).await?;
+        let mut out = Groups::new();
         if let Some(range) = sources.rollup_range() {
             for (key, c) in query::grouped_rollup_counters(conn, tenant, q, range).await? {
                 out.entry(key).or_default().calls.add(&c);
@@ -456,8 +475,18 @@ async fn aggregate_groups(
         for (key, c) in query::grouped_raw_counters(conn, tenant, q, &sources.raw).await? {
             out.entry(key).or_default().calls.add(&c);
         }
-    }
-    if agent_time && !(group.campaign || group.direction || group.disposition) {
+        Ok(out)
+    })
+    .await
+}
+
+/// Agent time per group, like [`read_calls`].
+async fn read_agent_time(conn: &mut AsyncPgConnection, tenant: &Tenant, read: &GroupRead<'_>) -> AppResult<Groups> {
+    let q = read.query(CounterMask::ALL);
+    let sources = read.sources;
+    conn.transaction(async |conn| -> AppResult<Groups> {
+        query::tune_kpi_reads(conn).await?;
+        let mut out = Groups::new();
         if let Some(range) = sources.rollup_range() {
             for (key, t) in query::grouped_rollup_agent_time(conn, tenant, q, range).await? {
                 out.entry(key).or_default().agents.add(&t);
@@ -466,8 +495,52 @@ async fn aggregate_groups(
         for (key, t) in query::grouped_raw_agent_time(conn, tenant, q, &sources.raw).await? {
             out.entry(key).or_default().agents.add(&t);
         }
+        Ok(out)
+    })
+    .await
+}
+
+/// Sums the aggregates of every group. With a second connection, calls and agent time are
+/// read concurrently (they are independent statements); otherwise one after the other.
+async fn aggregate_groups(
+    conn: &mut AsyncPgConnection,
+    second: Option<&mut AsyncPgConnection>,
+    tenant: &Tenant,
+    read: GroupRead<'_>,
+) -> AppResult<Groups> {
+    let (mut calls, time) = match (read.calls, read.reads_agent_time(), second) {
+        (Some(mask), true, Some(other)) => tokio::try_join!(
+            read_calls(conn, tenant, &read, mask),
+            read_agent_time(other, tenant, &read)
+        )?,
+        (calls, with_time, _) => {
+            let calls = match calls {
+                Some(mask) => read_calls(conn, tenant, &read, mask).await?,
+                None => Groups::new(),
+            };
+            let time = if with_time {
+                read_agent_time(conn, tenant, &read).await?
+            } else {
+                Groups::new()
+            };
+            (calls, time)
+        }
+    };
+    for (key, t) in time {
+        calls.entry(key).or_default().add(&t);
     }
-    Ok(out)
+    Ok(calls)
+}
+
+/// A second pooled connection, to read agent time alongside calls, when the pool can hand one
+/// out without waiting (an idle connection, or room to open one); otherwise `None` and the
+/// reads run one after the other on the request's connection.
+pub async fn spare_connection(pool: &DbPool) -> Option<db::DbConn> {
+    let status = pool.status();
+    if status.available == 0 && status.size >= status.max_size {
+        return None;
+    }
+    db::conn(pool).await.ok()
 }
 
 fn window_values(from: DateTime<Utc>, to: DateTime<Utc>, rule: ServiceLevelRule, a: &Aggregates) -> WindowValues {
@@ -541,6 +614,7 @@ pub struct AgentPerformanceRow {
 /// grouped statement per source.
 pub async fn agent_performance(
     conn: &mut AsyncPgConnection,
+    spare: Option<&mut AsyncPgConnection>,
     tenant: &Tenant,
     filter: &ResolvedFilter,
     visibility: AgentVisibility,
@@ -571,10 +645,10 @@ pub async fn agent_performance(
         group: &group,
         sources: &sources,
         keys: &keys,
-        calls: true,
+        calls: Some(CounterMask::ALL),
         agent_time: true,
     };
-    let groups = aggregate_groups(conn, tenant, read).await?;
+    let groups = aggregate_groups(conn, spare, tenant, read).await?;
     let mut rows: Vec<AgentPerformanceRow> = directory
         .into_iter()
         .filter(|a| scope.agent_ids.as_ref().is_none_or(|ids| ids.contains(&a.id)))
@@ -671,10 +745,10 @@ pub async fn campaign_performance(
         group: &group,
         sources: &sources,
         keys: &keys,
-        calls: true,
+        calls: Some(CounterMask::ALL),
         agent_time: false,
     };
-    let groups = aggregate_groups(conn, tenant, read).await?;
+    let groups = aggregate_groups(conn, None, tenant, read).await?;
     Ok(campaigns
         .into_iter()
         .map(|campaign| {
@@ -770,6 +844,7 @@ pub async fn disposition_breakdown(
         group: &group,
         agent_keys: &agent_keys,
         campaign_keys: &campaign_keys,
+        counters: CounterMask::ALL,
     };
     let mut counts: HashMap<Uuid, i64> = HashMap::new();
     if let Some(range) = sources.rollup_range() {
@@ -969,10 +1044,10 @@ pub async fn compliance_status(
             group: &group,
             sources: &sources,
             keys: &keys,
-            calls: true,
+            calls: Some(counter_mask(&[uk_def, us_def], &rule)),
             agent_time: false,
         };
-        windows.push(aggregate_groups(conn, tenant, read).await?);
+        windows.push(aggregate_groups(conn, None, tenant, read).await?);
     }
     let (us, uk) = (windows.pop().unwrap_or_default(), windows.pop().unwrap_or_default());
     Ok(campaigns
@@ -1179,6 +1254,7 @@ struct RowKey {
 /// per group, orders and limits the rows.
 pub async fn run_analytics(
     conn: &mut AsyncPgConnection,
+    spare: Option<&mut AsyncPgConnection>,
     tenant: &Tenant,
     req: &AnalyticsRequest,
     prefix: &str,
@@ -1235,17 +1311,16 @@ pub async fn run_analytics(
         agents: agents.iter().map(|a| a.id).chain([NONE_KEY]).collect(),
         campaigns: campaigns.iter().map(|c| c.id).chain([NONE_KEY]).collect(),
     };
-    let needs_calls = defs.iter().any(|d| uses_calls(d));
-    let needs_agent_time = defs.iter().any(|d| uses_agent_time(d));
+    let counters = counter_mask(&defs, &rule);
     let read = GroupRead {
         scope: &resolved.scope,
         group: &group,
         sources: &sources,
         keys: &keys,
-        calls: needs_calls,
-        agent_time: needs_agent_time,
+        calls: counters.0.iter().any(|c| *c).then_some(counters),
+        agent_time: defs.iter().any(|d| uses_agent_time(d)),
     };
-    let groups = aggregate_groups(conn, tenant, read).await?;
+    let groups = aggregate_groups(conn, spare, tenant, read).await?;
     if groups.len() > MAX_GROUPS {
         return Err(AppError::invalid_fields(vec![FieldError::new(
             format!("{prefix}.groupBy"),
@@ -1445,6 +1520,52 @@ mod tests {
             .map(|d| d.name)
             .collect();
         assert_eq!(no_calls, vec!["occupancy"]);
+    }
+
+    #[test]
+    fn counter_masks_follow_the_formulas() {
+        let rule = probe_rule();
+        let names = |defs: &[&MetricDef]| -> Vec<&str> {
+            let mask = counter_mask(defs, &rule);
+            query::COUNTER_COLUMNS
+                .iter()
+                .zip(mask.0)
+                .filter(|(_, on)| *on)
+                .map(|(c, _)| *c)
+                .collect()
+        };
+        let def = |m: MetricName| m.def().unwrap_or(&metrics::METRICS[0]);
+        assert_eq!(names(&[def(MetricName::Handled)]), ["handled"]);
+        assert_eq!(
+            names(&[def(MetricName::AverageHandleTime)]),
+            ["handled", "handled_talk_ms", "handled_hold_ms", "handled_wrap_ms"]
+        );
+        assert_eq!(
+            names(&[def(MetricName::OutboundAbandonRateUk)]),
+            ["human_answered", "machine_answered", "drops"]
+        );
+        assert_eq!(names(&[def(MetricName::Occupancy)]), Vec::<&str>::new());
+        // The service level reads what the organization's variant reads.
+        assert_eq!(
+            names(&[def(MetricName::ServiceLevel)]),
+            ["answered", "abandoned", "answered_within_sl"]
+        );
+        let short = ServiceLevelRule {
+            variant: ServiceLevelVariant::AnsweredWithinOverOfferedExcludingShortAbandons,
+            ..rule
+        };
+        let mask = counter_mask(&[def(MetricName::ServiceLevel)], &short);
+        assert!(mask.0[7], "short_abandoned");
+        // Every counter serves some metric; abandoned_within_sl only the variants that read it.
+        let all: Vec<&MetricDef> = metrics::METRICS.iter().collect();
+        let mut all_but_abandoned_within = CounterMask::ALL;
+        all_but_abandoned_within.0[6] = false;
+        assert_eq!(counter_mask(&all, &short), all_but_abandoned_within);
+        let within = ServiceLevelRule {
+            variant: ServiceLevelVariant::AnsweredAndAbandonedWithinOverOffered,
+            ..rule
+        };
+        assert_eq!(counter_mask(&all, &within), CounterMask::ALL);
     }
 
     #[test]

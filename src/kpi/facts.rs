@@ -169,12 +169,17 @@ pub struct CellKey {
 }
 
 impl CellKey {
-    /// The cell itself, its campaign level and its organization level.
-    pub fn levels(self) -> [CellKey; 3] {
+    /// The cell itself, its campaign level (all agents), its agent level (all campaigns) and
+    /// its organization level.
+    pub fn levels(self) -> [CellKey; 4] {
         [
             self,
             CellKey {
                 agent_key: ALL_KEY,
+                ..self
+            },
+            CellKey {
+                campaign_key: ALL_KEY,
                 ..self
             },
             CellKey {

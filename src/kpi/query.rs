@@ -6,7 +6,7 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use diesel::sql_types::{Array, BigInt, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel::QueryableByName;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::auth::Tenant;
@@ -40,7 +40,9 @@ impl AgentTime {
         self.logged_in_us += o.logged_in_us;
     }
 
-    fn add_state(&mut self, axis: &str, state: &str, us: i64) {
+    /// Adds time spent in one state: which states count as on call, wrap-up, available and
+    /// logged in is decided here only.
+    pub fn add_state(&mut self, axis: &str, state: &str, us: i64) {
         match (axis, state) {
             ("ROUTING", "ON_CALL") => self.on_call_us += us,
             ("ROUTING", "WRAP_UP") => self.wrap_up_us += us,
@@ -118,20 +120,26 @@ pub async fn aggregate_windows(
             raw_windows.push(s, e, index);
         }
     }
-    let mut out = vec![Aggregates::default(); windows.len()];
-    for (index, counters) in rollup_counters(conn, tenant, &rollup_windows, scope).await? {
-        out[index].calls.add(&counters);
-    }
-    for (index, counters) in raw_counters(conn, tenant, &raw_windows, scope).await? {
-        out[index].calls.add(&counters);
-    }
-    for (index, axis, state, us) in rollup_agent_time(conn, tenant, &rollup_windows, scope).await? {
-        out[index].agents.add_state(&axis, &state, us);
-    }
-    for (index, axis, state, us) in raw_agent_time(conn, tenant, &raw_windows, scope).await? {
-        out[index].agents.add_state(&axis, &state, us);
-    }
-    Ok(out)
+    let count = windows.len();
+    // One transaction: the planner settings of [`tune_kpi_reads`] apply to these reads only.
+    conn.transaction(async |conn| -> AppResult<Vec<Aggregates>> {
+        tune_kpi_reads(conn).await?;
+        let mut out = vec![Aggregates::default(); count];
+        for (index, counters) in rollup_counters(conn, tenant, &rollup_windows, scope).await? {
+            out[index].calls.add(&counters);
+        }
+        for (index, counters) in raw_counters(conn, tenant, &raw_windows, scope).await? {
+            out[index].calls.add(&counters);
+        }
+        for (index, time) in rollup_agent_time(conn, tenant, &rollup_windows, scope).await? {
+            out[index].agents.add(&time);
+        }
+        for (index, axis, state, us) in raw_agent_time(conn, tenant, &raw_windows, scope).await? {
+            out[index].agents.add_state(&axis, &state, us);
+        }
+        Ok(out)
+    })
+    .await
 }
 
 /// Time windows as parallel arrays, for `unnest`.
@@ -172,8 +180,7 @@ impl CounterRow {
     }
 }
 
-/// The counter columns of every call query, as [`ROLLUP_COUNTER_SUMS`] and
-/// [`raw_counter_columns`] name them.
+/// The counter columns of every call query ([`COUNTER_COLUMNS`]).
 #[derive(QueryableByName)]
 struct CounterColumns {
     #[diesel(sql_type = BigInt)]
@@ -239,49 +246,132 @@ impl From<CounterColumns> for Counters {
     }
 }
 
+/// The counter columns of `kpi_hourly` (and of [`Counters`]), in order.
+pub const COUNTER_COLUMNS: [&str; 18] = [
+    "dials",
+    "offered",
+    "answered",
+    "handled",
+    "abandoned",
+    "answered_within_sl",
+    "abandoned_within_sl",
+    "short_abandoned",
+    "answered_wait_ms",
+    "handled_talk_ms",
+    "handled_hold_ms",
+    "handled_wrap_ms",
+    "max_wait_ms",
+    "human_answered",
+    "machine_answered",
+    "drops",
+    "contacts",
+    "successes",
+];
+
+/// Builds counters from values in [`COUNTER_COLUMNS`] order (`max_wait_ms` is `Some`).
+pub fn counters_from_columns(v: [i64; 18]) -> Counters {
+    Counters {
+        dials: v[0],
+        offered: v[1],
+        answered: v[2],
+        handled: v[3],
+        abandoned: v[4],
+        answered_within_sl: v[5],
+        abandoned_within_sl: v[6],
+        short_abandoned: v[7],
+        answered_wait_ms: v[8],
+        handled_talk_ms: v[9],
+        handled_hold_ms: v[10],
+        handled_wrap_ms: v[11],
+        max_wait_ms: Some(v[12]),
+        human_answered: v[13],
+        machine_answered: v[14],
+        drops: v[15],
+        contacts: v[16],
+        successes: v[17],
+    }
+}
+
+/// Which counter columns a read computes ([`COUNTER_COLUMNS`] order); the others read as 0
+/// (`max_wait_ms` as NULL), so a read that serves a few metrics aggregates only what they use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CounterMask(pub [bool; 18]);
+
+impl CounterMask {
+    pub const ALL: CounterMask = CounterMask([true; 18]);
+}
+
+impl Default for CounterMask {
+    fn default() -> Self {
+        CounterMask::ALL
+    }
+}
+
+fn counter_select(mask: CounterMask, expr: impl Fn(usize, &str) -> String) -> String {
+    COUNTER_COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(i, column)| match (mask.0[i], *column) {
+            (true, _) => format!("{} AS {column}", expr(i, column)),
+            (false, "max_wait_ms") => "NULL::int8 AS max_wait_ms".to_owned(),
+            (false, _) => format!("0::int8 AS {column}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The counter columns summed over rollup rows `k` (`kpi_hourly`).
-const ROLLUP_COUNTER_SUMS: &str = "sum(k.dials)::int8 AS dials, sum(k.offered)::int8 AS offered, sum(k.answered)::int8 AS answered,
-            sum(k.handled)::int8 AS handled, sum(k.abandoned)::int8 AS abandoned,
-            sum(k.answered_within_sl)::int8 AS answered_within_sl, sum(k.abandoned_within_sl)::int8 AS abandoned_within_sl,
-            sum(k.short_abandoned)::int8 AS short_abandoned, sum(k.answered_wait_ms)::int8 AS answered_wait_ms,
-            sum(k.handled_talk_ms)::int8 AS handled_talk_ms, sum(k.handled_hold_ms)::int8 AS handled_hold_ms,
-            sum(k.handled_wrap_ms)::int8 AS handled_wrap_ms, max(k.max_wait_ms) AS max_wait_ms,
-            sum(k.human_answered)::int8 AS human_answered, sum(k.machine_answered)::int8 AS machine_answered, sum(k.drops)::int8 AS drops,
-            sum(k.contacts)::int8 AS contacts, sum(k.successes)::int8 AS successes";
+fn rollup_counter_columns(mask: CounterMask) -> String {
+    counter_select(mask, |_, column| match column {
+        "max_wait_ms" => "max(k.max_wait_ms)".to_owned(),
+        _ => format!("sum(k.{column})::int8"),
+    })
+}
 
 /// The counter columns computed from raw calls `i` (joined with `business_settings bs`,
 /// `campaigns cp` and `dispositions d`) by the writer's counting rules.
-fn raw_counter_columns() -> String {
+fn raw_counter_columns(mask: CounterMask) -> String {
     let within = "coalesce(i.wait_ms, 0) <= coalesce(cp.service_level_threshold_seconds, bs.service_level_threshold_seconds)::int8 * 1000";
     let handled = format!("{ANSWERED_SQL} AND i.wrap_ended_at IS NOT NULL");
-    format!(
-        "count(*) FILTER (WHERE i.direction = 'OUTBOUND') AS dials,
-            count(*) FILTER (WHERE {ANSWERED_SQL} OR {ABANDONED_SQL}) AS offered,
-            count(*) FILTER (WHERE {ANSWERED_SQL}) AS answered,
-            count(*) FILTER (WHERE {handled}) AS handled,
-            count(*) FILTER (WHERE {ABANDONED_SQL}) AS abandoned,
-            count(*) FILTER (WHERE {ANSWERED_SQL} AND {within}) AS answered_within_sl,
-            count(*) FILTER (WHERE {ABANDONED_SQL} AND {within}) AS abandoned_within_sl,
-            count(*) FILTER (WHERE {ABANDONED_SQL} AND coalesce(i.wait_ms, 0) < bs.short_abandon_seconds::int8 * 1000) AS short_abandoned,
-            coalesce(sum(coalesce(i.wait_ms, 0)) FILTER (WHERE {ANSWERED_SQL}), 0)::int8 AS answered_wait_ms,
-            coalesce(sum(i.talk_ms) FILTER (WHERE {handled}), 0)::int8 AS handled_talk_ms,
-            coalesce(sum(i.hold_ms) FILTER (WHERE {handled}), 0)::int8 AS handled_hold_ms,
-            coalesce(sum(i.wrap_ms) FILTER (WHERE {handled}), 0)::int8 AS handled_wrap_ms,
-            max(coalesce(i.wait_ms, 0)) FILTER (WHERE {ANSWERED_SQL} OR {ABANDONED_SQL}) AS max_wait_ms,
-            count(*) FILTER (WHERE i.direction = 'OUTBOUND' AND i.answered_by = 'HUMAN') AS human_answered,
-            count(*) FILTER (WHERE i.direction = 'OUTBOUND' AND i.answered_by = 'MACHINE') AS machine_answered,
-            count(*) FILTER (WHERE i.direction = 'OUTBOUND' AND {ABANDONED_SQL}) AS drops,
-            count(*) FILTER (WHERE i.direction = 'OUTBOUND' AND d.contact) AS contacts,
-            count(*) FILTER (WHERE i.direction = 'OUTBOUND' AND d.success) AS successes"
-    )
+    let exprs: [String; 18] = [
+        "count(*) FILTER (WHERE i.direction = 'OUTBOUND')".to_owned(),
+        format!("count(*) FILTER (WHERE {ANSWERED_SQL} OR {ABANDONED_SQL})"),
+        format!("count(*) FILTER (WHERE {ANSWERED_SQL})"),
+        format!("count(*) FILTER (WHERE {handled})"),
+        format!("count(*) FILTER (WHERE {ABANDONED_SQL})"),
+        format!("count(*) FILTER (WHERE {ANSWERED_SQL} AND {within})"),
+        format!("count(*) FILTER (WHERE {ABANDONED_SQL} AND {within})"),
+        format!("count(*) FILTER (WHERE {ABANDONED_SQL} AND coalesce(i.wait_ms, 0) < bs.short_abandon_seconds::int8 * 1000)"),
+        format!("coalesce(sum(coalesce(i.wait_ms, 0)) FILTER (WHERE {ANSWERED_SQL}), 0)::int8"),
+        format!("coalesce(sum(i.talk_ms) FILTER (WHERE {handled}), 0)::int8"),
+        format!("coalesce(sum(i.hold_ms) FILTER (WHERE {handled}), 0)::int8"),
+        format!("coalesce(sum(i.wrap_ms) FILTER (WHERE {handled}), 0)::int8"),
+        format!("max(coalesce(i.wait_ms, 0)) FILTER (WHERE {ANSWERED_SQL} OR {ABANDONED_SQL})"),
+        "count(*) FILTER (WHERE i.direction = 'OUTBOUND' AND i.answered_by = 'HUMAN')".to_owned(),
+        "count(*) FILTER (WHERE i.direction = 'OUTBOUND' AND i.answered_by = 'MACHINE')".to_owned(),
+        format!("count(*) FILTER (WHERE i.direction = 'OUTBOUND' AND {ABANDONED_SQL})"),
+        "count(*) FILTER (WHERE i.direction = 'OUTBOUND' AND d.contact)".to_owned(),
+        "count(*) FILTER (WHERE i.direction = 'OUTBOUND' AND d.success)".to_owned(),
+    ];
+    counter_select(mask, |i, _| exprs[i].clone())
 }
 
 /// The rollup level that answers a scope with the fewest rows.
+/// [`ALL_KEY`] as an SQL literal. Conditions on `campaign_key = ALL` spell it out rather than
+/// bind it, so the planner can always match the partial covering index of the agent and
+/// organization levels (migration 9), in generic plans of prepared statements too.
+macro_rules! all_key_sql {
+    () => {
+        "'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid"
+    };
+}
+
 fn level_condition(scope: &Scope) -> &'static str {
     match (&scope.agent_ids, &scope.campaign_ids) {
-        (Some(_), _) => "k.agent_key = ANY($6) AND ($5::uuid[] IS NULL OR k.campaign_key = ANY($5))",
+        (Some(_), Some(_)) => "k.agent_key = ANY($6) AND k.campaign_key = ANY($5)",
+        (Some(_), None) => concat!("k.agent_key = ANY($6) AND k.campaign_key = ", all_key_sql!()),
         (None, Some(_)) => "k.agent_key = $8 AND k.campaign_key = ANY($5)",
-        (None, None) => "k.agent_key = $8 AND k.campaign_key = $8",
+        (None, None) => concat!("k.agent_key = $8 AND k.campaign_key = ", all_key_sql!()),
     }
 }
 
@@ -296,11 +386,12 @@ pub async fn rollup_counters(
         return Ok(Vec::new());
     }
     let sql = format!(
-        "SELECT w.idx, {ROLLUP_COUNTER_SUMS}
+        "SELECT w.idx, {}
          FROM unnest($2::timestamptz[], $3::timestamptz[], $4::int4[]) AS w(s, e, idx)
          JOIN kpi_hourly k ON k.organization_id = $1 AND k.hour >= w.s AND k.hour < w.e
          WHERE {} AND ($7::text IS NULL OR k.direction = $7)
          GROUP BY w.idx",
+        rollup_counter_columns(CounterMask::ALL),
         level_condition(scope)
     );
     let rows: Vec<CounterRow> = diesel::sql_query(sql)
@@ -339,7 +430,7 @@ pub async fn raw_counters(
            AND ($6::uuid[] IS NULL OR i.agent_id = ANY($6))
            AND ($7::text IS NULL OR i.direction = $7)
          GROUP BY w.idx",
-        raw_counter_columns()
+        raw_counter_columns(CounterMask::ALL)
     );
     let rows: Vec<CounterRow> = diesel::sql_query(sql)
         .bind::<SqlUuid, _>(tenant.org_id())
@@ -374,24 +465,59 @@ fn state_rows(rows: Vec<StateRow>) -> Vec<StateTime> {
         .collect()
 }
 
-/// Agent time from `kpi_agent_state_hourly` (campaign and direction filters do not apply to
+/// The four agent-time measures summed over `kpi_agent_time_hourly` rows `k`.
+const AGENT_TIME_SUMS: &str = "sum(k.on_call_us)::int8 AS on_call_us, sum(k.wrap_up_us)::int8 AS wrap_up_us,
+    sum(k.available_us)::int8 AS available_us, sum(k.logged_in_us)::int8 AS logged_in_us";
+
+#[derive(QueryableByName)]
+struct AgentTimeColumns {
+    #[diesel(sql_type = BigInt)]
+    on_call_us: i64,
+    #[diesel(sql_type = BigInt)]
+    wrap_up_us: i64,
+    #[diesel(sql_type = BigInt)]
+    available_us: i64,
+    #[diesel(sql_type = BigInt)]
+    logged_in_us: i64,
+}
+
+impl From<AgentTimeColumns> for AgentTime {
+    fn from(c: AgentTimeColumns) -> Self {
+        AgentTime {
+            on_call_us: c.on_call_us,
+            wrap_up_us: c.wrap_up_us,
+            available_us: c.available_us,
+            logged_in_us: c.logged_in_us,
+        }
+    }
+}
+
+#[derive(QueryableByName)]
+struct AgentTimeRow {
+    #[diesel(sql_type = Int4)]
+    idx: i32,
+    #[diesel(embed)]
+    time: AgentTimeColumns,
+}
+
+/// Agent time from `kpi_agent_time_hourly` (campaign and direction filters do not apply to
 /// agent time).
 pub async fn rollup_agent_time(
     conn: &mut AsyncPgConnection,
     tenant: &Tenant,
     windows: &Windows,
     scope: &Scope,
-) -> AppResult<Vec<StateTime>> {
+) -> AppResult<Vec<(usize, AgentTime)>> {
     if windows.is_empty() {
         return Ok(Vec::new());
     }
-    let rows: Vec<StateRow> = diesel::sql_query(
-        "SELECT w.idx, k.axis, k.state, sum(k.us)::int8 AS us
+    let rows: Vec<AgentTimeRow> = diesel::sql_query(format!(
+        "SELECT w.idx, {AGENT_TIME_SUMS}
          FROM unnest($2::timestamptz[], $3::timestamptz[], $4::int4[]) AS w(s, e, idx)
-         JOIN kpi_agent_state_hourly k ON k.organization_id = $1 AND k.hour >= w.s AND k.hour < w.e
+         JOIN kpi_agent_time_hourly k ON k.organization_id = $1 AND k.hour >= w.s AND k.hour < w.e
          WHERE CASE WHEN $5::uuid[] IS NULL THEN k.agent_key = $6 ELSE k.agent_key = ANY($5) END
-         GROUP BY 1, 2, 3",
-    )
+         GROUP BY 1"
+    ))
     .bind::<SqlUuid, _>(tenant.org_id())
     .bind::<Array<Timestamptz>, _>(&windows.starts)
     .bind::<Array<Timestamptz>, _>(&windows.ends)
@@ -400,10 +526,15 @@ pub async fn rollup_agent_time(
     .bind::<SqlUuid, _>(ALL_KEY)
     .load(conn)
     .await?;
-    Ok(state_rows(rows))
+    Ok(rows
+        .into_iter()
+        .map(|r| (usize::try_from(r.idx).unwrap_or(0), r.time.into()))
+        .collect())
 }
 
 /// Agent time computed directly from closed `agent_state_log` intervals clipped to each window.
+/// The overlap test on `tstzrange` is what lets the period index (migration 8) find the
+/// intervals; the plain comparisons beside it are the exact condition.
 pub async fn raw_agent_time(
     conn: &mut AsyncPgConnection,
     tenant: &Tenant,
@@ -419,6 +550,7 @@ pub async fn raw_agent_time(
          FROM unnest($2::timestamptz[], $3::timestamptz[], $4::int4[]) AS w(s, e, idx)
          JOIN agent_state_log l ON l.organization_id = $1 AND l.ended_at IS NOT NULL
               AND l.started_at < w.e AND l.ended_at > w.s
+              AND tstzrange(l.started_at, l.ended_at, '[)') && tstzrange(w.s, w.e, '[)')
          WHERE ($5::uuid[] IS NULL OR l.agent_id = ANY($5))
          GROUP BY 1, 2, 3",
     )
@@ -430,6 +562,24 @@ pub async fn raw_agent_time(
     .load(conn)
     .await?;
     Ok(state_rows(rows))
+}
+
+/// Planner settings for the KPI reads of the current transaction (`SET LOCAL`: they end with
+/// it). The time windows are bound as arrays, so the planner cannot estimate how many rows a
+/// window selects nor how many groups an expression over them makes. Measured on months of
+/// history: (1) it would estimate a raw edge of a few minutes at a million calls and scan the
+/// whole table in parallel (6 s) instead of the `(organization, offered_at)` index (1 ms) —
+/// hence no sequential scans; every read here is bounded by organization and time and has an
+/// index for it; (2) it would sort hundreds of thousands of rollup rows to group them where
+/// hashing the few groups in memory is several times faster — hence no sorts.
+pub async fn tune_kpi_reads(conn: &mut AsyncPgConnection) -> AppResult<()> {
+    use diesel_async::SimpleAsyncConnection;
+    conn.batch_execute(
+        "SET LOCAL work_mem = '64MB'; SET LOCAL enable_sort = off; SET LOCAL enable_incremental_sort = off;
+         SET LOCAL enable_seqscan = off",
+    )
+    .await?;
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -487,6 +637,8 @@ pub struct GroupedQuery<'a> {
     pub agent_keys: &'a [Uuid],
     /// Likewise the tenant's campaign ids (plus [`NONE_KEY`]) for the campaign level.
     pub campaign_keys: &'a [Uuid],
+    /// The call counters to compute.
+    pub counters: CounterMask,
 }
 
 /// Whole UTC hours `[start, end)` answered from the rollups, except `excluded_hours` (hours the
@@ -502,6 +654,8 @@ pub struct RollupRange<'a> {
 enum GroupedLevel {
     /// (campaign, agent) cells.
     Cells,
+    /// (ALL, agent).
+    Agents,
     /// (campaign, ALL).
     Campaigns,
     /// (ALL, ALL).
@@ -510,8 +664,13 @@ enum GroupedLevel {
 
 impl GroupedQuery<'_> {
     fn call_level(&self) -> GroupedLevel {
+        let by_campaign = self.group.campaign || self.scope.campaign_ids.is_some();
         if self.group.agent || self.scope.agent_ids.is_some() {
-            GroupedLevel::Cells
+            if by_campaign {
+                GroupedLevel::Cells
+            } else {
+                GroupedLevel::Agents
+            }
         } else if self.group.campaign || self.scope.campaign_ids.is_some() {
             GroupedLevel::Campaigns
         } else {
@@ -526,7 +685,7 @@ impl GroupedQuery<'_> {
     /// The keys bound as `$5` of a grouped call rollup read.
     fn call_level_keys(&self) -> Vec<Uuid> {
         match self.call_level() {
-            GroupedLevel::Cells => self.agent_level_keys(),
+            GroupedLevel::Cells | GroupedLevel::Agents => self.agent_level_keys(),
             GroupedLevel::Campaigns => self
                 .scope
                 .campaign_ids
@@ -540,9 +699,12 @@ impl GroupedQuery<'_> {
 /// The level condition of a grouped call rollup read ($5 level keys, $6 campaign filter, $10 ALL).
 fn grouped_level_condition(level: GroupedLevel) -> &'static str {
     match level {
-        GroupedLevel::Cells => "k.agent_key = ANY($5) AND ($6::uuid[] IS NULL OR k.campaign_key = ANY($6))",
+        GroupedLevel::Cells => {
+            "k.agent_key = ANY($5) AND k.campaign_key <> $10 AND ($6::uuid[] IS NULL OR k.campaign_key = ANY($6))"
+        }
+        GroupedLevel::Agents => concat!("k.agent_key = ANY($5) AND k.campaign_key = ", all_key_sql!()),
         GroupedLevel::Campaigns => "k.agent_key = $10 AND k.campaign_key = ANY($5)",
-        GroupedLevel::Organization => "k.agent_key = $10 AND k.campaign_key = $10",
+        GroupedLevel::Organization => concat!("k.agent_key = $10 AND k.campaign_key = ", all_key_sql!()),
     }
 }
 
@@ -624,6 +786,14 @@ struct GroupedStateRow {
     us: i64,
 }
 
+#[derive(QueryableByName)]
+struct GroupedAgentTimeRow {
+    #[diesel(embed)]
+    key: GroupColumns,
+    #[diesel(embed)]
+    time: AgentTimeColumns,
+}
+
 fn collect_agent_time(rows: Vec<GroupedStateRow>) -> Vec<(GroupKey, AgentTime)> {
     let mut out: std::collections::BTreeMap<GroupKey, AgentTime> = std::collections::BTreeMap::new();
     for row in rows {
@@ -670,11 +840,12 @@ pub async fn grouped_rollup_counters(
         },
     );
     let sql = format!(
-        "SELECT {keys}, {ROLLUP_COUNTER_SUMS}
+        "SELECT {keys}, {}
          FROM kpi_hourly k
          WHERE k.organization_id = $1 AND k.hour >= $2 AND k.hour < $3 AND k.hour <> ALL($4::timestamptz[])
            AND {} AND ($7::text IS NULL OR k.direction = $7)
          GROUP BY 1, 2, 3, 4, 5",
+        rollup_counter_columns(query.counters),
         grouped_level_condition(query.call_level())
     );
     let (starts, classes) = time_slot_arrays(query.group);
@@ -728,7 +899,7 @@ pub async fn grouped_raw_counters(
            AND ($5::uuid[] IS NULL OR i.agent_id = ANY($5))
            AND ($6::text IS NULL OR i.direction = $6)
          GROUP BY 1, 2, 3, 4, 5",
-        raw_counter_columns()
+        raw_counter_columns(query.counters)
     );
     let (window_starts, window_ends): (Vec<DateTime<Utc>>, Vec<DateTime<Utc>>) = windows.iter().copied().unzip();
     let (starts, classes) = time_slot_arrays(query.group);
@@ -748,7 +919,7 @@ pub async fn grouped_raw_counters(
 }
 
 /// Agent time per group (agent and time keys only: agent time belongs to no campaign,
-/// direction or disposition) from `kpi_agent_state_hourly`, over whole hours.
+/// direction or disposition) from `kpi_agent_time_hourly`, over whole hours.
 pub async fn grouped_rollup_agent_time(
     conn: &mut AsyncPgConnection,
     tenant: &Tenant,
@@ -782,13 +953,13 @@ pub async fn grouped_rollup_agent_time(
         "k.agent_key = $8"
     };
     let sql = format!(
-        "SELECT {keys}, k.axis, k.state, sum(k.us)::int8 AS us
-         FROM kpi_agent_state_hourly k
+        "SELECT {keys}, {AGENT_TIME_SUMS}
+         FROM kpi_agent_time_hourly k
          WHERE k.organization_id = $1 AND k.hour >= $2 AND k.hour < $3 AND k.hour <> ALL($4::timestamptz[]) AND {level}
-         GROUP BY 1, 2, 3, 4, 5, 6, 7"
+         GROUP BY 1, 2, 3, 4, 5"
     );
     let (starts, classes) = time_slot_arrays(query.group);
-    let rows: Vec<GroupedStateRow> = diesel::sql_query(sql)
+    let rows: Vec<GroupedAgentTimeRow> = diesel::sql_query(sql)
         .bind::<SqlUuid, _>(tenant.org_id())
         .bind::<Timestamptz, _>(range.start)
         .bind::<Timestamptz, _>(range.end)
@@ -799,7 +970,7 @@ pub async fn grouped_rollup_agent_time(
         .bind::<SqlUuid, _>(ALL_KEY)
         .load(conn)
         .await?;
-    Ok(collect_agent_time(rows))
+    Ok(rows.into_iter().map(|r| (r.key.into(), r.time.into())).collect())
 }
 
 /// Agent time per group from closed `agent_state_log` intervals clipped to `windows`. A
@@ -836,6 +1007,7 @@ pub async fn grouped_raw_agent_time(
          FROM unnest($2::timestamptz[], $3::timestamptz[]) AS w(s, e)
          JOIN agent_state_log l ON l.organization_id = $1 AND l.ended_at IS NOT NULL
               AND l.started_at < w.e AND l.ended_at > w.s
+              AND tstzrange(l.started_at, l.ended_at, '[)') && tstzrange(w.s, w.e, '[)')
          WHERE ($4::uuid[] IS NULL OR l.agent_id = ANY($4))
          GROUP BY 1, 2, 3, 4, 5, 6, 7"
     );
@@ -936,6 +1108,11 @@ mod tests {
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).map(|d| d.to_utc()).unwrap_or_default()
+    }
+
+    #[test]
+    fn the_all_key_literal_is_all_key() {
+        assert_eq!(all_key_sql!(), format!("'{ALL_KEY}'::uuid"));
     }
 
     #[test]

@@ -20,7 +20,10 @@
 //! and `COMMIT` through it. The alternatives were a second implementation of the upserts on
 //! tokio-postgres (two bindings of every statement to keep in step) or a COPY into a staging
 //! table on another session (a second transaction). The cost is one new connection per batch
-//! (a few milliseconds per 100,000 calls).
+//! (a few milliseconds per 100,000 calls). So there is one aggregation ([`aggregate_calls`],
+//! [`aggregate_state_time`]) and one SQL text and binding per rollup upsert, whichever path
+//! wrote the facts. The bulk path may also check foreign keys once per batch instead of once
+//! per row ([`ReferenceChecks`]).
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
@@ -37,6 +40,7 @@ use crate::error::{AppError, AppResult};
 use crate::kpi::facts::{
     contribution, hour_of, CallFacts, CellKey, Counters, CountingRules, ABANDONED_SQL, ANSWERED_SQL,
 };
+use crate::kpi::query::AgentTime;
 use crate::kpi::ALL_KEY;
 
 /// Inserts calls and adds their contributions to the rollups. Returns the rows inserted.
@@ -304,6 +308,47 @@ async fn add_state_time(conn: &mut AsyncPgConnection, tenant: &Tenant, cells: &S
     .bind::<Array<BigInt>, _>(us)
     .execute(conn)
     .await?;
+    add_agent_time(conn, tenant, cells).await
+}
+
+/// The same time as the four measures of the metrics, one row per (agent key, hour) in
+/// `kpi_agent_time_hourly`; the states are classified by [`AgentTime::add_state`], as for
+/// reads of the raw log.
+async fn add_agent_time(conn: &mut AsyncPgConnection, tenant: &Tenant, cells: &StateCells) -> AppResult<()> {
+    let mut measures: BTreeMap<(Uuid, DateTime<Utc>), AgentTime> = BTreeMap::new();
+    for ((agent, hour, axis, state), micros) in cells {
+        measures
+            .entry((*agent, *hour))
+            .or_default()
+            .add_state(axis, state, *micros);
+    }
+    let (mut agents, mut hours) = (Vec::new(), Vec::new());
+    let (mut on_call, mut wrap_up, mut available, mut logged_in) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for ((agent, hour), time) in measures {
+        agents.push(agent);
+        hours.push(hour);
+        on_call.push(time.on_call_us);
+        wrap_up.push(time.wrap_up_us);
+        available.push(time.available_us);
+        logged_in.push(time.logged_in_us);
+    }
+    diesel::sql_query(
+        "INSERT INTO kpi_agent_time_hourly AS k (organization_id, agent_key, hour, on_call_us, wrap_up_us,
+                available_us, logged_in_us)
+         SELECT $1, * FROM unnest($2::uuid[], $3::timestamptz[], $4::int8[], $5::int8[], $6::int8[], $7::int8[])
+         ON CONFLICT (organization_id, agent_key, hour) DO UPDATE SET
+            on_call_us = k.on_call_us + EXCLUDED.on_call_us, wrap_up_us = k.wrap_up_us + EXCLUDED.wrap_up_us,
+            available_us = k.available_us + EXCLUDED.available_us, logged_in_us = k.logged_in_us + EXCLUDED.logged_in_us",
+    )
+    .bind::<SqlUuid, _>(tenant.org_id())
+    .bind::<Array<SqlUuid>, _>(agents)
+    .bind::<Array<Timestamptz>, _>(hours)
+    .bind::<Array<BigInt>, _>(on_call)
+    .bind::<Array<BigInt>, _>(wrap_up)
+    .bind::<Array<BigInt>, _>(available)
+    .bind::<Array<BigInt>, _>(logged_in)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -330,6 +375,7 @@ pub async fn recompute_threshold_counters(conn: &mut AsyncPgConnection, tenant: 
          ), levels AS (
             SELECT hour, c, a, d, aw, bw, sh FROM cells
             UNION ALL SELECT hour, c, $2, d, sum(aw), sum(bw), sum(sh) FROM cells GROUP BY hour, c, d
+            UNION ALL SELECT hour, $2, a, d, sum(aw), sum(bw), sum(sh) FROM cells GROUP BY hour, a, d
             UNION ALL SELECT hour, $2, $2, d, sum(aw), sum(bw), sum(sh) FROM cells GROUP BY hour, d
          )
          UPDATE kpi_hourly k SET answered_within_sl = l.aw, abandoned_within_sl = l.bw, short_abandoned = l.sh
@@ -373,7 +419,7 @@ pub struct BulkLoaded {
 /// Whether this session may skip row triggers without skipping anything but foreign keys.
 const CAN_CHECK_PER_BATCH_SQL: &str = "SELECT current_setting('is_superuser') = 'on' AND NOT EXISTS (
         SELECT 1 FROM pg_trigger WHERE NOT tgisinternal AND tgrelid = ANY (ARRAY['interactions', 'agent_state_log',
-            'kpi_hourly', 'kpi_hourly_disposition', 'kpi_agent_state_hourly']::regclass[]))";
+            'kpi_hourly', 'kpi_hourly_disposition', 'kpi_agent_state_hourly', 'kpi_agent_time_hourly']::regclass[]))";
 
 /// `COPY` of calls. `id` is sent by the loader (see [`encode_interaction`]); the other columns
 /// not listed keep their defaults, as with the `INSERT` path.
@@ -677,7 +723,7 @@ fn encode_state_interval(buf: &mut Vec<u8>, org: Uuid, s: &NewStateInterval) -> 
 /// hold yet), `after` what they must hold. The interaction rows must already hold `after`.
 ///
 /// Counters are additive: the old contribution is added negated, through the same upsert as
-/// new calls, at the three levels of its cell, and the new one at the three levels of its
+/// new calls, at the four levels of its cell, and the new one at the four levels of its
 /// cell — so a call whose offer hour, campaign, agent or direction changed leaves its old cell
 /// and joins its new one. `max_wait_ms` cannot be subtracted: where an old wait was at least
 /// the cell's stored maximum (and the call's new contribution to that cell does not restore
@@ -767,7 +813,7 @@ fn negated(c: &Counters) -> Counters {
 
 /// Re-reads `max_wait_ms` from the interactions for each cell whose stored maximum may have
 /// left it (stored maximum ≤ the wait removed), at the cell's own level (campaign and agent,
-/// campaign only, or the whole organization). One statement; the cells are already locked by
+/// campaign only, agent only, or the whole organization). One statement; the cells are already locked by
 /// the upsert that preceded it in the same transaction.
 async fn recompute_max_waits(
     conn: &mut AsyncPgConnection,

@@ -1,0 +1,1 @@
+DROP INDEX kpi_hourly_agent_level_idx;
