@@ -124,6 +124,10 @@ pub struct Settings {
     /// Redis URL. Unset: an in-process event bus (single instance only).
     #[arg(long, global = true, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// Prefix of every Redis key and pub/sub channel of this deployment, so several deployments
+    /// (or test runs) can share one Redis without hearing each other.
+    #[arg(long, global = true, env = "OMNIVOX_REDIS_PREFIX", default_value = "omnivox:")]
+    pub redis_prefix: String,
     /// Address to listen on.
     #[arg(long, global = true, env = "OMNIVOX_BIND", default_value = DEFAULT_BIND)]
     pub bind: SocketAddr,
@@ -213,6 +217,10 @@ pub struct Settings {
     /// the socket is closed 1013. Default 256.
     #[arg(long, global = true, env = "OMNIVOX_WS_OUTBOUND_QUEUE", default_value_t = 256)]
     pub ws_outbound_queue: usize,
+    /// Live views: updates buffered per `agentStates` subscriber; a subscriber that falls
+    /// further behind is sent a fresh snapshot (marked as a resync) instead. Default 1024.
+    #[arg(long, global = true, env = "OMNIVOX_LIVE_UPDATES_BUFFER", default_value_t = 1_024)]
+    pub live_updates_buffer: usize,
     /// The public base URL of this service as callers see it (scheme, host, optional port and
     /// path prefix, e.g. `https://omnivox.example.com`), for deployments behind a proxy:
     /// webhook signatures (Twilio) cover the URL the sender called. Unset: `http://` + the

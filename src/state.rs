@@ -18,6 +18,10 @@ pub struct AppState {
     pub jwt: Arc<JwtKeys>,
     pub user_cache: Arc<UserCache>,
     pub bus: Bus,
+    /// Live agent boards, one per organization with `agentStates` subscribers.
+    pub boards: Arc<crate::realtime::agents::Boards>,
+    /// Shared live KPI computations, one per (organization, filter) with subscribers.
+    pub live: Arc<crate::realtime::live::LiveRegistry>,
     /// Present when `REDIS_URL` is set.
     pub redis: Option<redis::Client>,
 }
@@ -44,15 +48,24 @@ impl AppState {
             .map(redis::Client::open)
             .transpose()
             .map_err(|_| AppError::bad_input("REDIS_URL is not a valid Redis URL"))?;
-        if redis.is_none() {
-            tracing::info!("REDIS_URL is not set: events use the in-process bus (single instance only)");
-        }
+        let bus = match &redis {
+            Some(client) => {
+                tracing::info!(prefix = %settings.redis_prefix, "event bus: Redis pub/sub");
+                Bus::redis(client.clone(), &settings.redis_prefix)?
+            }
+            None => {
+                tracing::info!("REDIS_URL is not set: events use the in-process bus (single instance only)");
+                Bus::in_process()
+            }
+        };
         Ok(Self {
             db: pool,
             settings: Arc::new(settings),
             jwt: Arc::new(jwt),
             user_cache: Arc::new(UserCache::default()),
-            bus: Bus::in_process(),
+            bus,
+            boards: Arc::default(),
+            live: Arc::default(),
             redis,
         })
     }

@@ -392,7 +392,9 @@ async fn agents_routing_state_follows_their_calls() {
     let f = fixture(&app, "routing").await;
     let agent = f.agents[1];
     let a = agent.to_string();
-    let mut bus = app.state.bus.subscribe();
+    let mut bus = app.state.bus.subscribe(omnivox::realtime::Topic::AgentState);
+    let mut interactions = app.state.bus.subscribe(omnivox::realtime::Topic::Interactions);
+    let mut kpis = app.state.bus.subscribe(omnivox::realtime::Topic::KpiInvalidation);
     let steps = [
         (
             with(ev("R-1", "RINGING", t("09:00:05")), "agentId", a.clone()),
@@ -462,8 +464,12 @@ async fn agents_routing_state_follows_their_calls() {
 
     // Each change was published after commit.
     let mut topics = Vec::new();
-    while let Ok(event) = bus.try_recv() {
-        topics.push((event.topic, event.payload.clone()));
+    for receiver in [&mut bus, &mut interactions, &mut kpis] {
+        while let Ok(signal) = receiver.try_recv() {
+            if let omnivox::realtime::Signal::Event(event) = signal {
+                topics.push((event.topic, event.payload.clone()));
+            }
+        }
     }
     let agent_states: Vec<&Value> = topics
         .iter()

@@ -179,6 +179,51 @@ fn operations() -> Vec<Operation> {
             variables: no_vars,
         },
         Operation {
+            field: "Query.presenceReasonCodes",
+            lowest_role: Role::Viewer,
+            query: "{ presenceReasonCodes { code } }",
+            variables: no_vars,
+        },
+        Operation {
+            field: "Mutation.setAgentPresence",
+            lowest_role: Role::Agent,
+            // The matrix's users have no agent profile: callers that pass the guard get NOT_FOUND.
+            query: "mutation { setAgentPresence(presence: AVAILABLE) { id } }",
+            variables: no_vars,
+        },
+        Operation {
+            field: "Mutation.upsertPresenceReasonCode",
+            lowest_role: Role::Admin,
+            query: "mutation { upsertPresenceReasonCode(input: { code: \"COFFEE\", presence: BREAK, label: \"Coffee\" }) { code } }",
+            variables: no_vars,
+        },
+        // Subscriptions: their guards are checked over WebSocket in tests/realtime.rs
+        // (`subscription_guards_follow_the_roles`).
+        Operation {
+            field: "Subscription.agentStates",
+            lowest_role: Role::Viewer,
+            query: "",
+            variables: no_vars,
+        },
+        Operation {
+            field: "Subscription.liveKpis",
+            lowest_role: Role::Viewer,
+            query: "",
+            variables: no_vars,
+        },
+        Operation {
+            field: "Subscription.interactionEvents",
+            lowest_role: Role::Supervisor,
+            query: "",
+            variables: no_vars,
+        },
+        Operation {
+            field: "Subscription.complianceAlerts",
+            lowest_role: Role::Supervisor,
+            query: "",
+            variables: no_vars,
+        },
+        Operation {
             field: "Subscription.businessSettingsChanged",
             lowest_role: Role::Viewer,
             query: "",

@@ -7,6 +7,7 @@ pub mod calls;
 pub mod contact_centre;
 pub mod models;
 pub mod orgs;
+pub mod presence;
 pub mod schema;
 pub mod tokens;
 pub mod users;

@@ -36,6 +36,7 @@ diesel::table! {
         state_since -> Timestamptz,
         active -> Bool,
         created_at -> Timestamptz,
+        presence_since -> Timestamptz,
     }
 }
 
@@ -247,6 +248,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    presence_reason_codes (organization_id, code) {
+        organization_id -> Uuid,
+        code -> Text,
+        presence -> Text,
+        label -> Text,
+        active -> Bool,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     refresh_tokens (id) {
         id -> Uuid,
         user_id -> Uuid,
@@ -315,6 +327,7 @@ diesel::joinable!(kpi_agent_state_hourly -> organizations (organization_id));
 diesel::joinable!(kpi_agent_time_hourly -> organizations (organization_id));
 diesel::joinable!(kpi_hourly -> organizations (organization_id));
 diesel::joinable!(kpi_hourly_disposition -> organizations (organization_id));
+diesel::joinable!(presence_reason_codes -> organizations (organization_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(skills -> organizations (organization_id));
 diesel::joinable!(teams -> organizations (organization_id));
@@ -337,6 +350,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     kpi_hourly,
     kpi_hourly_disposition,
     organizations,
+    presence_reason_codes,
     refresh_tokens,
     skills,
     teams,

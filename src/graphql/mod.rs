@@ -10,6 +10,7 @@ pub mod kpi;
 pub mod limits;
 pub mod org;
 pub mod pagination;
+pub mod realtime;
 pub mod users;
 
 use async_graphql::{MergedObject, MergedSubscription, Schema};
@@ -33,6 +34,7 @@ pub struct QueryRoot(
     kpi::KpiQuery,
     interactions::InteractionsQuery,
     analytics::AnalyticsQueries,
+    realtime::RealtimeQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -42,11 +44,12 @@ pub struct MutationRoot(
     users::UserMutation,
     org::OrgMutation,
     interactions::InteractionsMutation,
+    realtime::RealtimeMutation,
 );
 
 #[derive(MergedSubscription, Default)]
 #[graphql(name = "Subscription")]
-pub struct SubscriptionRoot(org::OrgSubscription);
+pub struct SubscriptionRoot(org::OrgSubscription, realtime::RealtimeSubscription);
 
 pub type OmnivoxSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 

@@ -3,7 +3,6 @@
 use async_graphql::{Context, InputObject, Object, SimpleObject, Subscription, ID};
 use chrono::{DateTime, NaiveDate, Utc};
 use futures_util::Stream;
-use tokio::sync::broadcast::error::RecvError;
 
 use crate::auth::{Permission, PermissionGuard, Tenant};
 use crate::db::models::{OrgRow, SettingsRow};
@@ -12,6 +11,7 @@ use crate::error::AppResult;
 use crate::graphql::users::tenant_for;
 use crate::graphql::{request_id, state};
 use crate::management::settings::{self as manage, BusinessHoursInterval, ServiceLevelVariant, SettingsPatch};
+use crate::realtime::bus::Received;
 use crate::realtime::Topic;
 use crate::state::AppState;
 
@@ -221,18 +221,18 @@ impl OrgSubscription {
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<BusinessSettings>>> {
         let tenant = tenant_for(ctx, org_id.as_ref()).await?;
         let state = state(ctx)?.clone();
-        let mut events = state.bus.subscribe();
+        let mut events = state.bus.receiver(&[Topic::Settings]);
         Ok(async_stream::stream! {
             yield load_settings(&state, &tenant).await.map_err(Into::into);
             loop {
                 match events.recv().await {
-                    Ok(event) if event.organization_id == tenant.org_id() && event.topic == Topic::Settings => {
+                    Received::Event(event) if event.organization_id == tenant.org_id() => {
                         yield load_settings(&state, &tenant).await.map_err(Into::into);
                     }
-                    Ok(_) => {}
-                    // Fell behind: the current state is all that matters.
-                    Err(RecvError::Lagged(_)) => yield load_settings(&state, &tenant).await.map_err(Into::into),
-                    Err(RecvError::Closed) => break,
+                    Received::Event(_) => {}
+                    // Fell behind or the bus reconnected: the current state is all that matters.
+                    Received::Resync => yield load_settings(&state, &tenant).await.map_err(Into::into),
+                    Received::Closed => break,
                 }
             }
         })

@@ -37,6 +37,7 @@ pub fn app(state: AppState) -> Router {
         .route("/graphql", get(graphql::get_or_websocket).post(graphql::post))
         .route("/livez", get(health::livez))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .merge(webhooks::router(http_state.app.clone()));
     if settings.graphiql_enabled() {
         router = router.route("/graphiql", get(graphql::graphiql));

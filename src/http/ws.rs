@@ -86,6 +86,10 @@ pub const GRAPHQL_TRANSPORT_WS: &str = "graphql-transport-ws";
 pub const GRAPHQL_WS: &str = "graphql-ws";
 /// Largest WebSocket message accepted from a client.
 pub const MAX_WS_MESSAGE_BYTES: usize = 64 * 1024;
+/// Read buffer of one socket (grown on demand up to the message limit).
+const WS_READ_BUFFER_BYTES: usize = 4 * 1024;
+/// Bytes buffered before a write goes to the socket.
+const WS_WRITE_BUFFER_BYTES: usize = 8 * 1024;
 /// How long a closing socket may take to flush its close frame and read the client's reply.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// Shortest accepted interval or timeout (a zero period would make a timer spin).
@@ -178,7 +182,12 @@ pub fn upgrade(state: HttpState, upgrade: WebSocketUpgrade, request_id: Option<S
     let upgrade = upgrade
         .protocols([GRAPHQL_TRANSPORT_WS, GRAPHQL_WS])
         .max_message_size(MAX_WS_MESSAGE_BYTES)
-        .max_frame_size(MAX_WS_MESSAGE_BYTES);
+        .max_frame_size(MAX_WS_MESSAGE_BYTES)
+        // tungstenite allocates 128 KiB read and write buffers per socket by default: for tens
+        // of thousands of mostly idle wallboards that is most of the memory. Client messages are
+        // small; outbound messages are written as they come (the outbound queue batches).
+        .read_buffer_size(WS_READ_BUFFER_BYTES)
+        .write_buffer_size(WS_WRITE_BUFFER_BYTES);
     let Some(protocol) = upgrade
         .selected_protocol()
         .and_then(|value| Protocol::from_header(value.as_bytes()))

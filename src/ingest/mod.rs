@@ -267,6 +267,8 @@ pub fn publish(bus: &Bus, tenant: &Tenant, changes: &Changes) {
                     "externalId": c.external_id,
                     "outcome": c.outcome.as_str(),
                     "agentId": c.agent_id,
+                    "campaignId": c.campaign_id,
+                    "direction": c.direction.as_str(),
                 })
             })
             .collect();

@@ -27,6 +27,9 @@ pub struct ChangedCall {
     pub external_id: String,
     pub outcome: Outcome,
     pub agent_id: Option<Uuid>,
+    /// For subscribers that filter by campaign and direction.
+    pub campaign_id: Option<Uuid>,
+    pub direction: crate::db::contact_centre::Direction,
 }
 
 /// What a batch changed, to publish once it committed.
@@ -174,6 +177,8 @@ pub async fn apply(conn: &mut AsyncPgConnection, tenant: &Tenant, items: &[(Stri
                 external_id: (*external_id).to_owned(),
                 outcome: after.outcome,
                 agent_id: after.agent_id,
+                campaign_id: after.campaign_id,
+                direction: after.direction,
             });
         }
     }

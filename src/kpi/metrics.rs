@@ -17,7 +17,7 @@ pub enum Unit {
 }
 
 /// The settings a metric depends on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServiceLevelRule {
     pub threshold_seconds: i32,
     pub variant: ServiceLevelVariant,

@@ -2,5 +2,6 @@
 //! checks the role rules of DESIGN.md §4, writes the change and its audit record in one
 //! transaction, and publishes after commit. Resolvers call these and only convert.
 
+pub mod presence;
 pub mod settings;
 pub mod users;

@@ -2,20 +2,24 @@
 //! subscriptions. Postgres stays the source of truth: a subscriber that misses an event
 //! re-reads the current state.
 //!
-//! This is the in-process bus (one instance). The Redis-backed bus shares this envelope.
+//! * [`bus`] — the bus itself: Redis pub/sub between instances (one subscriber connection per
+//!   process), or in-process when `REDIS_URL` is unset; in-process fan-out per topic.
+//! * [`agents`] — the live agent board behind the `agentStates` subscription, shared by every
+//!   subscriber of an organization on this instance.
+//! * [`live`] — the live KPI multiplexer behind `liveKpis`: one computation per (organization,
+//!   filter) whatever the number of subscribers.
+
+pub mod agents;
+pub mod bus;
+pub mod live;
+
+pub use bus::{Bus, BusStats, Signal};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use tokio::sync::broadcast;
 use uuid::Uuid;
 
-/// Per-process buffer of the in-process bus; a receiver that falls further behind is told it
-/// lagged and must resynchronize from Postgres.
-const BUS_CAPACITY: usize = 4_096;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Topic {
     AgentState,
@@ -26,46 +30,46 @@ pub enum Topic {
     Settings,
 }
 
-/// The envelope every event travels in.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Event {
-    pub organization_id: Uuid,
-    pub topic: Topic,
-    /// Monotonic per publishing process; lets a subscriber spot reordering.
-    pub sequence: u64,
-    pub server_time: DateTime<Utc>,
-    pub payload: serde_json::Value,
-}
+impl Topic {
+    pub const ALL: [Topic; 6] = [
+        Topic::AgentState,
+        Topic::Interactions,
+        Topic::KpiInvalidation,
+        Topic::ReportRuns,
+        Topic::ComplianceAlerts,
+        Topic::Settings,
+    ];
 
-#[derive(Clone)]
-pub struct Bus {
-    sender: broadcast::Sender<Arc<Event>>,
-    sequence: Arc<AtomicU64>,
-}
-
-impl Bus {
-    pub fn in_process() -> Self {
-        let (sender, _) = broadcast::channel(BUS_CAPACITY);
-        Self {
-            sender,
-            sequence: Arc::new(AtomicU64::new(0)),
+    /// Position in [`Topic::ALL`]: the index of the topic's fan-out channel.
+    pub fn index(self) -> usize {
+        match self {
+            Topic::AgentState => 0,
+            Topic::Interactions => 1,
+            Topic::KpiInvalidation => 2,
+            Topic::ReportRuns => 3,
+            Topic::ComplianceAlerts => 4,
+            Topic::Settings => 5,
         }
     }
+}
 
-    /// Publishes an event; call only after the transaction that made the change committed.
-    pub fn publish(&self, organization_id: Uuid, topic: Topic, payload: serde_json::Value) {
-        let event = Event {
-            organization_id,
-            topic,
-            sequence: self.sequence.fetch_add(1, Ordering::Relaxed) + 1,
-            server_time: Utc::now(),
-            payload,
-        };
-        // No receiver is not an error: nobody is watching.
-        let _ = self.sender.send(Arc::new(event));
-    }
-
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
-        self.sender.subscribe()
-    }
+/// The envelope every event travels in, on the wire (Redis) as JSON.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    pub organization_id: Uuid,
+    /// The event type (its topic).
+    #[serde(rename = "type")]
+    pub topic: Topic,
+    /// Per organization, increasing by one per event, shared by every instance (a Redis `INCR`
+    /// in the same script that publishes, so the order of sequences is the order of delivery).
+    /// In-process bus: per organization in this process. `0`: published while Redis was
+    /// unreachable, delivered on this instance only (the reconnect resyncs everybody).
+    pub sequence: u64,
+    pub server_time: DateTime<Utc>,
+    /// The instance that published it: an instance skips its own events coming back from
+    /// Redis, as it delivered them locally already.
+    #[serde(default)]
+    pub origin: Uuid,
+    pub payload: serde_json::Value,
 }

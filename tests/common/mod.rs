@@ -107,6 +107,8 @@ async fn ensure_template() -> String {
 pub struct TestDatabase {
     pub name: String,
     pub url: String,
+    /// False for a second app instance on another instance's database: it must not drop it.
+    owned: bool,
 }
 
 impl TestDatabase {
@@ -132,12 +134,16 @@ impl TestDatabase {
         Self {
             url: pg_url(&name),
             name,
+            owned: true,
         }
     }
 }
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
         let name = self.name.clone();
         // Drop runs outside async context: use a throwaway runtime on its own thread.
         let _ = std::thread::spawn(move || {
@@ -242,7 +248,24 @@ impl TestApp {
     /// Starts the app with adjusted settings.
     pub async fn spawn_with(adjust: impl FnOnce(&mut Settings)) -> Self {
         let database = TestDatabase::new().await;
+        let redis_prefix = format!("omnivox-test:{}:", Uuid::new_v4().simple());
+        Self::start(database, redis_prefix, adjust).await
+    }
+
+    /// A second instance sharing this one's database and Redis prefix (as two instances of one
+    /// deployment behind a load balancer would).
+    pub async fn spawn_peer(&self, adjust: impl FnOnce(&mut Settings)) -> Self {
+        let database = TestDatabase {
+            name: self.database.name.clone(),
+            url: self.database.url.clone(),
+            owned: false,
+        };
+        Self::start(database, self.redis_prefix.clone(), adjust).await
+    }
+
+    async fn start(database: TestDatabase, redis_prefix: String, adjust: impl FnOnce(&mut Settings)) -> Self {
         let mut settings = test_settings(&database.url);
+        settings.redis_prefix = redis_prefix.clone();
         adjust(&mut settings);
         let state = AppState::new(settings).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -255,7 +278,7 @@ impl TestApp {
             state,
             addr,
             http: reqwest::Client::new(),
-            redis_prefix: format!("omnivox-test:{}:", Uuid::new_v4().simple()),
+            redis_prefix,
             server,
             database,
         }

@@ -1,0 +1,736 @@
+//! Real-time: agent presence, the `agentStates`, `liveKpis` and `interactionEvents`
+//! subscriptions over WebSocket, resyncs (forced lag, Redis outage), two instances sharing
+//! Redis, and the in-process bus — against real PostgreSQL and Redis.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod common;
+mod ingest_support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use common::{TestApp, WsClient, WsEvent};
+use diesel_async::RunQueryDsl;
+use ingest_support::{ev, fixture, record, with, Fixture};
+use omnivox::auth::Role;
+use omnivox::db;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+const AGENT_STATES: &str = "subscription($f: AgentStatesFilter) { agentStates(filter: $f) {
+    kind resync removedAgentIds
+    agents { id name teamId presence presenceReason presenceSince routingState routingSince
+             currentCall { interactionId externalId direction customerNumber } } } }";
+
+const SET_PRESENCE: &str = "mutation($a: ID, $p: Presence!, $r: String) {
+    setAgentPresence(agentId: $a, presence: $p, reason: $r) { id presence presenceReason routingState } }";
+
+const UPSERT_CODE: &str = "mutation($c: String!, $p: Presence!) {
+    upsertPresenceReasonCode(input: { code: $c, presence: $p, label: $c }) { code presence active } }";
+
+const LIVE_KPIS: &str = "subscription($f: LiveKpiFilter) { liveKpis(filter: $f) {
+    computedAt timezone callsWaiting oldestWaitingSince longestCurrentWait
+    today { offered answered abandoned serviceLevel averageSpeedOfAnswer averageHandleTime }
+    last15Minutes { offered } last60Minutes { offered }
+    agentsByPresence { state count } agentsByRoutingState { state count } } }";
+
+const INTERACTION_EVENTS: &str = "subscription($f: InteractionEventsFilter) {
+    interactionEvents(filter: $f) { resync sequence interactions { interactionId externalId outcome agentId campaignId direction } } }";
+
+/// Opens a socket as `token` and subscribes (operation id "1").
+async fn subscribe(app: &TestApp, token: &str, query: &str, variables: Value) -> WsClient {
+    let mut ws = app.ws("graphql-transport-ws").await;
+    ws.send(json!({ "type": "connection_init", "payload": { "token": token } }))
+        .await;
+    assert_eq!(ws.expect_json().await["type"], "connection_ack");
+    ws.send(json!({ "id": "1", "type": "subscribe", "payload": { "query": query, "variables": variables } }))
+        .await;
+    ws
+}
+
+/// The next `next` message's data field, within `wait`.
+async fn next_data(ws: &mut WsClient, field: &str, wait: Duration) -> Option<Value> {
+    match ws.next(wait).await {
+        WsEvent::Json(message) => {
+            assert_eq!(message["type"], "next", "{message}");
+            assert!(message["payload"].get("errors").is_none(), "{message}");
+            Some(message["payload"]["data"][field].clone())
+        }
+        WsEvent::Timeout => None,
+        WsEvent::Closed(code) => panic!("socket closed ({code:?})"),
+    }
+}
+
+async fn expect_data(ws: &mut WsClient, field: &str) -> Value {
+    next_data(ws, field, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|| panic!("no {field} message in time"))
+}
+
+/// Messages until one satisfies `done` (within `wait`); returns it.
+async fn until(ws: &mut WsClient, field: &str, wait: Duration, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match next_data(ws, field, left).await {
+            Some(value) if done(&value) => return value,
+            Some(_) => continue,
+            None => panic!("no matching {field} message in time"),
+        }
+    }
+}
+
+fn member(update: &Value, id: Uuid) -> &Value {
+    update["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == id.to_string())
+        .unwrap_or_else(|| panic!("agent {id} not in {update}"))
+}
+
+async fn set_presence(
+    app: &TestApp,
+    token: &str,
+    agent: Option<Uuid>,
+    presence: &str,
+    reason: Option<&str>,
+) -> common::GqlResponse {
+    app.gql(
+        Some(token),
+        SET_PRESENCE,
+        json!({ "a": agent.map(|a| a.to_string()), "p": presence, "r": reason }),
+    )
+    .await
+}
+
+/// Puts `agent` on an inbound call (offered, ringing, answered: a few seconds ago).
+fn on_call_events(f: &Fixture, call: &str, agent: Uuid) -> Vec<Value> {
+    let now = Utc::now();
+    let offered = with(
+        ev(call, "OFFERED", now - TimeDelta::seconds(20)),
+        "direction",
+        "INBOUND",
+    );
+    let offered = with(offered, "campaignId", f.inbound.to_string());
+    let offered = with(offered, "customerNumber", "+447700900123");
+    vec![
+        offered,
+        with(
+            ev(call, "RINGING", now - TimeDelta::seconds(15)),
+            "agentId",
+            agent.to_string(),
+        ),
+        with(
+            ev(call, "ANSWERED", now - TimeDelta::seconds(10)),
+            "agentId",
+            agent.to_string(),
+        ),
+    ]
+}
+
+#[derive(diesel::QueryableByName)]
+struct Interval {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    state: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    reason: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    open: bool,
+}
+
+async fn presence_log(app: &TestApp, agent: Uuid) -> Vec<(String, Option<String>, bool)> {
+    let mut conn = db::conn(&app.state.db).await.unwrap();
+    let rows: Vec<Interval> = diesel::sql_query(
+        "SELECT state, reason, ended_at IS NULL AS open FROM agent_state_log
+         WHERE agent_id = $1 AND axis = 'PRESENCE' ORDER BY started_at, id",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(agent)
+    .load(&mut conn)
+    .await
+    .unwrap();
+    rows.into_iter().map(|r| (r.state, r.reason, r.open)).collect()
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+async fn audit_count(app: &TestApp, action: &str) -> i64 {
+    let mut conn = db::conn(&app.state.db).await.unwrap();
+    let row: Count = diesel::sql_query("SELECT count(*) AS n FROM audit_log WHERE action = $1")
+        .bind::<diesel::sql_types::Text, _>(action)
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    row.n
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_states_snapshot_then_deltas_presence_rules_and_masking() {
+    let app = TestApp::spawn().await;
+    assert_eq!(app.state.bus.stats().mode, "in-process");
+    let f = fixture(&app, "rtstates").await;
+    let (a0, a1, a2) = (f.agents[0], f.agents[1], f.agents[2]);
+    let viewer = app.token(&f.org, Role::Viewer).await;
+    let agent = app.token(&f.org, Role::Agent).await;
+    let supervisor = app.token(&f.org, Role::Supervisor).await;
+
+    let filter = json!({ "f": { "agentIds": [a0.to_string(), a1.to_string()] } });
+    let mut wall = subscribe(&app, &viewer, AGENT_STATES, filter.clone()).await;
+    let mut boss = subscribe(&app, &supervisor, AGENT_STATES, filter).await;
+    let snapshot = expect_data(&mut wall, "agentStates").await;
+    assert_eq!(snapshot["kind"], "SNAPSHOT");
+    assert_eq!(snapshot["resync"], false);
+    assert_eq!(snapshot["agents"].as_array().unwrap().len(), 2, "{snapshot}");
+    assert_eq!(member(&snapshot, a0)["presence"], "AVAILABLE");
+    assert_eq!(member(&snapshot, a0)["routingState"], "IDLE");
+    expect_data(&mut boss, "agentStates").await;
+
+    // The organization defines BREAK reasons: a BREAK then needs one of them.
+    app.gql(Some(&f.admin), UPSERT_CODE, json!({ "c": "COFFEE", "p": "BREAK" }))
+        .await
+        .ok();
+    let refused = app
+        .gql(Some(&f.admin), UPSERT_CODE, json!({ "c": "GONE", "p": "OFFLINE" }))
+        .await;
+    assert_eq!(refused.error_code(), Some("BAD_USER_INPUT"));
+    for reason in [None, Some("NOPE")] {
+        let response = set_presence(&app, &agent, None, "BREAK", reason).await;
+        assert_eq!(
+            response.error_code(),
+            Some("BAD_USER_INPUT"),
+            "{reason:?}: {}",
+            response.body
+        );
+    }
+    let response = set_presence(&app, &agent, None, "AVAILABLE", Some("COFFEE")).await;
+    assert_eq!(
+        response.error_code(),
+        Some("BAD_USER_INPUT"),
+        "AVAILABLE takes no reason"
+    );
+
+    // An AGENT sets their own presence: a delta reaches every subscriber.
+    let set = set_presence(&app, &agent, None, "BREAK", Some("COFFEE")).await;
+    assert_eq!(set.ok()["setAgentPresence"]["presence"], "BREAK");
+    let delta = expect_data(&mut wall, "agentStates").await;
+    assert_eq!(delta["kind"], "DELTA");
+    assert_eq!(delta["agents"].as_array().unwrap().len(), 1);
+    assert_eq!(member(&delta, a0)["presence"], "BREAK");
+    assert_eq!(member(&delta, a0)["presenceReason"], "COFFEE");
+    expect_data(&mut boss, "agentStates").await;
+
+    // The same state again is a no-op: no delta, no log entry.
+    set_presence(&app, &agent, None, "BREAK", Some("COFFEE")).await.ok();
+    assert!(next_data(&mut wall, "agentStates", Duration::from_millis(700))
+        .await
+        .is_none());
+
+    // Another agent's presence: FORBIDDEN for an AGENT, forced (and audited) by a SUPERVISOR.
+    let response = set_presence(&app, &agent, Some(a1), "AVAILABLE", None).await;
+    assert_eq!(response.error_code(), Some("FORBIDDEN"));
+    let response = set_presence(&app, &viewer, None, "AVAILABLE", None).await;
+    assert_eq!(response.error_code(), Some("FORBIDDEN"), "VIEWER cannot set presence");
+    set_presence(&app, &supervisor, Some(a1), "LUNCH", None).await.ok();
+    assert_eq!(audit_count(&app, "agent.presence_forced").await, 1);
+    assert_eq!(audit_count(&app, "agent.presence").await, 1);
+    let delta = expect_data(&mut wall, "agentStates").await;
+    assert_eq!(member(&delta, a1)["presence"], "LUNCH");
+    expect_data(&mut boss, "agentStates").await;
+
+    // An agent outside the filter changes: nothing is sent.
+    set_presence(&app, &supervisor, Some(a2), "AWAY", None).await.ok();
+    assert!(next_data(&mut wall, "agentStates", Duration::from_millis(700))
+        .await
+        .is_none());
+
+    // Back to AVAILABLE: the BREAK interval is closed, AVAILABLE is open.
+    set_presence(&app, &agent, None, "AVAILABLE", None).await.ok();
+    expect_data(&mut wall, "agentStates").await;
+    expect_data(&mut boss, "agentStates").await;
+    assert_eq!(
+        presence_log(&app, a0).await,
+        vec![
+            ("BREAK".to_owned(), Some("COFFEE".to_owned()), false),
+            ("AVAILABLE".to_owned(), None, true),
+        ]
+    );
+
+    // A call: the routing state and the current call; the number is masked below SUPERVISOR.
+    record(&app, &f.admin, &on_call_events(&f, "CA-RT-1", a0)).await.ok();
+    let seen = until(&mut wall, "agentStates", Duration::from_secs(10), |d| {
+        member(d, a0)["routingState"] == "ON_CALL"
+    })
+    .await;
+    let call = &member(&seen, a0)["currentCall"];
+    assert_eq!(call["externalId"], "CA-RT-1");
+    assert_eq!(call["direction"], "INBOUND");
+    assert_eq!(call["customerNumber"], "+44******0123");
+    let seen = until(&mut boss, "agentStates", Duration::from_secs(10), |d| {
+        member(d, a0)["routingState"] == "ON_CALL"
+    })
+    .await;
+    assert_eq!(member(&seen, a0)["currentCall"]["customerNumber"], "+447700900123");
+
+    // OFFLINE is refused during a call, even when forced.
+    for (token, target) in [(&agent, None), (&supervisor, Some(a0))] {
+        let response = set_presence(&app, token, target, "OFFLINE", None).await;
+        assert_eq!(response.error_code(), Some("BAD_USER_INPUT"), "{}", response.body);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lagging_subscriber_gets_a_resync_snapshot() {
+    // One update buffered per subscriber: a batch moving three agents at once overruns it.
+    let app = TestApp::spawn_with(|s| s.live_updates_buffer = 1).await;
+    let f = fixture(&app, "rtlag").await;
+    let viewer = app.token(&f.org, Role::Viewer).await;
+    let mut wall = subscribe(&app, &viewer, AGENT_STATES, json!({})).await;
+    let snapshot = expect_data(&mut wall, "agentStates").await;
+    assert_eq!(snapshot["agents"].as_array().unwrap().len(), 3);
+    let mut resynced = None;
+    for round in 0..5 {
+        let events: Vec<Value> = f
+            .agents
+            .iter()
+            .enumerate()
+            .flat_map(|(i, a)| on_call_events(&f, &format!("CA-LAG-{round}-{i}"), *a))
+            .collect();
+        record(&app, &f.admin, &events).await.ok();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        while let Some(update) = next_data(
+            &mut wall,
+            "agentStates",
+            deadline.saturating_duration_since(tokio::time::Instant::now()),
+        )
+        .await
+        {
+            if update["resync"] == true {
+                resynced = Some(update);
+                break;
+            }
+        }
+        if resynced.is_some() {
+            break;
+        }
+        // The subscriber kept up this time; end the calls and try again.
+        let now = Utc::now();
+        let ends: Vec<Value> = (0..3)
+            .flat_map(|i| {
+                let call = format!("CA-LAG-{round}-{i}");
+                [ev(&call, "ENDED", now), ev(&call, "WRAP_UP_ENDED", now)]
+            })
+            .collect();
+        record(&app, &f.admin, &ends).await.ok();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        while next_data(&mut wall, "agentStates", Duration::from_millis(300))
+            .await
+            .is_some()
+        {}
+    }
+    let resync = resynced.expect("the lagging subscriber was never resynced");
+    assert_eq!(resync["kind"], "SNAPSHOT");
+    assert_eq!(
+        resync["agents"].as_array().unwrap().len(),
+        3,
+        "a resync is a full snapshot"
+    );
+}
+
+/// A redis-server owned by one test, on a spare port.
+struct OwnedRedis {
+    port: u16,
+    child: Child,
+}
+
+impl OwnedRedis {
+    fn spare_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    async fn start(port: u16) -> Self {
+        let mut child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Self { port, child };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("redis-server did not start on port {port}");
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Pub/sub subscriber connections (pattern or channel) the server holds.
+    async fn subscriber_connections(&self) -> usize {
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let list: String = redis::cmd("CLIENT").arg("LIST").query_async(&mut conn).await.unwrap();
+        list.lines()
+            .filter(|line| {
+                line.split(' ')
+                    .any(|kv| matches!(kv.split_once('='), Some(("psub" | "sub", n)) if n != "0"))
+            })
+            .count()
+    }
+}
+
+impl Drop for OwnedRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_outage_keeps_mutations_working_and_resyncs_subscribers() {
+    let port = OwnedRedis::spare_port();
+    let mut redis = OwnedRedis::start(port).await;
+    let url = redis.url();
+    let app = TestApp::spawn_with(|s| s.redis_url = Some(url)).await;
+    wait_for("the bus to subscribe", || app.state.bus.stats().connected).await;
+    let f = fixture(&app, "rtoutage").await;
+    let (a0, a1) = (f.agents[0], f.agents[1]);
+    let viewer = app.token(&f.org, Role::Viewer).await;
+    let agent = app.token(&f.org, Role::Agent).await;
+    let supervisor = app.token(&f.org, Role::Supervisor).await;
+
+    let mut wall = subscribe(&app, &viewer, AGENT_STATES, json!({})).await;
+    expect_data(&mut wall, "agentStates").await;
+    // Many subscriptions, one subscriber connection.
+    let mut others = Vec::new();
+    for _ in 0..3 {
+        let mut ws = subscribe(&app, &viewer, AGENT_STATES, json!({})).await;
+        expect_data(&mut ws, "agentStates").await;
+        others.push(ws);
+    }
+    assert_eq!(redis.subscriber_connections().await, 1);
+
+    set_presence(&app, &agent, None, "BREAK", None).await.ok();
+    let delta = until(&mut wall, "agentStates", Duration::from_secs(5), |d| {
+        d["kind"] == "DELTA"
+    })
+    .await;
+    assert_eq!(member(&delta, a0)["presence"], "BREAK");
+
+    redis.kill();
+    wait_for("the bus to notice", || !app.state.bus.stats().connected).await;
+    // Mutations keep working; readiness says degraded.
+    set_presence(&app, &agent, None, "LUNCH", None).await.ok();
+    set_presence(&app, &supervisor, Some(a1), "MEETING", None).await.ok();
+    let ready: Value = app
+        .http
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["status"], "degraded", "{ready}");
+
+    let _redis = OwnedRedis::start(port).await;
+    let resync = until(&mut wall, "agentStates", Duration::from_secs(20), |d| {
+        d["resync"] == true
+    })
+    .await;
+    assert_eq!(resync["kind"], "SNAPSHOT");
+    assert_eq!(member(&resync, a0)["presence"], "LUNCH");
+    assert_eq!(member(&resync, a1)["presence"], "MEETING");
+    assert!(app.state.bus.stats().reconnects >= 1);
+    let ready: Value = app
+        .http
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["status"], "ready", "{ready}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_through_one_instance_reaches_a_subscriber_of_another() {
+    let a = TestApp::spawn_with(|s| s.redis_url = Some(common::REDIS_URL.into())).await;
+    let b = a.spawn_peer(|s| s.redis_url = Some(common::REDIS_URL.into())).await;
+    wait_for("instance A's bus", || a.state.bus.stats().connected).await;
+    wait_for("instance B's bus", || b.state.bus.stats().connected).await;
+    let f = fixture(&a, "rttwo").await;
+    let viewer = a.token(&f.org, Role::Viewer).await;
+    let agent = a.token(&f.org, Role::Agent).await;
+    let mut on_b = subscribe(&b, &viewer, AGENT_STATES, json!({})).await;
+    expect_data(&mut on_b, "agentStates").await;
+    let mut on_a = subscribe(&a, &viewer, AGENT_STATES, json!({})).await;
+    expect_data(&mut on_a, "agentStates").await;
+
+    set_presence(&a, &agent, None, "TRAINING", None).await.ok();
+    for ws in [&mut on_b, &mut on_a] {
+        let delta = until(ws, "agentStates", Duration::from_secs(5), |d| d["kind"] == "DELTA").await;
+        assert_eq!(member(&delta, f.agents[0])["presence"], "TRAINING");
+        // Delivered once: A's own event coming back from Redis is not delivered again.
+        assert!(next_data(ws, "agentStates", Duration::from_millis(500)).await.is_none());
+    }
+    assert_eq!(b.state.bus.stats().received, 1, "B heard A's one event");
+    // The subscriber connection's keep-alive PING must not be mistaken for an outage (each
+    // false reconnect resyncs every subscriber).
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(a.state.bus.stats().reconnects, 0);
+    assert_eq!(b.state.bus.stats().reconnects, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn live_kpis_are_shared_per_filter_and_pushed_on_change() {
+    let app = TestApp::spawn().await;
+    let f = fixture(&app, "rtkpi").await;
+    let viewer = app.token(&f.org, Role::Viewer).await;
+    let filter = json!({ "f": { "campaignIds": [f.inbound.to_string()] } });
+    // The same filter written differently shares the computation.
+    let same = json!({ "f": { "campaignIds": [f.inbound.to_string(), f.inbound.to_string()] } });
+    let mut one = subscribe(&app, &viewer, LIVE_KPIS, filter).await;
+    let mut two = subscribe(&app, &viewer, LIVE_KPIS, same).await;
+    let first = expect_data(&mut one, "liveKpis").await;
+    expect_data(&mut two, "liveKpis").await;
+    assert_eq!(app.state.live.len(), 1);
+    assert_eq!(first["timezone"], "Europe/London");
+    assert_eq!(first["callsWaiting"], 0);
+    assert_eq!(first["today"]["offered"], 0);
+    assert_eq!(first["today"]["serviceLevel"], Value::Null);
+    let available: i64 = first["agentsByPresence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["state"] == "AVAILABLE")
+        .map(|c| c["count"].as_i64().unwrap())
+        .sum();
+    assert_eq!(available, 3);
+
+    // A waiting inbound call: both subscribers see it.
+    let offered = with(
+        ev("CA-KPI-1", "OFFERED", Utc::now() - TimeDelta::seconds(30)),
+        "direction",
+        "INBOUND",
+    );
+    record(&app, &f.admin, &[with(offered, "campaignId", f.inbound.to_string())])
+        .await
+        .ok();
+    for ws in [&mut one, &mut two] {
+        let tiles = expect_data(ws, "liveKpis").await;
+        assert_eq!(tiles["callsWaiting"], 1, "{tiles}");
+        // The registry counts a call as offered once it is answered or abandoned.
+        assert_eq!(tiles["today"]["offered"], 0);
+        assert!(tiles["longestCurrentWait"].as_f64().unwrap() >= 29.0);
+    }
+    // The caller hangs up: an abandon, nobody waiting.
+    record(&app, &f.admin, &[ev("CA-KPI-1", "ENDED", Utc::now())])
+        .await
+        .ok();
+    for ws in [&mut one, &mut two] {
+        let tiles = expect_data(ws, "liveKpis").await;
+        assert_eq!(tiles["callsWaiting"], 0, "{tiles}");
+        assert_eq!(tiles["today"]["offered"], 1);
+        assert_eq!(tiles["today"]["abandoned"], 1);
+        assert_eq!(tiles["last15Minutes"]["offered"], 1);
+        assert_eq!(tiles["oldestWaitingSince"], Value::Null);
+    }
+    // An outbound call is outside the filter: nothing is pushed.
+    let out = with(ev("CA-KPI-2", "OFFERED", Utc::now()), "direction", "OUTBOUND");
+    record(&app, &f.admin, &[with(out, "campaignId", f.outbound.to_string())])
+        .await
+        .ok();
+    assert!(next_data(&mut one, "liveKpis", Duration::from_millis(1_500))
+        .await
+        .is_none());
+
+    // The computation ends with its last subscriber.
+    drop(one);
+    drop(two);
+    wait_for("the shared computation to stop", || app.state.live.is_empty()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn interaction_events_are_for_supervisors_and_filtered() {
+    let app = TestApp::spawn().await;
+    let f = fixture(&app, "rtcalls").await;
+    let agent = app.token(&f.org, Role::Agent).await;
+    let supervisor = app.token(&f.org, Role::Supervisor).await;
+    let mut refused = subscribe(&app, &agent, INTERACTION_EVENTS, json!({})).await;
+    match refused.next(Duration::from_secs(5)).await {
+        WsEvent::Json(message) => {
+            let errors = if message["type"] == "error" {
+                message["payload"].clone()
+            } else {
+                message["payload"]["errors"].clone()
+            };
+            assert_eq!(errors[0]["extensions"]["code"], "FORBIDDEN", "{message}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let mut ws = subscribe(
+        &app,
+        &supervisor,
+        INTERACTION_EVENTS,
+        json!({ "f": { "campaignIds": [f.inbound.to_string()] } }),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let out = with(ev("CA-IE-OUT", "OFFERED", Utc::now()), "direction", "OUTBOUND");
+    let inbound = with(ev("CA-IE-IN", "OFFERED", Utc::now()), "direction", "INBOUND");
+    record(
+        &app,
+        &f.admin,
+        &[
+            with(out, "campaignId", f.outbound.to_string()),
+            with(inbound, "campaignId", f.inbound.to_string()),
+        ],
+    )
+    .await
+    .ok();
+    let message = expect_data(&mut ws, "interactionEvents").await;
+    assert_eq!(message["resync"], false);
+    assert!(message["sequence"].as_u64().unwrap() >= 1);
+    let calls = message["interactions"].as_array().unwrap();
+    assert_eq!(calls.len(), 1, "{message}");
+    assert_eq!(calls[0]["externalId"], "CA-IE-IN");
+    assert_eq!(calls[0]["outcome"], "IN_PROGRESS");
+    assert_eq!(calls[0]["direction"], "INBOUND");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn subscription_guards_follow_the_roles() {
+    let app = TestApp::spawn().await;
+    let f = fixture(&app, "rtguards").await;
+    let cases = [
+        ("agentStates", AGENT_STATES, Role::Viewer),
+        ("liveKpis", LIVE_KPIS, Role::Viewer),
+        ("interactionEvents", INTERACTION_EVENTS, Role::Supervisor),
+        (
+            "complianceAlerts",
+            "subscription { complianceAlerts { campaignId level } }",
+            Role::Supervisor,
+        ),
+    ];
+    let mut tokens = Vec::new();
+    for role in Role::ALL {
+        tokens.push((role, app.token(&f.org, role).await));
+    }
+    for (field, query, lowest) in cases {
+        for (role, token) in &tokens {
+            let role = *role;
+            let mut ws = subscribe(&app, token, query, json!({})).await;
+            let outcome = ws.next(Duration::from_millis(1_500)).await;
+            let refused = match &outcome {
+                WsEvent::Json(m) if m["type"] == "error" => Some(m["payload"][0]["extensions"]["code"].clone()),
+                WsEvent::Json(m) if m["payload"].get("errors").is_some() => {
+                    Some(m["payload"]["errors"][0]["extensions"]["code"].clone())
+                }
+                _ => None,
+            };
+            if role >= lowest {
+                assert!(refused.is_none(), "{field} as {role}: {outcome:?}");
+            } else {
+                assert_eq!(refused, Some(json!("FORBIDDEN")), "{field} as {role}: {outcome:?}");
+            }
+        }
+    }
+}
+
+/// Outbound calls of the fixture's outbound campaign, a minute ago: answered by a
+/// person and an agent (live), or a person and no agent (a drop).
+fn outbound_calls(f: &Fixture, prefix: &str, live: usize, drops: usize) -> Vec<Value> {
+    let now = Utc::now();
+    let mut events = Vec::new();
+    for n in 0..live + drops {
+        let call = format!("{prefix}-{n}");
+        let offered = with(
+            ev(&call, "OFFERED", now - TimeDelta::seconds(60)),
+            "direction",
+            "OUTBOUND",
+        );
+        events.push(with(offered, "campaignId", f.outbound.to_string()));
+        if n < live {
+            let answered = with(
+                ev(&call, "ANSWERED", now - TimeDelta::seconds(50)),
+                "answeredBy",
+                "HUMAN",
+            );
+            events.push(with(answered, "agentId", f.agents[n % 3].to_string()));
+            events.push(ev(&call, "ENDED", now - TimeDelta::seconds(40)));
+        } else {
+            events.push(with(
+                ev(&call, "ENDED", now - TimeDelta::seconds(55)),
+                "answeredBy",
+                "HUMAN",
+            ));
+        }
+    }
+    events
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compliance_alerts_are_edge_triggered() {
+    let app = TestApp::spawn().await;
+    let f = fixture(&app, "rtcompliance").await;
+    let supervisor = app.token(&f.org, Role::Supervisor).await;
+    // 50 live calls and one drop: about 2 %, below 80 % of the 3 % limit.
+    record(&app, &f.admin, &outbound_calls(&f, "CA-LIVE", 50, 1)).await.ok();
+    let query = "subscription($c: [ID!]) { complianceAlerts(campaignIds: $c) {
+        campaignId window level previousLevel rate limit } }";
+    let mut ws = subscribe(&app, &supervisor, query, json!({ "c": [f.outbound.to_string()] })).await;
+    assert!(
+        next_data(&mut ws, "complianceAlerts", Duration::from_millis(1_500))
+            .await
+            .is_none(),
+        "no alert while OK"
+    );
+    // Two more drops: over the limit in both windows — one alert per window.
+    record(&app, &f.admin, &outbound_calls(&f, "CA-DROP", 0, 2)).await.ok();
+    let mut windows = Vec::new();
+    for _ in 0..2 {
+        let alert = expect_data(&mut ws, "complianceAlerts").await;
+        assert_eq!(alert["campaignId"], f.outbound.to_string());
+        assert_eq!(alert["level"], "BREACH", "{alert}");
+        assert_eq!(alert["previousLevel"], "OK", "{alert}");
+        assert_eq!(alert["limit"], 3.0);
+        assert!(alert["rate"].as_f64().unwrap() > 3.0, "{alert}");
+        windows.push(alert["window"].as_str().unwrap().to_owned());
+    }
+    windows.sort();
+    assert_eq!(windows, ["UK_24H", "US_30D"]);
+    // Still in breach after another call: no new alert (edge-triggered).
+    record(&app, &f.admin, &outbound_calls(&f, "CA-MORE", 1, 0)).await.ok();
+    assert!(next_data(&mut ws, "complianceAlerts", Duration::from_secs(3))
+        .await
+        .is_none());
+}
