@@ -10,7 +10,7 @@
 use chrono::{DateTime, SubsecRound, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::Text;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, TransactionManager};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::auth::Role;
 use crate::db::models::{AuditRow, NewAuditRow};
 use crate::db::schema::audit_log;
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 
 /// Who did it.
 #[derive(Debug, Clone, Copy)]
@@ -88,6 +88,16 @@ fn chain_key(organization_id: Option<Uuid>) -> String {
 
 /// Appends one record to its organization's chain, in the caller's transaction.
 pub async fn record(conn: &mut AsyncPgConnection, event: AuditEvent) -> AppResult<()> {
+    // The chain's advisory lock lasts as long as the transaction: outside one it would be
+    // released at once and two concurrent writers could take the same sequence number.
+    let depth = <AsyncPgConnection as AsyncConnection>::TransactionManager::transaction_manager_status_mut(conn)
+        .transaction_depth()
+        .map_err(|e| AppError::Internal(format!("audit: transaction state: {e}")))?;
+    if depth.is_none() {
+        return Err(AppError::Internal(
+            "audit::record called outside a transaction".to_owned(),
+        ));
+    }
     let _: Locked = diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0)) IS NOT NULL AS locked")
         .bind::<Text, _>(chain_key(event.organization_id))
         .get_result(conn)

@@ -136,4 +136,22 @@ async fn super_admin_crosses_tenants_only_explicitly_and_is_audited() {
     assert_eq!(crossings.len(), 2, "one audit record per field that crossed");
     assert_eq!(crossings[0].actor_user_id, Some(a.user(Role::SuperAdmin).id));
     assert_eq!(crossings[0].details["homeOrganizationId"], a.id.to_string());
+
+    // Root fields resolve concurrently: twelve crossings in one request append twelve records
+    // to one chain at once, and the chain stays whole (the chain lock lives in a transaction).
+    let fields: String = (0..12)
+        .map(|i| format!("o{i}: organization(orgId: $o) {{ slug }} "))
+        .collect();
+    let many = app
+        .gql(
+            Some(&root),
+            &format!("query($o: ID) {{ {fields} }}"),
+            json!({ "o": b.id }),
+        )
+        .await;
+    assert_eq!(many.ok()["o11"]["slug"], "bravo");
+    let report = omnivox::audit::verify_chain(&mut conn, Some(b.id)).await.unwrap();
+    assert_eq!(report.first_broken_seq, None, "{report:?}");
+    let chain = omnivox::audit::recent(&mut conn, Some(b.id), 50).await.unwrap();
+    assert_eq!(chain.iter().filter(|r| r.action == "tenant.cross_access").count(), 14);
 }

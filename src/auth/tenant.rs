@@ -6,6 +6,7 @@
 //! found the organization themselves). Another tenant's id answers NOT_FOUND, never FORBIDDEN,
 //! so ids of other organizations cannot be probed.
 
+use diesel_async::AsyncConnection;
 use uuid::Uuid;
 
 use crate::audit::{self, Actor, AuditEvent};
@@ -71,7 +72,9 @@ pub async fn resolve(
     .target("organization", org_id)
     .details(serde_json::json!({ "homeOrganizationId": principal.org_id }))
     .request_id(request_id);
-    audit::record(&mut conn, event).await?;
+    // In a transaction: the chain's advisory lock is transaction-scoped, and the root fields of
+    // one request resolve concurrently (two cross-tenant fields = two records at once).
+    conn.transaction(async |conn| audit::record(conn, event).await).await?;
     Ok(Tenant { org_id })
 }
 
