@@ -734,3 +734,49 @@ async fn compliance_alerts_are_edge_triggered() {
         .await
         .is_none());
 }
+
+/// A team-filtered subscriber is told to drop an agent who moved to another team (the move
+/// itself is written directly here: the agent is re-read on its next event).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_leaving_the_filtered_teams_is_removed_from_the_view() {
+    use diesel_async::SimpleAsyncConnection;
+    let app = TestApp::spawn().await;
+    let f = fixture(&app, "rtteams").await;
+    let (a1, a2) = (f.agents[1], f.agents[2]);
+    let (blue, red) = (Uuid::new_v4(), Uuid::new_v4());
+    let org = f.org.id;
+    let mut conn = db::conn(&app.state.db).await.unwrap();
+    conn.batch_execute(&format!(
+        "INSERT INTO teams (id, organization_id, name) VALUES ('{blue}', '{org}', 'Blue'), ('{red}', '{org}', 'Red');
+         UPDATE agents SET team_id = '{blue}' WHERE id IN ('{a1}', '{a2}');"
+    ))
+    .await
+    .unwrap();
+    let viewer = app.token(&f.org, Role::Viewer).await;
+    let supervisor = app.token(&f.org, Role::Supervisor).await;
+    let mut wall = subscribe(
+        &app,
+        &viewer,
+        AGENT_STATES,
+        json!({ "f": { "teamIds": [blue.to_string()] } }),
+    )
+    .await;
+    let snapshot = expect_data(&mut wall, "agentStates").await;
+    assert_eq!(snapshot["agents"].as_array().unwrap().len(), 2, "{snapshot}");
+
+    conn.batch_execute(&format!("UPDATE agents SET team_id = '{red}' WHERE id = '{a1}'"))
+        .await
+        .unwrap();
+    set_presence(&app, &supervisor, Some(a1), "OFFLINE", None).await.ok();
+    let delta = expect_data(&mut wall, "agentStates").await;
+    assert_eq!(delta["kind"], "DELTA");
+    assert_eq!(delta["removedAgentIds"], json!([a1.to_string()]), "{delta}");
+    assert_eq!(delta["agents"], json!([]));
+
+    // Its later changes are not sent; the other Blue agent's are.
+    set_presence(&app, &supervisor, Some(a1), "AVAILABLE", None).await.ok();
+    set_presence(&app, &supervisor, Some(a2), "OFFLINE", None).await.ok();
+    let delta = expect_data(&mut wall, "agentStates").await;
+    assert_eq!(delta["agents"].as_array().unwrap().len(), 1, "{delta}");
+    assert_eq!(member(&delta, a2)["presence"], "OFFLINE");
+}

@@ -223,6 +223,15 @@ impl AgentMatcher {
                 .is_none_or(|ids| agent.team_id.is_some_and(|t| ids.contains(&t)))
     }
 
+    /// An agent this subscriber showed (its previous team matched) that no longer matches
+    /// because it moved to another team: the subscriber must drop it.
+    fn left_teams(&self, agent: &LiveAgentRow, previous_team: Option<Uuid>) -> bool {
+        let Some(teams) = &self.teams else { return false };
+        self.agents.as_ref().is_none_or(|ids| ids.contains(&agent.id))
+            && previous_team.is_some_and(|t| teams.contains(&t))
+            && !agent.team_id.is_some_and(|t| teams.contains(&t))
+    }
+
     fn snapshot(&self, agents: &[Arc<LiveAgentRow>], resync: bool) -> AgentStatesUpdate {
         AgentStatesUpdate {
             kind: AgentStatesKind::Snapshot,
@@ -615,12 +624,15 @@ impl RealtimeSubscription {
                 let mut closed = false;
                 for item in pending {
                     match item {
-                        Ok(BoardUpdate::Changed { version: v, agent }) if v > version => {
+                        Ok(BoardUpdate::Changed { version: v, agent, previous_team }) if v > version => {
                             version = v;
                             if matcher.matches(&agent) {
                                 changed.retain(|a| a.id != agent.id);
                                 removed.retain(|id| *id != agent.id);
                                 changed.push(agent);
+                            } else if matcher.left_teams(&agent, previous_team) {
+                                changed.retain(|a| a.id != agent.id);
+                                removed.push(agent.id);
                             }
                         }
                         Ok(BoardUpdate::Removed { version: v, agent_id }) if v > version => {

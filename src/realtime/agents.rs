@@ -35,8 +35,14 @@ pub type LiveAgent = Arc<LiveAgentRow>;
 /// What a board broadcasts.
 #[derive(Debug, Clone)]
 pub enum BoardUpdate {
-    /// One agent changed (or appeared).
-    Changed { version: u64, agent: LiveAgent },
+    /// One agent changed (or appeared). `previous_team` is the team it had on the board
+    /// before (`None` for a new agent or no team), so a team-filtered subscriber can tell that
+    /// the agent left its teams.
+    Changed {
+        version: u64,
+        agent: LiveAgent,
+        previous_team: Option<Uuid>,
+    },
     /// An agent left the board (deactivated).
     Removed { version: u64, agent_id: Uuid },
     /// The whole board was re-read after a possible gap.
@@ -117,10 +123,11 @@ impl Board {
                 }
                 state.version += 1;
                 let agent = Arc::new(row);
-                state.agents.insert(agent.id, agent.clone());
+                let previous_team = state.agents.insert(agent.id, agent.clone()).and_then(|old| old.team_id);
                 updates.push(BoardUpdate::Changed {
                     version: state.version,
                     agent,
+                    previous_team,
                 });
             }
             for gone in asked.difference(&found) {
