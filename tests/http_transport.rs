@@ -529,6 +529,15 @@ async fn a_body_over_the_limit_is_413() {
             .find(|(name, _)| name == "x-request-id")
             .map(|(_, v)| v.as_str());
         assert_eq!(request_id, Some("big-body"), "chunked: {chunked}");
+        let content_type = headers
+            .iter()
+            .find(|(name, _)| name == "content-type")
+            .map(|(_, v)| v.as_str());
+        assert_eq!(
+            content_type,
+            Some("application/graphql-response+json"),
+            "a GraphQL error body, chunked: {chunked}"
+        );
     }
     // The server is fine afterwards.
     let raw = post_query(&app, GRAPHQL_RESPONSE_JSON, "{ __typename }", None).await;

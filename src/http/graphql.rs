@@ -14,6 +14,7 @@ use async_graphql::http::GraphiQLSource;
 use async_graphql::parser::types::OperationType;
 use async_graphql::ErrorExtensions;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -142,13 +143,30 @@ async fn execute(
 }
 
 /// `POST /graphql`: a JSON body `{query, variables?, operationName?, extensions?}`.
-pub async fn post(State(state): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn post(State(state): State<HttpState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     let Some(media) = negotiate(&headers) else {
         return error_response(
             StatusCode::NOT_ACCEPTABLE,
             MediaType::Json,
             &AppError::bad_input(format!("accept {GRAPHQL_RESPONSE_JSON} or {APPLICATION_JSON}")),
         );
+    };
+    // The body limit (or a body that could not be read) answers as a GraphQL error too, so
+    // clients parse one error shape whatever went wrong.
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            let status = rejection.status();
+            let error = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                AppError::bad_input(format!(
+                    "the request body is larger than {} bytes",
+                    state.app.settings.max_body_bytes
+                ))
+            } else {
+                AppError::bad_input("the request body could not be read")
+            };
+            return error_response(status, media, &error);
+        }
     };
     let content_type = headers
         .get(header::CONTENT_TYPE)
