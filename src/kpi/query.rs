@@ -356,7 +356,6 @@ fn raw_counter_columns(mask: CounterMask) -> String {
     counter_select(mask, |i, _| exprs[i].clone())
 }
 
-/// The rollup level that answers a scope with the fewest rows.
 /// [`ALL_KEY`] as an SQL literal. Conditions on `campaign_key = ALL` spell it out rather than
 /// bind it, so the planner can always match the partial covering index of the agent and
 /// organization levels (migration 9), in generic plans of prepared statements too.
@@ -366,12 +365,13 @@ macro_rules! all_key_sql {
     };
 }
 
+/// The rollup level of a summary over `scope` ($5 campaign filter, $6 agent filter, $8 ALL).
 fn level_condition(scope: &Scope) -> &'static str {
-    match (&scope.agent_ids, &scope.campaign_ids) {
-        (Some(_), Some(_)) => "k.agent_key = ANY($6) AND k.campaign_key = ANY($5)",
-        (Some(_), None) => concat!("k.agent_key = ANY($6) AND k.campaign_key = ", all_key_sql!()),
-        (None, Some(_)) => "k.agent_key = $8 AND k.campaign_key = ANY($5)",
-        (None, None) => concat!("k.agent_key = $8 AND k.campaign_key = ", all_key_sql!()),
+    match CallLevel::answering(scope.agent_ids.is_some(), scope.campaign_ids.is_some()) {
+        CallLevel::Cells => "k.agent_key = ANY($6) AND k.campaign_key = ANY($5)",
+        CallLevel::Agents => concat!("k.agent_key = ANY($6) AND k.campaign_key = ", all_key_sql!()),
+        CallLevel::Campaigns => "k.agent_key = $8 AND k.campaign_key = ANY($5)",
+        CallLevel::Organization => concat!("k.agent_key = $8 AND k.campaign_key = ", all_key_sql!()),
     }
 }
 
@@ -650,8 +650,9 @@ pub struct RollupRange<'a> {
     pub excluded_hours: &'a [DateTime<Utc>],
 }
 
+/// The level of `kpi_hourly` (and `kpi_hourly_disposition`) a read uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum GroupedLevel {
+enum CallLevel {
     /// (campaign, agent) cells.
     Cells,
     /// (ALL, agent).
@@ -662,20 +663,25 @@ enum GroupedLevel {
     Organization,
 }
 
-impl GroupedQuery<'_> {
-    fn call_level(&self) -> GroupedLevel {
-        let by_campaign = self.group.campaign || self.scope.campaign_ids.is_some();
-        if self.group.agent || self.scope.agent_ids.is_some() {
-            if by_campaign {
-                GroupedLevel::Cells
-            } else {
-                GroupedLevel::Agents
-            }
-        } else if self.group.campaign || self.scope.campaign_ids.is_some() {
-            GroupedLevel::Campaigns
-        } else {
-            GroupedLevel::Organization
+impl CallLevel {
+    /// The level with the fewest rows for a read that filters or groups by agent and/or by
+    /// campaign: the one place that decides it, for summaries and grouped reads alike.
+    fn answering(by_agent: bool, by_campaign: bool) -> CallLevel {
+        match (by_agent, by_campaign) {
+            (true, true) => CallLevel::Cells,
+            (true, false) => CallLevel::Agents,
+            (false, true) => CallLevel::Campaigns,
+            (false, false) => CallLevel::Organization,
         }
+    }
+}
+
+impl GroupedQuery<'_> {
+    fn call_level(&self) -> CallLevel {
+        CallLevel::answering(
+            self.group.agent || self.scope.agent_ids.is_some(),
+            self.group.campaign || self.scope.campaign_ids.is_some(),
+        )
     }
 
     fn agent_level_keys(&self) -> Vec<Uuid> {
@@ -685,26 +691,26 @@ impl GroupedQuery<'_> {
     /// The keys bound as `$5` of a grouped call rollup read.
     fn call_level_keys(&self) -> Vec<Uuid> {
         match self.call_level() {
-            GroupedLevel::Cells | GroupedLevel::Agents => self.agent_level_keys(),
-            GroupedLevel::Campaigns => self
+            CallLevel::Cells | CallLevel::Agents => self.agent_level_keys(),
+            CallLevel::Campaigns => self
                 .scope
                 .campaign_ids
                 .clone()
                 .unwrap_or_else(|| self.campaign_keys.to_vec()),
-            GroupedLevel::Organization => Vec::new(),
+            CallLevel::Organization => Vec::new(),
         }
     }
 }
 
 /// The level condition of a grouped call rollup read ($5 level keys, $6 campaign filter, $10 ALL).
-fn grouped_level_condition(level: GroupedLevel) -> &'static str {
+fn grouped_level_condition(level: CallLevel) -> &'static str {
     match level {
-        GroupedLevel::Cells => {
+        CallLevel::Cells => {
             "k.agent_key = ANY($5) AND k.campaign_key <> $10 AND ($6::uuid[] IS NULL OR k.campaign_key = ANY($6))"
         }
-        GroupedLevel::Agents => concat!("k.agent_key = ANY($5) AND k.campaign_key = ", all_key_sql!()),
-        GroupedLevel::Campaigns => "k.agent_key = $10 AND k.campaign_key = ANY($5)",
-        GroupedLevel::Organization => concat!("k.agent_key = $10 AND k.campaign_key = ", all_key_sql!()),
+        CallLevel::Agents => concat!("k.agent_key = ANY($5) AND k.campaign_key = ", all_key_sql!()),
+        CallLevel::Campaigns => "k.agent_key = $10 AND k.campaign_key = ANY($5)",
+        CallLevel::Organization => concat!("k.agent_key = $10 AND k.campaign_key = ", all_key_sql!()),
     }
 }
 
