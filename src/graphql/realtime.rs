@@ -839,15 +839,20 @@ impl RealtimeSubscription {
                     }
                 }
                 initial = false;
-                // Wait for an outbound call to change (or a resync), then at most one
-                // recompute per interval.
+                // Wait for a call of a watched (outbound) campaign to change (or a resync),
+                // then at most one recompute per interval.
+                let watched: Vec<Uuid> = rows.iter().map(|r| r.campaign.id).collect();
+                let watched = Some(watched);
                 loop {
                     match events.recv().await {
                         Received::Event(event) if event.organization_id == tenant.org_id() => {
-                            let outbound = event.payload.get("interactions").and_then(|v| v.as_array()).is_none_or(|calls| {
-                                calls.iter().any(|c| c.get("direction").and_then(|d| d.as_str()) != Some("INBOUND"))
+                            let relevant = event.payload.get("interactions").and_then(|v| v.as_array()).is_none_or(|calls| {
+                                calls.iter().any(|c| {
+                                    let campaign = c.get("campaignId").and_then(|v| v.as_str()).and_then(|t| t.parse().ok());
+                                    live::in_scope(&watched, campaign)
+                                })
                             });
-                            if outbound {
+                            if relevant {
                                 break;
                             }
                         }

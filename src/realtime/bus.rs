@@ -239,11 +239,6 @@ impl Bus {
         }
     }
 
-    /// Tells every local subscriber to resynchronize (used after a local overflow).
-    pub fn resync_local(&self) {
-        self.inner.resync_all();
-    }
-
     pub fn stats(&self) -> BusStats {
         let c = &self.inner.counters;
         let (mode, connected) = match self.inner.mode {
@@ -515,6 +510,13 @@ fn on_message(inner: &Inner, resync_channel: &str, message: &redis::Msg) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_topic_s_channel_index_is_its_place_in_all() {
+        for (i, topic) in Topic::ALL.iter().enumerate() {
+            assert_eq!(topic.index(), i, "{topic:?}");
+        }
+    }
 
     #[tokio::test]
     async fn in_process_sequences_are_per_organization() {

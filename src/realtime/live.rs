@@ -240,28 +240,22 @@ fn ids_in(payload: &serde_json::Value, key: &str) -> Option<Uuid> {
 /// computation; None before the first).
 fn touches(event: &Event, scope: Option<&Scope>) -> bool {
     let Some(scope) = scope else { return true };
-    let agent_in = |id: Option<Uuid>| match (&scope.agent_ids, id) {
-        (None, _) => true,
-        (Some(ids), Some(id)) => ids.contains(&id),
-        (Some(_), None) => false,
-    };
     match event.topic {
-        Topic::AgentState => agent_in(ids_in(&event.payload, "agentId")),
+        Topic::AgentState => in_scope(&scope.agent_ids, ids_in(&event.payload, "agentId")),
         Topic::Interactions => {
             let Some(calls) = event.payload.get("interactions").and_then(|v| v.as_array()) else {
                 return true;
             };
             calls.iter().any(|call| {
-                let campaign_in = match (&scope.campaign_ids, ids_in(call, "campaignId")) {
-                    (None, _) => true,
-                    (Some(ids), Some(id)) => ids.contains(&id),
-                    (Some(_), None) => false,
-                };
                 let direction_in = match (scope.direction, call.get("direction").and_then(|d| d.as_str())) {
                     (Some(d), Some(text)) => d.as_str() == text,
                     _ => true,
                 };
-                campaign_in && direction_in && agent_in_or_unassigned(scope, ids_in(call, "agentId"))
+                // Agent-scoped tiles count calls of the scope's agents only: a call without
+                // an agent does not touch them.
+                in_scope(&scope.campaign_ids, ids_in(call, "campaignId"))
+                    && direction_in
+                    && in_scope(&scope.agent_ids, ids_in(call, "agentId"))
             })
         }
         Topic::Settings => true,
@@ -269,10 +263,10 @@ fn touches(event: &Event, scope: Option<&Scope>) -> bool {
     }
 }
 
-/// Agent-scoped tiles count calls of the scope's agents only; a call without an agent does not
-/// touch them. Without an agent scope every call does.
-fn agent_in_or_unassigned(scope: &Scope, agent: Option<Uuid>) -> bool {
-    match (&scope.agent_ids, agent) {
+/// Whether an id is within an optional id filter: no filter admits everything, a filter
+/// admits only its ids (never a missing one).
+pub fn in_scope(filter: &Option<Vec<Uuid>>, id: Option<Uuid>) -> bool {
+    match (filter, id) {
         (None, _) => true,
         (Some(ids), Some(id)) => ids.contains(&id),
         (Some(_), None) => false,

@@ -40,16 +40,9 @@ impl Topic {
         Topic::Settings,
     ];
 
-    /// Position in [`Topic::ALL`]: the index of the topic's fan-out channel.
+    /// Position in [`Topic::ALL`] (declaration order): the index of the topic's fan-out channel.
     pub fn index(self) -> usize {
-        match self {
-            Topic::AgentState => 0,
-            Topic::Interactions => 1,
-            Topic::KpiInvalidation => 2,
-            Topic::ReportRuns => 3,
-            Topic::ComplianceAlerts => 4,
-            Topic::Settings => 5,
-        }
+        self as usize
     }
 }
 
