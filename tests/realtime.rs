@@ -224,11 +224,13 @@ async fn agent_states_snapshot_then_deltas_presence_rules_and_masking() {
     assert_eq!(member(&delta, a0)["presenceReason"], "COFFEE");
     expect_data(&mut boss, "agentStates").await;
 
-    // The same state again is a no-op: no delta, no log entry.
+    // The same state again is a no-op: nothing published, so no delta.
+    let mut published = app.state.bus.subscribe(omnivox::realtime::Topic::AgentState);
     set_presence(&app, &agent, None, "BREAK", Some("COFFEE")).await.ok();
     assert!(next_data(&mut wall, "agentStates", Duration::from_millis(700))
         .await
         .is_none());
+    assert!(published.try_recv().is_err(), "a no-op publishes nothing");
 
     // Another agent's presence: FORBIDDEN for an AGENT, forced (and audited) by a SUPERVISOR.
     let response = set_presence(&app, &agent, Some(a1), "AVAILABLE", None).await;
@@ -503,6 +505,7 @@ async fn a_change_through_one_instance_reaches_a_subscriber_of_another() {
         assert!(next_data(ws, "agentStates", Duration::from_millis(500)).await.is_none());
     }
     assert_eq!(b.state.bus.stats().received, 1, "B heard A's one event");
+    assert_eq!(a.state.bus.stats().received, 0, "A skipped the echo of its own event");
     // The subscriber connection's keep-alive PING must not be mistaken for an outage (each
     // false reconnect resyncs every subscriber).
     tokio::time::sleep(Duration::from_secs(6)).await;
