@@ -925,6 +925,64 @@ async fn analytics_agent_by_day_equals_per_agent_per_day_summaries() {
     assert_eq!(nine["values"][0].as_f64(), Some(expected as f64));
 }
 
+/// Over whole local days, analytics by DATE reads the daily rollups (and the hours and raw
+/// edges around them): every agent × day equals kpiSummary, which reads hours and raw facts
+/// only — in Europe/London, then in America/New_York, whose days start at 05:00 UTC (a time
+/// zone change re-keys the daily rollups in its transaction).
+#[tokio::test(flavor = "multi_thread")]
+async fn analytics_over_whole_days_equals_summaries_in_every_time_zone() {
+    let app = TestApp::spawn().await;
+    let org = app.create_org("acme").await;
+    let fx = seed(&app, &org).await;
+    let admin = app.token(&org, Role::Admin).await;
+    let supervisor = app.token(&org, Role::Supervisor).await;
+    let (from, to) = (at("2026-01-04T00:00:00Z"), at("2026-01-08T00:00:00Z"));
+    let filter = json!({ "from": from.to_rfc3339(), "to": to.to_rfc3339() });
+    for (version, zone) in [
+        (None, chrono_tz::Europe::London),
+        (Some(1), chrono_tz::America::New_York),
+    ] {
+        if let Some(version) = version {
+            let changed = app
+                .gql(
+                    Some(&admin),
+                    "mutation($v: Int!, $z: String!) { updateBusinessSettings(expectedVersion: $v, input: { timezone: $z }) { version } }",
+                    json!({ "v": version, "z": zone.name() }),
+                )
+                .await;
+            changed.ok();
+        }
+        let q = json!({ "metrics": metric_names(), "groupBy": ["AGENT", "DATE"], "filter": filter });
+        let response = app.gql(Some(&supervisor), ANALYTICS, json!({ "q": q })).await;
+        let result = &response.ok()["analytics"];
+        assert_eq!(result["timezone"], zone.name());
+        let rows = result["rows"].as_array().unwrap();
+        let mut compared = 0;
+        for (start, end) in omnivox::kpi::time::buckets(zone, from, to, omnivox::kpi::time::Granularity::Day) {
+            let date = start.with_timezone(&zone).date_naive().to_string();
+            for agent in fx.agents {
+                let row = rows.iter().find(|r| {
+                    r["dimensions"]["agent"]["id"] == json!(agent) && r["dimensions"]["date"] == date.as_str()
+                });
+                let expected = summary(
+                    &app,
+                    &supervisor,
+                    json!({ "from": start.to_rfc3339(), "to": end.to_rfc3339(), "agentIds": [agent] }),
+                )
+                .await;
+                match row {
+                    Some(row) => {
+                        assert_row_equals_summary(row, &expected, &format!("{agent} on {date} in {zone}"));
+                        compared += 1;
+                    }
+                    None => assert_eq!(expected["offered"], 0, "{agent} on {date} in {zone} has no row"),
+                }
+            }
+        }
+        assert!(compared >= 4, "the fixture's agent-days were compared in {zone}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn analytics_is_exact_in_a_half_hour_time_zone() {
     let app = TestApp::spawn().await;

@@ -1107,6 +1107,19 @@ async fn run_case(app: &TestApp, n: usize, case: &Case, coverage: &Coverage) -> 
         number(&summary["serviceLevel"]),
         expected_service_level(case.second.variant, &want)
     ));
+    check_analytics_by_date(app, &admin, tz, &calls, &rules, whole, "after the settings change").await?;
+    check_daily_rollups(&mut conn, &world.tenant, "after the settings change").await?;
+
+    // A new time zone re-keys the daily rollups by the new local dates, in the same transaction.
+    let other = if tz == chrono_tz::Europe::London {
+        chrono_tz::America::New_York
+    } else {
+        chrono_tz::Europe::London
+    };
+    update_settings(app, &admin, &mut version, json!({ "timezone": other.name() })).await;
+    check_daily_rollups(&mut conn, &world.tenant, "after the time-zone change").await?;
+    check_analytics_by_date(app, &admin, other, &calls, &rules, whole, "after the time-zone change").await?;
+
     bump(&coverage.offered, want.offered);
     bump(&coverage.short_abandoned, want.short_abandoned);
     bump(&coverage.within, want.answered_within_sl + want.abandoned_within_sl);
@@ -1114,6 +1127,117 @@ async fn run_case(app: &TestApp, n: usize, case: &Case, coverage: &Coverage) -> 
         &coverage.not_within,
         want.offered - want.answered_within_sl - want.abandoned_within_sl,
     );
+    Ok(())
+}
+
+/// The daily rollups' contract (migration `daily_rollups`): every daily row is the sum of the
+/// hourly rows of its keys whose hour starts on that local date, and there is no other daily
+/// row. Checked as an empty symmetric difference, for calls and for agent time.
+async fn check_daily_rollups(conn: &mut AsyncPgConnection, tenant: &Tenant, when: &str) -> Result<(), TestCaseError> {
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    const CALL_COLUMNS: &str = "dials, offered, answered, handled, abandoned, answered_within_sl, \
+        abandoned_within_sl, short_abandoned, answered_wait_ms, handled_talk_ms, handled_hold_ms, handled_wrap_ms, \
+        human_answered, machine_answered, drops, contacts, successes";
+    let sums = CALL_COLUMNS
+        .split(", ")
+        .map(|c| format!("sum({c})::int8"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let daily_calls = format!(
+        "SELECT day, campaign_key, agent_key, direction, {CALL_COLUMNS}, max_wait_ms FROM kpi_daily
+         WHERE organization_id = $1"
+    );
+    let hourly_calls = format!(
+        "SELECT (k.hour AT TIME ZONE o.timezone)::date, campaign_key, agent_key, direction, {sums}, max(max_wait_ms)
+         FROM kpi_hourly k JOIN organizations o ON o.id = k.organization_id
+         WHERE k.organization_id = $1 GROUP BY 1, 2, 3, 4"
+    );
+    let daily_time = "SELECT day, agent_key, on_call_us, wrap_up_us, available_us, logged_in_us
+         FROM kpi_agent_time_daily WHERE organization_id = $1";
+    let hourly_time = "SELECT (t.hour AT TIME ZONE o.timezone)::date, agent_key, sum(on_call_us)::int8,
+            sum(wrap_up_us)::int8, sum(available_us)::int8, sum(logged_in_us)::int8
+         FROM kpi_agent_time_hourly t JOIN organizations o ON o.id = t.organization_id
+         WHERE t.organization_id = $1 GROUP BY 1, 2";
+    for (what, daily, hourly) in [
+        ("call", daily_calls.as_str(), hourly_calls.as_str()),
+        ("agent-time", daily_time, hourly_time),
+    ] {
+        let sql =
+            format!("SELECT count(*) AS n FROM (({daily} EXCEPT {hourly}) UNION ALL ({hourly} EXCEPT {daily})) d");
+        let differing: Count = diesel::sql_query(sql)
+            .bind::<diesel::sql_types::Uuid, _>(tenant.org_id())
+            .get_result(conn)
+            .await
+            .unwrap();
+        prop_assert_eq!(
+            differing.n,
+            0,
+            "{} daily rollups differ from their hours {}",
+            what,
+            when
+        );
+    }
+    Ok(())
+}
+
+/// analytics grouped by DATE (whole local days from the daily rollups, partial ones from hours
+/// and raw edges) equals the counts computed in Rust for each local day of `range`.
+async fn check_analytics_by_date(
+    app: &TestApp,
+    token: &str,
+    tz: Tz,
+    calls: &[NewInteraction],
+    rules: &Rules,
+    range: (DateTime<Utc>, DateTime<Utc>),
+    when: &str,
+) -> Result<(), TestCaseError> {
+    const ANALYTICS: &str = "query($q: AnalyticsQuery!) { analytics(query: $q) {
+        timezone rows { dimensions { date } values } } }";
+    let q = json!({
+        "metrics": ["OFFERED", "ANSWERED", "HANDLED", "ABANDONED", "SHORT_ABANDONED"],
+        "groupBy": ["DATE"],
+        "filter": { "from": range.0.to_rfc3339(), "to": range.1.to_rfc3339() },
+    });
+    let response = app.gql(Some(token), ANALYTICS, json!({ "q": q })).await;
+    let result = &response.ok()["analytics"];
+    prop_assert_eq!(result["timezone"].as_str(), Some(tz.name()));
+    let days = omnivox::kpi::time::buckets(tz, range.0, range.1, omnivox::kpi::time::Granularity::Day);
+    let rows = result["rows"].as_array().unwrap();
+    let dates: Vec<String> = days
+        .iter()
+        .map(|(start, _)| start.with_timezone(&tz).date_naive().to_string())
+        .collect();
+    prop_assert!(
+        rows.iter()
+            .all(|r| dates.iter().any(|d| r["dimensions"]["date"] == d.as_str())),
+        "a row outside the local days of the range {}",
+        when
+    );
+    for ((start, end), date) in days.into_iter().zip(dates) {
+        // A day without any call has no row: its counts are zero.
+        let got: Vec<Option<i64>> = match rows.iter().find(|r| r["dimensions"]["date"] == date.as_str()) {
+            Some(row) => row["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().map(|f| f as i64))
+                .collect(),
+            None => vec![Some(0); 5],
+        };
+        let c = expected_counters(calls, rules, (start, end), &Scope::default());
+        let want = vec![
+            Some(c.offered),
+            Some(c.answered),
+            Some(c.handled),
+            Some(c.abandoned),
+            Some(c.short_abandoned),
+        ];
+        prop_assert_eq!(got, want, "counts of {} {}", date, when);
+    }
     Ok(())
 }
 

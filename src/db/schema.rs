@@ -184,6 +184,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    kpi_agent_time_daily (organization_id, agent_key, day) {
+        organization_id -> Uuid,
+        agent_key -> Uuid,
+        day -> Date,
+        on_call_us -> Int8,
+        wrap_up_us -> Int8,
+        available_us -> Int8,
+        logged_in_us -> Int8,
+    }
+}
+
+diesel::table! {
     kpi_agent_time_hourly (organization_id, agent_key, hour) {
         organization_id -> Uuid,
         agent_key -> Uuid,
@@ -192,6 +204,34 @@ diesel::table! {
         wrap_up_us -> Int8,
         available_us -> Int8,
         logged_in_us -> Int8,
+    }
+}
+
+diesel::table! {
+    kpi_daily (organization_id, campaign_key, agent_key, day, direction) {
+        organization_id -> Uuid,
+        day -> Date,
+        campaign_key -> Uuid,
+        agent_key -> Uuid,
+        direction -> Text,
+        dials -> Int8,
+        offered -> Int8,
+        answered -> Int8,
+        handled -> Int8,
+        abandoned -> Int8,
+        answered_within_sl -> Int8,
+        abandoned_within_sl -> Int8,
+        short_abandoned -> Int8,
+        answered_wait_ms -> Int8,
+        handled_talk_ms -> Int8,
+        handled_hold_ms -> Int8,
+        handled_wrap_ms -> Int8,
+        max_wait_ms -> Nullable<Int8>,
+        human_answered -> Int8,
+        machine_answered -> Int8,
+        drops -> Int8,
+        contacts -> Int8,
+        successes -> Int8,
     }
 }
 
@@ -324,7 +364,9 @@ diesel::joinable!(campaigns -> organizations (organization_id));
 diesel::joinable!(dispositions -> organizations (organization_id));
 diesel::joinable!(interactions -> organizations (organization_id));
 diesel::joinable!(kpi_agent_state_hourly -> organizations (organization_id));
+diesel::joinable!(kpi_agent_time_daily -> organizations (organization_id));
 diesel::joinable!(kpi_agent_time_hourly -> organizations (organization_id));
+diesel::joinable!(kpi_daily -> organizations (organization_id));
 diesel::joinable!(kpi_hourly -> organizations (organization_id));
 diesel::joinable!(kpi_hourly_disposition -> organizations (organization_id));
 diesel::joinable!(presence_reason_codes -> organizations (organization_id));
@@ -346,7 +388,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     dispositions,
     interactions,
     kpi_agent_state_hourly,
+    kpi_agent_time_daily,
     kpi_agent_time_hourly,
+    kpi_daily,
     kpi_hourly,
     kpi_hourly_disposition,
     organizations,

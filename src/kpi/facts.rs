@@ -35,6 +35,23 @@ pub struct CountingRules {
 }
 
 impl CountingRules {
+    /// Share-locks the organization's business settings row for the rest of the transaction.
+    /// Every rollup writer holds it before touching a rollup cell: a change of a threshold or
+    /// of the time zone rewrites that row first and then re-states the rollups, so the two
+    /// never interleave (and always lock in the same order: settings, then cells).
+    pub async fn hold_settings(conn: &mut AsyncPgConnection, tenant: &Tenant) -> AppResult<()> {
+        business_settings::table
+            .find(tenant.org_id())
+            .select(business_settings::organization_id)
+            .for_share()
+            .first::<Uuid>(conn)
+            .await
+            .optional()?
+            .ok_or_else(|| AppError::NotFound("organization not found".into()))?;
+        Ok(())
+    }
+
+    /// The rules in force, read under the share lock of [`CountingRules::hold_settings`].
     pub async fn load(conn: &mut AsyncPgConnection, tenant: &Tenant) -> AppResult<Self> {
         let (threshold, short): (i32, i32) = business_settings::table
             .find(tenant.org_id())

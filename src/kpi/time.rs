@@ -85,6 +85,18 @@ pub fn buckets(
     out
 }
 
+/// The local dates lying wholly inside `[from, to)`, each with its `[start, end)` instants
+/// (local midnight to the next local midnight, so 23 or 25 hours on DST days).
+pub fn whole_days(tz: Tz, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<(NaiveDate, DateTime<Utc>, DateTime<Utc>)> {
+    buckets(tz, from, to, Granularity::Day)
+        .into_iter()
+        .filter(|(start, end)| {
+            bucket_start(tz, *start, Granularity::Day) == *start && next_start(tz, *start, Granularity::Day) == *end
+        })
+        .map(|(start, end)| (start.with_timezone(&tz).date_naive(), start, end))
+        .collect()
+}
+
 /// How many buckets `[from, to)` would have, without building them (for limits).
 pub fn bucket_count_estimate(from: DateTime<Utc>, to: DateTime<Utc>, granularity: Granularity) -> i64 {
     let seconds = (to - from).num_seconds().max(0);

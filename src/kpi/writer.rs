@@ -133,16 +133,54 @@ async fn add_to_cells(
     }
     let [dials, offered, answered, handled, abandoned, aw, bw, short, wait, talk, hold, wrap, human, machine, drops, contacts, successes] =
         columns;
-    diesel::sql_query(
-        "INSERT INTO kpi_hourly AS k (organization_id, hour, campaign_key, agent_key, direction,
-            dials, offered, answered, handled, abandoned, answered_within_sl, abandoned_within_sl,
-            short_abandoned, answered_wait_ms, handled_talk_ms, handled_hold_ms, handled_wrap_ms,
-            human_answered, machine_answered, drops, contacts, successes, max_wait_ms)
-         SELECT $1, * FROM unnest($2::timestamptz[], $3::uuid[], $4::uuid[], $5::text[],
+    diesel::sql_query(ADD_TO_CELLS_SQL)
+        .bind::<SqlUuid, _>(tenant.org_id())
+        .bind::<Array<Timestamptz>, _>(hours)
+        .bind::<Array<SqlUuid>, _>(campaigns)
+        .bind::<Array<SqlUuid>, _>(agents)
+        .bind::<Array<Text>, _>(directions)
+        .bind::<Array<BigInt>, _>(dials)
+        .bind::<Array<BigInt>, _>(offered)
+        .bind::<Array<BigInt>, _>(answered)
+        .bind::<Array<BigInt>, _>(handled)
+        .bind::<Array<BigInt>, _>(abandoned)
+        .bind::<Array<BigInt>, _>(aw)
+        .bind::<Array<BigInt>, _>(bw)
+        .bind::<Array<BigInt>, _>(short)
+        .bind::<Array<BigInt>, _>(wait)
+        .bind::<Array<BigInt>, _>(talk)
+        .bind::<Array<BigInt>, _>(hold)
+        .bind::<Array<BigInt>, _>(wrap)
+        .bind::<Array<BigInt>, _>(human)
+        .bind::<Array<BigInt>, _>(machine)
+        .bind::<Array<BigInt>, _>(drops)
+        .bind::<Array<BigInt>, _>(contacts)
+        .bind::<Array<BigInt>, _>(successes)
+        .bind::<Array<Nullable<BigInt>>, _>(max_waits)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The upsert of [`add_to_cells`]: the deltas go to their hourly cells and, in the same
+/// statement, summed per local date of the organization's time zone, to the daily cells
+/// (migration `daily_rollups` defines `day` as `(hour AT TIME ZONE timezone)::date`). The
+/// time zone read here cannot change before the transaction ends: a change of it rewrites the
+/// business settings row, which every writer has share-locked ([`CountingRules::load`]).
+const ADD_TO_CELLS_SQL: &str = "WITH delta (hour, campaign_key, agent_key, direction, dials, offered, answered, handled,
+        abandoned, answered_within_sl, abandoned_within_sl, short_abandoned, answered_wait_ms, handled_talk_ms,
+        handled_hold_ms, handled_wrap_ms, human_answered, machine_answered, drops, contacts, successes, max_wait_ms) AS (
+        SELECT * FROM unnest($2::timestamptz[], $3::uuid[], $4::uuid[], $5::text[],
             $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::int8[],
             $13::int8[], $14::int8[], $15::int8[], $16::int8[], $17::int8[], $18::int8[], $19::int8[],
             $20::int8[], $21::int8[], $22::int8[], $23::int8[])
-         ON CONFLICT (organization_id, campaign_key, agent_key, hour, direction) DO UPDATE SET
+     ), hourly AS (
+        INSERT INTO kpi_hourly AS k (organization_id, hour, campaign_key, agent_key, direction,
+            dials, offered, answered, handled, abandoned, answered_within_sl, abandoned_within_sl,
+            short_abandoned, answered_wait_ms, handled_talk_ms, handled_hold_ms, handled_wrap_ms,
+            human_answered, machine_answered, drops, contacts, successes, max_wait_ms)
+        SELECT $1, * FROM delta
+        ON CONFLICT (organization_id, campaign_key, agent_key, hour, direction) DO UPDATE SET
             dials = k.dials + EXCLUDED.dials,
             offered = k.offered + EXCLUDED.offered,
             answered = k.answered + EXCLUDED.answered,
@@ -160,35 +198,39 @@ async fn add_to_cells(
             drops = k.drops + EXCLUDED.drops,
             contacts = k.contacts + EXCLUDED.contacts,
             successes = k.successes + EXCLUDED.successes,
-            max_wait_ms = GREATEST(k.max_wait_ms, EXCLUDED.max_wait_ms)",
-    )
-    .bind::<SqlUuid, _>(tenant.org_id())
-    .bind::<Array<Timestamptz>, _>(hours)
-    .bind::<Array<SqlUuid>, _>(campaigns)
-    .bind::<Array<SqlUuid>, _>(agents)
-    .bind::<Array<Text>, _>(directions)
-    .bind::<Array<BigInt>, _>(dials)
-    .bind::<Array<BigInt>, _>(offered)
-    .bind::<Array<BigInt>, _>(answered)
-    .bind::<Array<BigInt>, _>(handled)
-    .bind::<Array<BigInt>, _>(abandoned)
-    .bind::<Array<BigInt>, _>(aw)
-    .bind::<Array<BigInt>, _>(bw)
-    .bind::<Array<BigInt>, _>(short)
-    .bind::<Array<BigInt>, _>(wait)
-    .bind::<Array<BigInt>, _>(talk)
-    .bind::<Array<BigInt>, _>(hold)
-    .bind::<Array<BigInt>, _>(wrap)
-    .bind::<Array<BigInt>, _>(human)
-    .bind::<Array<BigInt>, _>(machine)
-    .bind::<Array<BigInt>, _>(drops)
-    .bind::<Array<BigInt>, _>(contacts)
-    .bind::<Array<BigInt>, _>(successes)
-    .bind::<Array<Nullable<BigInt>>, _>(max_waits)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
+            max_wait_ms = GREATEST(k.max_wait_ms, EXCLUDED.max_wait_ms)
+     )
+     INSERT INTO kpi_daily AS k (organization_id, day, campaign_key, agent_key, direction,
+        dials, offered, answered, handled, abandoned, answered_within_sl, abandoned_within_sl,
+        short_abandoned, answered_wait_ms, handled_talk_ms, handled_hold_ms, handled_wrap_ms,
+        human_answered, machine_answered, drops, contacts, successes, max_wait_ms)
+     SELECT $1, (d.hour AT TIME ZONE o.timezone)::date AS day, d.campaign_key, d.agent_key, d.direction,
+        sum(d.dials), sum(d.offered), sum(d.answered), sum(d.handled), sum(d.abandoned), sum(d.answered_within_sl),
+        sum(d.abandoned_within_sl), sum(d.short_abandoned), sum(d.answered_wait_ms), sum(d.handled_talk_ms),
+        sum(d.handled_hold_ms), sum(d.handled_wrap_ms), sum(d.human_answered), sum(d.machine_answered),
+        sum(d.drops), sum(d.contacts), sum(d.successes), max(d.max_wait_ms)
+     FROM delta d JOIN organizations o ON o.id = $1
+     GROUP BY 2, 3, 4, 5
+     ORDER BY 3, 4, 2, 5
+     ON CONFLICT (organization_id, campaign_key, agent_key, day, direction) DO UPDATE SET
+        dials = k.dials + EXCLUDED.dials,
+        offered = k.offered + EXCLUDED.offered,
+        answered = k.answered + EXCLUDED.answered,
+        handled = k.handled + EXCLUDED.handled,
+        abandoned = k.abandoned + EXCLUDED.abandoned,
+        answered_within_sl = k.answered_within_sl + EXCLUDED.answered_within_sl,
+        abandoned_within_sl = k.abandoned_within_sl + EXCLUDED.abandoned_within_sl,
+        short_abandoned = k.short_abandoned + EXCLUDED.short_abandoned,
+        answered_wait_ms = k.answered_wait_ms + EXCLUDED.answered_wait_ms,
+        handled_talk_ms = k.handled_talk_ms + EXCLUDED.handled_talk_ms,
+        handled_hold_ms = k.handled_hold_ms + EXCLUDED.handled_hold_ms,
+        handled_wrap_ms = k.handled_wrap_ms + EXCLUDED.handled_wrap_ms,
+        human_answered = k.human_answered + EXCLUDED.human_answered,
+        machine_answered = k.machine_answered + EXCLUDED.machine_answered,
+        drops = k.drops + EXCLUDED.drops,
+        contacts = k.contacts + EXCLUDED.contacts,
+        successes = k.successes + EXCLUDED.successes,
+        max_wait_ms = GREATEST(k.max_wait_ms, EXCLUDED.max_wait_ms)";
 
 async fn add_to_dispositions(
     conn: &mut AsyncPgConnection,
@@ -247,6 +289,9 @@ pub async fn insert_state_intervals(
     tenant: &Tenant,
     intervals: &[NewStateInterval],
 ) -> AppResult<usize> {
+    // The daily rollups are keyed in the organization's time zone: hold the settings row, as a
+    // time-zone change rewrites it before rebuilding them.
+    CountingRules::hold_settings(conn, tenant).await?;
     let inserted = facts_db::insert_state_intervals(conn, tenant, intervals).await?;
     add_state_rollups(conn, tenant, intervals).await?;
     Ok(inserted)
@@ -312,8 +357,9 @@ async fn add_state_time(conn: &mut AsyncPgConnection, tenant: &Tenant, cells: &S
 }
 
 /// The same time as the four measures of the metrics, one row per (agent key, hour) in
-/// `kpi_agent_time_hourly`; the states are classified by [`AgentTime::add_state`], as for
-/// reads of the raw log.
+/// `kpi_agent_time_hourly` and per (agent key, local date) in `kpi_agent_time_daily` (as for
+/// [`ADD_TO_CELLS_SQL`]); the states are classified by [`AgentTime::add_state`], as for reads
+/// of the raw log.
 async fn add_agent_time(conn: &mut AsyncPgConnection, tenant: &Tenant, cells: &StateCells) -> AppResult<()> {
     let mut measures: BTreeMap<(Uuid, DateTime<Utc>), AgentTime> = BTreeMap::new();
     for ((agent, hour, axis, state), micros) in cells {
@@ -333,10 +379,25 @@ async fn add_agent_time(conn: &mut AsyncPgConnection, tenant: &Tenant, cells: &S
         logged_in.push(time.logged_in_us);
     }
     diesel::sql_query(
-        "INSERT INTO kpi_agent_time_hourly AS k (organization_id, agent_key, hour, on_call_us, wrap_up_us,
+        "WITH delta (agent_key, hour, on_call_us, wrap_up_us, available_us, logged_in_us) AS (
+            SELECT * FROM unnest($2::uuid[], $3::timestamptz[], $4::int8[], $5::int8[], $6::int8[], $7::int8[])
+         ), hourly AS (
+            INSERT INTO kpi_agent_time_hourly AS k (organization_id, agent_key, hour, on_call_us, wrap_up_us,
+                    available_us, logged_in_us)
+            SELECT $1, * FROM delta
+            ON CONFLICT (organization_id, agent_key, hour) DO UPDATE SET
+                on_call_us = k.on_call_us + EXCLUDED.on_call_us, wrap_up_us = k.wrap_up_us + EXCLUDED.wrap_up_us,
+                available_us = k.available_us + EXCLUDED.available_us,
+                logged_in_us = k.logged_in_us + EXCLUDED.logged_in_us
+         )
+         INSERT INTO kpi_agent_time_daily AS k (organization_id, agent_key, day, on_call_us, wrap_up_us,
                 available_us, logged_in_us)
-         SELECT $1, * FROM unnest($2::uuid[], $3::timestamptz[], $4::int8[], $5::int8[], $6::int8[], $7::int8[])
-         ON CONFLICT (organization_id, agent_key, hour) DO UPDATE SET
+         SELECT $1, d.agent_key, (d.hour AT TIME ZONE o.timezone)::date, sum(d.on_call_us), sum(d.wrap_up_us),
+                sum(d.available_us), sum(d.logged_in_us)
+         FROM delta d JOIN organizations o ON o.id = $1
+         GROUP BY 2, 3
+         ORDER BY 2, 3
+         ON CONFLICT (organization_id, agent_key, day) DO UPDATE SET
             on_call_us = k.on_call_us + EXCLUDED.on_call_us, wrap_up_us = k.wrap_up_us + EXCLUDED.wrap_up_us,
             available_us = k.available_us + EXCLUDED.available_us, logged_in_us = k.logged_in_us + EXCLUDED.logged_in_us",
     )
@@ -382,11 +443,70 @@ pub async fn recompute_threshold_counters(conn: &mut AsyncPgConnection, tenant: 
          FROM levels l
          WHERE k.organization_id = $1 AND k.hour = l.hour AND k.campaign_key = l.c AND k.agent_key = l.a AND k.direction = l.d"
     );
-    Ok(diesel::sql_query(sql)
+    let cells = diesel::sql_query(sql)
         .bind::<SqlUuid, _>(tenant.org_id())
         .bind::<SqlUuid, _>(ALL_KEY)
         .execute(conn)
-        .await?)
+        .await?;
+    diesel::sql_query(
+        "UPDATE kpi_daily d SET answered_within_sl = s.aw, abandoned_within_sl = s.bw, short_abandoned = s.sh
+         FROM (SELECT (k.hour AT TIME ZONE o.timezone)::date AS day, k.campaign_key, k.agent_key, k.direction,
+                      sum(k.answered_within_sl) AS aw, sum(k.abandoned_within_sl) AS bw, sum(k.short_abandoned) AS sh
+               FROM kpi_hourly k JOIN organizations o ON o.id = k.organization_id
+               WHERE k.organization_id = $1
+               GROUP BY 1, 2, 3, 4) s
+         WHERE d.organization_id = $1 AND d.day = s.day AND d.campaign_key = s.campaign_key
+           AND d.agent_key = s.agent_key AND d.direction = s.direction",
+    )
+    .bind::<SqlUuid, _>(tenant.org_id())
+    .execute(conn)
+    .await?;
+    Ok(cells)
+}
+
+/// Rebuilds the organization's daily rollups from its hourly rollups, for a new time zone. Runs
+/// in the transaction that changes the zone (after it), which holds the business settings row,
+/// so no writer adds to the rollups meanwhile. Returns the daily call cells written.
+pub async fn rebuild_daily_rollups(conn: &mut AsyncPgConnection, tenant: &Tenant) -> AppResult<usize> {
+    let org = tenant.org_id();
+    diesel::sql_query("DELETE FROM kpi_daily WHERE organization_id = $1")
+        .bind::<SqlUuid, _>(org)
+        .execute(conn)
+        .await?;
+    diesel::sql_query("DELETE FROM kpi_agent_time_daily WHERE organization_id = $1")
+        .bind::<SqlUuid, _>(org)
+        .execute(conn)
+        .await?;
+    let cells = diesel::sql_query(
+        "INSERT INTO kpi_daily (organization_id, day, campaign_key, agent_key, direction, dials, offered, answered,
+            handled, abandoned, answered_within_sl, abandoned_within_sl, short_abandoned, answered_wait_ms,
+            handled_talk_ms, handled_hold_ms, handled_wrap_ms, max_wait_ms, human_answered, machine_answered, drops,
+            contacts, successes)
+         SELECT $1, (k.hour AT TIME ZONE o.timezone)::date, k.campaign_key, k.agent_key, k.direction,
+            sum(k.dials), sum(k.offered), sum(k.answered), sum(k.handled), sum(k.abandoned),
+            sum(k.answered_within_sl), sum(k.abandoned_within_sl), sum(k.short_abandoned), sum(k.answered_wait_ms),
+            sum(k.handled_talk_ms), sum(k.handled_hold_ms), sum(k.handled_wrap_ms), max(k.max_wait_ms),
+            sum(k.human_answered), sum(k.machine_answered), sum(k.drops), sum(k.contacts), sum(k.successes)
+         FROM kpi_hourly k JOIN organizations o ON o.id = k.organization_id
+         WHERE k.organization_id = $1
+         GROUP BY 2, 3, 4, 5",
+    )
+    .bind::<SqlUuid, _>(org)
+    .execute(conn)
+    .await?;
+    diesel::sql_query(
+        "INSERT INTO kpi_agent_time_daily (organization_id, agent_key, day, on_call_us, wrap_up_us, available_us,
+            logged_in_us)
+         SELECT $1, t.agent_key, (t.hour AT TIME ZONE o.timezone)::date,
+            sum(t.on_call_us), sum(t.wrap_up_us), sum(t.available_us), sum(t.logged_in_us)
+         FROM kpi_agent_time_hourly t JOIN organizations o ON o.id = t.organization_id
+         WHERE t.organization_id = $1
+         GROUP BY 2, 3",
+    )
+    .bind::<SqlUuid, _>(org)
+    .execute(conn)
+    .await?;
+    Ok(cells)
 }
 
 /// How [`bulk_load`] enforces the foreign keys of the rows it writes.
@@ -835,6 +955,8 @@ async fn recompute_max_waits(
         directions.push(key.direction.to_owned());
         waits.push(*wait);
     }
+    let (hours_again, campaigns_again, agents_again, directions_again) =
+        (hours.clone(), campaigns.clone(), agents.clone(), directions.clone());
     let sql = format!(
         "UPDATE kpi_hourly k SET max_wait_ms = (
             SELECT max(coalesce(i.wait_ms, 0)) FROM interactions i
@@ -860,6 +982,29 @@ async fn recompute_max_waits(
         .bind::<SqlUuid, _>(crate::kpi::NONE_KEY)
         .execute(conn)
         .await?;
+    // The daily cells of those hours take the largest of their hours again.
+    diesel::sql_query(
+        "UPDATE kpi_daily d SET max_wait_ms = (
+            SELECT max(k.max_wait_ms) FROM kpi_hourly k
+            WHERE k.organization_id = $1 AND k.campaign_key = d.campaign_key AND k.agent_key = d.agent_key
+              AND k.direction = d.direction
+              AND k.hour >= d.day::timestamp AT TIME ZONE 'UTC' - interval '1 day'
+              AND k.hour < d.day::timestamp AT TIME ZONE 'UTC' + interval '2 days'
+              AND (k.hour AT TIME ZONE o.timezone)::date = d.day)
+         FROM organizations o,
+              (SELECT DISTINCT (c.hour AT TIME ZONE z.timezone)::date AS day, c.campaign_key, c.agent_key, c.direction
+               FROM unnest($2::timestamptz[], $3::uuid[], $4::uuid[], $5::text[]) AS c(hour, campaign_key, agent_key, direction)
+               JOIN organizations z ON z.id = $1) c
+         WHERE o.id = $1 AND d.organization_id = $1 AND d.day = c.day AND d.campaign_key = c.campaign_key
+           AND d.agent_key = c.agent_key AND d.direction = c.direction",
+    )
+    .bind::<SqlUuid, _>(tenant.org_id())
+    .bind::<Array<Timestamptz>, _>(hours_again)
+    .bind::<Array<SqlUuid>, _>(campaigns_again)
+    .bind::<Array<SqlUuid>, _>(agents_again)
+    .bind::<Array<Text>, _>(directions_again)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

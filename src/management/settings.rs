@@ -290,6 +290,8 @@ pub async fn update(
             let timezone_after = patch.timezone.clone().unwrap_or_else(|| org_before.timezone.clone());
             if timezone_after != org_before.timezone {
                 orgs::set_timezone(conn, tenant, &timezone_after).await?;
+                // Daily rollups are keyed by local date: re-keyed atomically with the change.
+                crate::kpi::writer::rebuild_daily_rollups(conn, tenant).await?;
             }
             let mut before_json = serde_json::to_value(before.changes())?;
             let mut after_json = serde_json::to_value(&changes)?;

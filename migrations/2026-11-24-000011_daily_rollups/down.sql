@@ -1,0 +1,2 @@
+DROP TABLE kpi_agent_time_daily;
+DROP TABLE kpi_daily;
