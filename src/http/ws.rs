@@ -549,7 +549,9 @@ impl Connection {
                     match message {
                         Message::Text(text) => {
                             let was_acked = self.session.is_some();
-                            if let Err(exit) = self.on_text(text.as_str()).await {
+                            // Boxed: authentication and subscribe futures are large and
+                            // short-lived; inline, every idle socket would carry their space.
+                            if let Err(exit) = Box::pin(self.on_text(text.as_str())).await {
                                 return exit;
                             }
                             if !was_acked {
@@ -581,7 +583,7 @@ impl Connection {
                     }
                 }
                 () = tick(&mut reauth) => {
-                    if let Err(exit) = self.reauthenticate().await {
+                    if let Err(exit) = Box::pin(self.reauthenticate()).await {
                         return exit;
                     }
                 }
