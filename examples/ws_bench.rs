@@ -553,6 +553,12 @@ async fn main() {
     println!("CPU during the change phase: server {cpu:.0} %, benchmark clients {client_cpu:.0} % of one core (2 cores in all)");
     println!("Redis pub/sub subscriber connections: {subscribers}");
     println!(
+        "shared renders: {} streams, {} messages rendered once, {} deliveries of them",
+        metric(port, "omnivox_ws_shared_streams").await,
+        metric(port, "omnivox_ws_shared_renders_total").await,
+        metric(port, "omnivox_ws_shared_deliveries_total").await
+    );
+    println!(
         "resync snapshots received: {}; bus reconnects: {}; publish failures: {}",
         RESYNCS.load(Ordering::Relaxed),
         metric(port, "omnivox_bus_reconnects_total").await,

@@ -783,3 +783,178 @@ async fn an_agent_leaving_the_filtered_teams_is_removed_from_the_view() {
     assert_eq!(delta["agents"].as_array().unwrap().len(), 1, "{delta}");
     assert_eq!(member(&delta, a2)["presence"], "OFFLINE");
 }
+
+/// A counter or gauge of `/metrics`.
+async fn metric(app: &TestApp, name: &str) -> f64 {
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_states_deltas_are_rendered_once_per_role_and_filter() {
+    let app = TestApp::spawn().await;
+    let f = fixture(&app, "rtshare").await;
+    let (a0, a1) = (f.agents[0], f.agents[1]);
+    let viewer = app.token(&f.org, Role::Viewer).await;
+    let supervisor = app.token(&f.org, Role::Supervisor).await;
+    let all = json!({});
+    let mut walls = Vec::new();
+    for _ in 0..3 {
+        walls.push(subscribe(&app, &viewer, AGENT_STATES, all.clone()).await);
+    }
+    let mut boss = subscribe(&app, &supervisor, AGENT_STATES, all.clone()).await;
+    // Another filter is another stream, even for the same role.
+    let only_a1 = json!({ "f": { "agentIds": [a1.to_string()] } });
+    let mut narrow = subscribe(&app, &viewer, AGENT_STATES, only_a1).await;
+    for ws in walls.iter_mut().chain([&mut boss, &mut narrow]) {
+        assert_eq!(expect_data(ws, "agentStates").await["kind"], "SNAPSHOT");
+    }
+    assert_eq!(metric(&app, "omnivox_ws_shared_streams").await, 3.0);
+    let renders = metric(&app, "omnivox_ws_shared_renders_total").await;
+    let deliveries = metric(&app, "omnivox_ws_shared_deliveries_total").await;
+
+    // One change of a0: rendered once for the three viewers, once for the supervisor; the
+    // narrow filter does not match it.
+    set_presence(&app, &supervisor, Some(a0), "LUNCH", None).await.ok();
+    let mut seen = Vec::new();
+    for ws in walls.iter_mut().chain([&mut boss]) {
+        let delta = expect_data(ws, "agentStates").await;
+        assert_eq!(delta["kind"], "DELTA");
+        assert_eq!(member(&delta, a0)["presence"], "LUNCH");
+        seen.push(delta);
+    }
+    assert!(
+        seen.iter().all(|d| *d == seen[0]),
+        "the same delta for everyone: {seen:?}"
+    );
+    assert!(next_data(&mut narrow, "agentStates", Duration::from_millis(500))
+        .await
+        .is_none());
+    assert_eq!(metric(&app, "omnivox_ws_shared_renders_total").await - renders, 2.0);
+    assert_eq!(
+        metric(&app, "omnivox_ws_shared_deliveries_total").await - deliveries,
+        4.0
+    );
+
+    // A call: the viewers' shared render masks the customer number, the supervisor's does not.
+    record(&app, &f.admin, &on_call_events(&f, "CA-SHARE-1", a0)).await.ok();
+    for ws in &mut walls {
+        let seen = until(ws, "agentStates", Duration::from_secs(10), |d| {
+            member(d, a0)["routingState"] == "ON_CALL"
+        })
+        .await;
+        assert_eq!(member(&seen, a0)["currentCall"]["customerNumber"], "+44******0123");
+    }
+    let seen = until(&mut boss, "agentStates", Duration::from_secs(10), |d| {
+        member(d, a0)["routingState"] == "ON_CALL"
+    })
+    .await;
+    assert_eq!(member(&seen, a0)["currentCall"]["customerNumber"], "+447700900123");
+
+    // A shared stream ends with its last subscriber.
+    drop(walls);
+    drop(boss);
+    drop(narrow);
+    for _ in 0..100 {
+        if metric(&app, "omnivox_ws_shared_streams").await == 0.0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the shared streams outlived their subscribers");
+}
+
+/// Folds one subscriber's messages into agent → (presence, presenceSince), checking that no
+/// message brings back an older state than one already shown.
+fn fold_view(view: &mut std::collections::HashMap<String, (String, String)>, update: &Value) {
+    if update["kind"] == "SNAPSHOT" {
+        view.clear();
+    }
+    for agent in update["agents"].as_array().unwrap() {
+        let id = agent["id"].as_str().unwrap().to_owned();
+        let since = agent["presenceSince"].as_str().unwrap().to_owned();
+        let since_time = chrono::DateTime::parse_from_rfc3339(&since).unwrap();
+        if let Some((_, shown)) = view.get(&id) {
+            let shown_time = chrono::DateTime::parse_from_rfc3339(shown).unwrap();
+            assert!(
+                since_time >= shown_time,
+                "agent {id}: a message went back from {shown} to {since}"
+            );
+        }
+        view.insert(id, (agent["presence"].as_str().unwrap().to_owned(), since));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn subscribers_joining_during_changes_miss_nothing_and_never_go_back() {
+    let app = TestApp::spawn().await;
+    let f = fixture(&app, "rtjoin").await;
+    let viewer = app.token(&f.org, Role::Viewer).await;
+    let supervisor = app.token(&f.org, Role::Supervisor).await;
+    let query = "subscription { agentStates { kind resync removedAgentIds agents { id presence presenceSince } } }";
+    let mut first = subscribe(&app, &viewer, query, json!({})).await;
+    let first_snapshot = expect_data(&mut first, "agentStates").await;
+
+    // Changes at a steady pace while new subscribers join the shared stream.
+    let changer = {
+        let (app_url, agents, supervisor) = (app.url("/graphql"), f.agents.clone(), supervisor.clone());
+        tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let presences = ["LUNCH", "AWAY", "AVAILABLE", "MEETING"];
+            let mut last = std::collections::HashMap::new();
+            for i in 0..40 {
+                let agent = agents[i % agents.len()];
+                let presence = presences[(i / agents.len()) % presences.len()];
+                let body: Value = http
+                    .post(&app_url)
+                    .bearer_auth(&supervisor)
+                    .json(&json!({ "query": SET_PRESENCE, "variables": { "a": agent.to_string(), "p": presence } }))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                assert!(body.get("errors").is_none(), "{body}");
+                last.insert(agent.to_string(), presence.to_owned());
+                tokio::time::sleep(Duration::from_millis(15)).await;
+            }
+            last
+        })
+    };
+    let mut joined = vec![first];
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        joined.push(subscribe(&app, &viewer, query, json!({})).await);
+    }
+    let last = changer.await.unwrap();
+    let mut views = Vec::new();
+    for (i, ws) in joined.iter_mut().enumerate() {
+        let mut view = std::collections::HashMap::new();
+        if i == 0 {
+            fold_view(&mut view, &first_snapshot);
+        }
+        while let Some(update) = next_data(ws, "agentStates", Duration::from_millis(1_500)).await {
+            assert_eq!(update["resync"], false, "nobody fell behind here: {update}");
+            fold_view(&mut view, &update);
+        }
+        for (agent, presence) in &last {
+            assert_eq!(&view[agent].0, presence, "agent {agent} ends in its last presence");
+        }
+        views.push(view);
+    }
+    assert!(
+        views.iter().all(|v| *v == views[0]),
+        "every subscriber ends with the same view"
+    );
+}

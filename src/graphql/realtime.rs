@@ -33,7 +33,7 @@ use crate::management::settings::ServiceLevelVariant;
 use crate::realtime::agents::BoardUpdate;
 use crate::realtime::bus::Received;
 use crate::realtime::live::{self, LiveFilter, LiveTiles, WindowTiles};
-use crate::realtime::Topic;
+use crate::realtime::{StreamPosition, Topic};
 
 /// What the agent chose. The organization's reason codes refine every presence but AVAILABLE
 /// and OFFLINE.
@@ -596,9 +596,13 @@ impl RealtimeSubscription {
             .boards
             .board(&app.db, &app.bus, &tenant, app.settings.live_updates_buffer)
             .await?;
+        // Reported before each message so the WebSocket layer can share the deltas (see
+        // `StreamPosition`); absent for other transports.
+        let position = ctx.data_opt::<StreamPosition>().cloned().unwrap_or_default();
         Ok(async_stream::stream! {
             let (mut updates, mut version, snapshot) = board.subscribe();
-            yield matcher.snapshot(&snapshot, false);
+            position.report(version);
+            yield matcher.snapshot(&snapshot, position.resync_first());
             drop(snapshot);
             loop {
                 // One update, plus whatever else is already queued: under load a subscriber
@@ -618,7 +622,7 @@ impl RealtimeSubscription {
                         }
                     }
                 }
-                let mut resync: Option<Arc<Vec<Arc<LiveAgentRow>>>> = None;
+                let mut resync: Option<(u64, Arc<Vec<Arc<LiveAgentRow>>>)> = None;
                 let mut changed: Vec<Arc<LiveAgentRow>> = Vec::new();
                 let mut removed: Vec<Uuid> = Vec::new();
                 let mut closed = false;
@@ -645,24 +649,26 @@ impl RealtimeSubscription {
                         Ok(BoardUpdate::Changed { .. } | BoardUpdate::Removed { .. }) => {}
                         Ok(BoardUpdate::Resync { version: v, agents }) => {
                             version = v;
-                            resync = Some(agents);
+                            resync = Some((v, agents));
                             changed.clear();
                             removed.clear();
                         }
                         Err(RecvError::Lagged(_)) => {
                             let (v, agents) = board.snapshot();
                             version = v;
-                            resync = Some(agents);
+                            resync = Some((v, agents));
                             changed.clear();
                             removed.clear();
                         }
                         Err(RecvError::Closed) => closed = true,
                     }
                 }
-                if let Some(agents) = resync {
+                if let Some((at, agents)) = resync {
+                    position.report(at);
                     yield matcher.snapshot(&agents, true);
                 }
                 if !changed.is_empty() || !removed.is_empty() {
+                    position.report(version);
                     yield AgentStatesUpdate {
                         kind: AgentStatesKind::Delta,
                         resync: false,

@@ -57,6 +57,9 @@ pub async fn metrics(State(state): State<HttpState>) -> ([(axum::http::HeaderNam
         ),
         format!("omnivox_live_kpi_computations {}", state.app.live.len()),
         format!("omnivox_live_agent_boards {}", state.app.boards.len()),
+        format!("omnivox_ws_shared_streams {}", state.shared.len()),
+        format!("omnivox_ws_shared_renders_total {}", state.shared.renders()),
+        format!("omnivox_ws_shared_deliveries_total {}", state.shared.deliveries()),
     ];
     (
         [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],

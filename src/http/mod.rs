@@ -26,13 +26,20 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 pub struct HttpState {
     pub app: AppState,
     pub schema: OmnivoxSchema,
+    /// Subscriptions rendered once for every socket that shares them.
+    pub shared: std::sync::Arc<ws::SharedStreams>,
 }
 
 /// The whole application as a router, so tests and examples can serve it on any listener.
 pub fn app(state: AppState) -> Router {
     let settings = state.settings.clone();
     let schema = build_schema(state.clone());
-    let http_state = HttpState { app: state, schema };
+    let shared = std::sync::Arc::new(ws::SharedStreams::new(settings.live_updates_buffer));
+    let http_state = HttpState {
+        app: state,
+        schema,
+        shared,
+    };
     let mut router = Router::new()
         .route("/graphql", get(graphql::get_or_websocket).post(graphql::post))
         .route("/livez", get(health::livez))

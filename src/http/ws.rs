@@ -54,8 +54,12 @@
 //! [`Settings::ws_ping_interval`]: crate::config::Settings::ws_ping_interval
 //! [`Settings::ws_outbound_queue`]: crate::config::Settings::ws_outbound_queue
 
+mod shared;
+
+pub use shared::{ShareKey, SharedStreams, SHARED_FIELDS};
+
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -545,7 +549,9 @@ impl Connection {
                     match message {
                         Message::Text(text) => {
                             let was_acked = self.session.is_some();
-                            if let Err(exit) = self.on_text(text.as_str()).await {
+                            // Boxed: authentication and subscribe futures are large and
+                            // short-lived; inline, every idle socket would carry their space.
+                            if let Err(exit) = Box::pin(self.on_text(text.as_str())).await {
                                 return exit;
                             }
                             if !was_acked {
@@ -577,7 +583,7 @@ impl Connection {
                     }
                 }
                 () = tick(&mut reauth) => {
-                    if let Err(exit) = self.reauthenticate().await {
+                    if let Err(exit) = Box::pin(self.reauthenticate()).await {
                         return exit;
                     }
                 }
@@ -716,14 +722,28 @@ impl Connection {
             Some(prefix) => format!("{prefix}:{}", truncate(id, 64)),
             None => truncate(id, 64).to_owned(),
         });
-        let request = request.data(RequestContext {
+        let context = RequestContext {
             auth: Auth::Authenticated(session.principal.clone()),
             request_id,
-        });
-        let stream = self.state.schema.execute_stream(request);
-        let task = self
-            .tasks
-            .spawn(run_operation(id.to_owned(), self.protocol, stream, self.out.clone()));
+        };
+        let key = payload.as_object().and_then(|p| ShareKey::of(&session.principal, p));
+        let task = match key {
+            // Rendered once for every socket with the same key (see `shared`).
+            Some(key) => self.tasks.spawn(shared::run_subscriber(
+                id.to_owned(),
+                self.protocol,
+                self.out.clone(),
+                self.state.schema.clone(),
+                Arc::clone(&self.state.shared),
+                key,
+                context,
+            )),
+            None => {
+                let stream = self.state.schema.execute_stream(request.data(context));
+                self.tasks
+                    .spawn(run_operation(id.to_owned(), self.protocol, stream, self.out.clone()))
+            }
+        };
         self.active.insert(id.to_owned(), task);
         Ok(())
     }

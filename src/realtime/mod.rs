@@ -66,3 +66,46 @@ pub struct Event {
     pub origin: Uuid,
     pub payload: serde_json::Value,
 }
+
+/// Where a subscription stream stands, reported by its resolver for the WebSocket layer.
+///
+/// A resolver that finds this in the request's data stores, just before yielding each message,
+/// the board sequence number that message brings the subscriber up to. async-graphql resolves
+/// one stream item completely before it polls the stream again, so whoever receives the
+/// rendered response reads the position of exactly that message. With it, the WebSocket
+/// layer (`http::ws::shared`) renders a stream's messages once for every subscriber that shares
+/// them, and a new subscriber can take its own snapshot and then skip every shared message the
+/// snapshot already covers. A resolver that never reports a position is simply not shared.
+#[derive(Debug, Clone, Default)]
+pub struct StreamPosition {
+    /// 0 until the resolver reports (board sequence numbers start at 1).
+    at: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// The subscriber missed shared messages: its first message must be a snapshot marked as
+    /// a resync.
+    resync: bool,
+}
+
+impl StreamPosition {
+    /// A position whose first message is a resync snapshot.
+    pub fn for_resync() -> Self {
+        Self {
+            resync: true,
+            ..Self::default()
+        }
+    }
+
+    /// Whether the first message must be marked as a resync.
+    pub fn resync_first(&self) -> bool {
+        self.resync
+    }
+
+    /// Records the position of the message about to be yielded.
+    pub fn report(&self, position: u64) {
+        self.at.store(position, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The position of the last message yielded; `None` when the resolver reports none.
+    pub fn get(&self) -> Option<u64> {
+        Some(self.at.load(std::sync::atomic::Ordering::Acquire)).filter(|at| *at > 0)
+    }
+}
