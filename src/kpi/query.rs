@@ -10,6 +10,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::auth::Tenant;
+use crate::db::cached_sql::CachedSql;
 use crate::db::contact_centre::Direction;
 use crate::error::AppResult;
 use crate::kpi::facts::{hour_of, Counters, ABANDONED_SQL, ANSWERED_SQL};
@@ -320,9 +321,38 @@ fn counter_select(mask: CounterMask, expr: impl Fn(usize, &str) -> String) -> St
         .join(", ")
 }
 
-/// The counter columns of each rollup row `k` as stored, for reads that add rows up in Rust.
-fn stored_counter_columns(mask: CounterMask) -> String {
-    counter_select(mask, |_, column| format!("k.{column}"))
+/// The counters of each rollup row `k` as stored, in ONE array column `counters` in
+/// [`COUNTER_COLUMNS`] order, for reads that add rows up in Rust. One array rather than 18
+/// named columns: diesel finds each named column of each row by a search over the row's column
+/// names, which for a month of daily rows cost more than reading them.
+fn stored_counter_array(mask: CounterMask) -> String {
+    let values = COUNTER_COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(i, column)| match (mask.0[i], *column) {
+            (true, _) => format!("k.{column}"),
+            (false, "max_wait_ms") => "NULL::int8".to_owned(),
+            (false, _) => "0::int8".to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("ARRAY[{values}]::int8[] AS counters")
+}
+
+/// The counters of a [`stored_counter_array`] (`max_wait_ms` may be null, the others are not).
+fn counters_from_array(values: &[Option<i64>]) -> Counters {
+    let mut columns = [0_i64; 18];
+    for (column, value) in columns.iter_mut().zip(values) {
+        *column = value.unwrap_or(0);
+    }
+    let max_wait = COUNTER_COLUMNS
+        .iter()
+        .position(|c| *c == "max_wait_ms")
+        .and_then(|i| values.get(i).copied().flatten());
+    Counters {
+        max_wait_ms: max_wait,
+        ..counters_from_columns(columns)
+    }
 }
 
 /// The counter columns summed over rollup rows `k` (`kpi_hourly`).
@@ -399,17 +429,19 @@ pub async fn rollup_counters(
         rollup_counter_columns(CounterMask::ALL),
         level_condition(scope)
     );
-    let rows: Vec<CounterRow> = diesel::sql_query(sql)
-        .bind::<SqlUuid, _>(tenant.org_id())
-        .bind::<Array<Timestamptz>, _>(&windows.starts)
-        .bind::<Array<Timestamptz>, _>(&windows.ends)
-        .bind::<Array<Int4>, _>(&windows.indexes)
-        .bind::<Nullable<Array<SqlUuid>>, _>(scope.campaign_ids.as_ref())
-        .bind::<Nullable<Array<SqlUuid>>, _>(scope.agent_ids.as_ref())
-        .bind::<Nullable<Text>, _>(scope.direction.map(Direction::as_str))
-        .bind::<SqlUuid, _>(ALL_KEY)
-        .load(conn)
-        .await?;
+    let rows: Vec<CounterRow> = CachedSql(
+        diesel::sql_query(sql)
+            .bind::<SqlUuid, _>(tenant.org_id())
+            .bind::<Array<Timestamptz>, _>(&windows.starts)
+            .bind::<Array<Timestamptz>, _>(&windows.ends)
+            .bind::<Array<Int4>, _>(&windows.indexes)
+            .bind::<Nullable<Array<SqlUuid>>, _>(scope.campaign_ids.as_ref())
+            .bind::<Nullable<Array<SqlUuid>>, _>(scope.agent_ids.as_ref())
+            .bind::<Nullable<Text>, _>(scope.direction.map(Direction::as_str))
+            .bind::<SqlUuid, _>(ALL_KEY),
+    )
+    .load(conn)
+    .await?;
     Ok(rows.into_iter().map(CounterRow::into_pair).collect())
 }
 
@@ -437,16 +469,18 @@ pub async fn raw_counters(
          GROUP BY w.idx",
         raw_counter_columns(CounterMask::ALL)
     );
-    let rows: Vec<CounterRow> = diesel::sql_query(sql)
-        .bind::<SqlUuid, _>(tenant.org_id())
-        .bind::<Array<Timestamptz>, _>(&windows.starts)
-        .bind::<Array<Timestamptz>, _>(&windows.ends)
-        .bind::<Array<Int4>, _>(&windows.indexes)
-        .bind::<Nullable<Array<SqlUuid>>, _>(scope.campaign_ids.as_ref())
-        .bind::<Nullable<Array<SqlUuid>>, _>(scope.agent_ids.as_ref())
-        .bind::<Nullable<Text>, _>(scope.direction.map(Direction::as_str))
-        .load(conn)
-        .await?;
+    let rows: Vec<CounterRow> = CachedSql(
+        diesel::sql_query(sql)
+            .bind::<SqlUuid, _>(tenant.org_id())
+            .bind::<Array<Timestamptz>, _>(&windows.starts)
+            .bind::<Array<Timestamptz>, _>(&windows.ends)
+            .bind::<Array<Int4>, _>(&windows.indexes)
+            .bind::<Nullable<Array<SqlUuid>>, _>(scope.campaign_ids.as_ref())
+            .bind::<Nullable<Array<SqlUuid>>, _>(scope.agent_ids.as_ref())
+            .bind::<Nullable<Text>, _>(scope.direction.map(Direction::as_str)),
+    )
+    .load(conn)
+    .await?;
     Ok(rows.into_iter().map(CounterRow::into_pair).collect())
 }
 
@@ -518,19 +552,21 @@ pub async fn rollup_agent_time(
     if windows.is_empty() {
         return Ok(Vec::new());
     }
-    let rows: Vec<AgentTimeRow> = diesel::sql_query(format!(
-        "SELECT w.idx, {AGENT_TIME_SUMS}
+    let rows: Vec<AgentTimeRow> = CachedSql(
+        diesel::sql_query(format!(
+            "SELECT w.idx, {AGENT_TIME_SUMS}
          FROM unnest($2::timestamptz[], $3::timestamptz[], $4::int4[]) AS w(s, e, idx)
          JOIN kpi_agent_time_hourly k ON k.organization_id = $1 AND k.hour >= w.s AND k.hour < w.e
          WHERE CASE WHEN $5::uuid[] IS NULL THEN k.agent_key = $6 ELSE k.agent_key = ANY($5) END
          GROUP BY 1"
-    ))
-    .bind::<SqlUuid, _>(tenant.org_id())
-    .bind::<Array<Timestamptz>, _>(&windows.starts)
-    .bind::<Array<Timestamptz>, _>(&windows.ends)
-    .bind::<Array<Int4>, _>(&windows.indexes)
-    .bind::<Nullable<Array<SqlUuid>>, _>(scope.agent_ids.as_ref())
-    .bind::<SqlUuid, _>(ALL_KEY)
+        ))
+        .bind::<SqlUuid, _>(tenant.org_id())
+        .bind::<Array<Timestamptz>, _>(&windows.starts)
+        .bind::<Array<Timestamptz>, _>(&windows.ends)
+        .bind::<Array<Int4>, _>(&windows.indexes)
+        .bind::<Nullable<Array<SqlUuid>>, _>(scope.agent_ids.as_ref())
+        .bind::<SqlUuid, _>(ALL_KEY),
+    )
     .load(conn)
     .await?;
     Ok(rows
@@ -551,7 +587,7 @@ pub async fn raw_agent_time(
     if windows.is_empty() {
         return Ok(Vec::new());
     }
-    let rows: Vec<StateRow> = diesel::sql_query(
+    let rows: Vec<StateRow> = CachedSql(diesel::sql_query(
         "SELECT w.idx, l.axis, l.state,
                 sum((extract(epoch FROM (least(l.ended_at, w.e) - greatest(l.started_at, w.s))) * 1000000)::int8)::int8 AS us
          FROM unnest($2::timestamptz[], $3::timestamptz[], $4::int4[]) AS w(s, e, idx)
@@ -566,7 +602,7 @@ pub async fn raw_agent_time(
     .bind::<Array<Timestamptz>, _>(&windows.ends)
     .bind::<Array<Int4>, _>(&windows.indexes)
     .bind::<Nullable<Array<SqlUuid>>, _>(scope.agent_ids.as_ref())
-    .load(conn)
+    ).load(conn)
     .await?;
     Ok(state_rows(rows))
 }
@@ -578,12 +614,15 @@ pub async fn raw_agent_time(
 /// whole table in parallel (6 s) instead of the `(organization, offered_at)` index (1 ms) —
 /// hence no sequential scans; every read here is bounded by organization and time and has an
 /// index for it; (2) it would sort hundreds of thousands of rollup rows to group them where
-/// hashing the few groups in memory is several times faster — hence no sorts.
+/// hashing the few groups in memory is several times faster — hence no sorts. (3) Statements
+/// kept prepared ([`CachedSql`]) are planned for their actual windows every time: after five
+/// runs PostgreSQL may switch to a generic plan, which for a 30-day summary took 8 s instead of
+/// 5 ms — hence custom plans only.
 pub async fn tune_kpi_reads(conn: &mut AsyncPgConnection) -> AppResult<()> {
     use diesel_async::SimpleAsyncConnection;
     conn.batch_execute(
         "SET LOCAL work_mem = '64MB'; SET LOCAL enable_sort = off; SET LOCAL enable_incremental_sort = off;
-         SET LOCAL enable_seqscan = off",
+         SET LOCAL enable_seqscan = off; SET LOCAL plan_cache_mode = force_custom_plan",
     )
     .await?;
     Ok(())
@@ -888,6 +927,15 @@ struct GroupedCounterRow {
     counters: CounterColumns,
 }
 
+/// A rollup row as stored ([`stored_counter_array`]).
+#[derive(QueryableByName)]
+struct StoredCounterRow {
+    #[diesel(embed)]
+    key: GroupColumns,
+    #[diesel(sql_type = Array<Nullable<BigInt>>)]
+    counters: Vec<Option<i64>>,
+}
+
 #[derive(QueryableByName)]
 struct GroupedStateRow {
     #[diesel(embed)]
@@ -959,7 +1007,7 @@ pub async fn grouped_rollup_counters(
     let (columns, group_by) = if slice.sums_in_sql() {
         (rollup_counter_columns(query.counters), "GROUP BY 1, 2, 3, 4, 5")
     } else {
-        (stored_counter_columns(query.counters), "")
+        (stored_counter_array(query.counters), "")
     };
     let sql = format!(
         "SELECT {keys}, {columns}
@@ -971,7 +1019,7 @@ pub async fn grouped_rollup_counters(
     let (starts, classes) = time_slot_arrays(query.group);
     let (start, end, excluded) = slice.hour_params();
     let (days, day_classes) = slice.day_params(query.group);
-    let rows: Vec<GroupedCounterRow> = diesel::sql_query(sql)
+    let statement = diesel::sql_query(sql)
         .bind::<SqlUuid, _>(tenant.org_id())
         .bind::<Timestamptz, _>(start)
         .bind::<Timestamptz, _>(end)
@@ -983,10 +1031,17 @@ pub async fn grouped_rollup_counters(
         .bind::<Array<Int4>, _>(classes)
         .bind::<SqlUuid, _>(ALL_KEY)
         .bind::<Array<Date>, _>(days)
-        .bind::<Array<Int4>, _>(day_classes)
-        .load(conn)
-        .await?;
-    Ok(rows.into_iter().map(|r| (r.key.into(), r.counters.into())).collect())
+        .bind::<Array<Int4>, _>(day_classes);
+    if slice.sums_in_sql() {
+        let rows: Vec<GroupedCounterRow> = statement.load(conn).await?;
+        Ok(rows.into_iter().map(|r| (r.key.into(), r.counters.into())).collect())
+    } else {
+        let rows: Vec<StoredCounterRow> = statement.load(conn).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.key.into(), counters_from_array(&r.counters)))
+            .collect())
+    }
 }
 
 /// Call counters per group computed from `interactions` over `windows` (disjoint), by the
