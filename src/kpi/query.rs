@@ -269,6 +269,9 @@ pub const COUNTER_COLUMNS: [&str; 18] = [
     "successes",
 ];
 
+/// The place of `max_wait_ms` in [`COUNTER_COLUMNS`], the one counter that is a maximum.
+const MAX_WAIT_COLUMN: usize = 12;
+
 /// Builds counters from values in [`COUNTER_COLUMNS`] order (`max_wait_ms` is `Some`).
 pub fn counters_from_columns(v: [i64; 18]) -> Counters {
     Counters {
@@ -284,7 +287,7 @@ pub fn counters_from_columns(v: [i64; 18]) -> Counters {
         handled_talk_ms: v[9],
         handled_hold_ms: v[10],
         handled_wrap_ms: v[11],
-        max_wait_ms: Some(v[12]),
+        max_wait_ms: Some(v[MAX_WAIT_COLUMN]),
         human_answered: v[13],
         machine_answered: v[14],
         drops: v[15],
@@ -309,16 +312,26 @@ impl Default for CounterMask {
 }
 
 fn counter_select(mask: CounterMask, expr: impl Fn(usize, &str) -> String) -> String {
+    counter_values(mask, expr)
+        .iter()
+        .zip(COUNTER_COLUMNS)
+        .map(|(value, column)| format!("{value} AS {column}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The value of each counter in [`COUNTER_COLUMNS`] order: `expr` for the counters of `mask`,
+/// a constant for the others (0, or NULL for `max_wait_ms`).
+fn counter_values(mask: CounterMask, expr: impl Fn(usize, &str) -> String) -> Vec<String> {
     COUNTER_COLUMNS
         .iter()
         .enumerate()
         .map(|(i, column)| match (mask.0[i], *column) {
-            (true, _) => format!("{} AS {column}", expr(i, column)),
-            (false, "max_wait_ms") => "NULL::int8 AS max_wait_ms".to_owned(),
-            (false, _) => format!("0::int8 AS {column}"),
+            (true, _) => expr(i, column),
+            (false, "max_wait_ms") => "NULL::int8".to_owned(),
+            (false, _) => "0::int8".to_owned(),
         })
-        .collect::<Vec<_>>()
-        .join(", ")
+        .collect()
 }
 
 /// The counters of each rollup row `k` as stored, in ONE array column `counters` in
@@ -326,16 +339,7 @@ fn counter_select(mask: CounterMask, expr: impl Fn(usize, &str) -> String) -> St
 /// named columns: diesel finds each named column of each row by a search over the row's column
 /// names, which for a month of daily rows cost more than reading them.
 fn stored_counter_array(mask: CounterMask) -> String {
-    let values = COUNTER_COLUMNS
-        .iter()
-        .enumerate()
-        .map(|(i, column)| match (mask.0[i], *column) {
-            (true, _) => format!("k.{column}"),
-            (false, "max_wait_ms") => "NULL::int8".to_owned(),
-            (false, _) => "0::int8".to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
+    let values = counter_values(mask, |_, column| format!("k.{column}")).join(", ");
     format!("ARRAY[{values}]::int8[] AS counters")
 }
 
@@ -345,12 +349,8 @@ fn counters_from_array(values: &[Option<i64>]) -> Counters {
     for (column, value) in columns.iter_mut().zip(values) {
         *column = value.unwrap_or(0);
     }
-    let max_wait = COUNTER_COLUMNS
-        .iter()
-        .position(|c| *c == "max_wait_ms")
-        .and_then(|i| values.get(i).copied().flatten());
     Counters {
-        max_wait_ms: max_wait,
+        max_wait_ms: values.get(MAX_WAIT_COLUMN).copied().flatten(),
         ..counters_from_columns(columns)
     }
 }
@@ -1295,6 +1295,11 @@ pub async fn raw_disposition_calls(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn max_wait_column_is_where_the_columns_say() {
+        assert_eq!(COUNTER_COLUMNS[MAX_WAIT_COLUMN], "max_wait_ms");
+    }
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).map(|d| d.to_utc()).unwrap_or_default()

@@ -955,8 +955,6 @@ async fn recompute_max_waits(
         directions.push(key.direction.to_owned());
         waits.push(*wait);
     }
-    let (hours_again, campaigns_again, agents_again, directions_again) =
-        (hours.clone(), campaigns.clone(), agents.clone(), directions.clone());
     let sql = format!(
         "UPDATE kpi_hourly k SET max_wait_ms = (
             SELECT max(coalesce(i.wait_ms, 0)) FROM interactions i
@@ -973,10 +971,10 @@ async fn recompute_max_waits(
     );
     diesel::sql_query(sql)
         .bind::<SqlUuid, _>(tenant.org_id())
-        .bind::<Array<Timestamptz>, _>(hours)
-        .bind::<Array<SqlUuid>, _>(campaigns)
-        .bind::<Array<SqlUuid>, _>(agents)
-        .bind::<Array<Text>, _>(directions)
+        .bind::<Array<Timestamptz>, _>(&hours)
+        .bind::<Array<SqlUuid>, _>(&campaigns)
+        .bind::<Array<SqlUuid>, _>(&agents)
+        .bind::<Array<Text>, _>(&directions)
         .bind::<Array<BigInt>, _>(waits)
         .bind::<SqlUuid, _>(ALL_KEY)
         .bind::<SqlUuid, _>(crate::kpi::NONE_KEY)
@@ -999,10 +997,10 @@ async fn recompute_max_waits(
            AND d.agent_key = c.agent_key AND d.direction = c.direction",
     )
     .bind::<SqlUuid, _>(tenant.org_id())
-    .bind::<Array<Timestamptz>, _>(hours_again)
-    .bind::<Array<SqlUuid>, _>(campaigns_again)
-    .bind::<Array<SqlUuid>, _>(agents_again)
-    .bind::<Array<Text>, _>(directions_again)
+    .bind::<Array<Timestamptz>, _>(&hours)
+    .bind::<Array<SqlUuid>, _>(&campaigns)
+    .bind::<Array<SqlUuid>, _>(&agents)
+    .bind::<Array<Text>, _>(&directions)
     .execute(conn)
     .await?;
     Ok(())
