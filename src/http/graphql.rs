@@ -165,13 +165,7 @@ pub async fn post(State(state): State<HttpState>, headers: HeaderMap, body: Resu
             } else {
                 AppError::bad_input("the request body could not be read")
             };
-            // The rest of the body is still unread on the connection: it cannot carry another
-            // request, so the client is told not to reuse it.
-            let mut response = error_response(status, media, &error);
-            response
-                .headers_mut()
-                .insert(header::CONNECTION, axum::http::HeaderValue::from_static("close"));
-            return response;
+            return error_response(status, media, &error);
         }
     };
     let content_type = headers

@@ -62,10 +62,24 @@ pub fn app(state: AppState) -> Router {
                 tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
             }))
             .layer(PropagateRequestIdLayer::new(request_id))
+            .layer(axum::middleware::map_response(close_after_payload_too_large))
             // Backstop only: GraphQL execution has its own, friendlier timeout.
             .layer(TimeoutLayer::with_status_code(
                 StatusCode::SERVICE_UNAVAILABLE,
                 settings.request_timeout + std::time::Duration::from_secs(5),
             )),
     )
+}
+
+/// A 413 is answered before its body is read, so the rest of the body is still on the
+/// connection and it cannot carry another request: every 413 says `Connection: close`, or a
+/// pooled client may send its next request on it and see that request fail.
+async fn close_after_payload_too_large(mut response: axum::response::Response) -> axum::response::Response {
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }

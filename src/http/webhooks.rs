@@ -155,17 +155,6 @@ fn reply(status: StatusCode, text: &str) -> Response {
     (status, text.to_owned()).into_response()
 }
 
-/// 413 with `Connection: close`: the unread body is still on the connection, so it cannot carry
-/// another request, and a client that reuses it would see its next request fail.
-fn too_large() -> Response {
-    let mut response = reply(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
-    response.headers_mut().insert(
-        axum::http::header::CONNECTION,
-        axum::http::HeaderValue::from_static("close"),
-    );
-    response
-}
-
 fn forbidden(org_slug: &str, why: &str) -> Response {
     tracing::warn!(org = %org_slug, reason = why, "Twilio callback refused");
     reply(StatusCode::FORBIDDEN, "forbidden")
@@ -221,10 +210,10 @@ async fn twilio_voice_status(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > MAX_WEBHOOK_BODY_BYTES) {
-        return too_large();
+        return reply(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
     }
     let Ok(bytes) = to_bytes(body, MAX_WEBHOOK_BODY_BYTES).await else {
-        return too_large();
+        return reply(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
     };
 
     let Some(signature) = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok()) else {
