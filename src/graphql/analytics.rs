@@ -14,9 +14,10 @@ use std::borrow::Cow;
 
 use async_graphql::parser::types::Field;
 use async_graphql::registry::Registry;
+use async_graphql::resolver_utils::enum_value;
 use async_graphql::{
-    ComplexObject, Context, ContextSelectionSet, InputObject, Number, Object, OutputType, Positioned, ServerResult,
-    SimpleObject, Value, ID,
+    ComplexObject, Context, ContextSelectionSet, InputObject, Number, Object, OutputType, Positioned, ScalarType,
+    ServerResult, SimpleObject, Value, ID,
 };
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -29,6 +30,7 @@ use crate::db::{self};
 use crate::error::{AppError, AppResult, FieldError};
 use crate::graphql::kpi::{CallDirection, KpiFilter, KpiValues};
 use crate::graphql::pagination::page_size;
+use crate::graphql::plain::{PlainList, PlainObject, Selection};
 use crate::graphql::users::tenant_for;
 use crate::graphql::{settings, state, DEFAULT_PAGE_SIZE};
 use crate::kpi::analytics::{
@@ -422,13 +424,19 @@ impl OutputType for MetricValues {
     }
 
     async fn resolve(&self, _ctx: &ContextSelectionSet<'_>, _field: &Positioned<Field>) -> ServerResult<Value> {
+        Ok(self.to_value())
+    }
+}
+
+impl MetricValues {
+    fn to_value(&self) -> Value {
         // Metric values are finite (a ratio over 0 is None); a non-finite one would be null.
-        Ok(Value::List(
+        Value::List(
             self.0
                 .iter()
                 .map(|v| v.and_then(Number::from_f64).map_or(Value::Null, Value::Number))
                 .collect(),
-        ))
+        )
     }
 }
 
@@ -448,6 +456,12 @@ pub struct AnalyticsRow {
 impl AnalyticsRow {
     /// The same values with their metric, numerator and denominator, for drill-down.
     async fn explain(&self) -> Vec<AnalyticsValue> {
+        self.explained()
+    }
+}
+
+impl AnalyticsRow {
+    fn explained(&self) -> Vec<AnalyticsValue> {
         self.evaluated
             .iter()
             .filter_map(|e| MetricName::from_registry_name(e.name).map(|m| analytics_value(m, e)))
@@ -470,7 +484,93 @@ pub struct AnalyticsResult {
     total_rows: i64,
     /// Whether rows were left out by the limit.
     truncated: bool,
-    rows: Vec<AnalyticsRow>,
+    /// Resolved without one future per field (see `graphql::plain`): results run to 10,000
+    /// rows of nested objects.
+    rows: PlainList<AnalyticsRow>,
+}
+
+// Plain resolution of the row types; each `field` answers exactly what the derived
+// `SimpleObject` would, which `plain_rows_equal_the_derived_resolution` checks field by field.
+
+fn id_value(id: &ID) -> Value {
+    Value::String(id.0.clone())
+}
+
+fn opt_scalar<T: ScalarType>(v: Option<&T>) -> Value {
+    v.map_or(Value::Null, ScalarType::to_value)
+}
+
+impl PlainObject for KpiEntity {
+    const TYPE_NAME: &'static str = "KpiEntity";
+
+    fn field(&self, name: &str, _sub: &Selection) -> Option<Value> {
+        Some(match name {
+            "id" => self.id.as_ref().map_or(Value::Null, id_value),
+            "name" => Value::String(self.name.clone()),
+            _ => return None,
+        })
+    }
+}
+
+impl PlainObject for AnalyticsDisposition {
+    const TYPE_NAME: &'static str = "AnalyticsDisposition";
+
+    fn field(&self, name: &str, _sub: &Selection) -> Option<Value> {
+        Some(match name {
+            "id" => self.id.as_ref().map_or(Value::Null, id_value),
+            "code" => self.code.clone().map_or(Value::Null, Value::String),
+            "label" => Value::String(self.label.clone()),
+            _ => return None,
+        })
+    }
+}
+
+impl PlainObject for AnalyticsDimensions {
+    const TYPE_NAME: &'static str = "AnalyticsDimensions";
+
+    fn field(&self, name: &str, sub: &Selection) -> Option<Value> {
+        Some(match name {
+            "campaign" => sub.resolve_opt(self.campaign.as_ref())?,
+            "agent" => sub.resolve_opt(self.agent.as_ref())?,
+            "team" => sub.resolve_opt(self.team.as_ref())?,
+            "direction" => self.direction.map_or(Value::Null, enum_value),
+            "disposition" => sub.resolve_opt(self.disposition.as_ref())?,
+            "date" => opt_scalar(self.date.as_ref()),
+            "hourOfDay" => opt_scalar(self.hour_of_day.as_ref()),
+            "dayOfWeek" => opt_scalar(self.day_of_week.as_ref()),
+            "bucketStart" => opt_scalar(self.bucket_start.as_ref()),
+            "bucketEnd" => opt_scalar(self.bucket_end.as_ref()),
+
+            _ => return None,
+        })
+    }
+}
+
+impl PlainObject for AnalyticsValue {
+    const TYPE_NAME: &'static str = "AnalyticsValue";
+
+    fn field(&self, name: &str, _sub: &Selection) -> Option<Value> {
+        Some(match name {
+            "metric" => enum_value(self.metric),
+            "value" => opt_scalar(self.value.as_ref()),
+            "numerator" => ScalarType::to_value(&self.numerator),
+            "denominator" => opt_scalar(self.denominator.as_ref()),
+            _ => return None,
+        })
+    }
+}
+
+impl PlainObject for AnalyticsRow {
+    const TYPE_NAME: &'static str = "AnalyticsRow";
+
+    fn field(&self, name: &str, sub: &Selection) -> Option<Value> {
+        Some(match name {
+            "dimensions" => sub.resolve(&self.dimensions)?,
+            "values" => self.values.to_value(),
+            "explain" => sub.resolve_all(&self.explained())?,
+            _ => return None,
+        })
+    }
 }
 
 fn analytics_value(metric: MetricName, e: &Evaluated) -> AnalyticsValue {
@@ -535,7 +635,7 @@ impl AnalyticsResult {
             granularity: out.granularity,
             total_rows: i64::try_from(out.total_rows).unwrap_or(i64::MAX),
             truncated: out.truncated,
-            rows,
+            rows: PlainList(rows),
         })
     }
 }
@@ -697,6 +797,198 @@ impl AnalyticsQueries {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::graphql::plain::resolve_plain;
+    use crate::kpi::metrics::Evaluated;
+    use async_graphql::{EmptyMutation, EmptySubscription, Schema, ServerError, Variables};
+    use chrono::TimeZone;
+    use uuid::Uuid;
+
+    fn evaluated(name: &'static str, value: Option<f64>, numerator: f64, denominator: Option<f64>) -> Evaluated {
+        Evaluated {
+            name,
+            unit: Unit::Percent,
+            value,
+            numerator,
+            denominator,
+            formula: "n / d",
+        }
+    }
+
+    /// Rows with every dimension set, every dimension null, and mixed nulls in values.
+    fn sample_rows() -> Vec<AnalyticsRow> {
+        let entity = |name: &str| KpiEntity {
+            id: Some(ID(Uuid::from_u128(name.len() as u128).to_string())),
+            name: name.to_owned(),
+        };
+        let start = Utc.with_ymd_and_hms(2026, 3, 29, 0, 0, 0).single();
+        let full = AnalyticsDimensions {
+            campaign: Some(entity("Sales")),
+            agent: Some(entity("Ada")),
+            team: Some(KpiEntity {
+                id: None,
+                name: "(no team)".into(),
+            }),
+            direction: Some(CallDirection::Outbound),
+            disposition: Some(AnalyticsDisposition {
+                id: None,
+                code: None,
+                label: "(none)".into(),
+            }),
+            date: NaiveDate::from_ymd_opt(2026, 3, 29),
+            hour_of_day: Some(23),
+            day_of_week: Some(7),
+            bucket_start: start,
+            bucket_end: start.map(|s| s + chrono::TimeDelta::minutes(15)),
+        };
+        let empty = AnalyticsDimensions {
+            campaign: None,
+            agent: None,
+            team: None,
+            direction: Some(CallDirection::Inbound),
+            disposition: Some(AnalyticsDisposition {
+                id: Some(ID(Uuid::from_u128(7).to_string())),
+                code: Some("SALE".into()),
+                label: "Sale".into(),
+            }),
+            date: None,
+            hour_of_day: None,
+            day_of_week: None,
+            bucket_start: None,
+            bucket_end: None,
+        };
+        [full, empty]
+            .into_iter()
+            .map(|dimensions| {
+                let evaluated = vec![
+                    evaluated("serviceLevel", Some(87.5), 7.0, Some(8.0)),
+                    evaluated("abandonRate", None, 0.0, Some(0.0)),
+                    evaluated("offered", Some(12.0), 12.0, None),
+                ];
+                AnalyticsRow {
+                    dimensions,
+                    values: MetricValues(evaluated.iter().map(|e| e.value).collect()),
+                    evaluated,
+                }
+            })
+            .collect()
+    }
+
+    /// The plain path only, failing instead of falling back.
+    struct StrictPlain(Vec<AnalyticsRow>);
+
+    impl OutputType for StrictPlain {
+        fn type_name() -> Cow<'static, str> {
+            <Vec<AnalyticsRow> as OutputType>::type_name()
+        }
+        fn create_type_info(registry: &mut Registry) -> String {
+            <Vec<AnalyticsRow> as OutputType>::create_type_info(registry)
+        }
+        async fn resolve(&self, ctx: &ContextSelectionSet<'_>, _field: &Positioned<Field>) -> ServerResult<Value> {
+            resolve_plain(ctx, &self.0).ok_or_else(|| ServerError::new("plain resolution fell back", None))
+        }
+    }
+
+    struct RowsQuery;
+
+    #[Object]
+    impl RowsQuery {
+        async fn derived(&self) -> Vec<AnalyticsRow> {
+            sample_rows()
+        }
+        async fn plain(&self) -> StrictPlain {
+            StrictPlain(sample_rows())
+        }
+        async fn listed(&self) -> PlainList<AnalyticsRow> {
+            PlainList(sample_rows())
+        }
+    }
+
+    type RowsSchema = Schema<RowsQuery, EmptyMutation, EmptySubscription>;
+
+    async fn run(schema: &RowsSchema, document: &str, variables: serde_json::Value) -> Value {
+        let request = async_graphql::Request::new(document).variables(Variables::from_json(variables));
+        let response = schema.execute(request).await;
+        assert!(response.errors.is_empty(), "{document}: {:?}", response.errors);
+        response.data
+    }
+
+    /// The JSON text of one root field's value, in response order (key order matters).
+    fn field_json(data: &Value, field: &str) -> String {
+        match data {
+            Value::Object(map) => map
+                .get(field)
+                .and_then(|v| serde_json::to_string(v).ok())
+                .unwrap_or_default(),
+            _ => String::new(),
+        }
+    }
+
+    /// Every field reachable from `type_name`, recursively, read from the schema's introspection,
+    /// so a field added to a row type is covered without editing this test.
+    async fn every_field(schema: &RowsSchema, type_name: &str) -> String {
+        let query = format!(
+            r#"{{ __type(name: "{type_name}") {{ fields {{ name type {{ kind name ofType {{ kind name ofType {{ kind name ofType {{ kind name }} }} }} }} }} }} }}"#
+        );
+        let data = run(schema, &query, serde_json::json!({}))
+            .await
+            .into_json()
+            .unwrap_or_default();
+        let mut out = String::from("__typename ");
+        for field in data["__type"]["fields"].as_array().into_iter().flatten() {
+            let mut ty = &field["type"];
+            while ty["name"].is_null() {
+                ty = &ty["ofType"];
+            }
+            let name = field["name"].as_str().unwrap_or_default();
+            if ty["kind"] == "OBJECT" {
+                let inner = Box::pin(every_field(schema, ty["name"].as_str().unwrap_or_default())).await;
+                out.push_str(&format!("{name} {{ {inner} }} "));
+            } else {
+                out.push_str(name);
+                out.push(' ');
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn plain_rows_equal_the_derived_resolution() {
+        let schema = Schema::new(RowsQuery, EmptyMutation, EmptySubscription);
+        let all = every_field(&schema, "AnalyticsRow").await;
+        assert!(
+            all.contains("explain { __typename metric value numerator denominator"),
+            "{all}"
+        );
+        let selections = [
+            all,
+            // Aliases, and one response key spread over several fields and fragments.
+            "v: values d: dimensions { a: agent { name } } d: dimensions { a: agent { id } date } values".into(),
+            "...Row dimensions { ... on AnalyticsDimensions { campaign { name } } ... { team { id } } }".into(),
+            "explain @include(if: $on) { metric } dimensions @skip(if: $on) { date } __typename".into(),
+            "dimensions { disposition { ...Disposition code } bucketStart }".into(),
+        ];
+        for selection in selections {
+            let fragments = "fragment Row on AnalyticsRow { values explain { value denominator } } \
+                             fragment Disposition on AnalyticsDisposition { id label }";
+            // Every document uses the variable and both fragments (GraphQL refuses unused ones).
+            let uses = "... @include(if: $on) { ...Row } dimensions { disposition { ...Disposition } }";
+            let document =
+                |field: &str| format!("query($on: Boolean = true) {{ {field} {{ {selection} {uses} }} }} {fragments}");
+            for on in [true, false] {
+                let vars = serde_json::json!({ "on": on });
+                let derived = run(&schema, &document("derived"), vars.clone()).await;
+                let plain = run(&schema, &document("plain"), vars.clone()).await;
+                let listed = run(&schema, &document("listed"), vars).await;
+                let expected = field_json(&derived, "derived");
+                assert!(
+                    expected.starts_with("[{") && expected.contains("},{"),
+                    "two rows: {expected}"
+                );
+                assert_eq!(field_json(&plain, "plain"), expected, "{selection}");
+                assert_eq!(field_json(&listed, "listed"), expected, "{selection}");
+            }
+        }
+    }
 
     #[test]
     fn offset_cursors_round_trip_and_garbage_is_refused() {

@@ -10,6 +10,7 @@ pub mod kpi;
 pub mod limits;
 pub mod org;
 pub mod pagination;
+pub mod plain;
 pub mod realtime;
 pub mod users;
 
