@@ -37,6 +37,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark fails loudly
 #![allow(clippy::print_stdout)]
 
+#[path = "support/bench_db.rs"]
+mod bench_db;
+
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SubsecRound, TimeDelta, TimeZone, Utc};
@@ -122,28 +125,6 @@ async fn existing_calls(url: &str) -> Option<i64> {
         org.id
     );
     Some(count(&mut conn, &sql).await)
-}
-
-async fn recreate_database(url: &str) {
-    let mut parsed = url::Url::parse(url).expect("--database-url is a URL");
-    let name = parsed.path().trim_start_matches('/').to_owned();
-    assert!(
-        name.contains("bench") && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
-        "refusing to drop database {name:?}: the benchmark database's name must contain `bench`"
-    );
-    parsed.set_path("/postgres");
-    let mut admin = AsyncPgConnection::establish(parsed.as_str())
-        .await
-        .expect("PostgreSQL is reachable");
-    println!("dropping and recreating database {name}");
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-        .await
-        .unwrap();
-    admin
-        .batch_execute(&format!("CREATE DATABASE \"{name}\""))
-        .await
-        .unwrap();
 }
 
 async fn seed(url: &str, pool: &db::DbPool, settings: GeneratorSettings) -> GeneratorReport {
@@ -299,7 +280,7 @@ async fn main() {
             existing.unwrap_or(0)
         );
     } else if existing.is_some() || AsyncPgConnection::establish(&url).await.is_ok() {
-        recreate_database(&url).await;
+        bench_db::recreate_database(&url).await;
     }
     db::create_database_if_missing(&url).await.unwrap();
     db::run_migrations(&url).await.unwrap();

@@ -24,11 +24,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark fails loudly
 #![allow(clippy::print_stdout)]
 
+#[path = "support/bench_db.rs"]
+mod bench_db;
+
 use std::io::Cursor;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use futures_util::{SinkExt, TryStreamExt};
 use omnivox::db;
 use omnivox::kpi::generator::{self, GeneratorSettings};
@@ -68,27 +70,6 @@ const TABLES: [(&str, &str, &str); 2] = [
         "started_at",
     ),
 ];
-
-async fn recreate_database(url: &str) {
-    let mut parsed = url::Url::parse(url).expect("--database-url is a URL");
-    let name = parsed.path().trim_start_matches('/').to_owned();
-    assert!(
-        name.contains("bench") && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
-        "refusing to drop database {name:?}: the benchmark database's name must contain `bench`"
-    );
-    parsed.set_path("/postgres");
-    let mut admin = AsyncPgConnection::establish(parsed.as_str())
-        .await
-        .expect("PostgreSQL is reachable");
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-        .await
-        .unwrap();
-    admin
-        .batch_execute(&format!("CREATE DATABASE \"{name}\""))
-        .await
-        .unwrap();
-}
 
 async fn connect(url: &str) -> Client {
     let (client, connection) = tokio_postgres::connect(url, NoTls)
@@ -224,7 +205,7 @@ async fn main() {
     let args = Args::parse();
     assert!(args.loaders >= 1, "--loaders must be at least 1");
     let url = args.database_url.clone();
-    recreate_database(&url).await;
+    bench_db::recreate_database(&url).await;
     db::run_migrations(&url).await.unwrap();
     let pool = db::build_pool(&url, 4, Duration::from_secs(10), Duration::from_secs(600)).unwrap();
     let settings = GeneratorSettings {

@@ -27,6 +27,9 @@
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)] // a benchmark fails loudly
 
+#[path = "support/bench_db.rs"]
+mod bench_db;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -35,7 +38,6 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use clap::Parser;
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use futures_util::{SinkExt, StreamExt};
 use omnivox::auth::{password, session, Role, Tenant};
 use omnivox::config::{parse_duration, Settings};
@@ -150,17 +152,7 @@ struct Seeded {
 }
 
 async fn seed(args: &Args, database_url: &str) -> Seeded {
-    let mut admin = AsyncPgConnection::establish(&format!("{}/postgres", args.pg_server))
-        .await
-        .unwrap();
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"))
-        .await
-        .unwrap();
-    admin
-        .batch_execute(&format!("CREATE DATABASE {DATABASE}"))
-        .await
-        .unwrap();
+    bench_db::recreate_database(database_url).await;
     db::run_migrations(database_url).await.unwrap();
     let mut settings = Settings::for_database(database_url);
     settings.jwt_secret = Some(JWT_SECRET.to_owned());
