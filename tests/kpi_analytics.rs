@@ -725,11 +725,9 @@ fn assert_row_equals_summary(row: &Value, summary: &Value, context: &str) {
     for (i, (name, field)) in METRIC_FIELDS.iter().enumerate() {
         let value = row["explain"]
             .as_array()
-            .unwrap()
-            .iter()
-            .find(|v| v["metric"] == *name)
-            .unwrap();
-        assert_eq!(row["values"][i], value["value"], "values follow the metrics");
+            .and_then(|explained| explained.iter().find(|v| v["metric"] == *name))
+            .unwrap_or_else(|| panic!("{context}: the row explains no {name}: {row}"));
+        assert_eq!(row["values"][i], value["value"], "{context}: values follow the metrics");
         let expected = &summary[*field];
         match (value["value"].as_f64(), expected.as_f64()) {
             (Some(a), Some(b)) => assert_eq!(a, b, "{name} of {context}"),
