@@ -20,7 +20,7 @@ use std::borrow::Cow;
 
 use async_graphql::indexmap::IndexMap;
 use async_graphql::parser::types::{Field, Selection as GqlSelection, SelectionSet};
-use async_graphql::registry::{MetaTypeName, Registry};
+use async_graphql::registry::{MetaType, MetaTypeName, Registry};
 use async_graphql::{ContextSelectionSet, Name, OutputType, Positioned, ServerResult, Value};
 
 /// An object whose fields are plain data, resolvable without futures.
@@ -73,10 +73,11 @@ impl Selection {
             } else {
                 let meta = object.field_by_name(&c.name)?;
                 let child = MetaTypeName::concrete_typename(&meta.ty);
-                if registry.types.get(child)?.is_composite() {
-                    Selection::compile(ctx, child, &c.sets)?
-                } else {
-                    Selection::default()
+                match registry.types.get(child)? {
+                    MetaType::Object { .. } => Selection::compile(ctx, child, &c.sets)?,
+                    leaf if leaf.is_leaf() => Selection::default(),
+                    // An interface or union would need the concrete type of each value.
+                    _ => return None,
                 }
             };
             fields.push(Planned {
