@@ -15,6 +15,9 @@
 //! [`PlainObject`] impl does not know) falls back to async-graphql's own resolution of the
 //! list, so a field added to the type later is still answered — only more slowly — and a test
 //! compares both paths field for field.
+//!
+//! What plain resolution gives up: schema extensions' per-field `resolve` hooks (a tracing
+//! extension, say) see the list field but not the fields inside its items.
 
 use std::borrow::Cow;
 
