@@ -270,7 +270,7 @@ pub const COUNTER_COLUMNS: [&str; 18] = [
 ];
 
 /// The place of `max_wait_ms` in [`COUNTER_COLUMNS`], the one counter that is a maximum.
-const MAX_WAIT_COLUMN: usize = 12;
+pub(crate) const MAX_WAIT_COLUMN: usize = 12;
 
 /// Builds counters from values in [`COUNTER_COLUMNS`] order (`max_wait_ms` is `Some`).
 pub fn counters_from_columns(v: [i64; 18]) -> Counters {

@@ -27,6 +27,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
+use std::sync::LazyLock;
 
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamptz, Uuid as SqlUuid};
@@ -40,7 +41,7 @@ use crate::error::{AppError, AppResult};
 use crate::kpi::facts::{
     contribution, hour_of, CallFacts, CellKey, Counters, CountingRules, ABANDONED_SQL, ANSWERED_SQL,
 };
-use crate::kpi::query::AgentTime;
+use crate::kpi::query::{AgentTime, COUNTER_COLUMNS, MAX_WAIT_COLUMN};
 use crate::kpi::ALL_KEY;
 
 /// Inserts calls and adds their contributions to the rollups. Returns the rows inserted.
@@ -107,6 +108,7 @@ async fn add_to_cells(
         campaigns.push(key.campaign_key);
         agents.push(key.agent_key);
         directions.push(key.direction.to_owned());
+        // The additive counters in COUNTER_COLUMNS order, as ADD_TO_CELLS_SQL expects them.
         let values = [
             c.dials,
             c.offered,
@@ -133,7 +135,7 @@ async fn add_to_cells(
     }
     let [dials, offered, answered, handled, abandoned, aw, bw, short, wait, talk, hold, wrap, human, machine, drops, contacts, successes] =
         columns;
-    diesel::sql_query(ADD_TO_CELLS_SQL)
+    diesel::sql_query(ADD_TO_CELLS_SQL.as_str())
         .bind::<SqlUuid, _>(tenant.org_id())
         .bind::<Array<Timestamptz>, _>(hours)
         .bind::<Array<SqlUuid>, _>(campaigns)
@@ -167,70 +169,47 @@ async fn add_to_cells(
 /// (migration `daily_rollups` defines `day` as `(hour AT TIME ZONE timezone)::date`). The
 /// time zone read here cannot change before the transaction ends: a change of it rewrites the
 /// business settings row, which every writer has share-locked ([`CountingRules::load`]).
-const ADD_TO_CELLS_SQL: &str = "WITH delta (hour, campaign_key, agent_key, direction, dials, offered, answered, handled,
-        abandoned, answered_within_sl, abandoned_within_sl, short_abandoned, answered_wait_ms, handled_talk_ms,
-        handled_hold_ms, handled_wrap_ms, human_answered, machine_answered, drops, contacts, successes, max_wait_ms) AS (
-        SELECT * FROM unnest($2::timestamptz[], $3::uuid[], $4::uuid[], $5::text[],
-            $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::int8[],
-            $13::int8[], $14::int8[], $15::int8[], $16::int8[], $17::int8[], $18::int8[], $19::int8[],
-            $20::int8[], $21::int8[], $22::int8[], $23::int8[])
-     ), hourly AS (
-        INSERT INTO kpi_hourly AS k (organization_id, hour, campaign_key, agent_key, direction,
-            dials, offered, answered, handled, abandoned, answered_within_sl, abandoned_within_sl,
-            short_abandoned, answered_wait_ms, handled_talk_ms, handled_hold_ms, handled_wrap_ms,
-            human_answered, machine_answered, drops, contacts, successes, max_wait_ms)
-        SELECT $1, * FROM delta
-        ON CONFLICT (organization_id, campaign_key, agent_key, hour, direction) DO UPDATE SET
-            dials = k.dials + EXCLUDED.dials,
-            offered = k.offered + EXCLUDED.offered,
-            answered = k.answered + EXCLUDED.answered,
-            handled = k.handled + EXCLUDED.handled,
-            abandoned = k.abandoned + EXCLUDED.abandoned,
-            answered_within_sl = k.answered_within_sl + EXCLUDED.answered_within_sl,
-            abandoned_within_sl = k.abandoned_within_sl + EXCLUDED.abandoned_within_sl,
-            short_abandoned = k.short_abandoned + EXCLUDED.short_abandoned,
-            answered_wait_ms = k.answered_wait_ms + EXCLUDED.answered_wait_ms,
-            handled_talk_ms = k.handled_talk_ms + EXCLUDED.handled_talk_ms,
-            handled_hold_ms = k.handled_hold_ms + EXCLUDED.handled_hold_ms,
-            handled_wrap_ms = k.handled_wrap_ms + EXCLUDED.handled_wrap_ms,
-            human_answered = k.human_answered + EXCLUDED.human_answered,
-            machine_answered = k.machine_answered + EXCLUDED.machine_answered,
-            drops = k.drops + EXCLUDED.drops,
-            contacts = k.contacts + EXCLUDED.contacts,
-            successes = k.successes + EXCLUDED.successes,
-            max_wait_ms = GREATEST(k.max_wait_ms, EXCLUDED.max_wait_ms)
-     )
-     INSERT INTO kpi_daily AS k (organization_id, day, campaign_key, agent_key, direction,
-        dials, offered, answered, handled, abandoned, answered_within_sl, abandoned_within_sl,
-        short_abandoned, answered_wait_ms, handled_talk_ms, handled_hold_ms, handled_wrap_ms,
-        human_answered, machine_answered, drops, contacts, successes, max_wait_ms)
-     SELECT $1, (d.hour AT TIME ZONE o.timezone)::date AS day, d.campaign_key, d.agent_key, d.direction,
-        sum(d.dials), sum(d.offered), sum(d.answered), sum(d.handled), sum(d.abandoned), sum(d.answered_within_sl),
-        sum(d.abandoned_within_sl), sum(d.short_abandoned), sum(d.answered_wait_ms), sum(d.handled_talk_ms),
-        sum(d.handled_hold_ms), sum(d.handled_wrap_ms), sum(d.human_answered), sum(d.machine_answered),
-        sum(d.drops), sum(d.contacts), sum(d.successes), max(d.max_wait_ms)
-     FROM delta d JOIN organizations o ON o.id = $1
-     GROUP BY 2, 3, 4, 5
-     ORDER BY 3, 4, 2, 5
-     ON CONFLICT (organization_id, campaign_key, agent_key, day, direction) DO UPDATE SET
-        dials = k.dials + EXCLUDED.dials,
-        offered = k.offered + EXCLUDED.offered,
-        answered = k.answered + EXCLUDED.answered,
-        handled = k.handled + EXCLUDED.handled,
-        abandoned = k.abandoned + EXCLUDED.abandoned,
-        answered_within_sl = k.answered_within_sl + EXCLUDED.answered_within_sl,
-        abandoned_within_sl = k.abandoned_within_sl + EXCLUDED.abandoned_within_sl,
-        short_abandoned = k.short_abandoned + EXCLUDED.short_abandoned,
-        answered_wait_ms = k.answered_wait_ms + EXCLUDED.answered_wait_ms,
-        handled_talk_ms = k.handled_talk_ms + EXCLUDED.handled_talk_ms,
-        handled_hold_ms = k.handled_hold_ms + EXCLUDED.handled_hold_ms,
-        handled_wrap_ms = k.handled_wrap_ms + EXCLUDED.handled_wrap_ms,
-        human_answered = k.human_answered + EXCLUDED.human_answered,
-        machine_answered = k.machine_answered + EXCLUDED.machine_answered,
-        drops = k.drops + EXCLUDED.drops,
-        contacts = k.contacts + EXCLUDED.contacts,
-        successes = k.successes + EXCLUDED.successes,
-        max_wait_ms = GREATEST(k.max_wait_ms, EXCLUDED.max_wait_ms)";
+static ADD_TO_CELLS_SQL: LazyLock<String> = LazyLock::new(add_to_cells_sql);
+
+/// Builds [`ADD_TO_CELLS_SQL`] from [`COUNTER_COLUMNS`], so that the hourly and the daily
+/// tables are always updated with the same counters: the additive ones in their order (as
+/// [`add_to_cells`] binds them, `$6` onwards), then `max_wait_ms`, a maximum, bound last.
+fn add_to_cells_sql() -> String {
+    let max_wait = COUNTER_COLUMNS[MAX_WAIT_COLUMN];
+    let additive: Vec<&str> = COUNTER_COLUMNS.iter().copied().filter(|c| *c != max_wait).collect();
+    let columns = format!("{}, {max_wait}", additive.join(", "));
+    let params = (6..=6 + additive.len())
+        .map(|i| format!("${i}::int8[]"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let set = additive
+        .iter()
+        .map(|c| format!("{c} = k.{c} + EXCLUDED.{c}"))
+        .chain([format!("{max_wait} = GREATEST(k.{max_wait}, EXCLUDED.{max_wait})")])
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sums = additive
+        .iter()
+        .map(|c| format!("sum(d.{c})"))
+        .chain([format!("max(d.{max_wait})")])
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "WITH delta (hour, campaign_key, agent_key, direction, {columns}) AS (
+            SELECT * FROM unnest($2::timestamptz[], $3::uuid[], $4::uuid[], $5::text[], {params})
+         ), hourly AS (
+            INSERT INTO kpi_hourly AS k (organization_id, hour, campaign_key, agent_key, direction, {columns})
+            SELECT $1, * FROM delta
+            ON CONFLICT (organization_id, campaign_key, agent_key, hour, direction) DO UPDATE SET {set}
+         )
+         INSERT INTO kpi_daily AS k (organization_id, day, campaign_key, agent_key, direction, {columns})
+         SELECT $1, (d.hour AT TIME ZONE o.timezone)::date AS day, d.campaign_key, d.agent_key, d.direction, {sums}
+         FROM delta d JOIN organizations o ON o.id = $1
+         GROUP BY 2, 3, 4, 5
+         ORDER BY 3, 4, 2, 5
+         ON CONFLICT (organization_id, campaign_key, agent_key, day, direction) DO UPDATE SET {set}"
+    )
+}
 
 async fn add_to_dispositions(
     conn: &mut AsyncPgConnection,
