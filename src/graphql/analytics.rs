@@ -10,15 +10,8 @@
 //! grouped aggregates, so it equals `kpiSummary` over the same slice.
 
 use async_graphql::connection::{Connection, Edge};
-use std::borrow::Cow;
-
-use async_graphql::parser::types::Field;
-use async_graphql::registry::Registry;
 use async_graphql::resolver_utils::enum_value;
-use async_graphql::{
-    ComplexObject, Context, ContextSelectionSet, InputObject, Number, Object, OutputType, Positioned, ScalarType,
-    ServerResult, SimpleObject, Value, ID,
-};
+use async_graphql::{ComplexObject, Context, InputObject, Object, ScalarType, SimpleObject, Value, ID};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -405,55 +398,23 @@ pub struct AnalyticsValue {
     denominator: Option<f64>,
 }
 
-/// A row's metric values: `[Float]!` in the schema, exactly as `Vec<Option<f64>>`, but built
-/// as one list value. async-graphql resolves each item of a list as its own future; with
-/// 10,000 rows of 6 metrics that was 60,000 futures (tens of milliseconds) for plain numbers.
-pub struct MetricValues(Vec<Option<f64>>);
-
-impl OutputType for MetricValues {
-    fn type_name() -> Cow<'static, str> {
-        <Vec<Option<f64>> as OutputType>::type_name()
-    }
-
-    fn qualified_type_name() -> String {
-        <Vec<Option<f64>> as OutputType>::qualified_type_name()
-    }
-
-    fn create_type_info(registry: &mut Registry) -> String {
-        <Vec<Option<f64>> as OutputType>::create_type_info(registry)
-    }
-
-    async fn resolve(&self, _ctx: &ContextSelectionSet<'_>, _field: &Positioned<Field>) -> ServerResult<Value> {
-        Ok(self.to_value())
-    }
-}
-
-impl MetricValues {
-    fn to_value(&self) -> Value {
-        // Metric values are finite (a ratio over 0 is None); a non-finite one would be null.
-        Value::List(
-            self.0
-                .iter()
-                .map(|v| v.and_then(Number::from_f64).map_or(Value::Null, Value::Number))
-                .collect(),
-        )
-    }
-}
-
 #[derive(SimpleObject)]
 #[graphql(complex)]
 pub struct AnalyticsRow {
     dimensions: AnalyticsDimensions,
-    /// One value per requested metric, in the order of `AnalyticsResult.metrics` (a compact,
-    /// tabular shape for large results); null where a ratio's denominator is 0.
-    values: MetricValues,
-    /// What `explain` is built from, only when asked for: results run to 10,000 rows.
+    /// What `values` and `explain` are built from, when asked for: results run to 10,000 rows.
     #[graphql(skip)]
     evaluated: Vec<Evaluated>,
 }
 
 #[ComplexObject]
 impl AnalyticsRow {
+    /// One value per requested metric, in the order of `AnalyticsResult.metrics` (a compact,
+    /// tabular shape for large results); null where a ratio's denominator is 0.
+    async fn values(&self) -> Vec<Option<f64>> {
+        self.evaluated.iter().map(|e| e.value).collect()
+    }
+
     /// The same values with their metric, numerator and denominator, for drill-down.
     async fn explain(&self) -> Vec<AnalyticsValue> {
         self.explained()
@@ -492,10 +453,6 @@ pub struct AnalyticsResult {
 // Plain resolution of the row types; each `field` answers exactly what the derived
 // `SimpleObject` would, which `plain_rows_equal_the_derived_resolution` checks field by field.
 
-fn id_value(id: &ID) -> Value {
-    Value::String(id.0.clone())
-}
-
 fn opt_scalar<T: ScalarType>(v: Option<&T>) -> Value {
     v.map_or(Value::Null, ScalarType::to_value)
 }
@@ -505,7 +462,7 @@ impl PlainObject for KpiEntity {
 
     fn field(&self, name: &str, _sub: &Selection) -> Option<Value> {
         Some(match name {
-            "id" => self.id.as_ref().map_or(Value::Null, id_value),
+            "id" => opt_scalar(self.id.as_ref()),
             "name" => Value::String(self.name.clone()),
             _ => return None,
         })
@@ -517,7 +474,7 @@ impl PlainObject for AnalyticsDisposition {
 
     fn field(&self, name: &str, _sub: &Selection) -> Option<Value> {
         Some(match name {
-            "id" => self.id.as_ref().map_or(Value::Null, id_value),
+            "id" => opt_scalar(self.id.as_ref()),
             "code" => self.code.clone().map_or(Value::Null, Value::String),
             "label" => Value::String(self.label.clone()),
             _ => return None,
@@ -566,7 +523,7 @@ impl PlainObject for AnalyticsRow {
     fn field(&self, name: &str, sub: &Selection) -> Option<Value> {
         Some(match name {
             "dimensions" => sub.resolve(&self.dimensions)?,
-            "values" => self.values.to_value(),
+            "values" => Value::List(self.evaluated.iter().map(|e| opt_scalar(e.value.as_ref())).collect()),
             "explain" => sub.resolve_all(&self.explained())?,
             _ => return None,
         })
@@ -601,7 +558,6 @@ impl AnalyticsResult {
             .into_iter()
             .map(|row| {
                 let d = row.dimensions;
-                let values = MetricValues(row.values.iter().map(|e| e.value).collect());
                 AnalyticsRow {
                     dimensions: AnalyticsDimensions {
                         campaign: d.campaign.map(Into::into),
@@ -619,7 +575,6 @@ impl AnalyticsResult {
                         bucket_start: d.bucket.map(|b| b.0),
                         bucket_end: d.bucket.map(|b| b.1),
                     },
-                    values,
                     evaluated: row.values,
                 }
             })
@@ -799,8 +754,14 @@ mod tests {
     use super::*;
     use crate::graphql::plain::resolve_plain;
     use crate::kpi::metrics::Evaluated;
-    use async_graphql::{EmptyMutation, EmptySubscription, Schema, ServerError, Variables};
+    use async_graphql::parser::types::Field;
+    use async_graphql::registry::Registry;
+    use async_graphql::{
+        ContextSelectionSet, EmptyMutation, EmptySubscription, OutputType, Positioned, Schema, ServerError,
+        ServerResult, Variables,
+    };
     use chrono::TimeZone;
+    use std::borrow::Cow;
     use uuid::Uuid;
 
     fn evaluated(name: &'static str, value: Option<f64>, numerator: f64, denominator: Option<f64>) -> Evaluated {
@@ -864,11 +825,7 @@ mod tests {
                     evaluated("abandonRate", None, 0.0, Some(0.0)),
                     evaluated("offered", Some(12.0), 12.0, None),
                 ];
-                AnalyticsRow {
-                    dimensions,
-                    values: MetricValues(evaluated.iter().map(|e| e.value).collect()),
-                    evaluated,
-                }
+                AnalyticsRow { dimensions, evaluated }
             })
             .collect()
     }

@@ -396,7 +396,9 @@ impl Plan {
                     dropped_share: match direction {
                         Direction::Inbound => 0.0,
                         // Outbound campaigns are the even-numbered ones (see `campaign_direction`).
-                        Direction::Outbound => dropped_share(OUTBOUND_PACED_DROP_RATES[(i / 2) % 4]),
+                        Direction::Outbound => {
+                            dropped_share(OUTBOUND_PACED_DROP_RATES[(i / 2) % OUTBOUND_PACED_DROP_RATES.len()])
+                        }
                     },
                 }
             })

@@ -171,6 +171,23 @@ async fn add_to_cells(
 /// business settings row, which every writer has share-locked ([`CountingRules::load`]).
 static ADD_TO_CELLS_SQL: LazyLock<String> = LazyLock::new(add_to_cells_sql);
 
+/// The counters of rows aliased `alias` summed into one row, in [`COUNTER_COLUMNS`] order
+/// (`max_wait_ms`, a maximum, is the greatest).
+fn counter_aggregates(alias: &str) -> String {
+    COUNTER_COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            if i == MAX_WAIT_COLUMN {
+                format!("max({alias}.{c})")
+            } else {
+                format!("sum({alias}.{c})")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Builds [`ADD_TO_CELLS_SQL`] from [`COUNTER_COLUMNS`], so that the hourly and the daily
 /// tables are always updated with the same counters: the additive ones in their order (as
 /// [`add_to_cells`] binds them, `$6` onwards), then `max_wait_ms`, a maximum, bound last.
@@ -188,12 +205,8 @@ fn add_to_cells_sql() -> String {
         .chain([format!("{max_wait} = GREATEST(k.{max_wait}, EXCLUDED.{max_wait})")])
         .collect::<Vec<_>>()
         .join(", ");
-    let sums = additive
-        .iter()
-        .map(|c| format!("sum(d.{c})"))
-        .chain([format!("max(d.{max_wait})")])
-        .collect::<Vec<_>>()
-        .join(", ");
+    let all = COUNTER_COLUMNS.join(", ");
+    let sums = counter_aggregates("d");
     format!(
         "WITH delta (hour, campaign_key, agent_key, direction, {columns}) AS (
             SELECT * FROM unnest($2::timestamptz[], $3::uuid[], $4::uuid[], $5::text[], {params})
@@ -202,7 +215,7 @@ fn add_to_cells_sql() -> String {
             SELECT $1, * FROM delta
             ON CONFLICT (organization_id, campaign_key, agent_key, hour, direction) DO UPDATE SET {set}
          )
-         INSERT INTO kpi_daily AS k (organization_id, day, campaign_key, agent_key, direction, {columns})
+         INSERT INTO kpi_daily AS k (organization_id, day, campaign_key, agent_key, direction, {all})
          SELECT $1, (d.hour AT TIME ZONE o.timezone)::date AS day, d.campaign_key, d.agent_key, d.direction, {sums}
          FROM delta d JOIN organizations o ON o.id = $1
          GROUP BY 2, 3, 4, 5
@@ -445,8 +458,8 @@ pub async fn recompute_threshold_counters(conn: &mut AsyncPgConnection, tenant: 
 
 /// Rebuilds the organization's daily rollups from its hourly rollups, for a new time zone. Runs
 /// in the transaction that changes the zone (after it), which holds the business settings row,
-/// so no writer adds to the rollups meanwhile. Returns the daily call cells written.
-pub async fn rebuild_daily_rollups(conn: &mut AsyncPgConnection, tenant: &Tenant) -> AppResult<usize> {
+/// so no writer adds to the rollups meanwhile.
+pub async fn rebuild_daily_rollups(conn: &mut AsyncPgConnection, tenant: &Tenant) -> AppResult<()> {
     let org = tenant.org_id();
     diesel::sql_query("DELETE FROM kpi_daily WHERE organization_id = $1")
         .bind::<SqlUuid, _>(org)
@@ -456,23 +469,10 @@ pub async fn rebuild_daily_rollups(conn: &mut AsyncPgConnection, tenant: &Tenant
         .bind::<SqlUuid, _>(org)
         .execute(conn)
         .await?;
-    let cells = diesel::sql_query(
-        "INSERT INTO kpi_daily (organization_id, day, campaign_key, agent_key, direction, dials, offered, answered,
-            handled, abandoned, answered_within_sl, abandoned_within_sl, short_abandoned, answered_wait_ms,
-            handled_talk_ms, handled_hold_ms, handled_wrap_ms, max_wait_ms, human_answered, machine_answered, drops,
-            contacts, successes)
-         SELECT $1, (k.hour AT TIME ZONE o.timezone)::date, k.campaign_key, k.agent_key, k.direction,
-            sum(k.dials), sum(k.offered), sum(k.answered), sum(k.handled), sum(k.abandoned),
-            sum(k.answered_within_sl), sum(k.abandoned_within_sl), sum(k.short_abandoned), sum(k.answered_wait_ms),
-            sum(k.handled_talk_ms), sum(k.handled_hold_ms), sum(k.handled_wrap_ms), max(k.max_wait_ms),
-            sum(k.human_answered), sum(k.machine_answered), sum(k.drops), sum(k.contacts), sum(k.successes)
-         FROM kpi_hourly k JOIN organizations o ON o.id = k.organization_id
-         WHERE k.organization_id = $1
-         GROUP BY 2, 3, 4, 5",
-    )
-    .bind::<SqlUuid, _>(org)
-    .execute(conn)
-    .await?;
+    diesel::sql_query(REBUILD_DAILY_SQL.as_str())
+        .bind::<SqlUuid, _>(org)
+        .execute(conn)
+        .await?;
     diesel::sql_query(
         "INSERT INTO kpi_agent_time_daily (organization_id, agent_key, day, on_call_us, wrap_up_us, available_us,
             logged_in_us)
@@ -485,8 +485,21 @@ pub async fn rebuild_daily_rollups(conn: &mut AsyncPgConnection, tenant: &Tenant
     .bind::<SqlUuid, _>(org)
     .execute(conn)
     .await?;
-    Ok(cells)
+    Ok(())
 }
+
+/// The daily call rollups of organization `$1`, summed from its hourly ones by local date.
+static REBUILD_DAILY_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO kpi_daily (organization_id, day, campaign_key, agent_key, direction, {})
+         SELECT $1, (k.hour AT TIME ZONE o.timezone)::date, k.campaign_key, k.agent_key, k.direction, {}
+         FROM kpi_hourly k JOIN organizations o ON o.id = k.organization_id
+         WHERE k.organization_id = $1
+         GROUP BY 2, 3, 4, 5",
+        COUNTER_COLUMNS.join(", "),
+        counter_aggregates("k")
+    )
+});
 
 /// How [`bulk_load`] enforces the foreign keys of the rows it writes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
