@@ -112,14 +112,14 @@ async fn copy_out(
     chunks
 }
 
-async fn copy_in(client: &Client, table: &str, columns: &str, data: &[Vec<u8>]) -> u64 {
+async fn copy_in(client: &Client, table: &str, columns: &str, data: Vec<Vec<u8>>) -> u64 {
     let sink = client
         .copy_in::<_, Cursor<Vec<u8>>>(&format!("COPY {table} ({columns}) FROM STDIN (FORMAT binary)"))
         .await
         .unwrap();
     let mut sink = std::pin::pin!(sink);
     for chunk in data {
-        sink.send(Cursor::new(chunk.clone())).await.unwrap();
+        sink.send(Cursor::new(chunk)).await.unwrap();
     }
     sink.as_mut().finish().await.unwrap()
 }
@@ -180,6 +180,8 @@ async fn replay(url: &str, client: &Client, shares: &[Vec<Vec<Vec<u8>>>], how: S
     for _ in shares {
         loaders.push(connect(url).await);
     }
+    // Each replay sends its own copy of the data, made before the clock starts.
+    let shares = shares.to_vec();
     let started = Instant::now();
     let copies = loaders.iter().zip(shares).map(|(loader, share)| async move {
         for ((table, columns, _), chunks) in TABLES.iter().zip(share) {
