@@ -1,9 +1,11 @@
 //! Raw SQL kept as a prepared statement.
 //!
 //! diesel never caches `sql_query` statements (their text could be anything), so each
-//! execution is parsed and planned again: for `kpiSummary`, four such statements cost about
-//! 2 ms of a 5 ms request. [`CachedSql`] marks a `sql_query` (with its binds) as safe to keep in
-//! the connection's statement cache, keyed by its SQL text and bind types.
+//! execution is sent, parsed and analysed again: for `kpiSummary`, four such statements cost
+//! about 2 ms of a 5 ms request. [`CachedSql`] marks a `sql_query` (with its binds) as safe to
+//! keep in the connection's statement cache, keyed by its SQL text and bind types. KPI reads
+//! still plan every execution for its parameters (`plan_cache_mode = force_custom_plan`, see
+//! `kpi::query::tune_kpi_reads`): what the cache saves is the parsing and analysis.
 
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};

@@ -2,9 +2,10 @@
 //! disposition breakdown, outbound-abandonment compliance, and ad-hoc analytics (metrics ×
 //! dimensions × interval × granularity) for BI tools.
 //!
-//! Every view reduces to one planner, `aggregate_groups`: the counters of each group are
-//! summed by ONE grouped statement per source (call rollups, raw call edges, agent-time
-//! rollups, raw agent-time edges), never one statement per agent or per campaign; metrics are
+//! Every view reduces to one planner, `aggregate_groups`: the counters of each group are read
+//! by a few statements per source — call rollups and agent-time rollups (hours before a run of
+//! whole local days, the days, the hours after), raw call edges, raw agent-time edges — never
+//! one statement per agent or per campaign; metrics are
 //! then evaluated by the registry ([`metrics::evaluate`] / [`metrics::evaluate_one`]) on each
 //! group's [`Aggregates`], so a number here equals `kpiSummary` for the same slice.
 //!
@@ -12,7 +13,9 @@
 //! * the rollup level is the one holding the keys needed: agent (or team, or an agent filter)
 //!   → the (campaign, agent) cells; campaign (or a campaign filter) → (campaign, ALL); else
 //!   (ALL, ALL). Direction is a key of every level. Agent time comes from
-//!   `kpi_agent_state_hourly`, per agent or for ALL.
+//!   `kpi_agent_time_hourly` and `kpi_agent_time_daily`, per agent or for ALL.
+//! * whole local days (a day that starts and ends on UTC hours, cut by no requested time
+//!   boundary) are read from the daily rollups, the hours around them from the hourly ones.
 //! * time dimensions (local DATE, HOUR_OF_DAY, DAY_OF_WEEK, granularity buckets) are computed in
 //!   Rust with `chrono-tz`, exactly as `kpiSeries` buckets are: the interval is cut into slots at
 //!   every boundary of every time dimension (local midnights, local hour starts, bucket starts,
@@ -26,11 +29,12 @@
 //!   not the counters the registry needs. Because raw reads are costly, a query whose raw part
 //!   would exceed [`MAX_RAW_DAYS`] is refused with BAD_USER_INPUT naming the cause.
 //!
-//! Cost: a month of agent × day reads every (campaign, agent, hour, direction) cell of the
-//! month (≈ 400 k rows for 500 agents) and every agent-state hour (≈ 300 k). To keep that
-//! cheap, a read sums only the counter columns the requested metrics use ([`counter_mask`],
-//! probed from the registry), groups by hashing ([`query::tune_kpi_reads`]), and reads
-//! calls and agent time concurrently on two pooled connections when one is free.
+//! Cost: a month of agent × day reads one daily row per (campaign, agent, day, direction) and
+//! per (agent, day) for agent time, plus the hours at the edges. To keep that cheap, a read
+//! computes only the counter columns the requested metrics use ([`counter_mask`], probed from
+//! the registry), returns daily rows as stored (one counter array each) and adds them up in
+//! Rust, and reads calls and agent time concurrently on two pooled connections when one is
+//! free.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};

@@ -51,7 +51,8 @@ impl CountingRules {
         Ok(())
     }
 
-    /// The rules in force, read under the share lock of [`CountingRules::hold_settings`].
+    /// The rules in force, read under the same share lock as [`CountingRules::hold_settings`]
+    /// takes.
     pub async fn load(conn: &mut AsyncPgConnection, tenant: &Tenant) -> AppResult<Self> {
         let (threshold, short): (i32, i32) = business_settings::table
             .find(tenant.org_id())

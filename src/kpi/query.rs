@@ -504,9 +504,9 @@ fn state_rows(rows: Vec<StateRow>) -> Vec<StateTime> {
         .collect()
 }
 
-/// The four agent-time measures summed over `kpi_agent_time_hourly` rows `k`.
 /// The agent-time columns of each rollup row `k` as stored.
 const AGENT_TIME_STORED: &str = "k.on_call_us, k.wrap_up_us, k.available_us, k.logged_in_us";
+/// The four agent-time measures summed over agent-time rollup rows `k`.
 const AGENT_TIME_SUMS: &str = "sum(k.on_call_us)::int8 AS on_call_us, sum(k.wrap_up_us)::int8 AS wrap_up_us,
     sum(k.available_us)::int8 AS available_us, sum(k.logged_in_us)::int8 AS logged_in_us";
 
@@ -861,8 +861,9 @@ fn grouped_level_condition(level: CallLevel) -> &'static str {
     }
 }
 
-/// The five key columns of a grouped statement; `time_column` is the instant that decides a
-/// row's time slot, `$starts`/`$classes` the parameters holding [`TimeSlots`].
+/// The five key columns of a grouped statement; `c.time` decides a row's time slot (an
+/// instant mapped through `$starts`/`$classes`, the parameters holding [`TimeSlots`], or a
+/// day's class given directly).
 fn group_columns(group: &GroupSpec, c: &GroupColumnSql<'_>) -> String {
     let pick = |on: bool, expr: &str, null: &str| if on { expr.to_owned() } else { null.to_owned() };
     let time = match (&group.time, &c.time) {
