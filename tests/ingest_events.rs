@@ -150,6 +150,123 @@ async fn any_order_and_repetition_converge_to_the_same_calls_and_kpis() {
     }
 }
 
+/// Every agent AVAILABLE 08:00–13:00, written the same way in every organization of a test,
+/// so occupancy (routing time on calls and wrap-up over AVAILABLE time) has a denominator.
+async fn available_all_morning(app: &TestApp, f: &Fixture) {
+    use omnivox::db::contact_centre::{AgentState, NewStateInterval, Presence};
+    let intervals: Vec<NewStateInterval> = f
+        .agents
+        .iter()
+        .map(|agent_id| NewStateInterval {
+            agent_id: *agent_id,
+            state: AgentState::Presence(Presence::Available),
+            reason: None,
+            started_at: t("08:00:00"),
+            ended_at: Some(t("13:00:00")),
+        })
+        .collect();
+    let mut conn = db::conn(&app.state.db).await.unwrap();
+    omnivox::kpi::writer::insert_state_intervals(&mut conn, &f.tenant, &intervals)
+        .await
+        .unwrap();
+}
+
+const AGENT_TIME: &str = "query($f: KpiFilter!) { kpiSummary(filter: $f) { occupancy callsPerAgentHour
+    explain { metric numerator denominator } } }";
+
+/// What the agents' state log says: each agent's ROUTING intervals and current routing state,
+/// and occupancy and calls per agent hour per agent and for all, over whole and partial hours.
+async fn agent_history(app: &TestApp, f: &Fixture) -> Vec<Value> {
+    let mut out = Vec::new();
+    for agent in &f.agents {
+        let log: Vec<String> = routing_log(app, *agent)
+            .await
+            .into_iter()
+            .map(|r| format!("{} {} {:?}", r.state, r.started_at, r.ended_at))
+            .collect();
+        out.push(json!({ "log": log, "now": format!("{:?}", routing_state(app, f, *agent).await) }));
+    }
+    let scopes: Vec<Value> = std::iter::once(json!({}))
+        .chain(f.agents.iter().map(|a| json!({ "agentIds": [a.to_string()] })))
+        .collect();
+    for (from, to) in [(t("08:00:00"), t("13:00:00")), (t("09:10:00"), t("10:35:00"))] {
+        for scope in &scopes {
+            let mut filter = json!({ "from": from.to_rfc3339(), "to": to.to_rfc3339() });
+            filter
+                .as_object_mut()
+                .unwrap()
+                .extend(scope.as_object().unwrap().clone());
+            let response = app.gql(Some(&f.admin), AGENT_TIME, json!({ "f": filter })).await;
+            out.push(response.ok()["kpiSummary"].clone());
+        }
+    }
+    out
+}
+
+/// docs/KPIS.md §5: agent time is a function of the stored events, not of their arrival
+/// order. Calls delivered shuffled, repeated, split in concurrent batches (late events among
+/// them) leave every agent the same routing log, current state, rollups and occupancy as
+/// in-order delivery.
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_time_and_occupancy_do_not_depend_on_arrival_order() {
+    let app = TestApp::spawn().await;
+    let reference = fixture(&app, "agents-in-order").await;
+    available_all_morning(&app, &reference).await;
+    let response = record(&app, &reference.admin, &in_order(&calls(&reference, ""))).await;
+    assert_eq!(response.ok()["recordCallEvents"]["rejected"], 0);
+    let want = agent_history(&app, &reference).await;
+    assert!(
+        want[4]["occupancy"].as_f64().is_some_and(|o| o > 0.0),
+        "the reference has agent time on calls: {}",
+        want[4]
+    );
+    for seed in TRIAL_SEEDS {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let f = fixture(&app, &format!("agents-{seed}")).await;
+        available_all_morning(&app, &f).await;
+        let delivered = shuffled(&mut rng, &in_order(&calls(&f, "")), 10);
+        for group in batches(&mut rng, delivered).chunks(3) {
+            for response in join_all(group.iter().map(|batch| record(&app, &f.admin, batch))).await {
+                assert_eq!(response.ok()["recordCallEvents"]["rejected"], 0, "seed {seed}");
+            }
+        }
+        let got = agent_history(&app, &f).await;
+        // Agent ids differ per organization: compare the logs and figures, not the ids.
+        assert_eq!(got, want, "seed {seed}: agent time differs from in-order delivery");
+        assert_all_rollups_match(&app, &f).await;
+        assert_agent_time_rollups_match(&app, &f).await;
+    }
+}
+
+/// The agent-time rollups of every hour equal the state log as it now stands (re-derived
+/// intervals took their old time out and put the new in).
+async fn assert_agent_time_rollups_match(app: &TestApp, f: &Fixture) {
+    use omnivox::kpi::query::{raw_agent_time, rollup_agent_time, AgentTime, Windows};
+    let mut conn = db::conn(&app.state.db).await.unwrap();
+    let mut windows = Windows::default();
+    for (i, (from, to)) in hours("07:00:00", 7).into_iter().enumerate() {
+        windows.push(from, to, i);
+    }
+    for agent in f.agents.iter().map(|a| Some(vec![*a])).chain([None]) {
+        let scope = Scope {
+            agent_ids: agent,
+            ..Scope::default()
+        };
+        let mut rolled = vec![AgentTime::default(); 7];
+        for (i, time) in rollup_agent_time(&mut conn, &f.tenant, &windows, &scope).await.unwrap() {
+            rolled[i] = time;
+        }
+        let mut direct = vec![AgentTime::default(); 7];
+        for (i, axis, state, us) in raw_agent_time(&mut conn, &f.tenant, &windows, &scope).await.unwrap() {
+            direct[i].add_state(&axis, &state, us);
+        }
+        assert_eq!(
+            rolled, direct,
+            "agent-time rollups differ from the state log for {scope:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_same_event_many_times_changes_state_once() {
     let app = TestApp::spawn().await;

@@ -55,12 +55,14 @@ const SERIES: &str = "query($f: KpiFilter!, $g: Granularity!) {
   kpiSeries(filter: $f, granularity: $g) {
     timezone
     buckets { start end offered answered handled abandoned shortAbandoned serviceLevel averageSpeedOfAnswer
-              longestWait occupancy callsPerAgentHour }
+              longestWait occupancy callsPerAgentHour abandonRate }
   } }";
 
 const SUMMARY: &str = "query($f: KpiFilter!) {
   kpiSummary(filter: $f) { offered answered handled abandoned shortAbandoned serviceLevel serviceLevelVariant
-                          serviceLevelThresholdSeconds abandonRate } }";
+                          serviceLevelThresholdSeconds abandonRate serviceLevelExcludesShortAbandons
+                          abandonRateExcludesShortAbandons
+                          explain { metric evidence { name count } } } }";
 
 fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().to_utc()
@@ -93,6 +95,27 @@ struct SettingsSpec {
     threshold_s: i64,
     short_abandon_s: i64,
     variant: usize,
+    /// `excludeShortAbandonsFromAbandonRate`.
+    short_out_of_abandon_rate: bool,
+    /// `excludeShortAbandonsFromServiceLevel`, sent only where the variant leaves the choice.
+    short_out_of_service_level: bool,
+}
+
+impl SettingsSpec {
+    /// The variants 0 (always excludes short abandons) and 1 (counts no abandon) decide.
+    fn service_level_choice(&self) -> bool {
+        self.short_out_of_service_level && self.variant >= 2
+    }
+
+    fn input(&self) -> Value {
+        json!({
+            "serviceLevelThresholdSeconds": self.threshold_s,
+            "shortAbandonSeconds": self.short_abandon_s,
+            "serviceLevelVariant": VARIANTS[self.variant],
+            "excludeShortAbandonsFromAbandonRate": self.short_out_of_abandon_rate,
+            "excludeShortAbandonsFromServiceLevel": self.service_level_choice(),
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -140,11 +163,15 @@ struct Case {
 }
 
 fn settings_strategy() -> impl Strategy<Value = SettingsSpec> {
-    (1i64..=60, 0i64..=10, 0usize..5).prop_map(|(threshold_s, short_abandon_s, variant)| SettingsSpec {
-        threshold_s,
-        short_abandon_s,
-        variant,
-    })
+    (1i64..=60, 0i64..=10, 0usize..5, any::<bool>(), any::<bool>()).prop_map(
+        |(threshold_s, short_abandon_s, variant, short_out_of_abandon_rate, short_out_of_service_level)| SettingsSpec {
+            threshold_s,
+            short_abandon_s,
+            variant,
+            short_out_of_abandon_rate,
+            short_out_of_service_level,
+        },
+    )
 }
 
 fn wait_strategy() -> impl Strategy<Value = WaitSpec> {
@@ -571,9 +598,13 @@ fn expected_counters(
             .and_then(|d| rules.flags.get(&d).copied())
             .unwrap_or_default();
         if outbound {
+            let machine = call.answered_by == Some(AnsweredBy::Machine);
+            // Ofcom's AM: machine answers connected to an agent; the others are evidence only.
+            let passed_to_agent = call.outcome == Outcome::Answered && call.agent_id.is_some();
             c.dials += 1;
             c.human_answered += i64::from(human);
-            c.machine_answered += i64::from(call.answered_by == Some(AnsweredBy::Machine));
+            c.machine_answered += i64::from(machine && passed_to_agent);
+            c.machine_detected += i64::from(machine && !passed_to_agent);
             c.drops += i64::from(abandoned);
             c.contacts += i64::from(contact);
             c.successes += i64::from(success);
@@ -586,7 +617,9 @@ fn expected_counters(
         if abandoned {
             c.abandoned += 1;
             c.abandoned_within_sl += i64::from(within);
-            c.short_abandoned += i64::from(wait < rules.short_abandon_s * 1_000);
+            let short = wait < rules.short_abandon_s * 1_000;
+            c.short_abandoned += i64::from(short);
+            c.short_abandoned_within_sl += i64::from(short && within);
         }
         if answered || abandoned {
             c.offered += 1;
@@ -658,23 +691,36 @@ fn expected(
     }
 }
 
-/// Service level by variant, in percent; None when the denominator is 0.
-fn expected_service_level(variant: usize, c: &Counters) -> Option<f64> {
-    let (aw, bw, ans, abn, short) = (
-        c.answered_within_sl,
-        c.abandoned_within_sl,
-        c.answered,
-        c.abandoned,
-        c.short_abandoned,
-    );
-    let (numerator, denominator) = match variant {
+/// Service level by the settings' variant, in percent; None when the denominator is 0. Short
+/// abandons excluded (variant 0 always; 2–4 when the organization says so) leave the numerator
+/// (those within T) and the denominator.
+fn expected_service_level(settings: &SettingsSpec, c: &Counters) -> Option<f64> {
+    let (aw, bw, ans, abn) = (c.answered_within_sl, c.abandoned_within_sl, c.answered, c.abandoned);
+    let (short, short_within) = if settings.variant == 0 || settings.service_level_choice() {
+        (c.short_abandoned, c.short_abandoned_within_sl)
+    } else {
+        (0, 0)
+    };
+    let (numerator, denominator) = match settings.variant {
         0 => (aw, ans + abn - short),
         1 => (aw, ans),
-        2 => (aw + bw, ans + abn),
-        3 => (aw, ans + abn),
-        _ => (aw, ans + abn - bw),
+        2 => (aw + bw - short_within, ans + abn - short),
+        3 => (aw, ans + abn - short),
+        // Abandons after T, less the short ones after T.
+        _ => (aw, ans + (abn - bw) - (short - short_within)),
     };
     (denominator != 0).then(|| numerator as f64 / denominator as f64 * 100.0)
+}
+
+/// Abandon rate in percent, short abandons excluded from both sides when the settings say so.
+fn expected_abandon_rate(settings: &SettingsSpec, c: &Counters) -> Option<f64> {
+    let short = if settings.short_out_of_abandon_rate {
+        c.short_abandoned
+    } else {
+        0
+    };
+    let denominator = c.offered - short;
+    (denominator != 0).then(|| (c.abandoned - short) as f64 / denominator as f64 * 100.0)
 }
 
 fn close(got: Option<f64>, want: Option<f64>) -> bool {
@@ -863,7 +909,7 @@ async fn check_series(
     calls: &[NewInteraction],
     intervals: &[NewStateInterval],
     rules: &Rules,
-    variant: usize,
+    settings: &SettingsSpec,
     range: (DateTime<Utc>, DateTime<Utc>),
     granularity: usize,
 ) -> Result<(), TestCaseError> {
@@ -928,7 +974,8 @@ async fn check_series(
             (t.available_us > 0).then(|| hours(t.on_call_us + t.wrap_up_us) / hours(t.available_us) * 100.0);
         let per_hour = (t.logged_in_us > 0).then(|| c.handled as f64 / hours(t.logged_in_us));
         for (field, value) in [
-            ("serviceLevel", expected_service_level(variant, c)),
+            ("serviceLevel", expected_service_level(settings, c)),
+            ("abandonRate", expected_abandon_rate(settings, c)),
             ("averageSpeedOfAnswer", asa),
             ("longestWait", longest),
             ("occupancy", occupancy),
@@ -972,6 +1019,8 @@ struct Coverage {
     offered: AtomicUsize,
     restated: AtomicUsize,
     short_abandoned: AtomicUsize,
+    machine_to_agent: AtomicUsize,
+    machine_detected: AtomicUsize,
     within: AtomicUsize,
     not_within: AtomicUsize,
 }
@@ -982,17 +1031,11 @@ async fn run_case(app: &TestApp, n: usize, case: &Case, coverage: &Coverage) -> 
     let viewer = token(app, &world.org, Role::Viewer).await;
     let (base, tz, dst_day) = base_of(case);
     let mut version = 1;
-    update_settings(
-        app,
-        &admin,
-        &mut version,
-        json!({
-            "serviceLevelThresholdSeconds": case.first.threshold_s,
-            "shortAbandonSeconds": case.first.short_abandon_s,
-            "serviceLevelVariant": VARIANTS[case.first.variant],
-            "timezone": tz.name(),
-        }),
-    )
+    update_settings(app, &admin, &mut version, {
+        let mut input = case.first.input();
+        input["timezone"] = tz.name().into();
+        input
+    })
     .await;
 
     let calls = build_calls(case, base, &world);
@@ -1035,24 +1078,14 @@ async fn run_case(app: &TestApp, n: usize, case: &Case, coverage: &Coverage) -> 
         &calls[..split],
         &intervals,
         &rules,
-        case.first.variant,
+        &case.first,
         ranges[3],
         case.granularity,
     )
     .await?;
 
     // Thresholds change after the fact: history is re-stated; later calls use the new rules.
-    update_settings(
-        app,
-        &admin,
-        &mut version,
-        json!({
-            "serviceLevelThresholdSeconds": case.second.threshold_s,
-            "shortAbandonSeconds": case.second.short_abandon_s,
-            "serviceLevelVariant": VARIANTS[case.second.variant],
-        }),
-    )
-    .await;
+    update_settings(app, &admin, &mut version, case.second.input()).await;
     insert_in_batches(&mut conn, &world.tenant, &calls[split..], case.batches).await;
     let whole = ranges[0];
     let before = expected_counters(&calls[..split], &rules, whole, &Scope::default());
@@ -1071,18 +1104,7 @@ async fn run_case(app: &TestApp, n: usize, case: &Case, coverage: &Coverage) -> 
         "after the settings change",
     )
     .await?;
-    check_series(
-        app,
-        &viewer,
-        tz,
-        &calls,
-        &intervals,
-        &rules,
-        case.second.variant,
-        dst_day,
-        1,
-    )
-    .await?;
+    check_series(app, &viewer, tz, &calls, &intervals, &rules, &case.second, dst_day, 1).await?;
 
     let response = app
         .gql(
@@ -1105,8 +1127,40 @@ async fn run_case(app: &TestApp, n: usize, case: &Case, coverage: &Coverage) -> 
     );
     prop_assert!(close(
         number(&summary["serviceLevel"]),
-        expected_service_level(case.second.variant, &want)
+        expected_service_level(&case.second, &want)
     ));
+    prop_assert!(close(
+        number(&summary["abandonRate"]),
+        expected_abandon_rate(&case.second, &want)
+    ));
+    prop_assert_eq!(
+        summary["serviceLevelExcludesShortAbandons"].as_bool(),
+        Some(case.second.variant == 0 || case.second.service_level_choice())
+    );
+    prop_assert_eq!(
+        summary["abandonRateExcludesShortAbandons"].as_bool(),
+        Some(case.second.short_out_of_abandon_rate)
+    );
+    // The UK rate's evidence: machines passed to agents (AM) and those detection hung up on.
+    let uk = summary["explain"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["metric"] == "outboundAbandonRateUk")
+        .unwrap();
+    let evidence = |name: &str| {
+        uk["evidence"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .and_then(|e| e["count"].as_i64())
+    };
+    prop_assert_eq!(evidence("machineAnswersToAgents"), Some(want.machine_answered));
+    prop_assert_eq!(
+        evidence("machineAnswersDetectedNotCounted"),
+        Some(want.machine_detected)
+    );
     check_analytics_by_date(app, &admin, tz, &calls, &rules, whole, "after the settings change").await?;
     check_daily_rollups(&mut conn, &world.tenant, "after the settings change").await?;
 
@@ -1122,6 +1176,8 @@ async fn run_case(app: &TestApp, n: usize, case: &Case, coverage: &Coverage) -> 
 
     bump(&coverage.offered, want.offered);
     bump(&coverage.short_abandoned, want.short_abandoned);
+    bump(&coverage.machine_to_agent, want.machine_answered);
+    bump(&coverage.machine_detected, want.machine_detected);
     bump(&coverage.within, want.answered_within_sl + want.abandoned_within_sl);
     bump(
         &coverage.not_within,
@@ -1139,16 +1195,14 @@ async fn check_daily_rollups(conn: &mut AsyncPgConnection, tenant: &Tenant, when
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         n: i64,
     }
-    const CALL_COLUMNS: &str = "dials, offered, answered, handled, abandoned, answered_within_sl, \
-        abandoned_within_sl, short_abandoned, answered_wait_ms, handled_talk_ms, handled_hold_ms, handled_wrap_ms, \
-        human_answered, machine_answered, drops, contacts, successes";
-    let sums = CALL_COLUMNS
-        .split(", ")
+    let call_columns = Counters::ADDITIVE.join(", ");
+    let sums = Counters::ADDITIVE
+        .iter()
         .map(|c| format!("sum({c})::int8"))
         .collect::<Vec<_>>()
         .join(", ");
     let daily_calls = format!(
-        "SELECT day, campaign_key, agent_key, direction, {CALL_COLUMNS}, max_wait_ms FROM kpi_daily
+        "SELECT day, campaign_key, agent_key, direction, {call_columns}, max_wait_ms FROM kpi_daily
          WHERE organization_id = $1"
     );
     let hourly_calls = format!(
@@ -1272,6 +1326,10 @@ fn rollups_equal_direct_computation_for_any_data_settings_and_range() {
         "the SL threshold never split the calls"
     );
     assert!(get(&coverage.short_abandoned) > 0, "no short abandon was generated");
+    assert!(
+        get(&coverage.machine_to_agent) > 0 && get(&coverage.machine_detected) > 0,
+        "both kinds of machine answer must be generated"
+    );
     assert!(get(&coverage.restated) > 0, "no settings change ever re-stated history");
 }
 

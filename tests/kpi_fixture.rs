@@ -22,9 +22,9 @@
 //! | IN-9  | 10:20   | in  | Support  | —     | IN_PROGRESS      | —    |      |      |      |           |                   |
 //! | OUT-1 | 10:05   | out | Sales    | Alice | ANSWERED, human  | 2    | 240  | 60   | 40   | yes       | SALE              |
 //! | OUT-2 | 10:15   | out | Sales    | Bob   | ANSWERED, human  | 1    | 60   | 0    | 20   | yes       | NOT_INTERESTED    |
-//! | OUT-3 | 10:25   | out | Sales    | —     | ANSWERED, machine| 4    | 0    | 0    | 0    | no        | ANSWERING_MACHINE |
+//! | OUT-3 | 10:25   | out | Sales    | Bob   | ANSWERED, machine| 4    | 0    | 0    | 0    | no        | ANSWERING_MACHINE |
 //! | OUT-4 | 10:35   | out | Sales    | —     | ABANDONED, human | 2    |      |      |      |           | (a drop)          |
-//! | OUT-5 | 10:45   | out | Sales    | Alice | NO_ANSWER        | —    |      |      |      |           |                   |
+//! | OUT-5 | 10:45   | out | Sales    | Alice | NO_ANSWER,machine| —    |      |      |      |           |                   |
 //! | OUT-6 | 10:55   | out | Sales    | Bob   | BUSY             | —    |      |      |      |           |                   |
 //! | EARLY | 08:59:59| in  | Support  | Alice | ANSWERED         | 8    | (outside the interval)                                |
 //! | LATE  | 11:00:00| in  | Support  | —     | ABANDONED        | 100  | (outside: the end is exclusive)                       |
@@ -40,7 +40,9 @@
 //!   wait of answered = 10 + 30 + 45 + 25 + 5 + 2 + 1 = 118 s
 //!   handled talk = 200 + 300 + 150 + 100 + 240 + 60 = 1050 s; hold = 20 + 30 + 60 = 110 s;
 //!   wrap = 30 + 60 + 20 + 20 + 40 + 20 = 190 s; longest wait (answered or abandoned) = 90 s
-//!   outbound: dials = 6, live (human) answers = OUT-1, OUT-2, OUT-4 = 3, machine = 1, drops = 1,
+//!   outbound: dials = 6, live (human) answers = OUT-1, OUT-2, OUT-4 = 3, drops = 1,
+//!             machine answers passed to an agent = OUT-3 (Bob heard the machine) = 1,
+//!             machine answers the dialler's detection hung up on = OUT-5 = 1 (not counted in AM),
 //!             right-party contacts = OUT-1, OUT-2 = 2, successes = OUT-1 = 1
 //!
 //! Agent states (closed intervals clipped to 09:00–11:00; open ones do not count until closed):
@@ -78,8 +80,8 @@ const SUMMARY: &str = "query($f: KpiFilter!) {
     start end offered answered handled abandoned shortAbandoned serviceLevel serviceLevelVariant
     serviceLevelThresholdSeconds averageSpeedOfAnswer averageHandleTime averageTalkTime averageHoldTime
     averageWrapTime abandonRate longestWait occupancy contactRate conversionRate callsPerAgentHour
-    outboundAbandonRateUk outboundAbandonRateUs
-    explain { metric unit value numerator denominator formula }
+    outboundAbandonRateUk outboundAbandonRateUs serviceLevelExcludesShortAbandons abandonRateExcludesShortAbandons
+    explain { metric unit value numerator denominator formula evidence { name count } }
   } }";
 
 fn at(s: &str) -> DateTime<Utc> {
@@ -371,7 +373,7 @@ async fn seed(app: &TestApp) -> Fixture {
             "10:25:00",
             OUT,
             sal,
-            None,
+            b,
             Answered,
             Some(AnsweredBy::Machine),
             Some(4),
@@ -393,7 +395,17 @@ async fn seed(app: &TestApp) -> Fixture {
             None,
         ),
         call(
-            "OUT-5", "10:45:00", OUT, sal, a, NoAnswer, None, None, none, false, None,
+            "OUT-5",
+            "10:45:00",
+            OUT,
+            sal,
+            a,
+            NoAnswer,
+            Some(AnsweredBy::Machine),
+            None,
+            none,
+            false,
+            None,
         ),
         call("OUT-6", "10:55:00", OUT, sal, b, Busy, None, None, none, false, None),
         call(
@@ -506,10 +518,20 @@ fn expected_org_metrics() -> Vec<(&'static str, Option<f64>)> {
         ("contactRate", Some(2.0 / 6.0 * 100.0)),    // 33.33 %
         ("conversionRate", Some(1.0 / 2.0 * 100.0)), // 50 %
         ("callsPerAgentHour", Some(6.0 / 3.0)),      // 2 per hour
-        // live = 3 − 1 = 2, AM = 1, drops = 1: D' = 1 − 1 × 1 / (1 + 2) = 2/3; (2/3) / (2/3 + 2)
+        // live = 3 − 1 = 2, AM = 1 (OUT-3, passed to Bob; OUT-5 never reached anyone), drops = 1:
+        // D' = 1 − 1 × 1 / (1 + 2) = 2/3; (2/3) / (2/3 + 2)
         ("outboundAbandonRateUk", Some(25.0)),
         ("outboundAbandonRateUs", Some(1.0 / 3.0 * 100.0)), // 33.33 %
     ]
+}
+
+fn evidence(explained: &Value) -> Vec<(String, i64)> {
+    explained["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap().to_owned(), e["count"].as_i64().unwrap()))
+        .collect()
 }
 
 async fn set_settings(app: &TestApp, admin: &str, version: &mut i64, input: Value) {
@@ -540,6 +562,19 @@ async fn every_metric_of_the_worked_example() {
     assert_eq!(values["end"].as_str().map(at), Some(t("11:00:00")));
     assert_eq!(values["serviceLevelThresholdSeconds"], 20);
     assert_values(&values, &expected_org_metrics());
+    // The UK rate's evidence: the machine Bob was connected to (OUT-3) is AM; the one the
+    // dialler hung up on (OUT-5) is kept as evidence but does not lower the rate.
+    assert_eq!(
+        evidence(explained(&values, "outboundAbandonRateUk")),
+        [
+            ("drops".to_owned(), 1),
+            ("liveCallsToAgents".to_owned(), 2),
+            ("machineAnswersToAgents".to_owned(), 1),
+            ("machineAnswersDetectedNotCounted".to_owned(), 1),
+        ]
+    );
+    assert_eq!(values["serviceLevelExcludesShortAbandons"], true, "the default variant");
+    assert_eq!(values["abandonRateExcludesShortAbandons"], false);
 
     // Drill-down: numerator and denominator in display units (calls, seconds, hours).
     let sl = explained(&values, "serviceLevel");
@@ -810,4 +845,103 @@ async fn every_ratio_is_null_on_an_empty_interval() {
             assert!(e["value"].is_null(), "a ratio over nothing is null: {e}");
         }
     }
+}
+
+/// docs/KPIS.md §3–4: short abandons (IN-6 3 s, OUT-4 2 s; both within T) leave the abandon
+/// rate and, in the variants that leave the choice, the service level, when the organization
+/// says so; the values report what was applied.
+#[tokio::test(flavor = "multi_thread")]
+async fn short_abandons_leave_the_rates_when_the_organization_says_so() {
+    let app = TestApp::spawn().await;
+    let fx = seed(&app).await;
+    let admin = token(&app, &fx.org, Role::Admin).await;
+    let viewer = token(&app, &fx.org, Role::Viewer).await;
+    let mut version = 1;
+    set_settings(
+        &app,
+        &admin,
+        &mut version,
+        json!({ "timezone": "Europe/London", "serviceLevelThresholdSeconds": 20, "shortAbandonSeconds": 5,
+                "excludeShortAbandonsFromAbandonRate": true }),
+    )
+    .await;
+    let values = summary(&app, &viewer, "09:00:00", "11:00:00", json!({})).await;
+    // (4 − 2) / (11 − 2)
+    assert_values(
+        &values,
+        &[("abandonRate", Some(2.0 / 9.0 * 100.0)), ("shortAbandoned", Some(2.0))],
+    );
+    assert_eq!(values["abandonRateExcludesShortAbandons"], true);
+    let rate = explained(&values, "abandonRate");
+    assert_eq!(
+        (rate["numerator"].as_f64(), rate["denominator"].as_f64()),
+        (Some(2.0), Some(9.0))
+    );
+    assert_eq!(
+        rate["formula"],
+        "(abandoned - short abandoned) / (offered - short abandoned)"
+    );
+
+    // Variants that count abandons: without, then with the choice (answered within T = 5,
+    // abandoned within T = 3, answered 7, abandoned 4, short 2, short within T 2).
+    for (variant, without, with) in [
+        ("ANSWERED_AND_ABANDONED_WITHIN_OVER_OFFERED", 8.0 / 11.0, 6.0 / 9.0),
+        ("ANSWERED_WITHIN_OVER_OFFERED", 5.0 / 11.0, 5.0 / 9.0),
+        // Both short abandons waited less than T: abandons within T are already out.
+        (
+            "ANSWERED_WITHIN_OVER_OFFERED_EXCLUDING_ABANDONS_WITHIN",
+            5.0 / 8.0,
+            5.0 / 8.0,
+        ),
+    ] {
+        for (choice, want) in [(false, without), (true, with)] {
+            set_settings(
+                &app,
+                &admin,
+                &mut version,
+                json!({ "serviceLevelVariant": variant, "excludeShortAbandonsFromServiceLevel": choice }),
+            )
+            .await;
+            let values = summary(&app, &viewer, "09:00:00", "11:00:00", json!({})).await;
+            assert_values(&values, &[("serviceLevel", Some(want * 100.0))]);
+            assert_eq!(values["serviceLevelExcludesShortAbandons"], choice, "{variant}");
+        }
+    }
+
+    // The default variant (and ANSWERED_WITHIN_OVER_ANSWERED) already decide: refused, nothing stored.
+    for variant in [
+        "ANSWERED_WITHIN_OVER_OFFERED_EXCLUDING_SHORT_ABANDONS",
+        "ANSWERED_WITHIN_OVER_ANSWERED",
+    ] {
+        let response = app
+            .gql(
+                Some(&admin),
+                UPDATE_SETTINGS,
+                json!({ "v": version, "i": { "serviceLevelVariant": variant, "excludeShortAbandonsFromServiceLevel": true } }),
+            )
+            .await;
+        assert_eq!(response.error_code(), Some("BAD_USER_INPUT"), "{variant}");
+        assert_eq!(
+            response.body["errors"][0]["extensions"]["fields"][0]["field"],
+            "input.excludeShortAbandonsFromServiceLevel"
+        );
+    }
+    let settings = app
+        .gql(
+            Some(&admin),
+            "{ organization { businessSettings { version serviceLevelVariant excludeShortAbandonsFromServiceLevel } } }",
+            json!({}),
+        )
+        .await;
+    let stored = &settings.ok()["organization"]["businessSettings"];
+    assert_eq!(
+        stored["version"].as_i64(),
+        Some(version),
+        "a refused update stores nothing"
+    );
+    assert_eq!(
+        stored["serviceLevelVariant"],
+        "ANSWERED_WITHIN_OVER_OFFERED_EXCLUDING_ABANDONS_WITHIN"
+    );
+    assert_eq!(stored["excludeShortAbandonsFromServiceLevel"], true);
 }

@@ -485,21 +485,186 @@ pub async fn lock_agent_states(
         .collect()
 }
 
-/// Removes the agents' open ROUTING interval (their current state, which the caller re-inserts
-/// closed, through the rollup writer, together with the new open one).
-pub async fn take_open_routing_intervals(
+/// One stored routing transition: the agent, the instant, the call (`""`: none), the state.
+pub type TransitionRow = (Uuid, DateTime<Utc>, String, RoutingState);
+
+/// Removes transitions of calls (agent, instant, call) from `agent_routing_transitions`.
+pub async fn delete_routing_transitions(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    rows: &[(Uuid, DateTime<Utc>, &str)],
+) -> AppResult<usize> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let agents: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
+    let ats: Vec<DateTime<Utc>> = rows.iter().map(|r| r.1).collect();
+    let calls: Vec<&str> = rows.iter().map(|r| r.2).collect();
+    Ok(diesel::sql_query(
+        "DELETE FROM agent_routing_transitions t
+         USING unnest($2::uuid[], $3::timestamptz[], $4::text[]) AS d(agent_id, at, external_id)
+         WHERE t.organization_id = $1 AND t.agent_id = d.agent_id AND t.at = d.at AND t.external_id = d.external_id",
+    )
+    .bind::<SqlUuid, _>(tenant.org_id())
+    .bind::<Array<SqlUuid>, _>(agents)
+    .bind::<Array<Timestamptz>, _>(ats)
+    .bind::<Array<Text>, _>(calls)
+    .execute(conn)
+    .await?)
+}
+
+/// Stores transitions (a call has at most one per agent and instant: a repeat replaces it).
+pub async fn insert_routing_transitions(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    rows: &[(Uuid, DateTime<Utc>, &str, RoutingState)],
+) -> AppResult<usize> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let agents: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
+    let ats: Vec<DateTime<Utc>> = rows.iter().map(|r| r.1).collect();
+    let calls: Vec<&str> = rows.iter().map(|r| r.2).collect();
+    let states: Vec<&str> = rows.iter().map(|r| r.3.as_str()).collect();
+    Ok(diesel::sql_query(
+        "INSERT INTO agent_routing_transitions (organization_id, agent_id, at, external_id, state)
+         SELECT $1, * FROM unnest($2::uuid[], $3::timestamptz[], $4::text[], $5::text[])
+         ON CONFLICT (organization_id, agent_id, at, external_id) DO UPDATE SET state = EXCLUDED.state",
+    )
+    .bind::<SqlUuid, _>(tenant.org_id())
+    .bind::<Array<SqlUuid>, _>(agents)
+    .bind::<Array<Timestamptz>, _>(ats)
+    .bind::<Array<Text>, _>(calls)
+    .bind::<Array<Text>, _>(states)
+    .execute(conn)
+    .await?)
+}
+
+/// Records, for agents that have neither a routing transition nor a ROUTING interval yet, the
+/// state they were created in (`routing_state` since `state_since`) as their first transition,
+/// so that their log starts there whatever their calls' arrival order.
+pub async fn record_routing_origins(
     conn: &mut AsyncPgConnection,
     tenant: &Tenant,
     agent_ids: &[Uuid],
 ) -> AppResult<usize> {
     Ok(diesel::sql_query(
-        "DELETE FROM agent_state_log
-         WHERE organization_id = $1 AND agent_id = ANY($2) AND axis = 'ROUTING' AND ended_at IS NULL",
+        "INSERT INTO agent_routing_transitions (organization_id, agent_id, at, external_id, state)
+         SELECT a.organization_id, a.id, a.state_since, '', a.routing_state FROM agents a
+         WHERE a.organization_id = $1 AND a.id = ANY($2)
+           AND NOT EXISTS (SELECT 1 FROM agent_routing_transitions t
+                           WHERE t.organization_id = $1 AND t.agent_id = a.id)
+           AND NOT EXISTS (SELECT 1 FROM agent_state_log l
+                           WHERE l.organization_id = $1 AND l.agent_id = a.id AND l.axis = 'ROUTING')",
     )
     .bind::<SqlUuid, _>(tenant.org_id())
     .bind::<Array<SqlUuid>, _>(agent_ids)
     .execute(conn)
     .await?)
+}
+
+#[derive(QueryableByName)]
+struct RoutingIntervalRow {
+    #[diesel(sql_type = SqlUuid)]
+    agent_id: Uuid,
+    #[diesel(sql_type = Text)]
+    state: String,
+    #[diesel(sql_type = Timestamptz)]
+    started_at: DateTime<Utc>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    ended_at: Option<DateTime<Utc>>,
+}
+
+/// A ROUTING interval of an agent: (agent, state, started, ended — None while open).
+pub type RoutingInterval = (Uuid, RoutingState, DateTime<Utc>, Option<DateTime<Utc>>);
+
+fn routing_intervals(rows: Vec<RoutingIntervalRow>) -> AppResult<Vec<RoutingInterval>> {
+    rows.into_iter()
+        .map(|r| Ok((r.agent_id, parse_routing_state(&r.state)?, r.started_at, r.ended_at)))
+        .collect()
+}
+
+/// For each (agent, instant): the agent's latest ROUTING interval that started before the
+/// instant, if any (the state in force just before it, when it had not ended by then).
+pub async fn routing_intervals_before(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    points: &[(Uuid, DateTime<Utc>)],
+) -> AppResult<Vec<RoutingInterval>> {
+    let agents: Vec<Uuid> = points.iter().map(|p| p.0).collect();
+    let ats: Vec<DateTime<Utc>> = points.iter().map(|p| p.1).collect();
+    let rows: Vec<RoutingIntervalRow> = diesel::sql_query(
+        "SELECT p.agent_id, p.state, p.started_at, p.ended_at
+         FROM unnest($2::uuid[], $3::timestamptz[]) AS q(agent_id, at)
+         CROSS JOIN LATERAL (
+            SELECT l.agent_id, l.state, l.started_at, l.ended_at FROM agent_state_log l
+            WHERE l.organization_id = $1 AND l.agent_id = q.agent_id AND l.axis = 'ROUTING' AND l.started_at < q.at
+            ORDER BY l.started_at DESC, l.id DESC LIMIT 1) p",
+    )
+    .bind::<SqlUuid, _>(tenant.org_id())
+    .bind::<Array<SqlUuid>, _>(agents)
+    .bind::<Array<Timestamptz>, _>(ats)
+    .load(conn)
+    .await?;
+    routing_intervals(rows)
+}
+
+/// Deletes every ROUTING interval of each agent that starts at or after its instant, and
+/// returns them (the closed ones still hold time in the rollups: the caller takes it out).
+pub async fn take_routing_intervals_from(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    points: &[(Uuid, DateTime<Utc>)],
+) -> AppResult<Vec<RoutingInterval>> {
+    let agents: Vec<Uuid> = points.iter().map(|p| p.0).collect();
+    let ats: Vec<DateTime<Utc>> = points.iter().map(|p| p.1).collect();
+    let rows: Vec<RoutingIntervalRow> = diesel::sql_query(
+        "DELETE FROM agent_state_log l
+         USING unnest($2::uuid[], $3::timestamptz[]) AS q(agent_id, at)
+         WHERE l.organization_id = $1 AND l.agent_id = q.agent_id AND l.axis = 'ROUTING' AND l.started_at >= q.at
+         RETURNING l.agent_id, l.state, l.started_at, l.ended_at",
+    )
+    .bind::<SqlUuid, _>(tenant.org_id())
+    .bind::<Array<SqlUuid>, _>(agents)
+    .bind::<Array<Timestamptz>, _>(ats)
+    .load(conn)
+    .await?;
+    routing_intervals(rows)
+}
+
+#[derive(QueryableByName)]
+struct TransitionQueryRow {
+    #[diesel(sql_type = SqlUuid)]
+    agent_id: Uuid,
+    #[diesel(sql_type = Timestamptz)]
+    at: DateTime<Utc>,
+    #[diesel(sql_type = Text)]
+    external_id: String,
+    #[diesel(sql_type = Text)]
+    state: String,
+}
+
+/// Every stored transition of each agent at or after its instant.
+pub async fn routing_transitions_from(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    points: &[(Uuid, DateTime<Utc>)],
+) -> AppResult<Vec<TransitionRow>> {
+    let agents: Vec<Uuid> = points.iter().map(|p| p.0).collect();
+    let ats: Vec<DateTime<Utc>> = points.iter().map(|p| p.1).collect();
+    let rows: Vec<TransitionQueryRow> = diesel::sql_query(
+        "SELECT t.agent_id, t.at, t.external_id, t.state
+         FROM unnest($2::uuid[], $3::timestamptz[]) AS q(agent_id, at)
+         JOIN agent_routing_transitions t ON t.organization_id = $1 AND t.agent_id = q.agent_id AND t.at >= q.at",
+    )
+    .bind::<SqlUuid, _>(tenant.org_id())
+    .bind::<Array<SqlUuid>, _>(agents)
+    .bind::<Array<Timestamptz>, _>(ats)
+    .load(conn)
+    .await?;
+    rows.into_iter()
+        .map(|r| Ok((r.agent_id, r.at, r.external_id, parse_routing_state(&r.state)?)))
+        .collect()
 }
 
 /// Sets the agents' current routing state.

@@ -36,6 +36,8 @@ pub struct SettingsRow {
     pub data_retention_days: i32,
     pub updated_at: DateTime<Utc>,
     pub updated_by: Option<Uuid>,
+    pub exclude_short_abandons_from_abandon_rate: bool,
+    pub exclude_short_abandons_from_service_level: bool,
 }
 
 /// The settings columns an update writes (everything but keys and bookkeeping).
@@ -51,6 +53,8 @@ pub struct SettingsChanges {
     pub business_hours: serde_json::Value,
     pub holidays: Vec<Option<NaiveDate>>,
     pub data_retention_days: i32,
+    pub exclude_short_abandons_from_abandon_rate: bool,
+    pub exclude_short_abandons_from_service_level: bool,
 }
 
 impl SettingsRow {
@@ -65,6 +69,8 @@ impl SettingsRow {
             business_hours: self.business_hours.clone(),
             holidays: self.holidays.clone(),
             data_retention_days: self.data_retention_days,
+            exclude_short_abandons_from_abandon_rate: self.exclude_short_abandons_from_abandon_rate,
+            exclude_short_abandons_from_service_level: self.exclude_short_abandons_from_service_level,
         }
     }
 }

@@ -10,6 +10,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    agent_routing_transitions (organization_id, agent_id, at, external_id) {
+        organization_id -> Uuid,
+        agent_id -> Uuid,
+        at -> Timestamptz,
+        external_id -> Text,
+        state -> Text,
+    }
+}
+
+diesel::table! {
     agent_state_log (id) {
         id -> Int8,
         organization_id -> Uuid,
@@ -73,6 +83,8 @@ diesel::table! {
         data_retention_days -> Int4,
         updated_at -> Timestamptz,
         updated_by -> Nullable<Uuid>,
+        exclude_short_abandons_from_abandon_rate -> Bool,
+        exclude_short_abandons_from_service_level -> Bool,
     }
 }
 
@@ -232,6 +244,8 @@ diesel::table! {
         drops -> Int8,
         contacts -> Int8,
         successes -> Int8,
+        machine_detected -> Int8,
+        short_abandoned_within_sl -> Int8,
     }
 }
 
@@ -260,6 +274,8 @@ diesel::table! {
         drops -> Int8,
         contacts -> Int8,
         successes -> Int8,
+        machine_detected -> Int8,
+        short_abandoned_within_sl -> Int8,
     }
 }
 
@@ -377,6 +393,7 @@ diesel::joinable!(telephony_settings -> organizations (organization_id));
 diesel::joinable!(users -> organizations (organization_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    agent_routing_transitions,
     agent_skills,
     agent_state_log,
     agents,

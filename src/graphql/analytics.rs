@@ -253,7 +253,11 @@ pub struct ComplianceWindow {
     drops: i64,
     /// Live calls connected to an agent (human answered − drops).
     live_calls: i64,
+    /// Machine answers passed to an agent: the AM of the UK adjustment.
     machine_answered: i64,
+    /// Machine answers the dialler hung up on without connecting them to an agent (answering-
+    /// machine detection): evidence only, they do not enter either rate.
+    machine_detected: i64,
     human_answered: i64,
     /// The registry's numerator (UK: machine-adjusted drops D'; US: drops) and denominator.
     numerator: f64,
@@ -273,6 +277,7 @@ impl From<views::ComplianceWindow> for ComplianceWindow {
             drops: w.drops,
             live_calls: w.live,
             machine_answered: w.machine_answered,
+            machine_detected: w.machine_detected,
             human_answered: w.human_answered,
             numerator: w.rate.numerator,
             denominator: w.rate.denominator,

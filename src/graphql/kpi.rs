@@ -11,7 +11,7 @@ use crate::error::{AppError, FieldError};
 use crate::graphql::state;
 use crate::graphql::users::tenant_for;
 use crate::kpi::filter::{self, RawFilter};
-use crate::kpi::metrics::{Evaluated, Unit};
+use crate::kpi::metrics::{evidence, service_level_excludes_short, Evaluated, Unit};
 use crate::kpi::time::{bucket_count_estimate, buckets, Granularity};
 use crate::kpi::{evaluate_windows, organization_rule, WindowValues};
 use crate::management::settings::ServiceLevelVariant;
@@ -73,6 +73,17 @@ pub struct MetricExplanation {
     /// Absent for plain counts.
     denominator: Option<f64>,
     formula: String,
+    /// The named counts behind the value, where the formula adjusts them (the outbound
+    /// abandon rates: drops, live calls, machine answers passed to agents and those the
+    /// dialler's detection hung up on, which are not counted); empty for other metrics.
+    evidence: Vec<MetricEvidence>,
+}
+
+/// One named count a metric was computed from.
+#[derive(SimpleObject)]
+pub struct MetricEvidence {
+    name: String,
+    count: i64,
 }
 
 /// Every metric over one interval (a summary, or one bucket of a series). Durations are in
@@ -124,6 +135,15 @@ impl KpiValues {
     }
     async fn service_level_threshold_seconds(&self) -> i32 {
         self.0.rule.threshold_seconds
+    }
+    /// Whether `serviceLevel` left short abandons out (by its variant, or by the
+    /// organization's `excludeShortAbandonsFromServiceLevel` where the variant leaves it open).
+    async fn service_level_excludes_short_abandons(&self) -> bool {
+        service_level_excludes_short(&self.0.rule)
+    }
+    /// Whether `abandonRate` left short abandons out (`excludeShortAbandonsFromAbandonRate`).
+    async fn abandon_rate_excludes_short_abandons(&self) -> bool {
+        self.0.rule.exclude_short_abandons_from_abandon_rate
     }
     async fn average_speed_of_answer(&self) -> Option<f64> {
         self.value("averageSpeedOfAnswer")
@@ -178,6 +198,13 @@ impl KpiValues {
                 numerator: m.numerator,
                 denominator: m.denominator,
                 formula: m.formula.to_owned(),
+                evidence: evidence(m.name, &self.0.aggregates)
+                    .into_iter()
+                    .map(|(name, count)| MetricEvidence {
+                        name: name.to_owned(),
+                        count,
+                    })
+                    .collect(),
             })
             .collect()
     }

@@ -77,6 +77,12 @@ pub struct BusinessSettings {
     business_hours: Vec<BusinessHours>,
     holidays: Vec<NaiveDate>,
     data_retention_days: i32,
+    /// When true, abandon rate = (abandoned − short abandoned) / (offered − short abandoned).
+    exclude_short_abandons_from_abandon_rate: bool,
+    /// When true, short abandons leave the service level's numerator and denominator, in the
+    /// variants that count abandons and do not already decide (every service-level value
+    /// reports what was applied: `KpiValues.serviceLevelExcludesShortAbandons`).
+    exclude_short_abandons_from_service_level: bool,
     updated_at: DateTime<Utc>,
 }
 
@@ -101,6 +107,8 @@ impl BusinessSettings {
                 .collect(),
             holidays: manage::holidays(&row),
             data_retention_days: row.data_retention_days,
+            exclude_short_abandons_from_abandon_rate: row.exclude_short_abandons_from_abandon_rate,
+            exclude_short_abandons_from_service_level: row.exclude_short_abandons_from_service_level,
             updated_at: row.updated_at,
         })
     }
@@ -126,6 +134,10 @@ pub struct BusinessSettingsInput {
     business_hours: Option<Vec<BusinessHoursInput>>,
     holidays: Option<Vec<NaiveDate>>,
     data_retention_days: Option<i32>,
+    exclude_short_abandons_from_abandon_rate: Option<bool>,
+    /// Refused (BAD_USER_INPUT) as `true` under a variant that already decides: the default
+    /// (always excluded) and ANSWERED_WITHIN_OVER_ANSWERED (abandons never count).
+    exclude_short_abandons_from_service_level: Option<bool>,
 }
 
 impl From<BusinessSettingsInput> for SettingsPatch {
@@ -150,6 +162,8 @@ impl From<BusinessSettingsInput> for SettingsPatch {
             }),
             holidays: input.holidays,
             data_retention_days: input.data_retention_days,
+            exclude_short_abandons_from_abandon_rate: input.exclude_short_abandons_from_abandon_rate,
+            exclude_short_abandons_from_service_level: input.exclude_short_abandons_from_service_level,
         }
     }
 }

@@ -34,7 +34,10 @@
 //!
 //! Agents' routing state follows their calls ([`agent_timeline`]): RINGING when a call rings
 //! for them, ON_CALL from the answer (or a transfer to them), WRAP_UP from the end, IDLE after
-//! wrap-up (or when a call stops ringing for them, or they transfer it away).
+//! wrap-up (or when a call stops ringing for them, or they transfer it away). An agent's
+//! routing intervals are in turn a pure function of the transitions of all its calls
+//! ([`fold_routing`]: time order, whatever the arrival order), so a call delivered late takes
+//! its place in the agent's history instead of being dropped as older than the current state.
 
 use std::collections::BTreeMap;
 
@@ -562,10 +565,14 @@ pub fn agent_timeline(events: &[CallEvent]) -> Vec<Transition> {
     out
 }
 
-/// The transitions of `after` that `before` did not have: what a newly accepted event adds
-/// to the agents' state (so re-deriving an unchanged call changes no agent).
-pub fn new_transitions(before: &[Transition], after: &[Transition]) -> Vec<Transition> {
-    after.iter().filter(|t| !before.contains(t)).copied().collect()
+/// What re-deriving a call changed in its agents' timeline: the transitions it no longer has
+/// (`removed`) and those it has newly (`added`). Re-deriving an unchanged call changes nothing;
+/// a late event can both add a transition and take one away (a RINGING → IDLE that becomes a
+/// RINGING → ON_CALL when the answer arrives after the hang-up).
+pub fn transition_changes(before: &[Transition], after: &[Transition]) -> (Vec<Transition>, Vec<Transition>) {
+    let removed = before.iter().filter(|t| !after.contains(t)).copied().collect();
+    let added = after.iter().filter(|t| !before.contains(t)).copied().collect();
+    (removed, added)
 }
 
 /// A closed interval of one routing state.
@@ -576,31 +583,59 @@ pub struct StateSpan {
     pub end: DateTime<Utc>,
 }
 
-/// Applies transitions (time-ordered) to an agent in `current` since `since`. A transition
-/// older than the agent's current state is skipped — a late event never moves an agent
-/// backwards — and one to the state the agent is in changes nothing. Returns the intervals
-/// the agent completed and its state afterwards.
-pub fn apply_transitions(
-    mut current: RoutingState,
-    mut since: DateTime<Utc>,
-    transitions: &[(DateTime<Utc>, RoutingState)],
-) -> (Vec<StateSpan>, RoutingState, DateTime<Utc>) {
-    let mut spans = Vec::new();
-    for &(at, state) in transitions {
-        if at < since || state == current {
-            continue;
-        }
-        if at > since {
-            spans.push(StateSpan {
-                state: current,
-                start: since,
-                end: at,
-            });
-        }
-        current = state;
-        since = at;
+/// One agent's routing transition as stored, with the call that caused it (`""` for one no
+/// call explains: the start of an interval written directly, or the agent's initial state).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredTransition {
+    pub at: DateTime<Utc>,
+    pub state: RoutingState,
+    pub external_id: String,
+}
+
+/// The order in which transitions of one agent at the same instant apply: what ends before
+/// what begins (IDLE, then WRAP_UP, then RINGING, then ON_CALL), then by call, so that the
+/// result never depends on arrival order.
+fn same_instant_rank(state: RoutingState) -> u8 {
+    match state {
+        RoutingState::Idle => 0,
+        RoutingState::WrapUp => 1,
+        RoutingState::Ringing => 2,
+        RoutingState::OnCall => 3,
     }
-    (spans, current, since)
+}
+
+/// An agent's routing intervals as a function of its transitions, whatever order they come
+/// in: sorted by time (ties by [`same_instant_rank`], then call), each one that changes the
+/// state ends the current interval and opens the next. `start` is the state in force at the
+/// first instant to fold from (None: the agent has no state before its first transition).
+/// Returns the closed intervals and the current state with its start — the latest by event
+/// time, since every transition is applied in time order.
+pub fn fold_routing(
+    start: Option<(RoutingState, DateTime<Utc>)>,
+    mut transitions: Vec<StoredTransition>,
+) -> (Vec<StateSpan>, Option<(RoutingState, DateTime<Utc>)>) {
+    transitions.sort_by(|a, b| {
+        (a.at, same_instant_rank(a.state), &a.external_id).cmp(&(b.at, same_instant_rank(b.state), &b.external_id))
+    });
+    let mut spans = Vec::new();
+    let mut current = start;
+    for t in transitions {
+        match current {
+            Some((state, _)) if state == t.state => {}
+            Some((state, since)) => {
+                if t.at > since {
+                    spans.push(StateSpan {
+                        state,
+                        start: since,
+                        end: t.at,
+                    });
+                }
+                current = Some((t.state, t.at.max(since)));
+            }
+            None => current = Some((t.state, t.at)),
+        }
+    }
+    (spans, current)
 }
 
 #[cfg(test)]
@@ -861,43 +896,62 @@ mod tests {
         assert_eq!(states, vec![RoutingState::OnCall, RoutingState::Idle]);
     }
 
+    fn stored(seconds: i64, state: RoutingState, call: &str) -> StoredTransition {
+        StoredTransition {
+            at: at(seconds),
+            state,
+            external_id: call.to_owned(),
+        }
+    }
+
     #[test]
-    fn transitions_apply_forward_only() {
+    fn routing_is_a_fold_of_the_transitions_in_time_order() {
         let idle = RoutingState::Idle;
-        let (spans, state, since) = apply_transitions(
-            idle,
-            at(0),
-            &[
-                (at(10), RoutingState::Ringing),
-                (at(15), RoutingState::OnCall),
-                (at(5), RoutingState::WrapUp),
-            ],
-        );
-        assert_eq!(state, RoutingState::OnCall);
-        assert_eq!(since, at(15));
+        let transitions = vec![
+            stored(10, RoutingState::Ringing, "B"),
+            stored(15, RoutingState::OnCall, "B"),
+            // Late: delivered after the others, it still lands where it happened.
+            stored(5, RoutingState::WrapUp, "A"),
+        ];
+        let (spans, current) = fold_routing(Some((idle, at(0))), transitions.clone());
+        assert_eq!(current, Some((RoutingState::OnCall, at(15))));
+        let span = |state, s, e| StateSpan {
+            state,
+            start: at(s),
+            end: at(e),
+        };
         assert_eq!(
             spans,
             vec![
-                StateSpan {
-                    state: idle,
-                    start: at(0),
-                    end: at(10)
-                },
-                StateSpan {
-                    state: RoutingState::Ringing,
-                    start: at(10),
-                    end: at(15)
-                }
+                span(idle, 0, 5),
+                span(RoutingState::WrapUp, 5, 10),
+                span(RoutingState::Ringing, 10, 15)
             ]
         );
-        // Applying the same transitions again changes nothing.
-        let (again, state2, since2) = apply_transitions(
-            state,
-            since,
-            &[(at(10), RoutingState::Ringing), (at(15), RoutingState::OnCall)],
-        );
-        assert!(again.is_empty());
-        assert_eq!((state2, since2), (state, since));
+        // Any order gives the same; a transition to the state in force changes nothing.
+        let mut reversed = transitions.clone();
+        reversed.reverse();
+        reversed.push(stored(16, RoutingState::OnCall, "C"));
+        assert_eq!(fold_routing(Some((idle, at(0))), reversed), (spans, current));
+        // Without a state before, the log starts at the first transition.
+        let (spans, current) = fold_routing(None, transitions);
+        assert_eq!(spans[0], span(RoutingState::WrapUp, 5, 10));
+        assert_eq!(current, Some((RoutingState::OnCall, at(15))));
+    }
+
+    #[test]
+    fn at_one_instant_what_ends_comes_before_what_begins() {
+        // Call A's wrap-up ends as call B rings: the agent rings, whichever call sorts first.
+        for (ending, ringing) in [("A", "B"), ("B", "A")] {
+            let (_, current) = fold_routing(
+                Some((RoutingState::WrapUp, at(0))),
+                vec![
+                    stored(10, RoutingState::Ringing, ringing),
+                    stored(10, RoutingState::Idle, ending),
+                ],
+            );
+            assert_eq!(current, Some((RoutingState::Ringing, at(10))));
+        }
     }
 
     /// A random call: its events in lifecycle order.
@@ -1058,23 +1112,26 @@ mod tests {
         }
 
         #[test]
-        fn re_deriving_adds_each_transition_once((_s, delivered) in delivery()) {
-            // Feeding the events one at a time, the new transitions of each step, applied to
-            // an agent, end in the same state as the full timeline applied at once when the
-            // events come in order; and repeating the last event adds nothing.
+        fn re_deriving_keeps_the_stored_transitions_equal_to_the_timeline((_s, delivered) in delivery()) {
+            // Feeding the events one at a time (in any delivered order) and applying each
+            // step's removed and added transitions to a stored set, the set ends equal to the
+            // timeline of all the events; repeating the last event changes nothing.
             let mut seen: Vec<CallEvent> = Vec::new();
-            let mut total = Vec::new();
+            let mut stored: Vec<Transition> = Vec::new();
             for e in &delivered {
                 let before = agent_timeline(&seen);
                 seen.push(e.clone());
-                let added = new_transitions(&before, &agent_timeline(&seen));
-                total.extend(added);
+                let (removed, added) = transition_changes(&before, &agent_timeline(&seen));
+                stored.retain(|t| !removed.contains(t));
+                stored.extend(added);
             }
-            let again = new_transitions(&agent_timeline(&seen), &agent_timeline(&seen));
-            prop_assert!(again.is_empty());
-            for t in agent_timeline(&seen) {
-                prop_assert!(total.contains(&t), "transition {:?} was never emitted", t);
-            }
+            let (removed, added) = transition_changes(&agent_timeline(&seen), &agent_timeline(&seen));
+            prop_assert!(removed.is_empty() && added.is_empty());
+            let mut want = agent_timeline(&seen);
+            let key = |t: &Transition| (t.agent_id, t.at, same_instant_rank(t.state));
+            want.sort_by_key(key);
+            stored.sort_by_key(key);
+            prop_assert_eq!(stored, want);
         }
     }
 }

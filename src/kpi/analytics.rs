@@ -212,6 +212,8 @@ fn probe_rule() -> ServiceLevelRule {
     ServiceLevelRule {
         threshold_seconds: 20,
         variant: ServiceLevelVariant::AnsweredWithinOverOffered,
+        exclude_short_abandons_from_abandon_rate: false,
+        exclude_short_abandons_from_service_level: false,
     }
 }
 
@@ -230,22 +232,28 @@ pub fn uses_agent_time(def: &MetricDef) -> bool {
     (def.parts)(&probe, &probe_rule()) != (def.parts)(&Aggregates::default(), &probe_rule())
 }
 
-/// Generic, pairwise different counter values to probe the registry's formulas with.
-const PROBE_COUNTERS: [i64; 18] = [
-    101, 89, 83, 79, 6, 61, 2, 1, 9_001, 90_007, 8_009, 7_013, 4_019, 71, 13, 3, 37, 17,
-];
+/// Generic, pairwise different counter values to probe the registry's formulas with, in
+/// [`query::COUNTER_COLUMNS`] order: every value is a distinct prime times a distinct power of
+/// ten apart from the others, so no sum or difference of a few of them cancels out.
+fn probe_counters() -> [i64; query::COUNTER_COLUMN_COUNT] {
+    const PRIMES: [i64; 24] = [
+        101, 89, 83, 79, 73, 61, 59, 53, 9_001, 90_007, 8_009, 7_013, 71, 67, 47, 43, 37, 31, 29, 23, 19, 17, 13, 4_019,
+    ];
+    std::array::from_fn(|i| PRIMES[i % PRIMES.len()] * (1 + i as i64 / PRIMES.len() as i64))
+}
 
 /// The call counters the metrics read under `rule`: a counter is needed when changing it alone
 /// changes one of the metrics' numerator or denominator (read from the registry, no second
 /// list to keep in step).
 pub fn counter_mask(defs: &[&MetricDef], rule: &ServiceLevelRule) -> CounterMask {
+    let probe = probe_counters();
     let base = Aggregates {
-        calls: query::counters_from_columns(PROBE_COUNTERS),
+        calls: query::counters_from_columns(probe),
         ..Aggregates::default()
     };
-    let mut mask = [false; 18];
+    let mut mask = [false; query::COUNTER_COLUMN_COUNT];
     for (i, needed) in mask.iter_mut().enumerate() {
-        let mut values = PROBE_COUNTERS;
+        let mut values = probe;
         values[i] += 1;
         let changed = Aggregates {
             calls: query::counters_from_columns(values),
@@ -254,6 +262,14 @@ pub fn counter_mask(defs: &[&MetricDef], rule: &ServiceLevelRule) -> CounterMask
         *needed = defs.iter().any(|d| (d.parts)(&changed, rule) != (d.parts)(&base, rule));
     }
     CounterMask(mask)
+}
+
+/// `mask` plus the evidence-only counter the compliance views report beside the rates.
+fn with_evidence(mut mask: CounterMask) -> CounterMask {
+    if let Some(i) = query::COUNTER_COLUMNS.iter().position(|c| *c == "machine_detected") {
+        mask.0[i] = true;
+    }
+    mask
 }
 
 /// Whether a metric reads call counters.
@@ -623,6 +639,7 @@ fn window_values(from: DateTime<Utc>, to: DateTime<Utc>, rule: ServiceLevelRule,
         end: to,
         rule,
         metrics: metrics::evaluate(a, &rule),
+        aggregates: *a,
     }
 }
 
@@ -987,7 +1004,10 @@ pub struct ComplianceWindow {
     pub status: ComplianceLevel,
     pub drops: i64,
     pub live: i64,
+    /// Machine answers passed to an agent (the AM of the UK rule).
     pub machine_answered: i64,
+    /// Machine answers that never reached an agent.
+    pub machine_detected: i64,
     pub human_answered: i64,
 }
 
@@ -1042,6 +1062,7 @@ fn compliance_window(
         // The live calls of the UK formula: its denominator less its numerator (D' + live − D').
         live: rate.denominator.map_or(0, |d| (d - rate.numerator).round() as i64),
         machine_answered: c.machine_answered,
+        machine_detected: c.machine_detected,
         human_answered: c.human_answered,
         rate,
     }
@@ -1122,7 +1143,7 @@ pub async fn compliance_status(
             group: &group,
             sources: &sources,
             keys: &keys,
-            calls: Some(counter_mask(&[uk_def, us_def], &rule)),
+            calls: Some(with_evidence(counter_mask(&[uk_def, us_def], &rule))),
             agent_time: false,
         };
         windows.push(aggregate_groups(conn, None, tenant, read).await?);
@@ -1690,16 +1711,41 @@ mod tests {
         };
         let mask = counter_mask(&[def(MetricName::ServiceLevel)], &short);
         assert!(mask.0[7], "short_abandoned");
-        // Every counter serves some metric; abandoned_within_sl only the variants that read it.
+        // Every counter serves some metric but the evidence-only machine_detected;
+        // abandoned_within_sl only the variants that read it, short_abandoned_within_sl only
+        // those that count abandons within T with short abandons excluded.
         let all: Vec<&MetricDef> = metrics::METRICS.iter().collect();
-        let mut all_but_abandoned_within = CounterMask::ALL;
-        all_but_abandoned_within.0[6] = false;
-        assert_eq!(counter_mask(&all, &short), all_but_abandoned_within);
+        let all_but = |names: &[&str]| {
+            let mut mask = CounterMask::ALL;
+            for name in names {
+                let i = query::COUNTER_COLUMNS
+                    .iter()
+                    .position(|c| c == name)
+                    .unwrap_or(usize::MAX);
+                mask.0[i] = false;
+            }
+            mask
+        };
+        assert_eq!(
+            counter_mask(&all, &short),
+            all_but(&["abandoned_within_sl", "machine_detected", "short_abandoned_within_sl"])
+        );
         let within = ServiceLevelRule {
             variant: ServiceLevelVariant::AnsweredAndAbandonedWithinOverOffered,
             ..rule
         };
-        assert_eq!(counter_mask(&all, &within), CounterMask::ALL);
+        assert_eq!(
+            counter_mask(&all, &within),
+            all_but(&["machine_detected", "short_abandoned_within_sl"])
+        );
+        let within_excluding_short = ServiceLevelRule {
+            exclude_short_abandons_from_service_level: true,
+            ..within
+        };
+        assert_eq!(
+            counter_mask(&all, &within_excluding_short),
+            all_but(&["machine_detected"])
+        );
     }
 
     #[test]

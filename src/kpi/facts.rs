@@ -20,6 +20,14 @@ use crate::kpi::{ALL_KEY, NONE_KEY};
 pub const ANSWERED_SQL: &str = "(i.outcome = 'ANSWERED' AND (i.direction = 'INBOUND' OR i.answered_by = 'HUMAN'))";
 /// SQL of "abandoned": the caller (inbound) or the live party (outbound drop) hung up first.
 pub const ABANDONED_SQL: &str = "(i.outcome = 'ABANDONED')";
+/// SQL of the AM of the UK (Ofcom) rule: an outbound call a machine answered that was passed
+/// to an agent (answered, with an agent). A machine the dialler hung up on without connecting
+/// it to anyone is not one ([`MACHINE_DETECTED_SQL`]).
+pub const MACHINE_PASSED_SQL: &str =
+    "(i.direction = 'OUTBOUND' AND i.answered_by = 'MACHINE' AND i.outcome = 'ANSWERED' AND i.agent_id IS NOT NULL)";
+/// SQL of an outbound call a machine answered that never reached an agent.
+pub const MACHINE_DETECTED_SQL: &str = "(i.direction = 'OUTBOUND' AND i.answered_by = 'MACHINE' \
+     AND NOT (i.outcome = 'ANSWERED' AND i.agent_id IS NOT NULL))";
 
 /// Settings that decide how a call is counted, read once per batch. Reading them takes a
 /// share lock on the settings row, so a concurrent settings change (which recomputes the
@@ -128,53 +136,98 @@ impl From<&NewInteraction> for CallFacts {
     }
 }
 
-/// Additive counters of a set of calls (the columns of `kpi_hourly`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counters {
-    pub dials: i64,
-    pub offered: i64,
-    pub answered: i64,
-    pub handled: i64,
-    pub abandoned: i64,
-    pub answered_within_sl: i64,
-    pub abandoned_within_sl: i64,
-    pub short_abandoned: i64,
-    pub answered_wait_ms: i64,
-    pub handled_talk_ms: i64,
-    pub handled_hold_ms: i64,
-    pub handled_wrap_ms: i64,
-    pub max_wait_ms: Option<i64>,
-    pub human_answered: i64,
-    pub machine_answered: i64,
-    pub drops: i64,
-    pub contacts: i64,
-    pub successes: i64,
+/// Declares [`Counters`] from ONE list of its additive counters: the struct, the column names
+/// of `kpi_hourly` / `kpi_daily` (the fields' names), and the field-by-field operations. A
+/// counter is added to the rollups by adding it here, to [`contribution`], to the raw SQL of
+/// [`crate::kpi::query`] (a test fails when one is missing) and as a column in a migration.
+macro_rules! call_counters {
+    ($( $(#[$doc:meta])* $field:ident ),+ $(,)?) => {
+        /// Additive counters of a set of calls (the columns of `kpi_hourly` and `kpi_daily`),
+        /// and the longest wait, the one counter that is a maximum.
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        pub struct Counters {
+            $( $(#[$doc])* pub $field: i64, )+
+            /// Largest wait of an offered call; `None` when none was offered.
+            pub max_wait_ms: Option<i64>,
+        }
+
+        impl Counters {
+            /// The additive counters' column names, in declaration order.
+            pub const ADDITIVE: &'static [&'static str] = &[$( stringify!($field) ),+];
+            /// How many additive counters there are.
+            pub const ADDITIVE_LEN: usize = [$( stringify!($field) ),+].len();
+
+            /// The additive counters in [`Counters::ADDITIVE`] order.
+            pub fn additive_values(&self) -> [i64; Self::ADDITIVE_LEN] {
+                [$( self.$field ),+]
+            }
+
+            /// Counters from additive values in [`Counters::ADDITIVE`] order and a maximum wait.
+            pub fn from_values(values: [i64; Self::ADDITIVE_LEN], max_wait_ms: Option<i64>) -> Self {
+                let [$( $field ),+] = values;
+                Counters { $( $field, )+ max_wait_ms }
+            }
+
+            /// Adds `o`: sums of the additive counters, the larger maximum.
+            pub fn add(&mut self, o: &Counters) {
+                $( self.$field += o.$field; )+
+                self.max_wait_ms = match (self.max_wait_ms, o.max_wait_ms) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+
+            /// The contribution to take out of a cell: every additive counter negated, no
+            /// maximum (a maximum cannot be subtracted; the writer re-reads it when needed).
+            pub fn negated(&self) -> Counters {
+                Counters { $( $field: -self.$field, )+ max_wait_ms: None }
+            }
+        }
+    };
 }
 
-impl Counters {
-    pub fn add(&mut self, o: &Counters) {
-        self.dials += o.dials;
-        self.offered += o.offered;
-        self.answered += o.answered;
-        self.handled += o.handled;
-        self.abandoned += o.abandoned;
-        self.answered_within_sl += o.answered_within_sl;
-        self.abandoned_within_sl += o.abandoned_within_sl;
-        self.short_abandoned += o.short_abandoned;
-        self.answered_wait_ms += o.answered_wait_ms;
-        self.handled_talk_ms += o.handled_talk_ms;
-        self.handled_hold_ms += o.handled_hold_ms;
-        self.handled_wrap_ms += o.handled_wrap_ms;
-        self.max_wait_ms = match (self.max_wait_ms, o.max_wait_ms) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
-        self.human_answered += o.human_answered;
-        self.machine_answered += o.machine_answered;
-        self.drops += o.drops;
-        self.contacts += o.contacts;
-        self.successes += o.successes;
-    }
+call_counters! {
+    /// Every outbound call, whatever its outcome.
+    dials,
+    /// Answered or abandoned.
+    offered,
+    /// Answered by an agent (outbound: by a live person).
+    answered,
+    /// Answered, and its wrap-up finished.
+    handled,
+    /// The caller (or the outbound live party) hung up before an agent answered.
+    abandoned,
+    /// Answered with a wait ≤ the service-level threshold.
+    answered_within_sl,
+    /// Abandoned with a wait ≤ the service-level threshold.
+    abandoned_within_sl,
+    /// Abandoned with a wait < the short-abandon threshold.
+    short_abandoned,
+    /// Wait of answered calls.
+    answered_wait_ms,
+    /// Talk of handled calls.
+    handled_talk_ms,
+    /// Hold of handled calls.
+    handled_hold_ms,
+    /// Wrap-up of handled calls.
+    handled_wrap_ms,
+    /// Outbound calls a live person answered (drops included).
+    human_answered,
+    /// Outbound calls answered by a machine AND passed to an agent (the AM of the UK rule).
+    machine_answered,
+    /// Outbound calls abandoned: a live person answered and no agent was free (a drop).
+    drops,
+    /// Outbound calls whose disposition has the `contact` flag.
+    contacts,
+    /// Outbound calls whose disposition has the `success` flag.
+    successes,
+    /// Outbound calls answered by a machine that never reached an agent (the dialler's
+    /// answering-machine detection hung up): evidence only, no rate reads it.
+    machine_detected,
+    /// Short abandons that are also abandoned within the service-level threshold (the two
+    /// differ when a campaign's threshold is below the short-abandon threshold): what the
+    /// service-level variants take out of their numerator when short abandons are excluded.
+    short_abandoned_within_sl,
 }
 
 /// One rollup cell: the UTC hour of the offer, campaign, agent, direction.
@@ -220,6 +273,9 @@ pub fn hour_of(at: DateTime<Utc>) -> DateTime<Utc> {
 pub fn contribution(call: &CallFacts, rules: &CountingRules) -> (CellKey, Counters) {
     let outbound = call.direction == Direction::Outbound;
     let answered = call.outcome == Outcome::Answered && (!outbound || call.answered_by == Some(AnsweredBy::Human));
+    let machine = outbound && call.answered_by == Some(AnsweredBy::Machine);
+    // Passed to an agent: the machine's answer was connected to someone (see MACHINE_PASSED_SQL).
+    let machine_passed = machine && call.outcome == Outcome::Answered && call.agent_id.is_some();
     let abandoned = call.outcome == Outcome::Abandoned;
     let handled = answered && call.wrap_ended_at.is_some();
     let wait = call.wait_ms.unwrap_or(0);
@@ -229,6 +285,7 @@ pub fn contribution(call: &CallFacts, rules: &CountingRules) -> (CellKey, Counte
         .and_then(|d| rules.disposition_flags.get(&d).copied())
         .unwrap_or((false, false));
     let n = |b: bool| i64::from(b);
+    let short = abandoned && wait < i64::from(rules.short_abandon_s) * 1_000;
     let counters = Counters {
         dials: n(outbound),
         offered: n(answered || abandoned),
@@ -237,14 +294,16 @@ pub fn contribution(call: &CallFacts, rules: &CountingRules) -> (CellKey, Counte
         abandoned: n(abandoned),
         answered_within_sl: n(answered && wait <= threshold),
         abandoned_within_sl: n(abandoned && wait <= threshold),
-        short_abandoned: n(abandoned && wait < i64::from(rules.short_abandon_s) * 1_000),
+        short_abandoned: n(short),
+        short_abandoned_within_sl: n(short && wait <= threshold),
         answered_wait_ms: if answered { wait } else { 0 },
         handled_talk_ms: if handled { call.talk_ms } else { 0 },
         handled_hold_ms: if handled { call.hold_ms } else { 0 },
         handled_wrap_ms: if handled { call.wrap_ms } else { 0 },
         max_wait_ms: (answered || abandoned).then_some(wait),
         human_answered: n(outbound && call.answered_by == Some(AnsweredBy::Human)),
-        machine_answered: n(outbound && call.answered_by == Some(AnsweredBy::Machine)),
+        machine_answered: n(machine_passed),
+        machine_detected: n(machine && !machine_passed),
         drops: n(outbound && abandoned),
         contacts: n(outbound && contact),
         successes: n(outbound && success),

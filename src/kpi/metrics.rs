@@ -16,11 +16,32 @@ pub enum Unit {
     PerHour,
 }
 
-/// The settings a metric depends on.
+/// The organization's settings the formulas depend on (the thresholds themselves are applied
+/// when calls are counted, see `kpi::facts`; `threshold_seconds` is reported with the values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServiceLevelRule {
     pub threshold_seconds: i32,
     pub variant: ServiceLevelVariant,
+    /// Abandon rate = (abandoned − short abandoned) / (offered − short abandoned).
+    pub exclude_short_abandons_from_abandon_rate: bool,
+    /// Short abandons leave the service level's numerator and denominator, in the variants
+    /// that count abandons and do not already exclude them ([`service_level_excludes_short`]).
+    pub exclude_short_abandons_from_service_level: bool,
+}
+
+/// Whether the service level leaves short abandons out under `rule`: always in the default
+/// variant, never where abandons do not count at all (answered within T / answered), and by
+/// the organization's choice in the three others.
+pub fn service_level_excludes_short(rule: &ServiceLevelRule) -> bool {
+    match rule.variant {
+        ServiceLevelVariant::AnsweredWithinOverOfferedExcludingShortAbandons => true,
+        ServiceLevelVariant::AnsweredWithinOverAnswered => false,
+        ServiceLevelVariant::AnsweredAndAbandonedWithinOverOffered
+        | ServiceLevelVariant::AnsweredWithinOverOffered
+        | ServiceLevelVariant::AnsweredWithinOverOfferedExcludingAbandonsWithin => {
+            rule.exclude_short_abandons_from_service_level
+        }
+    }
 }
 
 /// Numerator and denominator in display units (seconds, hours, calls). `denominator: None`
@@ -71,41 +92,77 @@ fn hours(us: i64) -> f64 {
 
 fn service_level(a: &Aggregates, rule: &ServiceLevelRule) -> Parts {
     let c = &a.calls;
-    let (aw, bw, ans, abn, short) = (
+    let (aw, bw, ans, abn) = (
         c.answered_within_sl as f64,
         c.abandoned_within_sl as f64,
         c.answered as f64,
         c.abandoned as f64,
-        c.short_abandoned as f64,
     );
+    // Short abandons taken out (all of them, and those within T), or none.
+    let (short, short_within) = if service_level_excludes_short(rule) {
+        (c.short_abandoned as f64, c.short_abandoned_within_sl as f64)
+    } else {
+        (0.0, 0.0)
+    };
     match rule.variant {
-        ServiceLevelVariant::AnsweredWithinOverOfferedExcludingShortAbandons => ratio(aw, ans + abn - short),
+        ServiceLevelVariant::AnsweredWithinOverOfferedExcludingShortAbandons
+        | ServiceLevelVariant::AnsweredWithinOverOffered => ratio(aw, ans + abn - short),
         ServiceLevelVariant::AnsweredWithinOverAnswered => ratio(aw, ans),
-        ServiceLevelVariant::AnsweredAndAbandonedWithinOverOffered => ratio(aw + bw, ans + abn),
-        ServiceLevelVariant::AnsweredWithinOverOffered => ratio(aw, ans + abn),
-        ServiceLevelVariant::AnsweredWithinOverOfferedExcludingAbandonsWithin => ratio(aw, ans + (abn - bw)),
+        ServiceLevelVariant::AnsweredAndAbandonedWithinOverOffered => ratio(aw + bw - short_within, ans + abn - short),
+        ServiceLevelVariant::AnsweredWithinOverOfferedExcludingAbandonsWithin => {
+            ratio(aw, ans + (abn - bw) - (short - short_within))
+        }
     }
 }
 
 fn service_level_formula(rule: &ServiceLevelRule) -> &'static str {
-    match rule.variant {
-        ServiceLevelVariant::AnsweredWithinOverOfferedExcludingShortAbandons => {
+    let excluded = service_level_excludes_short(rule);
+    match (rule.variant, excluded) {
+        (ServiceLevelVariant::AnsweredWithinOverOfferedExcludingShortAbandons, _) => {
             "answered within T / (answered + abandoned - short abandoned)"
         }
-        ServiceLevelVariant::AnsweredWithinOverAnswered => "answered within T / answered",
-        ServiceLevelVariant::AnsweredAndAbandonedWithinOverOffered => {
+        (ServiceLevelVariant::AnsweredWithinOverAnswered, _) => "answered within T / answered",
+        (ServiceLevelVariant::AnsweredAndAbandonedWithinOverOffered, false) => {
             "(answered within T + abandoned within T) / (answered + abandoned)"
         }
-        ServiceLevelVariant::AnsweredWithinOverOffered => "answered within T / (answered + abandoned)",
-        ServiceLevelVariant::AnsweredWithinOverOfferedExcludingAbandonsWithin => {
+        (ServiceLevelVariant::AnsweredAndAbandonedWithinOverOffered, true) => {
+            "(answered within T + abandoned within T - short abandoned within T) / (answered + abandoned - short abandoned)"
+        }
+        (ServiceLevelVariant::AnsweredWithinOverOffered, false) => "answered within T / (answered + abandoned)",
+        (ServiceLevelVariant::AnsweredWithinOverOffered, true) => {
+            "answered within T / (answered + abandoned - short abandoned)"
+        }
+        (ServiceLevelVariant::AnsweredWithinOverOfferedExcludingAbandonsWithin, false) => {
             "answered within T / (answered + abandoned after T)"
         }
+        (ServiceLevelVariant::AnsweredWithinOverOfferedExcludingAbandonsWithin, true) => {
+            "answered within T / (answered + abandoned after T - short abandoned after T)"
+        }
+    }
+}
+
+fn abandon_rate(a: &Aggregates, rule: &ServiceLevelRule) -> Parts {
+    let c = &a.calls;
+    let short = if rule.exclude_short_abandons_from_abandon_rate {
+        c.short_abandoned
+    } else {
+        0
+    };
+    ratio((c.abandoned - short) as f64, (c.offered - short) as f64)
+}
+
+fn abandon_rate_formula(rule: &ServiceLevelRule) -> &'static str {
+    if rule.exclude_short_abandons_from_abandon_rate {
+        "(abandoned - short abandoned) / (offered - short abandoned)"
+    } else {
+        "abandoned / offered"
     }
 }
 
 /// UK (Ofcom) outbound abandoned-call rate: D' = drops − drops × AM / (AM + live),
 /// rate = D' / (D' + live), where live = live calls connected to an agent and AM = calls
-/// answered by a machine.
+/// answered by a machine that were connected to an agent (`machine_answered`; machines the
+/// dialler hung up on, `machine_detected`, never enter the adjustment).
 pub fn uk_drop_parts(a: &Aggregates) -> Parts {
     let c = &a.calls;
     let drops = c.drops as f64;
@@ -117,6 +174,24 @@ pub fn uk_drop_parts(a: &Aggregates) -> Parts {
         drops
     };
     ratio(adjusted, adjusted + live)
+}
+
+/// The counts a metric's value was computed from, named, for drill-down beyond numerator and
+/// denominator. Only the compliance rates have some: their adjustment needs evidence (a
+/// regulator asks how many machine answers were passed to agents, and how many the dialler
+/// hung up on and left out).
+pub fn evidence(name: &str, a: &Aggregates) -> Vec<(&'static str, i64)> {
+    let c = &a.calls;
+    match name {
+        "outboundAbandonRateUk" => vec![
+            ("drops", c.drops),
+            ("liveCallsToAgents", (c.human_answered - c.drops).max(0)),
+            ("machineAnswersToAgents", c.machine_answered),
+            ("machineAnswersDetectedNotCounted", c.machine_detected),
+        ],
+        "outboundAbandonRateUs" => vec![("drops", c.drops), ("liveAnswered", c.human_answered)],
+        _ => Vec::new(),
+    }
 }
 
 /// US (FTC safe harbour) outbound abandonment: drops / calls answered by a live person.
@@ -206,8 +281,8 @@ pub const METRICS: &[MetricDef] = &[
     MetricDef {
         name: "abandonRate",
         unit: Unit::Percent,
-        formula: fixed!("abandoned / offered"),
-        parts: |a, _| ratio(a.calls.abandoned as f64, a.calls.offered as f64),
+        formula: abandon_rate_formula,
+        parts: abandon_rate,
     },
     MetricDef {
         name: "longestWait",
@@ -256,7 +331,9 @@ pub const METRICS: &[MetricDef] = &[
     MetricDef {
         name: "outboundAbandonRateUk",
         unit: Unit::Percent,
-        formula: fixed!("D' / (D' + live), D' = drops - drops x AM / (AM + live)"),
+        formula: fixed!(
+            "D' / (D' + live), D' = drops - drops x AM / (AM + live), AM = machine answers passed to an agent"
+        ),
         parts: |a, _| uk_drop_parts(a),
     },
     MetricDef {
@@ -304,6 +381,8 @@ mod tests {
         ServiceLevelRule {
             threshold_seconds: 20,
             variant,
+            exclude_short_abandons_from_abandon_rate: false,
+            exclude_short_abandons_from_service_level: false,
         }
     }
 

@@ -46,6 +46,8 @@ pub async fn organization_rule(
     let rule = metrics::ServiceLevelRule {
         threshold_seconds: settings.service_level_threshold_seconds,
         variant: ServiceLevelVariant::parse(&settings.service_level_variant)?,
+        exclude_short_abandons_from_abandon_rate: settings.exclude_short_abandons_from_abandon_rate,
+        exclude_short_abandons_from_service_level: settings.exclude_short_abandons_from_service_level,
     };
     // Stored zones were validated on write; fall back to UTC rather than fail a read.
     let tz = org.timezone.parse::<Tz>().unwrap_or(Tz::UTC);
@@ -59,6 +61,8 @@ pub struct WindowValues {
     pub end: DateTime<Utc>,
     pub rule: metrics::ServiceLevelRule,
     pub metrics: Vec<metrics::Evaluated>,
+    /// The counters the metrics were evaluated from (for [`metrics::evidence`]).
+    pub aggregates: query::Aggregates,
 }
 
 /// Evaluates every metric over each window.
@@ -78,6 +82,7 @@ pub async fn evaluate_windows(
             end: *end,
             rule,
             metrics: metrics::evaluate(&a, &rule),
+            aggregates: a,
         })
         .collect())
 }

@@ -13,7 +13,7 @@ use crate::auth::Tenant;
 use crate::db::cached_sql::CachedSql;
 use crate::db::contact_centre::Direction;
 use crate::error::AppResult;
-use crate::kpi::facts::{hour_of, Counters, ABANDONED_SQL, ANSWERED_SQL};
+use crate::kpi::facts::{hour_of, Counters, ABANDONED_SQL, ANSWERED_SQL, MACHINE_DETECTED_SQL, MACHINE_PASSED_SQL};
 use crate::kpi::{ALL_KEY, NONE_KEY};
 
 /// Which calls and agents a query covers. Team filters are resolved to agent ids by the caller.
@@ -171,138 +171,51 @@ impl Windows {
 struct CounterRow {
     #[diesel(sql_type = Int4)]
     idx: i32,
-    #[diesel(embed)]
-    counters: CounterColumns,
+    #[diesel(sql_type = Array<Nullable<BigInt>>)]
+    counters: Vec<Option<i64>>,
 }
 
 impl CounterRow {
     fn into_pair(self) -> (usize, Counters) {
-        (usize::try_from(self.idx).unwrap_or(0), self.counters.into())
+        (
+            usize::try_from(self.idx).unwrap_or(0),
+            counters_from_array(&self.counters),
+        )
     }
 }
 
-/// The counter columns of every call query ([`COUNTER_COLUMNS`]).
-#[derive(QueryableByName)]
-struct CounterColumns {
-    #[diesel(sql_type = BigInt)]
-    dials: i64,
-    #[diesel(sql_type = BigInt)]
-    offered: i64,
-    #[diesel(sql_type = BigInt)]
-    answered: i64,
-    #[diesel(sql_type = BigInt)]
-    handled: i64,
-    #[diesel(sql_type = BigInt)]
-    abandoned: i64,
-    #[diesel(sql_type = BigInt)]
-    answered_within_sl: i64,
-    #[diesel(sql_type = BigInt)]
-    abandoned_within_sl: i64,
-    #[diesel(sql_type = BigInt)]
-    short_abandoned: i64,
-    #[diesel(sql_type = BigInt)]
-    answered_wait_ms: i64,
-    #[diesel(sql_type = BigInt)]
-    handled_talk_ms: i64,
-    #[diesel(sql_type = BigInt)]
-    handled_hold_ms: i64,
-    #[diesel(sql_type = BigInt)]
-    handled_wrap_ms: i64,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    max_wait_ms: Option<i64>,
-    #[diesel(sql_type = BigInt)]
-    human_answered: i64,
-    #[diesel(sql_type = BigInt)]
-    machine_answered: i64,
-    #[diesel(sql_type = BigInt)]
-    drops: i64,
-    #[diesel(sql_type = BigInt)]
-    contacts: i64,
-    #[diesel(sql_type = BigInt)]
-    successes: i64,
-}
+/// How many counter columns a call read returns: the additive ones and `max_wait_ms`.
+pub const COUNTER_COLUMN_COUNT: usize = Counters::ADDITIVE_LEN + 1;
 
-impl From<CounterColumns> for Counters {
-    fn from(c: CounterColumns) -> Self {
-        Counters {
-            dials: c.dials,
-            offered: c.offered,
-            answered: c.answered,
-            handled: c.handled,
-            abandoned: c.abandoned,
-            answered_within_sl: c.answered_within_sl,
-            abandoned_within_sl: c.abandoned_within_sl,
-            short_abandoned: c.short_abandoned,
-            answered_wait_ms: c.answered_wait_ms,
-            handled_talk_ms: c.handled_talk_ms,
-            handled_hold_ms: c.handled_hold_ms,
-            handled_wrap_ms: c.handled_wrap_ms,
-            max_wait_ms: c.max_wait_ms,
-            human_answered: c.human_answered,
-            machine_answered: c.machine_answered,
-            drops: c.drops,
-            contacts: c.contacts,
-            successes: c.successes,
-        }
+/// The place of `max_wait_ms` in [`COUNTER_COLUMNS`], the one counter that is a maximum: last.
+pub(crate) const MAX_WAIT_COLUMN: usize = Counters::ADDITIVE_LEN;
+
+/// The counter columns of `kpi_hourly` and `kpi_daily` (and of [`Counters`]), in order: the
+/// additive ones as [`Counters::ADDITIVE`] declares them, then `max_wait_ms`.
+pub const COUNTER_COLUMNS: [&str; COUNTER_COLUMN_COUNT] = {
+    let mut columns = ["max_wait_ms"; COUNTER_COLUMN_COUNT];
+    let mut i = 0;
+    while i < Counters::ADDITIVE_LEN {
+        columns[i] = Counters::ADDITIVE[i];
+        i += 1;
     }
-}
-
-/// The counter columns of `kpi_hourly` (and of [`Counters`]), in order.
-pub const COUNTER_COLUMNS: [&str; 18] = [
-    "dials",
-    "offered",
-    "answered",
-    "handled",
-    "abandoned",
-    "answered_within_sl",
-    "abandoned_within_sl",
-    "short_abandoned",
-    "answered_wait_ms",
-    "handled_talk_ms",
-    "handled_hold_ms",
-    "handled_wrap_ms",
-    "max_wait_ms",
-    "human_answered",
-    "machine_answered",
-    "drops",
-    "contacts",
-    "successes",
-];
-
-/// The place of `max_wait_ms` in [`COUNTER_COLUMNS`], the one counter that is a maximum.
-pub(crate) const MAX_WAIT_COLUMN: usize = 12;
+    columns
+};
 
 /// Builds counters from values in [`COUNTER_COLUMNS`] order (`max_wait_ms` is `Some`).
-pub fn counters_from_columns(v: [i64; 18]) -> Counters {
-    Counters {
-        dials: v[0],
-        offered: v[1],
-        answered: v[2],
-        handled: v[3],
-        abandoned: v[4],
-        answered_within_sl: v[5],
-        abandoned_within_sl: v[6],
-        short_abandoned: v[7],
-        answered_wait_ms: v[8],
-        handled_talk_ms: v[9],
-        handled_hold_ms: v[10],
-        handled_wrap_ms: v[11],
-        max_wait_ms: Some(v[MAX_WAIT_COLUMN]),
-        human_answered: v[13],
-        machine_answered: v[14],
-        drops: v[15],
-        contacts: v[16],
-        successes: v[17],
-    }
+pub fn counters_from_columns(v: [i64; COUNTER_COLUMN_COUNT]) -> Counters {
+    let mut additive = [0_i64; Counters::ADDITIVE_LEN];
+    additive.copy_from_slice(&v[..Counters::ADDITIVE_LEN]);
+    Counters::from_values(additive, Some(v[MAX_WAIT_COLUMN]))
 }
 
 /// Which counter columns a read computes ([`COUNTER_COLUMNS`] order); the others read as 0
 /// (`max_wait_ms` as NULL), so a read that serves a few metrics aggregates only what they use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CounterMask(pub [bool; 18]);
+pub struct CounterMask(pub [bool; COUNTER_COLUMN_COUNT]);
 
 impl CounterMask {
-    pub const ALL: CounterMask = CounterMask([true; 18]);
+    pub const ALL: CounterMask = CounterMask([true; COUNTER_COLUMN_COUNT]);
 }
 
 impl Default for CounterMask {
@@ -311,53 +224,42 @@ impl Default for CounterMask {
     }
 }
 
-fn counter_select(mask: CounterMask, expr: impl Fn(usize, &str) -> String) -> String {
-    counter_values(mask, expr)
-        .iter()
-        .zip(COUNTER_COLUMNS)
-        .map(|(value, column)| format!("{value} AS {column}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// The value of each counter in [`COUNTER_COLUMNS`] order: `expr` for the counters of `mask`,
-/// a constant for the others (0, or NULL for `max_wait_ms`).
-fn counter_values(mask: CounterMask, expr: impl Fn(usize, &str) -> String) -> Vec<String> {
-    COUNTER_COLUMNS
+/// The counters of a call read as ONE array column `counters` in [`COUNTER_COLUMNS`] order:
+/// `expr` for the counters of `mask`, a constant for the others (0, or NULL for
+/// `max_wait_ms`). One array rather than a named column per counter: diesel finds each named
+/// column of each row by a search over the row's column names, which for a month of daily
+/// rows cost more than reading them, and the row types need no field per counter.
+fn counter_array(mask: CounterMask, expr: impl Fn(&str) -> String) -> String {
+    let values = COUNTER_COLUMNS
         .iter()
         .enumerate()
-        .map(|(i, column)| match (mask.0[i], *column) {
-            (true, _) => expr(i, column),
-            (false, "max_wait_ms") => "NULL::int8".to_owned(),
-            (false, _) => "0::int8".to_owned(),
+        .map(|(i, column)| match (mask.0[i], i == MAX_WAIT_COLUMN) {
+            (true, _) => expr(column),
+            (false, true) => "NULL::int8".to_owned(),
+            (false, false) => "0::int8".to_owned(),
         })
-        .collect()
-}
-
-/// The counters of each rollup row `k` as stored, in ONE array column `counters` in
-/// [`COUNTER_COLUMNS`] order, for reads that add rows up in Rust. One array rather than 18
-/// named columns: diesel finds each named column of each row by a search over the row's column
-/// names, which for a month of daily rows cost more than reading them.
-fn stored_counter_array(mask: CounterMask) -> String {
-    let values = counter_values(mask, |_, column| format!("k.{column}")).join(", ");
+        .collect::<Vec<_>>()
+        .join(", ");
     format!("ARRAY[{values}]::int8[] AS counters")
 }
 
-/// The counters of a [`stored_counter_array`] (`max_wait_ms` may be null, the others are not).
+/// The counters of each rollup row `k` as stored, for reads that add rows up in Rust.
+fn stored_counter_array(mask: CounterMask) -> String {
+    counter_array(mask, |column| format!("k.{column}"))
+}
+
+/// The counters of a [`counter_array`] (`max_wait_ms` may be null, the others are not).
 fn counters_from_array(values: &[Option<i64>]) -> Counters {
-    let mut columns = [0_i64; 18];
-    for (column, value) in columns.iter_mut().zip(values) {
+    let mut additive = [0_i64; Counters::ADDITIVE_LEN];
+    for (column, value) in additive.iter_mut().zip(values) {
         *column = value.unwrap_or(0);
     }
-    Counters {
-        max_wait_ms: values.get(MAX_WAIT_COLUMN).copied().flatten(),
-        ..counters_from_columns(columns)
-    }
+    Counters::from_values(additive, values.get(MAX_WAIT_COLUMN).copied().flatten())
 }
 
 /// The counter columns summed over rollup rows `k` (`kpi_hourly`).
 fn rollup_counter_columns(mask: CounterMask) -> String {
-    counter_select(mask, |_, column| match column {
+    counter_array(mask, |column| match column {
         "max_wait_ms" => "max(k.max_wait_ms)".to_owned(),
         _ => format!("sum(k.{column})::int8"),
     })
@@ -366,29 +268,41 @@ fn rollup_counter_columns(mask: CounterMask) -> String {
 /// The counter columns computed from raw calls `i` (joined with `business_settings bs`,
 /// `campaigns cp` and `dispositions d`) by the writer's counting rules.
 fn raw_counter_columns(mask: CounterMask) -> String {
+    counter_array(mask, raw_counter_sql)
+}
+
+/// One counter computed from raw calls `i`: the SQL form of [`crate::kpi::facts::contribution`]
+/// (the property tests check that both agree). A column without a rule here reads as NULL,
+/// which fails `every_counter_has_a_raw_rule` below.
+pub(crate) fn raw_counter_sql(column: &str) -> String {
     let within = "coalesce(i.wait_ms, 0) <= coalesce(cp.service_level_threshold_seconds, bs.service_level_threshold_seconds)::int8 * 1000";
+    let short = "coalesce(i.wait_ms, 0) < bs.short_abandon_seconds::int8 * 1000";
     let handled = format!("{ANSWERED_SQL} AND i.wrap_ended_at IS NOT NULL");
-    let exprs: [String; 18] = [
-        "count(*) FILTER (WHERE i.direction = 'OUTBOUND')".to_owned(),
-        format!("count(*) FILTER (WHERE {ANSWERED_SQL} OR {ABANDONED_SQL})"),
-        format!("count(*) FILTER (WHERE {ANSWERED_SQL})"),
-        format!("count(*) FILTER (WHERE {handled})"),
-        format!("count(*) FILTER (WHERE {ABANDONED_SQL})"),
-        format!("count(*) FILTER (WHERE {ANSWERED_SQL} AND {within})"),
-        format!("count(*) FILTER (WHERE {ABANDONED_SQL} AND {within})"),
-        format!("count(*) FILTER (WHERE {ABANDONED_SQL} AND coalesce(i.wait_ms, 0) < bs.short_abandon_seconds::int8 * 1000)"),
-        format!("coalesce(sum(coalesce(i.wait_ms, 0)) FILTER (WHERE {ANSWERED_SQL}), 0)::int8"),
-        format!("coalesce(sum(i.talk_ms) FILTER (WHERE {handled}), 0)::int8"),
-        format!("coalesce(sum(i.hold_ms) FILTER (WHERE {handled}), 0)::int8"),
-        format!("coalesce(sum(i.wrap_ms) FILTER (WHERE {handled}), 0)::int8"),
-        format!("max(coalesce(i.wait_ms, 0)) FILTER (WHERE {ANSWERED_SQL} OR {ABANDONED_SQL})"),
-        "count(*) FILTER (WHERE i.direction = 'OUTBOUND' AND i.answered_by = 'HUMAN')".to_owned(),
-        "count(*) FILTER (WHERE i.direction = 'OUTBOUND' AND i.answered_by = 'MACHINE')".to_owned(),
-        format!("count(*) FILTER (WHERE i.direction = 'OUTBOUND' AND {ABANDONED_SQL})"),
-        "count(*) FILTER (WHERE i.direction = 'OUTBOUND' AND d.contact)".to_owned(),
-        "count(*) FILTER (WHERE i.direction = 'OUTBOUND' AND d.success)".to_owned(),
-    ];
-    counter_select(mask, |i, _| exprs[i].clone())
+    let count = |condition: &str| format!("count(*) FILTER (WHERE {condition})");
+    let sum = |expr: &str, condition: &str| format!("coalesce(sum({expr}) FILTER (WHERE {condition}), 0)::int8");
+    match column {
+        "dials" => count("i.direction = 'OUTBOUND'"),
+        "offered" => count(&format!("{ANSWERED_SQL} OR {ABANDONED_SQL}")),
+        "answered" => count(ANSWERED_SQL),
+        "handled" => count(&handled),
+        "abandoned" => count(ABANDONED_SQL),
+        "answered_within_sl" => count(&format!("{ANSWERED_SQL} AND {within}")),
+        "abandoned_within_sl" => count(&format!("{ABANDONED_SQL} AND {within}")),
+        "short_abandoned" => count(&format!("{ABANDONED_SQL} AND {short}")),
+        "short_abandoned_within_sl" => count(&format!("{ABANDONED_SQL} AND {short} AND {within}")),
+        "answered_wait_ms" => sum("coalesce(i.wait_ms, 0)", ANSWERED_SQL),
+        "handled_talk_ms" => sum("i.talk_ms", &handled),
+        "handled_hold_ms" => sum("i.hold_ms", &handled),
+        "handled_wrap_ms" => sum("i.wrap_ms", &handled),
+        "max_wait_ms" => format!("max(coalesce(i.wait_ms, 0)) FILTER (WHERE {ANSWERED_SQL} OR {ABANDONED_SQL})"),
+        "human_answered" => count("i.direction = 'OUTBOUND' AND i.answered_by = 'HUMAN'"),
+        "machine_answered" => count(MACHINE_PASSED_SQL),
+        "machine_detected" => count(MACHINE_DETECTED_SQL),
+        "drops" => count(&format!("i.direction = 'OUTBOUND' AND {ABANDONED_SQL}")),
+        "contacts" => count("i.direction = 'OUTBOUND' AND d.contact"),
+        "successes" => count("i.direction = 'OUTBOUND' AND d.success"),
+        _ => "NULL::int8".to_owned(),
+    }
 }
 
 /// [`ALL_KEY`] as an SQL literal. Conditions on `campaign_key = ALL` spell it out rather than
@@ -920,17 +834,9 @@ impl From<GroupColumns> for GroupKey {
     }
 }
 
+/// A group's counters ([`counter_array`]): summed per group, or a rollup row as stored.
 #[derive(QueryableByName)]
 struct GroupedCounterRow {
-    #[diesel(embed)]
-    key: GroupColumns,
-    #[diesel(embed)]
-    counters: CounterColumns,
-}
-
-/// A rollup row as stored ([`stored_counter_array`]).
-#[derive(QueryableByName)]
-struct StoredCounterRow {
     #[diesel(embed)]
     key: GroupColumns,
     #[diesel(sql_type = Array<Nullable<BigInt>>)]
@@ -1033,16 +939,11 @@ pub async fn grouped_rollup_counters(
         .bind::<SqlUuid, _>(ALL_KEY)
         .bind::<Array<Date>, _>(days)
         .bind::<Array<Int4>, _>(day_classes);
-    if slice.sums_in_sql() {
-        let rows: Vec<GroupedCounterRow> = statement.load(conn).await?;
-        Ok(rows.into_iter().map(|r| (r.key.into(), r.counters.into())).collect())
-    } else {
-        let rows: Vec<StoredCounterRow> = statement.load(conn).await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| (r.key.into(), counters_from_array(&r.counters)))
-            .collect())
-    }
+    let rows: Vec<GroupedCounterRow> = statement.load(conn).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.key.into(), counters_from_array(&r.counters)))
+        .collect())
 }
 
 /// Call counters per group computed from `interactions` over `windows` (disjoint), by the
@@ -1095,7 +996,10 @@ pub async fn grouped_raw_counters(
         .bind::<SqlUuid, _>(NONE_KEY)
         .load(conn)
         .await?;
-    Ok(rows.into_iter().map(|r| (r.key.into(), r.counters.into())).collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.key.into(), counters_from_array(&r.counters)))
+        .collect())
 }
 
 /// Agent time per group (agent and time keys only: agent time belongs to no campaign,
@@ -1300,6 +1204,24 @@ mod tests {
     #[test]
     fn max_wait_column_is_where_the_columns_say() {
         assert_eq!(COUNTER_COLUMNS[MAX_WAIT_COLUMN], "max_wait_ms");
+        assert_eq!(&COUNTER_COLUMNS[..MAX_WAIT_COLUMN], Counters::ADDITIVE);
+    }
+
+    #[test]
+    fn every_counter_has_a_raw_rule() {
+        for column in COUNTER_COLUMNS {
+            assert_ne!(raw_counter_sql(column), "NULL::int8", "no raw SQL for {column}");
+        }
+    }
+
+    #[test]
+    fn counters_round_trip_through_their_columns() {
+        let values: [i64; COUNTER_COLUMN_COUNT] = std::array::from_fn(|i| i as i64 * 7 + 1);
+        let counters = counters_from_columns(values);
+        assert_eq!(counters.additive_values()[..], values[..MAX_WAIT_COLUMN]);
+        assert_eq!(counters.max_wait_ms, Some(values[MAX_WAIT_COLUMN]));
+        let array: Vec<Option<i64>> = values.iter().map(|v| Some(*v)).collect();
+        assert_eq!(counters_from_array(&array), counters);
     }
 
     fn at(s: &str) -> DateTime<Utc> {

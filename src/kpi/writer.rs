@@ -36,12 +36,12 @@ use futures_util::SinkExt;
 use uuid::Uuid;
 
 use crate::auth::Tenant;
-use crate::db::contact_centre::{self as facts_db, NewInteraction, NewStateInterval};
+use crate::db::contact_centre::{self as facts_db, AgentState, NewInteraction, NewStateInterval, RoutingState};
 use crate::error::{AppError, AppResult};
 use crate::kpi::facts::{
     contribution, hour_of, CallFacts, CellKey, Counters, CountingRules, ABANDONED_SQL, ANSWERED_SQL,
 };
-use crate::kpi::query::{AgentTime, COUNTER_COLUMNS, MAX_WAIT_COLUMN};
+use crate::kpi::query::{raw_counter_sql, AgentTime, COUNTER_COLUMNS, MAX_WAIT_COLUMN};
 use crate::kpi::ALL_KEY;
 
 /// Inserts calls and adds their contributions to the rollups. Returns the rows inserted.
@@ -101,63 +101,30 @@ async fn add_to_cells(
     let mut campaigns = Vec::with_capacity(cells.len());
     let mut agents = Vec::with_capacity(cells.len());
     let mut directions = Vec::with_capacity(cells.len());
-    let mut columns: [Vec<i64>; 17] = Default::default();
+    let mut columns: [Vec<i64>; Counters::ADDITIVE_LEN] = std::array::from_fn(|_| Vec::with_capacity(cells.len()));
     let mut max_waits = Vec::with_capacity(cells.len());
     for (key, c) in cells {
         hours.push(key.hour);
         campaigns.push(key.campaign_key);
         agents.push(key.agent_key);
         directions.push(key.direction.to_owned());
-        // The additive counters in COUNTER_COLUMNS order, as ADD_TO_CELLS_SQL expects them.
-        let values = [
-            c.dials,
-            c.offered,
-            c.answered,
-            c.handled,
-            c.abandoned,
-            c.answered_within_sl,
-            c.abandoned_within_sl,
-            c.short_abandoned,
-            c.answered_wait_ms,
-            c.handled_talk_ms,
-            c.handled_hold_ms,
-            c.handled_wrap_ms,
-            c.human_answered,
-            c.machine_answered,
-            c.drops,
-            c.contacts,
-            c.successes,
-        ];
-        for (column, value) in columns.iter_mut().zip(values) {
+        // The additive counters in `Counters::ADDITIVE` order, as ADD_TO_CELLS_SQL expects them.
+        for (column, value) in columns.iter_mut().zip(c.additive_values()) {
             column.push(value);
         }
         max_waits.push(c.max_wait_ms);
     }
-    let [dials, offered, answered, handled, abandoned, aw, bw, short, wait, talk, hold, wrap, human, machine, drops, contacts, successes] =
-        columns;
-    diesel::sql_query(ADD_TO_CELLS_SQL.as_str())
+    let mut statement = diesel::sql_query(ADD_TO_CELLS_SQL.as_str())
+        .into_boxed::<diesel::pg::Pg>()
         .bind::<SqlUuid, _>(tenant.org_id())
         .bind::<Array<Timestamptz>, _>(hours)
         .bind::<Array<SqlUuid>, _>(campaigns)
         .bind::<Array<SqlUuid>, _>(agents)
-        .bind::<Array<Text>, _>(directions)
-        .bind::<Array<BigInt>, _>(dials)
-        .bind::<Array<BigInt>, _>(offered)
-        .bind::<Array<BigInt>, _>(answered)
-        .bind::<Array<BigInt>, _>(handled)
-        .bind::<Array<BigInt>, _>(abandoned)
-        .bind::<Array<BigInt>, _>(aw)
-        .bind::<Array<BigInt>, _>(bw)
-        .bind::<Array<BigInt>, _>(short)
-        .bind::<Array<BigInt>, _>(wait)
-        .bind::<Array<BigInt>, _>(talk)
-        .bind::<Array<BigInt>, _>(hold)
-        .bind::<Array<BigInt>, _>(wrap)
-        .bind::<Array<BigInt>, _>(human)
-        .bind::<Array<BigInt>, _>(machine)
-        .bind::<Array<BigInt>, _>(drops)
-        .bind::<Array<BigInt>, _>(contacts)
-        .bind::<Array<BigInt>, _>(successes)
+        .bind::<Array<Text>, _>(directions);
+    for column in columns {
+        statement = statement.bind::<Array<BigInt>, _>(column);
+    }
+    statement
         .bind::<Array<Nullable<BigInt>>, _>(max_waits)
         .execute(conn)
         .await?;
@@ -275,8 +242,29 @@ pub fn split_by_hour(start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<(DateTime<
 }
 
 /// Inserts agent-state intervals; closed ones add their time to the state rollups (an open
-/// interval is counted when it closes). Returns the rows inserted.
+/// interval is counted when it closes). Returns the rows inserted. The start of each ROUTING
+/// interval is also recorded as a routing transition no call explains, so that re-deriving the
+/// agent's routing log from its transitions (ingest, when a call arrives late) reproduces it.
 pub async fn insert_state_intervals(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    intervals: &[NewStateInterval],
+) -> AppResult<usize> {
+    let inserted = insert_derived_state_intervals(conn, tenant, intervals).await?;
+    let starts: Vec<(Uuid, DateTime<Utc>, &str, RoutingState)> = intervals
+        .iter()
+        .filter_map(|i| match i.state {
+            AgentState::Routing(state) => Some((i.agent_id, i.started_at, "", state)),
+            AgentState::Presence(_) => None,
+        })
+        .collect();
+    crate::db::calls::insert_routing_transitions(conn, tenant, &starts).await?;
+    Ok(inserted)
+}
+
+/// [`insert_state_intervals`] for intervals that are already a function of stored transitions
+/// (ingest's routing log): nothing else is recorded.
+pub async fn insert_derived_state_intervals(
     conn: &mut AsyncPgConnection,
     tenant: &Tenant,
     intervals: &[NewStateInterval],
@@ -287,6 +275,21 @@ pub async fn insert_state_intervals(
     let inserted = facts_db::insert_state_intervals(conn, tenant, intervals).await?;
     add_state_rollups(conn, tenant, intervals).await?;
     Ok(inserted)
+}
+
+/// Takes the time of intervals that were just deleted from the state log out of the state
+/// rollups (open ones never reached them), in the transaction that deleted them.
+pub async fn remove_state_time(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    intervals: &[NewStateInterval],
+) -> AppResult<()> {
+    CountingRules::hold_settings(conn, tenant).await?;
+    let mut cells = aggregate_state_time(intervals);
+    for us in cells.values_mut() {
+        *us = -*us;
+    }
+    add_state_time(conn, tenant, &cells).await
 }
 
 /// Time in state per (agent key, hour, axis, state), in microseconds.
@@ -405,51 +408,75 @@ async fn add_agent_time(conn: &mut AsyncPgConnection, tenant: &Tenant, cells: &S
     Ok(())
 }
 
-/// Recomputes the settings-dependent counters (answered/abandoned within service level, short
-/// abandons) of every rollup cell of the organization from the facts. Called in the same
-/// transaction as a change of the service-level or short-abandon threshold, so history is
-/// always counted with the settings in force: a threshold change re-states past service levels.
+/// The counters that depend on the thresholds of the business settings and campaigns.
+pub const THRESHOLD_COUNTERS: [&str; 4] = [
+    "answered_within_sl",
+    "abandoned_within_sl",
+    "short_abandoned",
+    "short_abandoned_within_sl",
+];
+
+/// Recomputes the settings-dependent counters ([`THRESHOLD_COUNTERS`]) of every rollup cell of
+/// the organization from the facts. Called in the same transaction as a change of the
+/// service-level or short-abandon threshold, so history is always counted with the settings in
+/// force: a threshold change re-states past service levels.
 pub async fn recompute_threshold_counters(conn: &mut AsyncPgConnection, tenant: &Tenant) -> AppResult<usize> {
+    restate_counters(conn, tenant, &THRESHOLD_COUNTERS).await
+}
+
+/// Recomputes `columns` (names of [`Counters::ADDITIVE`]) of every hourly and daily rollup
+/// cell of the organization from its calls, by the raw counting rules of
+/// [`crate::kpi::query`] (the ones the property tests hold equal to [`contribution`]). The
+/// other counters are left as they are. Returns the hourly cells updated.
+pub async fn restate_counters(conn: &mut AsyncPgConnection, tenant: &Tenant, columns: &[&str]) -> AppResult<usize> {
+    if let Some(unknown) = columns.iter().find(|c| !Counters::ADDITIVE.contains(c)) {
+        return Err(AppError::internal(format!(
+            "restate: `{unknown}` is no additive counter"
+        )));
+    }
+    let computed = |f: &dyn Fn(&str) -> String| columns.iter().map(|c| f(c)).collect::<Vec<_>>().join(", ");
+    let raw = computed(&|c| format!("{} AS {c}", raw_counter_sql(c)));
+    let sums = computed(&|c| format!("sum({c}) AS {c}"));
+    let set_from = |alias: &str| computed(&|c| format!("{c} = {alias}.{c}"));
     let sql = format!(
-        "WITH rules AS (
-            SELECT service_level_threshold_seconds AS t, short_abandon_seconds AS s
-            FROM business_settings WHERE organization_id = $1
-         ), cells AS (
+        "WITH cells AS (
             SELECT date_trunc('hour', i.offered_at) AS hour,
-                   coalesce(i.campaign_id, '00000000-0000-0000-0000-000000000000'::uuid) AS c,
-                   coalesce(i.agent_id, '00000000-0000-0000-0000-000000000000'::uuid) AS a,
-                   i.direction AS d,
-                   count(*) FILTER (WHERE {ANSWERED_SQL} AND coalesce(i.wait_ms, 0) <= coalesce(cp.service_level_threshold_seconds, rules.t)::bigint * 1000) AS aw,
-                   count(*) FILTER (WHERE {ABANDONED_SQL} AND coalesce(i.wait_ms, 0) <= coalesce(cp.service_level_threshold_seconds, rules.t)::bigint * 1000) AS bw,
-                   count(*) FILTER (WHERE {ABANDONED_SQL} AND coalesce(i.wait_ms, 0) < rules.s::bigint * 1000) AS sh
-            FROM interactions i CROSS JOIN rules LEFT JOIN campaigns cp ON cp.id = i.campaign_id
+                   coalesce(i.campaign_id, $3) AS c, coalesce(i.agent_id, $3) AS a, i.direction AS d, {raw}
+            FROM interactions i
+            JOIN business_settings bs ON bs.organization_id = $1
+            LEFT JOIN campaigns cp ON cp.id = i.campaign_id
+            LEFT JOIN dispositions d ON d.id = i.disposition_id
             WHERE i.organization_id = $1
             GROUP BY 1, 2, 3, 4
          ), levels AS (
-            SELECT hour, c, a, d, aw, bw, sh FROM cells
-            UNION ALL SELECT hour, c, $2, d, sum(aw), sum(bw), sum(sh) FROM cells GROUP BY hour, c, d
-            UNION ALL SELECT hour, $2, a, d, sum(aw), sum(bw), sum(sh) FROM cells GROUP BY hour, a, d
-            UNION ALL SELECT hour, $2, $2, d, sum(aw), sum(bw), sum(sh) FROM cells GROUP BY hour, d
+            SELECT hour, c, a, d, {all} FROM cells
+            UNION ALL SELECT hour, c, $2, d, {sums} FROM cells GROUP BY hour, c, d
+            UNION ALL SELECT hour, $2, a, d, {sums} FROM cells GROUP BY hour, a, d
+            UNION ALL SELECT hour, $2, $2, d, {sums} FROM cells GROUP BY hour, d
          )
-         UPDATE kpi_hourly k SET answered_within_sl = l.aw, abandoned_within_sl = l.bw, short_abandoned = l.sh
+         UPDATE kpi_hourly k SET {set}
          FROM levels l
-         WHERE k.organization_id = $1 AND k.hour = l.hour AND k.campaign_key = l.c AND k.agent_key = l.a AND k.direction = l.d"
+         WHERE k.organization_id = $1 AND k.hour = l.hour AND k.campaign_key = l.c AND k.agent_key = l.a AND k.direction = l.d",
+        all = columns.join(", "),
+        set = set_from("l"),
     );
     let cells = diesel::sql_query(sql)
         .bind::<SqlUuid, _>(tenant.org_id())
         .bind::<SqlUuid, _>(ALL_KEY)
+        .bind::<SqlUuid, _>(crate::kpi::NONE_KEY)
         .execute(conn)
         .await?;
-    diesel::sql_query(
-        "UPDATE kpi_daily d SET answered_within_sl = s.aw, abandoned_within_sl = s.bw, short_abandoned = s.sh
-         FROM (SELECT (k.hour AT TIME ZONE o.timezone)::date AS day, k.campaign_key, k.agent_key, k.direction,
-                      sum(k.answered_within_sl) AS aw, sum(k.abandoned_within_sl) AS bw, sum(k.short_abandoned) AS sh
+    diesel::sql_query(format!(
+        "UPDATE kpi_daily d SET {set}
+         FROM (SELECT (k.hour AT TIME ZONE o.timezone)::date AS day, k.campaign_key, k.agent_key, k.direction, {sums}
                FROM kpi_hourly k JOIN organizations o ON o.id = k.organization_id
                WHERE k.organization_id = $1
                GROUP BY 1, 2, 3, 4) s
          WHERE d.organization_id = $1 AND d.day = s.day AND d.campaign_key = s.campaign_key
            AND d.agent_key = s.agent_key AND d.direction = s.direction",
-    )
+        set = set_from("s"),
+        sums = computed(&|c| format!("sum(k.{c}) AS {c}")),
+    ))
     .bind::<SqlUuid, _>(tenant.org_id())
     .execute(conn)
     .await?;
@@ -858,7 +885,7 @@ pub async fn replace_calls(
         let (after_key, after_counters) = contribution(after, &rules);
         if let Some(before) = before {
             let (before_key, before_counters) = contribution(before, &rules);
-            let negated = negated(&before_counters);
+            let negated = before_counters.negated();
             for level in before_key.levels() {
                 cells.entry(level).or_default().add(&negated);
                 if let Some(disposition) = before.disposition_id {
@@ -896,31 +923,6 @@ pub async fn replace_call(
     after: &CallFacts,
 ) -> AppResult<()> {
     replace_calls(conn, tenant, &[(before.copied(), *after)]).await
-}
-
-/// The contribution to take out of a cell: every additive counter negated; no maximum (the
-/// upsert keeps the stored one, and [`recompute_max_waits`] corrects it when needed).
-fn negated(c: &Counters) -> Counters {
-    Counters {
-        dials: -c.dials,
-        offered: -c.offered,
-        answered: -c.answered,
-        handled: -c.handled,
-        abandoned: -c.abandoned,
-        answered_within_sl: -c.answered_within_sl,
-        abandoned_within_sl: -c.abandoned_within_sl,
-        short_abandoned: -c.short_abandoned,
-        answered_wait_ms: -c.answered_wait_ms,
-        handled_talk_ms: -c.handled_talk_ms,
-        handled_hold_ms: -c.handled_hold_ms,
-        handled_wrap_ms: -c.handled_wrap_ms,
-        max_wait_ms: None,
-        human_answered: -c.human_answered,
-        machine_answered: -c.machine_answered,
-        drops: -c.drops,
-        contacts: -c.contacts,
-        successes: -c.successes,
-    }
 }
 
 /// Re-reads `max_wait_ms` from the interactions for each cell whose stored maximum may have

@@ -83,6 +83,8 @@ pub struct SettingsPatch {
     pub business_hours: Option<Vec<BusinessHoursInterval>>,
     pub holidays: Option<Vec<NaiveDate>>,
     pub data_retention_days: Option<i32>,
+    pub exclude_short_abandons_from_abandon_rate: Option<bool>,
+    pub exclude_short_abandons_from_service_level: Option<bool>,
 }
 
 pub const MAX_BUSINESS_HOURS_INTERVALS: usize = 28;
@@ -211,6 +213,27 @@ pub fn validate(patch: &SettingsPatch) -> Vec<FieldError> {
     errors
 }
 
+/// Refuses to switch short abandons out of the service level under a variant that already
+/// decides it: the default variant always leaves them out, answered within T / answered never
+/// counts an abandon. (A flag stored earlier stays stored when the variant changes later; the
+/// variant then decides, and every service-level value reports what was applied.)
+pub fn check_short_abandon_choice(patch: &SettingsPatch, variant: ServiceLevelVariant) -> Option<FieldError> {
+    let fixed = matches!(
+        variant,
+        ServiceLevelVariant::AnsweredWithinOverOfferedExcludingShortAbandons
+            | ServiceLevelVariant::AnsweredWithinOverAnswered
+    );
+    (fixed && patch.exclude_short_abandons_from_service_level == Some(true)).then(|| {
+        FieldError::new(
+            "input.excludeShortAbandonsFromServiceLevel",
+            format!(
+                "the service-level variant {} already decides whether short abandons count",
+                variant.as_str()
+            ),
+        )
+    })
+}
+
 /// The stored business hours (written only by [`update`], so always well-formed).
 pub fn business_hours(row: &SettingsRow) -> Vec<BusinessHoursInterval> {
     serde_json::from_value(row.business_hours.clone()).unwrap_or_default()
@@ -245,6 +268,13 @@ pub async fn update(
                     before.version
                 )));
             }
+            let variant_after = match patch.service_level_variant {
+                Some(v) => v,
+                None => ServiceLevelVariant::parse(&before.service_level_variant)?,
+            };
+            if let Some(error) = check_short_abandon_choice(&patch, variant_after) {
+                return Err(AppError::invalid_fields(vec![error]));
+            }
             let mut changes = before.changes();
             if let Some(v) = patch.service_level_threshold_seconds {
                 changes.service_level_threshold_seconds = v;
@@ -275,6 +305,13 @@ pub async fn update(
             }
             if let Some(v) = patch.data_retention_days {
                 changes.data_retention_days = v;
+            }
+            // Formula choices: the counters stay as they are, so nothing is re-stated.
+            if let Some(v) = patch.exclude_short_abandons_from_abandon_rate {
+                changes.exclude_short_abandons_from_abandon_rate = v;
+            }
+            if let Some(v) = patch.exclude_short_abandons_from_service_level {
+                changes.exclude_short_abandons_from_service_level = v;
             }
             let after = orgs::update_settings(conn, tenant, expected_version, &changes, principal.user_id)
                 .await?
@@ -376,6 +413,32 @@ mod tests {
             "input.businessHours[4].close",
         ] {
             assert!(fields.iter().any(|f| f == expected), "missing {expected} in {fields:?}");
+        }
+    }
+
+    #[test]
+    fn short_abandons_can_be_switched_only_where_the_variant_leaves_the_choice() {
+        let on = SettingsPatch {
+            exclude_short_abandons_from_service_level: Some(true),
+            ..Default::default()
+        };
+        let off = SettingsPatch {
+            exclude_short_abandons_from_service_level: Some(false),
+            ..Default::default()
+        };
+        for variant in ServiceLevelVariant::ALL {
+            let fixed = matches!(
+                variant,
+                ServiceLevelVariant::AnsweredWithinOverOfferedExcludingShortAbandons
+                    | ServiceLevelVariant::AnsweredWithinOverAnswered
+            );
+            let refused = check_short_abandon_choice(&on, variant).map(|e| e.field);
+            assert_eq!(
+                refused.as_deref(),
+                fixed.then_some("input.excludeShortAbandonsFromServiceLevel"),
+                "{variant:?}"
+            );
+            assert!(check_short_abandon_choice(&off, variant).is_none(), "{variant:?}");
         }
     }
 
