@@ -1170,7 +1170,7 @@ fn outbound(
         &CallSpec {
             kind,
             campaign,
-            agent: if matches!(kind, Kind::OutboundHandled) {
+            agent: if matches!(kind, Kind::OutboundHandled | Kind::Machine) {
                 agent
             } else {
                 None
@@ -1210,7 +1210,8 @@ async fn compliance_status_computes_uk_and_us_rates_and_levels() {
     let now = Utc::now();
     let mut n = 0;
     let mut calls = Vec::new();
-    // Warn: in the last day 40 live calls to agents, 1 drop, 10 machines.
+    // Warn: in the last day 40 live calls to agents, 1 drop, 5 machines passed to an agent and 5
+    // the dialler's detection hung up on (only the first five count in AM).
     for i in 0..40 {
         calls.push(outbound(
             &mut n,
@@ -1223,7 +1224,8 @@ async fn compliance_status_computes_uk_and_us_rates_and_levels() {
     }
     calls.push(outbound(&mut n, warn, None, Kind::Drop, 90, now));
     for i in 0..10 {
-        calls.push(outbound(&mut n, warn, None, Kind::Machine, 45 + i * 60, now));
+        let passed_to = (i < 5).then_some(fx.agents[0]);
+        calls.push(outbound(&mut n, warn, passed_to, Kind::Machine, 45 + i * 60, now));
     }
     // Breach: in the last day 40 live, 2 drops; three days ago 10 live and 2 more drops.
     for i in 0..40 {
@@ -1255,7 +1257,7 @@ async fn compliance_status_computes_uk_and_us_rates_and_levels() {
     let supervisor = app.token(&org, Role::Supervisor).await;
     let query = "query($c: [ID!]) { complianceStatus(campaignIds: $c) {
         campaignId campaignName limit status
-        uk { start end rate limit headroom status drops liveCalls machineAnswered humanAnswered numerator denominator formula }
+        uk { start end rate limit headroom status drops liveCalls machineAnswered machineDetected humanAnswered numerator denominator formula }
         us { rate limit headroom status drops liveCalls machineAnswered humanAnswered } } }";
     let response = app.gql(Some(&supervisor), query, json!({})).await;
     let rows = response.ok()["complianceStatus"].as_array().unwrap().clone();
@@ -1267,19 +1269,21 @@ async fn compliance_status_computes_uk_and_us_rates_and_levels() {
 
     let w = row("Warn");
     assert_eq!(w["limit"], 3.0);
-    // UK: D' = 1 − 1 × 10 / (10 + 40) = 0.8; rate = 0.8 / 40.8. US: 1 / 41.
-    close(&w["uk"]["rate"], 0.8 / 40.8 * 100.0);
-    close(&w["uk"]["numerator"], 0.8);
-    close(&w["uk"]["headroom"], 3.0 - 0.8 / 40.8 * 100.0);
+    // UK: D' = 1 − 1 × 5 / (5 + 40) = 8/9; rate = D' / (D' + 40). US: 1 / 41.
+    let adjusted = 1.0 - 5.0 / 45.0;
+    close(&w["uk"]["rate"], adjusted / (adjusted + 40.0) * 100.0);
+    close(&w["uk"]["numerator"], adjusted);
+    close(&w["uk"]["headroom"], 3.0 - adjusted / (adjusted + 40.0) * 100.0);
     assert_eq!(w["uk"]["status"], "OK");
     assert_eq!(
         (
             &w["uk"]["drops"],
             &w["uk"]["liveCalls"],
             &w["uk"]["machineAnswered"],
+            &w["uk"]["machineDetected"],
             &w["uk"]["humanAnswered"]
         ),
-        (&json!(1), &json!(40), &json!(10), &json!(41))
+        (&json!(1), &json!(40), &json!(5), &json!(5), &json!(41))
     );
     close(&w["us"]["rate"], 1.0 / 41.0 * 100.0);
     assert_eq!(w["us"]["status"], "WARNING", "2.44 % is at least 80 % of 3 %");

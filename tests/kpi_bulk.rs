@@ -282,7 +282,8 @@ async fn generated_traffic_loaded_by_copy_has_rollups_equal_to_the_raw_facts() {
         .unwrap();
     let c = whole[0].calls;
     assert!(
-        c.answered > 10_000 && c.abandoned > 100 && c.dials > 5_000 && c.machine_answered > 500,
+        // The generator's dialler detects every machine and hangs up (none reaches an agent).
+        c.answered > 10_000 && c.abandoned > 100 && c.dials > 5_000 && c.machine_detected > 500,
         "{c:?}"
     );
     assert!(
