@@ -34,10 +34,9 @@ use futures_util::future::join_all;
 use hmac::{Hmac, Mac};
 use omnivox::auth::{password, session, Role, Tenant};
 use omnivox::config::Settings;
-use omnivox::db::contact_centre::{
-    self as cc, CampaignStatus, DialMode, Direction, NewAgent, NewCampaign, NewDisposition, Presence, RoutingState,
-};
+use omnivox::db::contact_centre::{self as cc, NewAgent, NewCampaign, NewDisposition};
 use omnivox::db::{self, calls, orgs, users};
+use omnivox::domain::{CampaignStatus, DialMode, Direction, Presence, RoutingState};
 use omnivox::kpi::query::{self, Scope, Windows};
 use omnivox::state::AppState;
 use rand::rngs::StdRng;

@@ -50,7 +50,7 @@ async fn assert_all_rollups_match(app: &TestApp, f: &Fixture) {
             ..Scope::default()
         },
         Scope {
-            direction: Some(omnivox::db::contact_centre::Direction::Outbound),
+            direction: Some(omnivox::domain::Direction::Outbound),
             ..Scope::default()
         },
     ];
@@ -153,7 +153,8 @@ async fn any_order_and_repetition_converge_to_the_same_calls_and_kpis() {
 /// Every agent AVAILABLE 08:00–13:00, written the same way in every organization of a test,
 /// so occupancy (routing time on calls and wrap-up over AVAILABLE time) has a denominator.
 async fn available_all_morning(app: &TestApp, f: &Fixture) {
-    use omnivox::db::contact_centre::{AgentState, NewStateInterval, Presence};
+    use omnivox::db::contact_centre::NewStateInterval;
+    use omnivox::domain::{AgentState, Presence};
     let intervals: Vec<NewStateInterval> = f
         .agents
         .iter()

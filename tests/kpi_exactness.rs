@@ -20,10 +20,10 @@ use common::{GqlResponse, TestApp, TestOrg};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use omnivox::auth::{session, Role, Tenant};
 use omnivox::db::contact_centre::{
-    self as cc, AgentState, AnsweredBy, CampaignStatus, DialMode, Direction, NewAgent, NewCampaign, NewDisposition,
-    NewInteraction, NewStateInterval, Outcome, Presence, RoutingState,
+    self as cc, NewAgent, NewCampaign, NewDisposition, NewInteraction, NewStateInterval,
 };
 use omnivox::db::{self, users};
+use omnivox::domain::{AgentState, AnsweredBy, CampaignStatus, DialMode, Direction, Outcome, Presence, RoutingState};
 use omnivox::kpi::facts::Counters;
 use omnivox::kpi::query::{
     aggregate_windows, raw_agent_time, raw_counters, rollup_agent_time, rollup_counters, AgentTime, Aggregates, Scope,

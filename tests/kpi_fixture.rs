@@ -64,10 +64,10 @@ use chrono::{DateTime, TimeDelta, Utc};
 use common::{TestApp, TestOrg};
 use omnivox::auth::{session, Role, Tenant};
 use omnivox::db::contact_centre::{
-    self as cc, AgentState, AnsweredBy, CampaignStatus, DialMode, Direction, NewAgent, NewCampaign, NewDisposition,
-    NewInteraction, NewStateInterval, Outcome, Presence, RoutingState,
+    self as cc, NewAgent, NewCampaign, NewDisposition, NewInteraction, NewStateInterval,
 };
 use omnivox::db::{self, users};
+use omnivox::domain::{AgentState, AnsweredBy, CampaignStatus, DialMode, Direction, Outcome, Presence, RoutingState};
 use omnivox::kpi::writer::{insert_calls, insert_state_intervals};
 use serde_json::{json, Value};
 use uuid::Uuid;

@@ -11,11 +11,9 @@ use chrono::{DateTime, TimeDelta, Timelike, Utc};
 use common::{GqlResponse, TestApp, TestOrg};
 use diesel_async::RunQueryDsl;
 use omnivox::auth::{session, Role, Tenant};
-use omnivox::db::contact_centre::{
-    self as cc, AnsweredBy, CampaignStatus, Direction, NewAgent, NewCampaign, NewInteraction, Outcome, Presence,
-    RoutingState,
-};
+use omnivox::db::contact_centre::{self as cc, NewAgent, NewCampaign, NewInteraction};
 use omnivox::db::{self, users};
+use omnivox::domain::{AnsweredBy, CampaignStatus, Direction, Outcome, Presence, RoutingState};
 use omnivox::kpi::writer::insert_calls;
 use serde_json::{json, Value};
 use uuid::Uuid;

@@ -14,56 +14,12 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::auth::Tenant;
-use crate::db::contact_centre::{AnsweredBy, Direction, Outcome, RoutingState};
 use crate::db::schema::{
     agents, call_events, campaigns, dispositions, interactions, organizations, telephony_settings,
 };
-use crate::error::{AppError, AppResult};
-use crate::ingest::lifecycle::{CallEvent, CallState, EndReason, EventKey, EventType, Source};
-
-fn corrupt(column: &str, value: &str) -> AppError {
-    AppError::internal(format!("unexpected {column} `{value}` in the database"))
-}
-
-pub fn parse_direction(text: &str) -> AppResult<Direction> {
-    [Direction::Inbound, Direction::Outbound]
-        .into_iter()
-        .find(|d| d.as_str() == text)
-        .ok_or_else(|| corrupt("direction", text))
-}
-
-pub fn parse_outcome(text: &str) -> AppResult<Outcome> {
-    [
-        Outcome::InProgress,
-        Outcome::Answered,
-        Outcome::Abandoned,
-        Outcome::NoAnswer,
-        Outcome::Busy,
-        Outcome::Failed,
-    ]
-    .into_iter()
-    .find(|o| o.as_str() == text)
-    .ok_or_else(|| corrupt("outcome", text))
-}
-
-pub fn parse_answered_by(text: &str) -> AppResult<AnsweredBy> {
-    [AnsweredBy::Human, AnsweredBy::Machine]
-        .into_iter()
-        .find(|a| a.as_str() == text)
-        .ok_or_else(|| corrupt("answered_by", text))
-}
-
-pub fn parse_routing_state(text: &str) -> AppResult<RoutingState> {
-    [
-        RoutingState::Idle,
-        RoutingState::Ringing,
-        RoutingState::OnCall,
-        RoutingState::WrapUp,
-    ]
-    .into_iter()
-    .find(|s| s.as_str() == text)
-    .ok_or_else(|| corrupt("routing_state", text))
-}
+use crate::domain::{AnsweredBy, Direction, Outcome, RoutingState};
+use crate::domain::{CallEvent, CallState, EndReason, EventKey, EventType, Source};
+use crate::error::AppResult;
 
 /// The advisory-lock key of one call: concurrent deliveries of the same call serialize, other
 /// calls do not wait. Keys are taken in ascending order, so two batches cannot deadlock.
@@ -124,20 +80,16 @@ struct EventRow {
 
 impl EventRow {
     fn into_event(self) -> AppResult<(String, CallEvent)> {
-        let event_type = EventType::parse(&self.event_type).ok_or_else(|| corrupt("event_type", &self.event_type))?;
-        let source = Source::parse(&self.source).ok_or_else(|| corrupt("source", &self.source))?;
+        let event_type = EventType::from_stored(&self.event_type)?;
+        let source = Source::from_stored(&self.source)?;
         let mut event = CallEvent::new(event_type, self.occurred_at, source);
         event.sequence = (self.sequence_number >= 0).then_some(self.sequence_number);
-        event.direction = self.direction.as_deref().map(parse_direction).transpose()?;
+        event.direction = self.direction.as_deref().map(Direction::from_stored).transpose()?;
         event.campaign_id = self.campaign_id;
         event.agent_id = self.agent_id;
         event.customer_number = self.customer_number;
-        event.answered_by = self.answered_by.as_deref().map(parse_answered_by).transpose()?;
-        event.end_reason = self
-            .end_reason
-            .as_deref()
-            .map(|r| EndReason::parse(r).ok_or_else(|| corrupt("end_reason", r)))
-            .transpose()?;
+        event.answered_by = self.answered_by.as_deref().map(AnsweredBy::from_stored).transpose()?;
+        event.end_reason = self.end_reason.as_deref().map(EndReason::from_stored).transpose()?;
         event.duration_ms = self.duration_ms;
         event.disposition_id = self.disposition_id;
         event.notes = self.notes;
@@ -258,7 +210,7 @@ pub async fn insert_events(
     .await?;
     rows.into_iter()
         .map(|r| {
-            let event_type = EventType::parse(&r.event_type).ok_or_else(|| corrupt("event_type", &r.event_type))?;
+            let event_type = EventType::from_stored(&r.event_type)?;
             Ok((r.external_id, (r.occurred_at, event_type, r.sequence_number)))
         })
         .collect()
@@ -296,7 +248,7 @@ impl InteractionRow {
     /// The derived columns, to compare with a new derivation and to subtract from the rollups.
     pub fn state(&self) -> AppResult<CallState> {
         Ok(CallState {
-            direction: parse_direction(&self.direction)?,
+            direction: Direction::from_stored(&self.direction)?,
             campaign_id: self.campaign_id,
             agent_id: self.agent_id,
             customer_number: self.customer_number.clone(),
@@ -308,9 +260,9 @@ impl InteractionRow {
             talk_ms: self.talk_ms,
             hold_ms: self.hold_ms,
             wrap_ms: self.wrap_ms,
-            outcome: parse_outcome(&self.outcome)?,
+            outcome: Outcome::from_stored(&self.outcome)?,
             disposition_id: self.disposition_id,
-            answered_by: self.answered_by.as_deref().map(parse_answered_by).transpose()?,
+            answered_by: self.answered_by.as_deref().map(AnsweredBy::from_stored).transpose()?,
             notes: self.notes.clone(),
             last_event_sequence: self.last_event_sequence,
         })
@@ -430,7 +382,9 @@ pub async fn campaign_directions(conn: &mut AsyncPgConnection, tenant: &Tenant) 
         .select((campaigns::id, campaigns::direction))
         .load(conn)
         .await?;
-    rows.into_iter().map(|(id, d)| Ok((id, parse_direction(&d)?))).collect()
+    rows.into_iter()
+        .map(|(id, d)| Ok((id, Direction::from_stored(&d)?)))
+        .collect()
 }
 
 /// Active dispositions of the tenant by code, among `codes`.
@@ -481,7 +435,7 @@ pub async fn lock_agent_states(
         .load(conn)
         .await?;
     rows.into_iter()
-        .map(|(id, s, since)| Ok((id, parse_routing_state(&s)?, since)))
+        .map(|(id, s, since)| Ok((id, RoutingState::from_stored(&s)?, since)))
         .collect()
 }
 
@@ -580,7 +534,14 @@ pub type RoutingInterval = (Uuid, RoutingState, DateTime<Utc>, Option<DateTime<U
 
 fn routing_intervals(rows: Vec<RoutingIntervalRow>) -> AppResult<Vec<RoutingInterval>> {
     rows.into_iter()
-        .map(|r| Ok((r.agent_id, parse_routing_state(&r.state)?, r.started_at, r.ended_at)))
+        .map(|r| {
+            Ok((
+                r.agent_id,
+                RoutingState::from_stored(&r.state)?,
+                r.started_at,
+                r.ended_at,
+            ))
+        })
         .collect()
 }
 
@@ -663,7 +624,7 @@ pub async fn routing_transitions_from(
     .load(conn)
     .await?;
     rows.into_iter()
-        .map(|r| Ok((r.agent_id, r.at, r.external_id, parse_routing_state(&r.state)?)))
+        .map(|r| Ok((r.agent_id, r.at, r.external_id, RoutingState::from_stored(&r.state)?)))
         .collect()
 }
 

@@ -13,108 +13,12 @@ use uuid::Uuid;
 
 use crate::auth::Tenant;
 use crate::db::schema::{agent_skills, agent_state_log, agents, campaigns, dispositions, interactions, skills, teams};
+use crate::domain::{AgentState, AnsweredBy, CampaignStatus, DialMode, Direction, Outcome, Presence, RoutingState};
 use crate::error::AppResult;
 
 /// Rows per multi-row INSERT. The widest row written here has 18 columns, so a chunk stays far
 /// below PostgreSQL's limit of 65,535 bind parameters per statement.
 pub const INSERT_CHUNK_ROWS: usize = 1_000;
-
-/// A closed set of text values, as one column's CHECK constraint allows them. Typed here so
-/// that a caller cannot write a value the database would refuse.
-macro_rules! text_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        pub enum $name {
-            $($variant),+
-        }
-
-        impl $name {
-            /// The value as stored in its column.
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text),+
-                }
-            }
-        }
-    };
-}
-
-text_enum!(
-    /// `campaigns.direction` and `interactions.direction`.
-    Direction { Inbound => "INBOUND", Outbound => "OUTBOUND" }
-);
-
-text_enum!(
-    /// `campaigns.dial_mode`; only outbound campaigns have one.
-    DialMode { Preview => "PREVIEW", Progressive => "PROGRESSIVE", Predictive => "PREDICTIVE", Manual => "MANUAL" }
-);
-
-text_enum!(
-    /// `campaigns.status`.
-    CampaignStatus { Active => "ACTIVE", Paused => "PAUSED", Archived => "ARCHIVED" }
-);
-
-text_enum!(
-    /// What the agent chose (`agents.presence`, PRESENCE axis of the state log).
-    Presence {
-        Available => "AVAILABLE",
-        Break => "BREAK",
-        Lunch => "LUNCH",
-        Training => "TRAINING",
-        Meeting => "MEETING",
-        Away => "AWAY",
-        Offline => "OFFLINE",
-    }
-);
-
-text_enum!(
-    /// What the system sees (`agents.routing_state`, ROUTING axis of the state log).
-    RoutingState { Idle => "IDLE", Ringing => "RINGING", OnCall => "ON_CALL", WrapUp => "WRAP_UP" }
-);
-
-text_enum!(
-    /// `interactions.outcome`.
-    Outcome {
-        InProgress => "IN_PROGRESS",
-        Answered => "ANSWERED",
-        Abandoned => "ABANDONED",
-        NoAnswer => "NO_ANSWER",
-        Busy => "BUSY",
-        Failed => "FAILED",
-    }
-);
-
-text_enum!(
-    /// `interactions.answered_by`: who picked up an outbound call (inbound calls: the agent).
-    AnsweredBy { Human => "HUMAN", Machine => "MACHINE" }
-);
-
-/// One state of the agent state log. The axis follows from the state, so a presence value can
-/// never be logged on the routing axis or the reverse.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum AgentState {
-    Presence(Presence),
-    Routing(RoutingState),
-}
-
-impl AgentState {
-    /// `agent_state_log.axis`.
-    pub fn axis(self) -> &'static str {
-        match self {
-            AgentState::Presence(_) => "PRESENCE",
-            AgentState::Routing(_) => "ROUTING",
-        }
-    }
-
-    /// `agent_state_log.state`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AgentState::Presence(p) => p.as_str(),
-            AgentState::Routing(r) => r.as_str(),
-        }
-    }
-}
 
 /// Whether the organization has any team: the demo seeder's "already seeded" marker.
 pub async fn has_any_team(conn: &mut AsyncPgConnection, tenant: &Tenant) -> AppResult<bool> {

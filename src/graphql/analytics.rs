@@ -18,10 +18,12 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::auth::guards::principal;
 use crate::auth::{Permission, PermissionGuard};
-use crate::db::contact_centre::{self as cc, Direction};
-use crate::db::{self};
+use crate::db;
+use crate::db::contact_centre as cc;
+use crate::domain::Direction;
+use crate::domain::ServiceLevelVariant;
 use crate::error::{AppError, AppResult, FieldError};
-use crate::graphql::kpi::{CallDirection, KpiFilter, KpiValues};
+use crate::graphql::kpi::{KpiFilter, KpiValues};
 use crate::graphql::pagination::page_size;
 use crate::graphql::plain::{PlainList, PlainObject, Selection};
 use crate::graphql::users::tenant_for;
@@ -33,22 +35,6 @@ use crate::kpi::analytics::{
 use crate::kpi::filter;
 use crate::kpi::metrics::{Evaluated, Unit};
 use crate::kpi::time::Granularity;
-use crate::management::settings::ServiceLevelVariant;
-
-fn call_direction(d: Direction) -> CallDirection {
-    match d {
-        Direction::Inbound => CallDirection::Inbound,
-        Direction::Outbound => CallDirection::Outbound,
-    }
-}
-
-fn direction_of(stored: &str) -> CallDirection {
-    if stored == Direction::Outbound.as_str() {
-        CallDirection::Outbound
-    } else {
-        CallDirection::Inbound
-    }
-}
 
 /// A named entity of a KPI row. `id` is null for the "none" group of an analytics dimension
 /// (calls without a campaign, an agent, or agents without a team).
@@ -144,8 +130,8 @@ impl CampaignPerformance {
     async fn name(&self) -> &str {
         &self.0.campaign.name
     }
-    async fn direction(&self) -> CallDirection {
-        direction_of(&self.0.campaign.direction)
+    async fn direction(&self) -> Direction {
+        Direction::parse(&self.0.campaign.direction).unwrap_or(Direction::Inbound)
     }
     /// `ACTIVE`, `PAUSED` or `ARCHIVED`.
     async fn status(&self) -> &str {
@@ -379,7 +365,7 @@ pub struct AnalyticsDimensions {
     campaign: Option<KpiEntity>,
     agent: Option<KpiEntity>,
     team: Option<KpiEntity>,
-    direction: Option<CallDirection>,
+    direction: Option<Direction>,
     disposition: Option<AnalyticsDisposition>,
     /// Local date.
     date: Option<NaiveDate>,
@@ -568,7 +554,7 @@ impl AnalyticsResult {
                         campaign: d.campaign.map(Into::into),
                         agent: d.agent.map(Into::into),
                         team: d.team.map(Into::into),
-                        direction: d.direction.map(call_direction),
+                        direction: d.direction,
                         disposition: d.disposition.map(|k| AnalyticsDisposition {
                             id: k.id.map(|id| ID(id.to_string())),
                             code: k.code,
@@ -794,7 +780,7 @@ mod tests {
                 id: None,
                 name: "(no team)".into(),
             }),
-            direction: Some(CallDirection::Outbound),
+            direction: Some(Direction::Outbound),
             disposition: Some(AnalyticsDisposition {
                 id: None,
                 code: None,
@@ -810,7 +796,7 @@ mod tests {
             campaign: None,
             agent: None,
             team: None,
-            direction: Some(CallDirection::Inbound),
+            direction: Some(Direction::Inbound),
             disposition: Some(AnalyticsDisposition {
                 id: Some(ID(Uuid::from_u128(7).to_string())),
                 code: Some("SALE".into()),

@@ -11,25 +11,15 @@ use chrono::{DateTime, Utc};
 use crate::auth::guards::principal;
 use crate::auth::{Permission, PermissionGuard};
 use crate::db::calls::{self, InteractionQuery, InteractionRow, TelephonySettingsView};
-use crate::db::contact_centre::{AnsweredBy, Direction, Outcome};
 use crate::db::{self, orgs};
+use crate::domain::{AnsweredBy, Direction, Outcome};
+use crate::domain::{EndReason, EventType};
 use crate::error::{AppError, AppResult, FieldError};
-use crate::graphql::kpi::CallDirection;
 use crate::graphql::pagination::{decode_cursor, encode_cursor, page_size};
 use crate::graphql::users::{parse_id, tenant_for};
 use crate::graphql::{request_id, settings, state, DEFAULT_PAGE_SIZE};
 use crate::http::webhooks::twilio_voice_status_path;
-use crate::ingest::lifecycle::{EndReason, EventType};
 use crate::ingest::{self, CallScope, EventInput, EventStatus};
-
-impl From<Direction> for CallDirection {
-    fn from(d: Direction) -> Self {
-        match d {
-            Direction::Inbound => CallDirection::Inbound,
-            Direction::Outbound => CallDirection::Outbound,
-        }
-    }
-}
 
 /// A telephony event type. Events of one call may arrive in any order and more than once;
 /// the call is recomputed from all of them.
@@ -63,93 +53,6 @@ impl From<CallEventType> for EventType {
     }
 }
 
-/// Who picked up an outbound call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[graphql(name = "AnsweredBy", rename_items = "SCREAMING_SNAKE_CASE")]
-pub enum AnsweredByValue {
-    Human,
-    Machine,
-}
-
-impl From<AnsweredByValue> for AnsweredBy {
-    fn from(a: AnsweredByValue) -> Self {
-        match a {
-            AnsweredByValue::Human => AnsweredBy::Human,
-            AnsweredByValue::Machine => AnsweredBy::Machine,
-        }
-    }
-}
-
-impl From<AnsweredBy> for AnsweredByValue {
-    fn from(a: AnsweredBy) -> Self {
-        match a {
-            AnsweredBy::Human => AnsweredByValue::Human,
-            AnsweredBy::Machine => AnsweredByValue::Machine,
-        }
-    }
-}
-
-/// Why a call ended (ENDED only). Without an answer: BUSY, FAILED and NO_ANSWER are kept as
-/// the outcome; otherwise an inbound call is ABANDONED.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[graphql(rename_items = "SCREAMING_SNAKE_CASE")]
-pub enum CallEndReason {
-    Completed,
-    Busy,
-    Failed,
-    NoAnswer,
-    Canceled,
-}
-
-impl From<CallEndReason> for EndReason {
-    fn from(r: CallEndReason) -> Self {
-        match r {
-            CallEndReason::Completed => EndReason::Completed,
-            CallEndReason::Busy => EndReason::Busy,
-            CallEndReason::Failed => EndReason::Failed,
-            CallEndReason::NoAnswer => EndReason::NoAnswer,
-            CallEndReason::Canceled => EndReason::Canceled,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[graphql(rename_items = "SCREAMING_SNAKE_CASE")]
-pub enum CallOutcome {
-    InProgress,
-    Answered,
-    Abandoned,
-    NoAnswer,
-    Busy,
-    Failed,
-}
-
-impl From<Outcome> for CallOutcome {
-    fn from(o: Outcome) -> Self {
-        match o {
-            Outcome::InProgress => CallOutcome::InProgress,
-            Outcome::Answered => CallOutcome::Answered,
-            Outcome::Abandoned => CallOutcome::Abandoned,
-            Outcome::NoAnswer => CallOutcome::NoAnswer,
-            Outcome::Busy => CallOutcome::Busy,
-            Outcome::Failed => CallOutcome::Failed,
-        }
-    }
-}
-
-impl From<CallOutcome> for Outcome {
-    fn from(o: CallOutcome) -> Self {
-        match o {
-            CallOutcome::InProgress => Outcome::InProgress,
-            CallOutcome::Answered => Outcome::Answered,
-            CallOutcome::Abandoned => Outcome::Abandoned,
-            CallOutcome::NoAnswer => Outcome::NoAnswer,
-            CallOutcome::Busy => Outcome::Busy,
-            CallOutcome::Failed => Outcome::Failed,
-        }
-    }
-}
-
 /// One call event from the telephony layer or the dialler.
 #[derive(InputObject)]
 pub struct CallEventInput {
@@ -162,16 +65,16 @@ pub struct CallEventInput {
     /// The sender's order of events, when it has one (part of the dedupe key).
     pub sequence_number: Option<i64>,
     /// Defaults to the campaign's direction, else INBOUND.
-    pub direction: Option<CallDirection>,
+    pub direction: Option<Direction>,
     pub campaign_id: Option<ID>,
     /// RINGING / ANSWERED: the agent; TRANSFERRED: the agent the call goes to.
     pub agent_id: Option<ID>,
     pub customer_number: Option<String>,
-    pub answered_by: Option<AnsweredByValue>,
+    pub answered_by: Option<AnsweredBy>,
     /// WRAP_UP_ENDED only: an active disposition code.
     pub disposition_code: Option<String>,
     /// ENDED only.
-    pub end_reason: Option<CallEndReason>,
+    pub end_reason: Option<EndReason>,
 }
 
 impl From<CallEventInput> for EventInput {
@@ -181,13 +84,13 @@ impl From<CallEventInput> for EventInput {
             event_type: i.event_type.into(),
             occurred_at: i.occurred_at,
             sequence: i.sequence_number,
-            direction: i.direction.map(Into::into),
+            direction: i.direction,
             campaign_id: i.campaign_id.map(|id| id.0),
             agent_id: i.agent_id.map(|id| id.0),
             customer_number: i.customer_number,
-            answered_by: i.answered_by.map(Into::into),
+            answered_by: i.answered_by,
             disposition_code: i.disposition_code,
-            end_reason: i.end_reason.map(Into::into),
+            end_reason: i.end_reason,
         }
     }
 }
@@ -239,8 +142,8 @@ impl Interaction {
     async fn external_id(&self) -> &str {
         &self.row.external_id
     }
-    async fn direction(&self) -> async_graphql::Result<CallDirection> {
-        Ok(calls::parse_direction(&self.row.direction)?.into())
+    async fn direction(&self) -> async_graphql::Result<Direction> {
+        Ok(Direction::from_stored(&self.row.direction)?)
     }
     async fn campaign_id(&self) -> Option<ID> {
         self.row.campaign_id.map(|id| ID(id.to_string()))
@@ -284,17 +187,16 @@ impl Interaction {
     async fn wrap_ms(&self) -> i64 {
         self.row.wrap_ms
     }
-    async fn outcome(&self) -> async_graphql::Result<CallOutcome> {
-        Ok(calls::parse_outcome(&self.row.outcome)?.into())
+    async fn outcome(&self) -> async_graphql::Result<Outcome> {
+        Ok(Outcome::from_stored(&self.row.outcome)?)
     }
-    async fn answered_by(&self) -> async_graphql::Result<Option<AnsweredByValue>> {
+    async fn answered_by(&self) -> async_graphql::Result<Option<AnsweredBy>> {
         Ok(self
             .row
             .answered_by
             .as_deref()
-            .map(calls::parse_answered_by)
-            .transpose()?
-            .map(Into::into))
+            .map(AnsweredBy::from_stored)
+            .transpose()?)
     }
     async fn disposition_code(&self) -> Option<&str> {
         self.disposition_code.as_deref()
@@ -348,8 +250,8 @@ pub struct InteractionFilter {
     pub offered_to: Option<DateTime<Utc>>,
     pub campaign_ids: Option<Vec<ID>>,
     pub agent_ids: Option<Vec<ID>>,
-    pub direction: Option<CallDirection>,
-    pub outcome: Option<CallOutcome>,
+    pub direction: Option<Direction>,
+    pub outcome: Option<Outcome>,
 }
 
 fn parse_ids(field: &str, ids: &Option<Vec<ID>>) -> AppResult<Option<Vec<uuid::Uuid>>> {
@@ -434,8 +336,8 @@ impl InteractionsQuery {
             offered_to: filter.offered_to,
             campaign_ids: parse_ids("filter.campaignIds", &filter.campaign_ids)?,
             agent_ids: parse_ids("filter.agentIds", &filter.agent_ids)?,
-            direction: filter.direction.map(Into::into),
-            outcome: filter.outcome.map(Into::into),
+            direction: filter.direction,
+            outcome: filter.outcome,
         };
         let tenant = tenant_for(ctx, org_id.as_ref()).await?;
         let mut conn = db::conn(&state(ctx)?.db).await?;

@@ -1,12 +1,13 @@
 //! KPI queries: `kpiSummary` and `kpiSeries`. Organization KPIs are readable by every role
 //! (VIEWER+: wallboards and BI accounts).
 
-use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
+use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 
 use crate::auth::{Permission, PermissionGuard};
-use crate::db::contact_centre::Direction;
-use crate::db::{self};
+use crate::db;
+use crate::domain::Direction;
+use crate::domain::ServiceLevelVariant;
 use crate::error::{AppError, FieldError};
 use crate::graphql::state;
 use crate::graphql::users::tenant_for;
@@ -14,26 +15,9 @@ use crate::kpi::filter::{self, RawFilter};
 use crate::kpi::metrics::{evidence, service_level_excludes_short, Evaluated, Unit};
 use crate::kpi::time::{bucket_count_estimate, buckets, Granularity};
 use crate::kpi::{evaluate_windows, organization_rule, WindowValues};
-use crate::management::settings::ServiceLevelVariant;
 
 /// Largest number of buckets one series may return.
 pub const MAX_SERIES_BUCKETS: i64 = 2_000;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[graphql(name = "CallDirection", rename_items = "SCREAMING_SNAKE_CASE")]
-pub enum CallDirection {
-    Inbound,
-    Outbound,
-}
-
-impl From<CallDirection> for Direction {
-    fn from(d: CallDirection) -> Self {
-        match d {
-            CallDirection::Inbound => Direction::Inbound,
-            CallDirection::Outbound => Direction::Outbound,
-        }
-    }
-}
 
 /// Which calls a KPI covers. Calls count in the interval in which they were OFFERED.
 /// Filters combine with AND; team filters use agents' current team.
@@ -46,7 +30,7 @@ pub struct KpiFilter {
     pub campaign_ids: Option<Vec<ID>>,
     pub team_ids: Option<Vec<ID>>,
     pub agent_ids: Option<Vec<ID>>,
-    pub direction: Option<CallDirection>,
+    pub direction: Option<Direction>,
 }
 
 impl KpiFilter {
@@ -58,7 +42,7 @@ impl KpiFilter {
             campaign_ids: ids(&self.campaign_ids),
             team_ids: ids(&self.team_ids),
             agent_ids: ids(&self.agent_ids),
-            direction: self.direction.map(Into::into),
+            direction: self.direction,
         }
     }
 }

@@ -7,10 +7,11 @@ use futures_util::Stream;
 use crate::auth::{Permission, PermissionGuard, Tenant};
 use crate::db::models::{OrgRow, SettingsRow};
 use crate::db::{self, orgs};
+use crate::domain::ServiceLevelVariant;
 use crate::error::AppResult;
 use crate::graphql::users::tenant_for;
 use crate::graphql::{request_id, state};
-use crate::management::settings::{self as manage, BusinessHoursInterval, ServiceLevelVariant, SettingsPatch};
+use crate::management::settings::{self as manage, BusinessHoursInterval, SettingsPatch};
 use crate::realtime::bus::Received;
 use crate::realtime::Topic;
 use crate::state::AppState;
@@ -93,7 +94,7 @@ impl BusinessSettings {
             timezone,
             service_level_threshold_seconds: row.service_level_threshold_seconds,
             service_level_target_percent: row.service_level_target_percent,
-            service_level_variant: ServiceLevelVariant::parse(&row.service_level_variant)?,
+            service_level_variant: ServiceLevelVariant::from_stored(&row.service_level_variant)?,
             short_abandon_seconds: row.short_abandon_seconds,
             max_abandon_rate_percent: row.max_abandon_rate_percent,
             wrap_up_limit_seconds: row.wrap_up_limit_seconds,

@@ -18,85 +18,20 @@ use uuid::Uuid;
 
 use crate::auth::guards::principal;
 use crate::auth::{Permission, PermissionGuard, Role};
-use crate::db::contact_centre::{self as cc, Direction};
+use crate::db;
 use crate::db::presence::{self as db_presence, LiveAgentRow, ReasonCodeRow};
-use crate::db::{self, calls};
+use crate::domain::ServiceLevelVariant;
+use crate::domain::{Direction, Outcome, Presence, RoutingState};
 use crate::error::{AppError, AppResult, FieldError};
-use crate::graphql::interactions::CallOutcome;
-use crate::graphql::kpi::CallDirection;
 use crate::graphql::users::tenant_for;
 use crate::graphql::{request_id, state};
 use crate::ingest;
 use crate::kpi::analytics::{self as views, ComplianceLevel};
 use crate::management::presence as manage;
-use crate::management::settings::ServiceLevelVariant;
 use crate::realtime::agents::BoardUpdate;
 use crate::realtime::bus::Received;
 use crate::realtime::live::{self, LiveFilter, LiveTiles, WindowTiles};
 use crate::realtime::{StreamPosition, Topic};
-
-/// What the agent chose. The organization's reason codes refine every presence but AVAILABLE
-/// and OFFLINE.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[graphql(rename_items = "SCREAMING_SNAKE_CASE")]
-pub enum Presence {
-    Available,
-    Break,
-    Lunch,
-    Training,
-    Meeting,
-    Away,
-    Offline,
-}
-
-impl From<Presence> for cc::Presence {
-    fn from(p: Presence) -> Self {
-        match p {
-            Presence::Available => cc::Presence::Available,
-            Presence::Break => cc::Presence::Break,
-            Presence::Lunch => cc::Presence::Lunch,
-            Presence::Training => cc::Presence::Training,
-            Presence::Meeting => cc::Presence::Meeting,
-            Presence::Away => cc::Presence::Away,
-            Presence::Offline => cc::Presence::Offline,
-        }
-    }
-}
-
-impl From<cc::Presence> for Presence {
-    fn from(p: cc::Presence) -> Self {
-        match p {
-            cc::Presence::Available => Presence::Available,
-            cc::Presence::Break => Presence::Break,
-            cc::Presence::Lunch => Presence::Lunch,
-            cc::Presence::Training => Presence::Training,
-            cc::Presence::Meeting => Presence::Meeting,
-            cc::Presence::Away => Presence::Away,
-            cc::Presence::Offline => Presence::Offline,
-        }
-    }
-}
-
-/// What the telephony layer sees.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[graphql(rename_items = "SCREAMING_SNAKE_CASE")]
-pub enum RoutingState {
-    Idle,
-    Ringing,
-    OnCall,
-    WrapUp,
-}
-
-impl From<cc::RoutingState> for RoutingState {
-    fn from(r: cc::RoutingState) -> Self {
-        match r {
-            cc::RoutingState::Idle => RoutingState::Idle,
-            cc::RoutingState::Ringing => RoutingState::Ringing,
-            cc::RoutingState::OnCall => RoutingState::OnCall,
-            cc::RoutingState::WrapUp => RoutingState::WrapUp,
-        }
-    }
-}
 
 /// An agent now: names and states (VIEWER+, like the wallboard), the current call's customer
 /// number masked below SUPERVISOR.
@@ -117,7 +52,7 @@ impl AgentStatus {
         self.0.team_name.as_deref()
     }
     async fn presence(&self) -> async_graphql::Result<Presence> {
-        Ok(manage::parse_presence(&self.0.presence)?.into())
+        Ok(Presence::from_stored(&self.0.presence)?)
     }
     /// The reason code of the presence, if any.
     async fn presence_reason(&self) -> Option<&str> {
@@ -127,7 +62,7 @@ impl AgentStatus {
         self.0.presence_since
     }
     async fn routing_state(&self) -> async_graphql::Result<RoutingState> {
-        Ok(calls::parse_routing_state(&self.0.routing_state)?.into())
+        Ok(RoutingState::from_stored(&self.0.routing_state)?)
     }
     async fn routing_since(&self) -> DateTime<Utc> {
         self.0.routing_since
@@ -149,14 +84,13 @@ impl LiveCall {
     async fn external_id(&self) -> Option<&str> {
         self.0.call_external_id.as_deref()
     }
-    async fn direction(&self) -> async_graphql::Result<Option<CallDirection>> {
+    async fn direction(&self) -> async_graphql::Result<Option<Direction>> {
         Ok(self
             .0
             .call_direction
             .as_deref()
-            .map(calls::parse_direction)
-            .transpose()?
-            .map(Into::into))
+            .map(Direction::from_stored)
+            .transpose()?)
     }
     async fn campaign_id(&self) -> Option<ID> {
         self.0.call_campaign_id.map(|id| ID(id.to_string()))
@@ -280,7 +214,7 @@ pub struct PresenceReasonCode {
 impl PresenceReasonCode {
     fn new(row: ReasonCodeRow) -> AppResult<Self> {
         Ok(Self {
-            presence: manage::parse_presence(&row.presence)?.into(),
+            presence: Presence::from_stored(&row.presence)?,
             code: row.code,
             label: row.label,
             active: row.active,
@@ -347,8 +281,7 @@ impl RealtimeMutation {
             .map(|id| Uuid::parse_str(id.as_str()).map_err(|_| AppError::NotFound("agent not found".into())))
             .transpose()?;
         let app = state(ctx)?;
-        let change =
-            manage::set_presence(app, caller, &tenant, agent_id, presence.into(), reason, request_id(ctx)).await?;
+        let change = manage::set_presence(app, caller, &tenant, agent_id, presence, reason, request_id(ctx)).await?;
         let mut conn = db::conn(&app.db).await?;
         let row = db_presence::live_agents(&mut conn, &tenant, Some(&[change.agent_id]))
             .await?
@@ -367,7 +300,7 @@ impl RealtimeMutation {
     ) -> async_graphql::Result<PresenceReasonCode> {
         let tenant = tenant_for(ctx, org_id.as_ref()).await?;
         let caller = principal(ctx)?;
-        let presence: cc::Presence = input.presence.into();
+        let presence: Presence = input.presence;
         let row = ReasonCodeRow {
             code: input.code,
             presence: presence.as_str().to_owned(),
@@ -386,7 +319,7 @@ pub struct LiveKpiFilter {
     campaign_ids: Option<Vec<ID>>,
     team_ids: Option<Vec<ID>>,
     agent_ids: Option<Vec<ID>>,
-    direction: Option<CallDirection>,
+    direction: Option<Direction>,
 }
 
 impl LiveKpiFilter {
@@ -395,7 +328,7 @@ impl LiveKpiFilter {
             campaign_ids: parse_ids("filter.campaignIds", &self.campaign_ids)?,
             team_ids: parse_ids("filter.teamIds", &self.team_ids)?,
             agent_ids: parse_ids("filter.agentIds", &self.agent_ids)?,
-            direction: self.direction.map(Into::into),
+            direction: self.direction,
         })
     }
 }
@@ -502,7 +435,7 @@ impl LiveKpis {
 pub struct InteractionEventsFilter {
     campaign_ids: Option<Vec<ID>>,
     agent_ids: Option<Vec<ID>>,
-    direction: Option<CallDirection>,
+    direction: Option<Direction>,
 }
 
 /// One call that changed.
@@ -510,10 +443,10 @@ pub struct InteractionEventsFilter {
 pub struct InteractionChange {
     interaction_id: ID,
     external_id: String,
-    outcome: Option<CallOutcome>,
+    outcome: Option<Outcome>,
     agent_id: Option<ID>,
     campaign_id: Option<ID>,
-    direction: Option<CallDirection>,
+    direction: Option<Direction>,
 }
 
 /// One message of `interactionEvents`: the calls one committed change touched, or a resync
@@ -525,18 +458,6 @@ pub struct InteractionEvents {
     sequence: u64,
     server_time: DateTime<Utc>,
     interactions: Vec<InteractionChange>,
-}
-
-fn outcome_of(text: &str) -> Option<CallOutcome> {
-    calls::parse_outcome(text).ok().map(Into::into)
-}
-
-fn direction_of(text: &str) -> Option<CallDirection> {
-    match text {
-        "INBOUND" => Some(CallDirection::Inbound),
-        "OUTBOUND" => Some(CallDirection::Outbound),
-        _ => None,
-    }
 }
 
 /// Which level a compliance alert announces.
@@ -736,7 +657,7 @@ impl RealtimeSubscription {
         let campaigns: Option<HashSet<String>> =
             parsed.campaign_ids.map(|ids| ids.iter().map(Uuid::to_string).collect());
         let agents: Option<HashSet<String>> = parsed.agent_ids.map(|ids| ids.iter().map(Uuid::to_string).collect());
-        let direction = filter.direction.map(|d| Direction::from(d).as_str());
+        let direction = filter.direction.map(|d| d.as_str());
         let mut events = app.bus.receiver(&[Topic::Interactions]);
         Ok(async_stream::stream! {
             loop {
@@ -759,10 +680,10 @@ impl RealtimeSubscription {
                                 Some(InteractionChange {
                                     interaction_id: ID(text(call, "id")?),
                                     external_id: text(call, "externalId").unwrap_or_default(),
-                                    outcome: text(call, "outcome").as_deref().and_then(outcome_of),
+                                    outcome: text(call, "outcome").as_deref().and_then(Outcome::parse),
                                     agent_id: text(call, "agentId").map(ID),
                                     campaign_id: text(call, "campaignId").map(ID),
-                                    direction: text(call, "direction").as_deref().and_then(direction_of),
+                                    direction: text(call, "direction").as_deref().and_then(Direction::parse),
                                 })
                             })
                             .collect();

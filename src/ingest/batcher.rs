@@ -16,8 +16,8 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 
 use crate::auth::Tenant;
 use crate::db;
+use crate::domain::CallEvent;
 use crate::error::{AppError, AppResult};
-use crate::ingest::lifecycle::CallEvent;
 use crate::ingest::{publish, store, with_retries};
 use crate::state::AppState;
 

@@ -41,198 +41,12 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
-use sha2::{Digest, Sha256};
+use chrono::{DateTime, TimeDelta, Utc};
 use uuid::Uuid;
 
-use crate::db::contact_centre::{AnsweredBy, Direction, NewInteraction, Outcome, RoutingState};
-use crate::kpi::facts::CallFacts;
-
-/// What happened to a call. The declaration order is the lifecycle rank that orders events
-/// of equal time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum EventType {
-    Offered,
-    Ringing,
-    Answered,
-    Held,
-    Resumed,
-    Transferred,
-    Ended,
-    WrapUpEnded,
-    /// A disposition set by a user (`setDisposition`); not a telephony event.
-    DispositionSet,
-}
-
-impl EventType {
-    pub const ALL: [EventType; 9] = [
-        EventType::Offered,
-        EventType::Ringing,
-        EventType::Answered,
-        EventType::Held,
-        EventType::Resumed,
-        EventType::Transferred,
-        EventType::Ended,
-        EventType::WrapUpEnded,
-        EventType::DispositionSet,
-    ];
-
-    /// `call_events.event_type`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventType::Offered => "OFFERED",
-            EventType::Ringing => "RINGING",
-            EventType::Answered => "ANSWERED",
-            EventType::Held => "HELD",
-            EventType::Resumed => "RESUMED",
-            EventType::Transferred => "TRANSFERRED",
-            EventType::Ended => "ENDED",
-            EventType::WrapUpEnded => "WRAP_UP_ENDED",
-            EventType::DispositionSet => "DISPOSITION_SET",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|t| t.as_str() == text)
-    }
-}
-
-/// Why a call ended (`call_events.end_reason`; Twilio's final CallStatus).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum EndReason {
-    Completed,
-    Busy,
-    Failed,
-    NoAnswer,
-    Canceled,
-}
-
-impl EndReason {
-    pub const ALL: [EndReason; 5] = [
-        EndReason::Completed,
-        EndReason::Busy,
-        EndReason::Failed,
-        EndReason::NoAnswer,
-        EndReason::Canceled,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EndReason::Completed => "COMPLETED",
-            EndReason::Busy => "BUSY",
-            EndReason::Failed => "FAILED",
-            EndReason::NoAnswer => "NO_ANSWER",
-            EndReason::Canceled => "CANCELED",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|r| r.as_str() == text)
-    }
-}
-
-/// Who sent an event (`call_events.source`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Source {
-    Twilio,
-    Api,
-    User,
-}
-
-impl Source {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Twilio => "TWILIO",
-            Source::Api => "API",
-            Source::User => "USER",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        [Source::Twilio, Source::Api, Source::User]
-            .into_iter()
-            .find(|s| s.as_str() == text)
-    }
-}
-
-/// One event of one call (the call's external id is kept beside it).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CallEvent {
-    pub event_type: EventType,
-    /// Microsecond precision, as PostgreSQL stores it (see [`CallEvent::new`]).
-    pub occurred_at: DateTime<Utc>,
-    pub sequence: Option<i64>,
-    pub source: Source,
-    pub direction: Option<Direction>,
-    pub campaign_id: Option<Uuid>,
-    /// RINGING/ANSWERED: the agent; TRANSFERRED: the agent the call goes to.
-    pub agent_id: Option<Uuid>,
-    pub customer_number: Option<String>,
-    pub answered_by: Option<AnsweredBy>,
-    pub end_reason: Option<EndReason>,
-    /// Twilio CallDuration of a completed call.
-    pub duration_ms: Option<i64>,
-    pub disposition_id: Option<Uuid>,
-    pub notes: Option<String>,
-}
-
-/// The dedupe key of an event within its call: type, time, sequence number (−1 for none).
-pub type EventKey = (DateTime<Utc>, EventType, i64);
-
-impl CallEvent {
-    /// An event with no attributes; the time is truncated to microseconds so that the event
-    /// compares equal to its stored copy.
-    pub fn new(event_type: EventType, occurred_at: DateTime<Utc>, source: Source) -> Self {
-        Self {
-            event_type,
-            occurred_at: occurred_at.trunc_subsecs(6),
-            sequence: None,
-            source,
-            direction: None,
-            campaign_id: None,
-            agent_id: None,
-            customer_number: None,
-            answered_by: None,
-            end_reason: None,
-            duration_ms: None,
-            disposition_id: None,
-            notes: None,
-        }
-    }
-
-    pub fn key(&self) -> EventKey {
-        (self.occurred_at, self.event_type, self.sequence.unwrap_or(-1))
-    }
-
-    /// SHA-256 of a canonical encoding of every field: equal events have equal fingerprints,
-    /// and the smaller fingerprint wins between two events of one key.
-    pub fn fingerprint(&self) -> [u8; 32] {
-        fn opt<T: ToString>(value: Option<T>) -> String {
-            value.map_or_else(|| "~".to_owned(), |v| format!("={}", v.to_string()))
-        }
-        let fields = [
-            self.event_type.as_str().to_owned(),
-            self.occurred_at.timestamp_micros().to_string(),
-            self.sequence.unwrap_or(-1).to_string(),
-            self.source.as_str().to_owned(),
-            opt(self.direction.map(Direction::as_str)),
-            opt(self.campaign_id),
-            opt(self.agent_id),
-            opt(self.customer_number.as_deref()),
-            opt(self.answered_by.map(AnsweredBy::as_str)),
-            opt(self.end_reason.map(EndReason::as_str)),
-            opt(self.duration_ms),
-            opt(self.disposition_id),
-            opt(self.notes.as_deref()),
-        ];
-        let mut hasher = Sha256::new();
-        for field in fields {
-            hasher.update((field.len() as u64).to_be_bytes());
-            hasher.update(field.as_bytes());
-        }
-        hasher.finalize().into()
-    }
-}
+use crate::domain::{
+    AnsweredBy, CallEvent, CallState, Direction, EndReason, EventKey, EventType, Outcome, RoutingState,
+};
 
 /// The events as a set: one per key (the smallest fingerprint), in the canonical order.
 pub fn canonical_set<'a>(events: impl IntoIterator<Item = &'a CallEvent>) -> Vec<CallEvent> {
@@ -249,93 +63,6 @@ pub fn canonical_set<'a>(events: impl IntoIterator<Item = &'a CallEvent>) -> Vec
             .or_insert((fingerprint, event));
     }
     by_key.into_values().map(|(_, event)| event.clone()).collect()
-}
-
-/// An interaction as derived from its events (the columns ingest owns).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CallState {
-    pub direction: Direction,
-    pub campaign_id: Option<Uuid>,
-    pub agent_id: Option<Uuid>,
-    pub customer_number: Option<String>,
-    pub offered_at: DateTime<Utc>,
-    pub answered_at: Option<DateTime<Utc>>,
-    pub ended_at: Option<DateTime<Utc>>,
-    pub wrap_ended_at: Option<DateTime<Utc>>,
-    pub wait_ms: Option<i64>,
-    pub talk_ms: i64,
-    pub hold_ms: i64,
-    pub wrap_ms: i64,
-    pub outcome: Outcome,
-    pub disposition_id: Option<Uuid>,
-    pub answered_by: Option<AnsweredBy>,
-    pub notes: Option<String>,
-    pub last_event_sequence: Option<i64>,
-}
-
-impl CallState {
-    /// What the KPI writer reads of this call.
-    pub fn facts(&self) -> CallFacts {
-        CallFacts {
-            direction: self.direction,
-            campaign_id: self.campaign_id,
-            agent_id: self.agent_id,
-            offered_at: self.offered_at,
-            wrap_ended_at: self.wrap_ended_at,
-            wait_ms: self.wait_ms,
-            talk_ms: self.talk_ms,
-            hold_ms: self.hold_ms,
-            wrap_ms: self.wrap_ms,
-            outcome: self.outcome,
-            answered_by: self.answered_by,
-            disposition_id: self.disposition_id,
-        }
-    }
-
-    /// Whether the rollups count `other` exactly as this call (same cell, same counters): the
-    /// fields of [`CallState::facts`], without the ones no metric reads.
-    pub fn same_facts(&self, other: &CallState) -> bool {
-        let key = |c: &CallState| {
-            (
-                c.direction,
-                c.campaign_id,
-                c.agent_id,
-                c.offered_at,
-                c.wrap_ended_at,
-                c.wait_ms,
-                c.talk_ms,
-                c.hold_ms,
-                c.wrap_ms,
-                c.outcome,
-                c.answered_by,
-                c.disposition_id,
-            )
-        };
-        key(self) == key(other)
-    }
-
-    /// The same call as a row for [`crate::kpi::writer::insert_calls`].
-    pub fn to_new_interaction(&self, external_id: &str) -> NewInteraction {
-        NewInteraction {
-            campaign_id: self.campaign_id,
-            agent_id: self.agent_id,
-            external_id: external_id.to_owned(),
-            direction: self.direction,
-            customer_number: self.customer_number.clone(),
-            offered_at: self.offered_at,
-            answered_at: self.answered_at,
-            ended_at: self.ended_at,
-            wrap_ended_at: self.wrap_ended_at,
-            wait_ms: self.wait_ms,
-            talk_ms: self.talk_ms,
-            hold_ms: self.hold_ms,
-            wrap_ms: self.wrap_ms,
-            outcome: self.outcome,
-            disposition_id: self.disposition_id,
-            answered_by: self.answered_by,
-            notes: self.notes.clone(),
-        }
-    }
 }
 
 fn ms(delta: TimeDelta) -> i64 {
@@ -643,6 +370,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
+    use crate::domain::Source;
     use proptest::prelude::*;
 
     fn t0() -> DateTime<Utc> {
@@ -691,7 +419,7 @@ mod tests {
         assert_eq!(call.wrap_ms, 30_000);
         assert_eq!(call.agent_id, Some(a));
         assert_eq!(call.direction, Direction::Inbound);
-        let facts = call.facts();
+        let facts = crate::kpi::facts::CallFacts::from(&call);
         assert_eq!(facts.talk_ms + facts.hold_ms, (at(135) - at(15)).num_milliseconds());
         let timeline: Vec<(i64, RoutingState)> = agent_timeline(&events)
             .iter()

@@ -26,12 +26,13 @@ use uuid::Uuid;
 use crate::audit::{self, Actor, AuditEvent};
 use crate::auth::{Principal, Role, Tenant};
 use crate::db::calls::{self, InteractionRow, TelephonySettingsView};
-use crate::db::contact_centre::{self as cc, AnsweredBy, Direction};
+use crate::db::contact_centre as cc;
 use crate::db::{self, orgs, DbPool};
+use crate::domain::{AnsweredBy, Direction};
+use crate::domain::{CallEvent, EndReason, EventType, Source};
 use crate::error::{AppError, AppResult, FieldError};
 use crate::realtime::{Bus, Topic};
 use crate::state::AppState;
-use lifecycle::{CallEvent, EndReason, EventType, Source};
 use store::Changes;
 
 /// Most events one `recordCallEvents` call may carry.

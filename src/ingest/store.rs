@@ -14,9 +14,11 @@ use uuid::Uuid;
 
 use crate::auth::Tenant;
 use crate::db::calls;
-use crate::db::contact_centre::{AgentState, NewStateInterval, Outcome, RoutingState};
+use crate::db::contact_centre::NewStateInterval;
+use crate::domain::{AgentState, Outcome, RoutingState};
+use crate::domain::{CallEvent, CallState, EventKey};
 use crate::error::AppResult;
-use crate::ingest::lifecycle::{self, CallEvent, CallState, EventKey, StoredTransition, Transition};
+use crate::ingest::lifecycle::{self, StoredTransition, Transition};
 use crate::kpi::facts::{hour_of, CallFacts};
 use crate::kpi::writer;
 
@@ -29,7 +31,7 @@ pub struct ChangedCall {
     pub agent_id: Option<Uuid>,
     /// For subscribers that filter by campaign and direction.
     pub campaign_id: Option<Uuid>,
-    pub direction: crate::db::contact_centre::Direction,
+    pub direction: crate::domain::Direction,
 }
 
 /// What a batch changed, to publish once it committed.
@@ -165,7 +167,7 @@ pub async fn apply(conn: &mut AsyncPgConnection, tenant: &Tenant, items: &[(Stri
     let facts: Vec<(Option<CallFacts>, CallFacts)> = changed
         .iter()
         .filter(|(_, before, after)| !before.as_ref().is_some_and(|b| b.same_facts(after)))
-        .map(|(_, before, after)| (before.as_ref().map(CallState::facts), after.facts()))
+        .map(|(_, before, after)| (before.as_ref().map(CallFacts::from), CallFacts::from(after)))
         .collect();
     writer::replace_calls(conn, tenant, &facts).await?;
 

@@ -15,8 +15,8 @@ use hmac::{Hmac, Mac};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
-use crate::db::contact_centre::{AnsweredBy, Direction};
-use crate::ingest::lifecycle::{CallEvent, EndReason, EventType, Source};
+use crate::domain::{AnsweredBy, Direction};
+use crate::domain::{CallEvent, EndReason, EventType, Source};
 
 type HmacSha1 = Hmac<Sha1>;
 

@@ -45,10 +45,10 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use uuid::Uuid;
 
 use crate::auth::Tenant;
-use crate::db::contact_centre::{
-    self as cc, AgentDirectoryEntry, CampaignDirectoryEntry, Direction, DispositionDirectoryEntry,
-};
+use crate::db::contact_centre::{self as cc, AgentDirectoryEntry, CampaignDirectoryEntry, DispositionDirectoryEntry};
 use crate::db::{self, DbPool};
+use crate::domain::Direction;
+use crate::domain::ServiceLevelVariant;
 use crate::error::{AppError, AppResult, FieldError};
 use crate::kpi::facts::hour_of;
 use crate::kpi::filter::{self, RawFilter, ResolvedFilter};
@@ -59,7 +59,6 @@ use crate::kpi::query::{
 };
 use crate::kpi::time::{self, bucket_count_estimate, buckets, Granularity};
 use crate::kpi::{organization_rule, WindowValues, NONE_KEY};
-use crate::management::settings::ServiceLevelVariant;
 
 /// Most dimensions one analytics query may group by (a granularity is one more).
 pub const MAX_DIMENSIONS: usize = 4;

@@ -10,8 +10,10 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::auth::Tenant;
-use crate::db::contact_centre::{AnsweredBy, Direction, NewInteraction, Outcome};
+use crate::db::contact_centre::NewInteraction;
 use crate::db::schema::{business_settings, campaigns, dispositions};
+use crate::domain::call::CallState;
+use crate::domain::{AnsweredBy, Direction, Outcome};
 use crate::error::{AppError, AppResult};
 use crate::kpi::{ALL_KEY, NONE_KEY};
 
@@ -115,6 +117,25 @@ pub struct CallFacts {
     pub outcome: Outcome,
     pub answered_by: Option<AnsweredBy>,
     pub disposition_id: Option<Uuid>,
+}
+
+impl From<&CallState> for CallFacts {
+    fn from(c: &CallState) -> Self {
+        Self {
+            direction: c.direction,
+            campaign_id: c.campaign_id,
+            agent_id: c.agent_id,
+            offered_at: c.offered_at,
+            wrap_ended_at: c.wrap_ended_at,
+            wait_ms: c.wait_ms,
+            talk_ms: c.talk_ms,
+            hold_ms: c.hold_ms,
+            wrap_ms: c.wrap_ms,
+            outcome: c.outcome,
+            answered_by: c.answered_by,
+            disposition_id: c.disposition_id,
+        }
+    }
 }
 
 impl From<&NewInteraction> for CallFacts {

@@ -7,7 +7,8 @@ use diesel_async::AsyncPgConnection;
 use uuid::Uuid;
 
 use crate::auth::Tenant;
-use crate::db::contact_centre::{self as cc, Direction};
+use crate::db::contact_centre as cc;
+use crate::domain::Direction;
 use crate::error::{AppError, AppResult, FieldError};
 use crate::kpi::query::Scope;
 

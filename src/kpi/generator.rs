@@ -72,12 +72,10 @@ use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use crate::auth::Tenant;
-use crate::db::contact_centre::{
-    self as cc, AgentState, AnsweredBy, CampaignStatus, DialMode, Direction, NewAgent, NewCampaign, NewDisposition,
-    NewInteraction, NewStateInterval, Outcome, Presence, RoutingState,
-};
+use crate::db::contact_centre::{self as cc, NewAgent, NewCampaign, NewDisposition, NewInteraction, NewStateInterval};
 use crate::db::schema::{campaigns, dispositions, teams};
 use crate::db::{self, orgs, DbPool};
+use crate::domain::{AgentState, AnsweredBy, CampaignStatus, DialMode, Direction, Outcome, Presence, RoutingState};
 use crate::error::{AppError, AppResult};
 use crate::kpi::writer;
 

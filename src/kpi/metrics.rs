@@ -3,8 +3,8 @@
 //! number is the same wherever it appears. A ratio whose denominator is 0 is `None` (null),
 //! never 0: a wallboard shows "—", not 0 %.
 
+use crate::domain::ServiceLevelVariant;
 use crate::kpi::query::Aggregates;
-use crate::management::settings::ServiceLevelVariant;
 
 /// How a value is expressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, async_graphql::Enum)]

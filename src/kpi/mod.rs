@@ -33,8 +33,8 @@ use diesel_async::AsyncPgConnection;
 
 use crate::auth::Tenant;
 use crate::db::orgs;
+use crate::domain::ServiceLevelVariant;
 use crate::error::AppResult;
-use crate::management::settings::ServiceLevelVariant;
 
 /// The organization's service-level rule and time zone, as metrics and buckets need them.
 pub async fn organization_rule(
@@ -45,7 +45,7 @@ pub async fn organization_rule(
     let settings = orgs::settings(conn, tenant).await?;
     let rule = metrics::ServiceLevelRule {
         threshold_seconds: settings.service_level_threshold_seconds,
-        variant: ServiceLevelVariant::parse(&settings.service_level_variant)?,
+        variant: ServiceLevelVariant::from_stored(&settings.service_level_variant)?,
         exclude_short_abandons_from_abandon_rate: settings.exclude_short_abandons_from_abandon_rate,
         exclude_short_abandons_from_service_level: settings.exclude_short_abandons_from_service_level,
     };

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::auth::Tenant;
 use crate::db::cached_sql::CachedSql;
-use crate::db::contact_centre::Direction;
+use crate::domain::Direction;
 use crate::error::AppResult;
 use crate::kpi::facts::{hour_of, Counters, ABANDONED_SQL, ANSWERED_SQL, MACHINE_DETECTED_SQL, MACHINE_PASSED_SQL};
 use crate::kpi::{ALL_KEY, NONE_KEY};

@@ -36,7 +36,8 @@ use futures_util::SinkExt;
 use uuid::Uuid;
 
 use crate::auth::Tenant;
-use crate::db::contact_centre::{self as facts_db, AgentState, NewInteraction, NewStateInterval, RoutingState};
+use crate::db::contact_centre::{self as facts_db, NewInteraction, NewStateInterval};
+use crate::domain::{AgentState, RoutingState};
 use crate::error::{AppError, AppResult};
 use crate::kpi::facts::{
     contribution, hour_of, CallFacts, CellKey, Counters, CountingRules, ABANDONED_SQL, ANSWERED_SQL,

@@ -25,35 +25,13 @@ use uuid::Uuid;
 
 use crate::audit::{self, Actor, AuditEvent};
 use crate::auth::{Principal, Role, Tenant};
-use crate::db::contact_centre::{self as cc, AgentState, NewStateInterval, Presence};
+use crate::db;
+use crate::db::contact_centre::{self as cc, NewStateInterval};
 use crate::db::presence::{self as db_presence, ReasonCodeRow};
-use crate::db::{self};
+use crate::domain::{AgentState, Presence};
 use crate::error::{AppError, AppResult, FieldError};
 use crate::realtime::Topic;
 use crate::state::AppState;
-
-/// Every presence, for parsing stored values.
-pub const PRESENCES: [Presence; 7] = [
-    Presence::Available,
-    Presence::Break,
-    Presence::Lunch,
-    Presence::Training,
-    Presence::Meeting,
-    Presence::Away,
-    Presence::Offline,
-];
-
-pub fn parse_presence(text: &str) -> AppResult<Presence> {
-    PRESENCES
-        .into_iter()
-        .find(|p| p.as_str() == text)
-        .ok_or_else(|| AppError::internal(format!("unknown stored presence `{text}`")))
-}
-
-/// Whether a presence carries a reason code.
-pub fn takes_reason(presence: Presence) -> bool {
-    !matches!(presence, Presence::Available | Presence::Offline)
-}
 
 /// What a call to [`set_presence`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +49,7 @@ pub fn check_reason(presence: Presence, reason: Option<&str>, codes: &[ReasonCod
         .filter(|c| c.active && c.presence == presence.as_str())
         .collect();
     match reason {
-        Some(_) if !takes_reason(presence) => Err(FieldError::new(
+        Some(_) if !presence.takes_reason() => Err(FieldError::new(
             "reason",
             format!("{} takes no reason", presence.as_str()),
         )),
@@ -88,7 +66,7 @@ pub fn check_reason(presence: Presence, reason: Option<&str>, codes: &[ReasonCod
                 usable.iter().map(|c| c.code.as_str()).collect::<Vec<_>>().join(", ")
             ),
         )),
-        None if takes_reason(presence) && !usable.is_empty() => Err(FieldError::new(
+        None if presence.takes_reason() && !usable.is_empty() => Err(FieldError::new(
             "reason",
             format!("a reason code is required for {}", presence.as_str()),
         )),
@@ -119,7 +97,7 @@ pub async fn set_presence(
             "requires role SUPERVISOR or higher to set another agent's presence".into(),
         ));
     }
-    let codes = if takes_reason(presence) || reason.is_some() {
+    let codes = if presence.takes_reason() || reason.is_some() {
         db_presence::reason_codes(&mut conn, tenant).await?
     } else {
         Vec::new()
@@ -154,7 +132,7 @@ pub async fn set_presence(
             if let Some(open) = db_presence::take_open_presence_interval(conn, tenant, target).await? {
                 intervals.push(NewStateInterval {
                     agent_id: target,
-                    state: AgentState::Presence(parse_presence(&open.state)?),
+                    state: AgentState::Presence(Presence::from_stored(&open.state)?),
                     reason: open.reason,
                     // A clock step backwards must not make an interval end before it started.
                     started_at: open.started_at.min(now),
@@ -228,8 +206,8 @@ pub async fn upsert_reason_code(
     if !(1..=200).contains(&label_len) {
         errors.push(FieldError::new("label", "1 to 200 characters"));
     }
-    match PRESENCES.into_iter().find(|p| p.as_str() == row.presence) {
-        Some(p) if takes_reason(p) => {}
+    match Presence::parse(&row.presence) {
+        Some(p) if p.takes_reason() => {}
         _ => errors.push(FieldError::new(
             "presence",
             "AVAILABLE and OFFLINE take no reason codes",

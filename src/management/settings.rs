@@ -8,58 +8,10 @@ use crate::audit::{self, Actor, AuditEvent};
 use crate::auth::{Principal, Tenant};
 use crate::db::models::{OrgRow, SettingsRow};
 use crate::db::{self, orgs};
+use crate::domain::ServiceLevelVariant;
 use crate::error::{AppError, AppResult, FieldError};
 use crate::realtime::Topic;
 use crate::state::AppState;
-
-/// How service level is computed; the organization picks one, and every SL value reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, async_graphql::Enum, Serialize, Deserialize)]
-#[graphql(rename_items = "SCREAMING_SNAKE_CASE")]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum ServiceLevelVariant {
-    /// answered within T / (answered + abandoned − short abandoned). The default.
-    AnsweredWithinOverOfferedExcludingShortAbandons,
-    /// answered within T / answered.
-    AnsweredWithinOverAnswered,
-    /// (answered within T + abandoned within T) / (answered + abandoned).
-    AnsweredAndAbandonedWithinOverOffered,
-    /// answered within T / (answered + abandoned).
-    AnsweredWithinOverOffered,
-    /// answered within T / (answered + abandoned after T).
-    AnsweredWithinOverOfferedExcludingAbandonsWithin,
-}
-
-impl ServiceLevelVariant {
-    const ALL: [ServiceLevelVariant; 5] = [
-        ServiceLevelVariant::AnsweredWithinOverOfferedExcludingShortAbandons,
-        ServiceLevelVariant::AnsweredWithinOverAnswered,
-        ServiceLevelVariant::AnsweredAndAbandonedWithinOverOffered,
-        ServiceLevelVariant::AnsweredWithinOverOffered,
-        ServiceLevelVariant::AnsweredWithinOverOfferedExcludingAbandonsWithin,
-    ];
-
-    /// The value stored in `business_settings.service_level_variant`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::AnsweredWithinOverOfferedExcludingShortAbandons => {
-                "ANSWERED_WITHIN_OVER_OFFERED_EXCLUDING_SHORT_ABANDONS"
-            }
-            Self::AnsweredWithinOverAnswered => "ANSWERED_WITHIN_OVER_ANSWERED",
-            Self::AnsweredAndAbandonedWithinOverOffered => "ANSWERED_AND_ABANDONED_WITHIN_OVER_OFFERED",
-            Self::AnsweredWithinOverOffered => "ANSWERED_WITHIN_OVER_OFFERED",
-            Self::AnsweredWithinOverOfferedExcludingAbandonsWithin => {
-                "ANSWERED_WITHIN_OVER_OFFERED_EXCLUDING_ABANDONS_WITHIN"
-            }
-        }
-    }
-
-    pub fn parse(stored: &str) -> AppResult<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|v| v.as_str() == stored)
-            .ok_or_else(|| AppError::internal(format!("unknown service level variant `{stored}` in the database")))
-    }
-}
 
 /// Opening hours on one weekday (ISO: Monday = 1 … Sunday = 7), `HH:MM` in the org's zone.
 /// A weekday may have several intervals (a lunch closure); they must not overlap.
@@ -270,7 +222,7 @@ pub async fn update(
             }
             let variant_after = match patch.service_level_variant {
                 Some(v) => v,
-                None => ServiceLevelVariant::parse(&before.service_level_variant)?,
+                None => ServiceLevelVariant::from_stored(&before.service_level_variant)?,
             };
             if let Some(error) = check_short_abandon_choice(&patch, variant_after) {
                 return Err(AppError::invalid_fields(vec![error]));
@@ -426,7 +378,7 @@ mod tests {
             exclude_short_abandons_from_service_level: Some(false),
             ..Default::default()
         };
-        for variant in ServiceLevelVariant::ALL {
+        for &variant in ServiceLevelVariant::ALL {
             let fixed = matches!(
                 variant,
                 ServiceLevelVariant::AnsweredWithinOverOfferedExcludingShortAbandons
@@ -444,8 +396,8 @@ mod tests {
 
     #[test]
     fn variants_round_trip_through_storage() {
-        for v in ServiceLevelVariant::ALL {
-            assert_eq!(ServiceLevelVariant::parse(v.as_str()).ok(), Some(v));
+        for &v in ServiceLevelVariant::ALL {
+            assert_eq!(ServiceLevelVariant::parse(v.as_str()), Some(v));
         }
     }
 }

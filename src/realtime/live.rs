@@ -27,9 +27,9 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::auth::Tenant;
-use crate::db::contact_centre::Direction;
 use crate::db::presence as db_presence;
 use crate::db::{self, DbPool};
+use crate::domain::Direction;
 use crate::error::AppResult;
 use crate::kpi::filter::{self, RawFilter};
 use crate::kpi::metrics::ServiceLevelRule;

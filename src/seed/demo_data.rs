@@ -20,10 +20,10 @@ use uuid::Uuid;
 
 use crate::auth::Tenant;
 use crate::db::contact_centre::{
-    self as cc, AgentState, AnsweredBy, CampaignStatus, DialMode, Direction, NewAgent, NewAgentSkill, NewCampaign,
-    NewDisposition, NewInteraction, NewStateInterval, Outcome, Presence, RoutingState,
+    self as cc, NewAgent, NewAgentSkill, NewCampaign, NewDisposition, NewInteraction, NewStateInterval,
 };
 use crate::db::orgs;
+use crate::domain::{AgentState, AnsweredBy, CampaignStatus, DialMode, Direction, Outcome, Presence, RoutingState};
 use crate::error::{AppError, AppResult};
 
 /// Base seed; day `n` of the history (0 = the oldest) uses `DEMO_SEED + n`, so a day's calls do

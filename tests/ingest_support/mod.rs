@@ -7,11 +7,9 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use omnivox::auth::{Role, Tenant};
-use omnivox::db::contact_centre::{
-    self as cc, AnsweredBy, CampaignStatus, DialMode, Direction, NewAgent, NewCampaign, NewDisposition, NewInteraction,
-    Outcome, Presence, RoutingState,
-};
+use omnivox::db::contact_centre::{self as cc, NewAgent, NewCampaign, NewDisposition, NewInteraction};
 use omnivox::db::{self, calls};
+use omnivox::domain::{AnsweredBy, CampaignStatus, DialMode, Direction, Outcome, Presence, RoutingState};
 use omnivox::kpi::facts::Counters;
 use omnivox::kpi::query::{self, Scope, Windows};
 use rand::rngs::StdRng;
