@@ -2,16 +2,99 @@
 //! secret (tokens are printed only by `omnivox token`, which exists to print one).
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
+use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 
-use crate::auth::session;
-use crate::config::{Command, Settings};
+use crate::access::session;
+use crate::config::{parse_duration, Settings, DEMO_PASSWORD};
 use crate::db::{self, users};
 use crate::error::{AppError, AppResult};
 use crate::seed;
 use crate::state::AppState;
 
+#[derive(Debug, Parser)]
+#[command(
+    name = "omnivox",
+    version,
+    about = "Contact-centre dialler backend: KPIs, wallboards, reports, one GraphQL API"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub settings: Settings,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the database if missing, apply pending migrations and serve the API.
+    Serve,
+    /// Apply pending migrations (or revert the latest one with --revert).
+    Migrate {
+        #[arg(long)]
+        revert: bool,
+    },
+    /// Print the GraphQL schema (SDL).
+    Schema,
+    /// Mint an access token for a user, for scripts and BI tools.
+    Token {
+        #[arg(long)]
+        email: String,
+        /// Lifetime, e.g. 90s, 15m, 1h, 7d.
+        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        ttl: Duration,
+    },
+    /// Seed data. `--demo` creates (idempotently) the demo organization. `--calls N` generates N
+    /// synthetic calls — with the campaigns, dispositions, teams, agents, shifts and agent state
+    /// log they need — and bulk-loads them with their rollups (see `kpi::generator`).
+    Seed {
+        #[arg(long)]
+        demo: bool,
+        /// Password of every demo login.
+        #[arg(long, default_value = DEMO_PASSWORD)]
+        password: String,
+        /// Generate this many calls (exactly), over `--days` days ending today.
+        #[arg(long)]
+        calls: Option<u64>,
+        /// Days of generated history, ending today (today up to half an hour ago).
+        #[arg(long, default_value_t = 30, requires = "calls")]
+        days: u32,
+        /// Agents of the generated run (split into an inbound and an outbound pool, teams of 15).
+        #[arg(long, default_value_t = 100, requires = "calls")]
+        agents: u32,
+        /// Campaigns used by the generated calls, alternately inbound and outbound.
+        #[arg(long, default_value_t = 10, requires = "calls")]
+        campaigns: u32,
+        /// Organization (slug) to generate into: created (time zone Europe/London) when missing;
+        /// when it exists the run adds to it (campaigns and dispositions reused by name, new
+        /// teams and agents for the run).
+        #[arg(long, default_value = crate::kpi::generator::DEFAULT_ORG_SLUG, requires = "calls")]
+        org: String,
+        /// Seed of the generator: the same seed on the same day gives the same traffic.
+        #[arg(long, default_value_t = crate::kpi::generator::DEFAULT_SEED, requires = "calls")]
+        seed: u64,
+        /// Calls per loading transaction (whole days are kept together).
+        #[arg(long, default_value_t = crate::kpi::generator::DEFAULT_BATCH_CALLS, requires = "calls")]
+        batch_calls: usize,
+        /// Batches loading at once, each on its own connection.
+        #[arg(long, default_value_t = crate::kpi::generator::DEFAULT_LOAD_WORKERS, requires = "calls")]
+        load_workers: usize,
+        /// Enforce foreign keys with PostgreSQL's per-row triggers even when the role could
+        /// check them once per batch (see `kpi::writer::ReferenceChecks`).
+        #[arg(long, requires = "calls")]
+        per_row_fk_checks: bool,
+    },
+    /// First run: migrate, seed the demo (idempotent), serve, and print where to look.
+    Demo {
+        /// Password of every demo login.
+        #[arg(long, default_value = DEMO_PASSWORD)]
+        password: String,
+    },
+}
+
+/// Runs one subcommand to its end.
 pub async fn run(settings: Settings, command: Command) -> AppResult<()> {
     match command {
         Command::Serve => {

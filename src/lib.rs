@@ -1,22 +1,33 @@
 //! Omnivox: the backend of a contact-centre dialler platform.
 //!
 //! The crate is a library with a thin binary (`src/main.rs`) so that tests and examples drive
-//! the whole application in-process through [`http::app`]. Module map:
+//! the whole application in-process through [`http::app`].
 //!
-//! * [`config`]  — every setting, from flags or environment, with named defaults.
-//! * [`state`]   — [`state::AppState`]: database pool, token keys, bus, configuration.
-//! * [`http`]    — the axum router: GraphQL over HTTP and WebSocket, health, middleware.
-//! * [`graphql`] — the schema, built from one module per domain; resolvers stay thin.
-//! * [`auth`]    — roles, permissions, guards, JWTs, passwords, the per-request principal.
-//! * [`db`]      — pool, migrations, the diesel schema and every SQL query.
-//! * [`audit`]   — the hash-chained, append-only audit writer and its verifier.
-//! * [`ingest`]  — telephony ingest: Twilio webhooks, call events, the call lifecycle.
-//! * [`realtime`] — the event bus that carries "something changed" to subscriptions.
-//! * [`seed`]    — the idempotent demo organization.
-//! * [`management`] — the rules of the management surface (settings, users).
-//! * [`cli`]     — the subcommands of the `omnivox` binary.
-//! * [`error`]   — [`error::AppError`], the one error type at the boundary.
+//! Module map, by layer from the top down. A module uses only modules of its own layer or below
+//! (`tests/layering.rs` fails the suite on an import from above):
+//!
+//! * [`cli`]      — the subcommands of the `omnivox` binary and their flags.
+//! * [`http`]     — the axum router: GraphQL over HTTP and WebSocket, webhooks, health.
+//! * [`graphql`]  — the schema, one module per domain; resolvers stay thin. Its `context` is
+//!   what every resolver reads (state, caller, tenant, ids); its `guards` guard fields.
+//! * [`seed`]     — the idempotent demo organization.
+//! * [`access`], [`ingest`], [`management`] — the services: authentication and tenancy against
+//!   the database; telephony ingest (Twilio webhooks, call events, the call lifecycle); the
+//!   rules of the management surface (settings, users, presence).
+//! * [`state`]    — [`state::AppState`]: database pool, token keys, bus, configuration.
+//! * [`realtime`] — the event bus that carries "something changed" to subscriptions, live
+//!   agent boards and KPI tiles.
+//! * [`kpi`]      — metrics, rollups and their one writer, the windows planner, analytics.
+//! * [`audit`]    — the hash-chained, append-only audit writer and its verifier.
+//! * [`db`]       — pool, migrations, the diesel schema and the queries of the tables it owns
+//!   (the KPI engine's own SQL lives in [`kpi`]).
+//! * [`auth`], [`telemetry`] — pure authentication (roles, JWTs, passwords, the [`auth::Tenant`]
+//!   handle); logging.
+//! * [`domain`], [`config`] — the closed sets of the domain (directions, outcomes, presences…)
+//!   and call events; every setting, from flags or environment.
+//! * [`error`]    — [`error::AppError`], the one error type at the boundary.
 
+pub mod access;
 pub mod audit;
 pub mod auth;
 pub mod cli;

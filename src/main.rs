@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use omnivox::config::Cli;
-use omnivox::{cli, telemetry};
+use omnivox::cli::{self, Cli};
+use omnivox::telemetry;
 
 #[tokio::main]
 async fn main() -> ExitCode {

@@ -612,9 +612,13 @@ async fn set_disposition_is_own_calls_for_agents_and_kpis_follow() {
     let specs = calls(&f, "");
     record(&app, &f.admin, &in_order(&specs)).await.ok();
     let mut conn = db::conn(&app.state.db).await.unwrap();
-    let by_ext = calls::interactions_by_external_ids(&mut conn, &f.tenant, &["C05".into(), "C01".into(), "C11".into()])
-        .await
-        .unwrap();
+    let by_ext = db::interactions::interactions_by_external_ids(
+        &mut conn,
+        &f.tenant,
+        &["C05".into(), "C01".into(), "C11".into()],
+    )
+    .await
+    .unwrap();
     let (own, other) = (by_ext["C01"].id.to_string(), by_ext["C05"].id.to_string());
     let agent = app.token(&f.org, Role::Agent).await;
     let supervisor = app.token(&f.org, Role::Supervisor).await;
@@ -664,7 +668,7 @@ async fn set_disposition_is_own_calls_for_agents_and_kpis_follow() {
     assert_eq!(response.error_code(), Some("FORBIDDEN"));
     // The disposition survives a late repeat of the call's wrap-up event (an older time).
     record(&app, &f.admin, &specs[4].events).await.ok();
-    let row = calls::interaction_by_external_id(&mut conn, &f.tenant, "C05")
+    let row = db::interactions::interaction_by_external_id(&mut conn, &f.tenant, "C05")
         .await
         .unwrap()
         .unwrap();
@@ -817,11 +821,11 @@ async fn ingest_is_tenant_scoped() {
         .await
         .ok();
     let mut conn = db::conn(&app.state.db).await.unwrap();
-    let in_a = calls::interaction_by_external_id(&mut conn, &a.tenant, "SHARED")
+    let in_a = db::interactions::interaction_by_external_id(&mut conn, &a.tenant, "SHARED")
         .await
         .unwrap()
         .unwrap();
-    let in_b = calls::interaction_by_external_id(&mut conn, &b.tenant, "SHARED")
+    let in_b = db::interactions::interaction_by_external_id(&mut conn, &b.tenant, "SHARED")
         .await
         .unwrap()
         .unwrap();

@@ -14,7 +14,7 @@ use futures_util::future::join_all;
 use hmac::{Hmac, Mac};
 use ingest_support::*;
 use omnivox::auth::Role;
-use omnivox::db::{self, calls};
+use omnivox::db;
 use omnivox::kpi::query::Scope;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -471,7 +471,7 @@ async fn parallel_deliveries_of_the_same_call_converge() {
         "each distinct callback is stored once"
     );
     let mut conn = db::conn(&app.state.db).await.unwrap();
-    let row = calls::interaction_by_external_id(&mut conn, &f.tenant, sid)
+    let row = db::interactions::interaction_by_external_id(&mut conn, &f.tenant, sid)
         .await
         .unwrap()
         .unwrap();
@@ -516,7 +516,7 @@ async fn a_completed_only_callback_is_an_answered_call() {
     let completed = lifecycle(sid, t("09:00:00")).pop().unwrap();
     assert_eq!(deliver(&app, BASE, &path(&f, ""), &completed).await.0, 204);
     let mut conn = db::conn(&app.state.db).await.unwrap();
-    let row = calls::interaction_by_external_id(&mut conn, &f.tenant, sid)
+    let row = db::interactions::interaction_by_external_id(&mut conn, &f.tenant, sid)
         .await
         .unwrap()
         .unwrap();

@@ -10,9 +10,8 @@ use chrono::{DateTime, TimeDelta, Timelike, Utc};
 use common::{TestApp, TestOrg};
 use omnivox::auth::{Role, Tenant};
 use omnivox::db;
-use omnivox::db::contact_centre::{
-    self as cc, NewAgent, NewCampaign, NewDisposition, NewInteraction, NewStateInterval,
-};
+use omnivox::db::contact_centre::{self as cc, NewAgent, NewCampaign, NewDisposition, NewStateInterval};
+use omnivox::db::interactions::NewInteraction;
 use omnivox::domain::{AgentState, AnsweredBy, CampaignStatus, DialMode, Direction, Outcome, Presence, RoutingState};
 use omnivox::kpi::writer::{insert_calls, insert_state_intervals};
 use serde_json::{json, Value};

@@ -18,10 +18,10 @@ use chrono::{DateTime, TimeDelta, Timelike, Utc};
 use chrono_tz::Tz;
 use common::{GqlResponse, TestApp, TestOrg};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use omnivox::auth::{session, Role, Tenant};
-use omnivox::db::contact_centre::{
-    self as cc, NewAgent, NewCampaign, NewDisposition, NewInteraction, NewStateInterval,
-};
+use omnivox::access::session;
+use omnivox::auth::{Role, Tenant};
+use omnivox::db::contact_centre::{self as cc, NewAgent, NewCampaign, NewDisposition, NewStateInterval};
+use omnivox::db::interactions::NewInteraction;
 use omnivox::db::{self, users};
 use omnivox::domain::{AgentState, AnsweredBy, CampaignStatus, DialMode, Direction, Outcome, Presence, RoutingState};
 use omnivox::kpi::facts::Counters;

@@ -62,10 +62,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use common::{TestApp, TestOrg};
-use omnivox::auth::{session, Role, Tenant};
-use omnivox::db::contact_centre::{
-    self as cc, NewAgent, NewCampaign, NewDisposition, NewInteraction, NewStateInterval,
-};
+use omnivox::access::session;
+use omnivox::auth::{Role, Tenant};
+use omnivox::db::contact_centre::{self as cc, NewAgent, NewCampaign, NewDisposition, NewStateInterval};
+use omnivox::db::interactions::NewInteraction;
 use omnivox::db::{self, users};
 use omnivox::domain::{AgentState, AnsweredBy, CampaignStatus, DialMode, Direction, Outcome, Presence, RoutingState};
 use omnivox::kpi::writer::{insert_calls, insert_state_intervals};

@@ -9,7 +9,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::{TestApp, TestOrg};
-use omnivox::auth::{session, Role};
+use omnivox::access::session;
+use omnivox::auth::Role;
 use omnivox::db::{self, users};
 use serde_json::{json, Value};
 

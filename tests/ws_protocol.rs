@@ -333,7 +333,7 @@ async fn token_expiry_closes_4403_at_exp_not_exp_plus_leeway() {
         .unwrap();
     drop(conn);
     let minted = Instant::now();
-    let (token, _) = omnivox::auth::session::access_token(&app.state, &row, Duration::from_secs(2)).unwrap();
+    let (token, _) = omnivox::access::session::access_token(&app.state, &row, Duration::from_secs(2)).unwrap();
     let mut ws = Ws::connect(&app, "graphql-transport-ws").await;
     ws.init(&token).await;
     ws.subscribe("1", SUBSCRIPTION).await;

@@ -1,4 +1,5 @@
-//! The caller of a request, resolved from a bearer token and the authoritative `users` row.
+//! The caller of a request and what its credentials amount to, plus the short-lived cache of
+//! `users` rows that [`crate::access::principal`] fills when it resolves a bearer token.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -6,11 +7,9 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use crate::auth::jwt::{invalid_token, TokenKind};
+use crate::auth::jwt::invalid_token;
 use crate::auth::Role;
-use crate::db::{self, users};
 use crate::error::{AppError, AppResult};
-use crate::state::AppState;
 
 /// How long a `users` row read for authentication may be reused. A deactivation or a bumped
 /// token version made on this instance evicts the entry at once; other instances see it within
@@ -50,14 +49,15 @@ impl Auth {
     }
 }
 
+/// The fields of a `users` row that authentication reads.
 #[derive(Clone)]
-struct CachedUser {
-    org_id: Uuid,
-    role: Role,
-    email: String,
-    display_name: String,
-    active: bool,
-    token_version: i32,
+pub struct CachedUser {
+    pub org_id: Uuid,
+    pub role: Role,
+    pub email: String,
+    pub display_name: String,
+    pub active: bool,
+    pub token_version: i32,
 }
 
 /// A small time-bounded cache of the `users` fields authentication needs.
@@ -67,7 +67,7 @@ pub struct UserCache {
 }
 
 impl UserCache {
-    fn get(&self, user_id: Uuid) -> Option<CachedUser> {
+    pub fn get(&self, user_id: Uuid) -> Option<CachedUser> {
         let entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         entries
             .get(&user_id)
@@ -75,7 +75,7 @@ impl UserCache {
             .map(|(_, user)| user.clone())
     }
 
-    fn put(&self, user_id: Uuid, user: CachedUser) {
+    pub fn put(&self, user_id: Uuid, user: CachedUser) {
         let mut entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if entries.len() >= USER_CACHE_MAX_ENTRIES {
             entries.retain(|_, (at, _)| at.elapsed() < USER_CACHE_TTL);
@@ -93,42 +93,6 @@ impl UserCache {
     }
 }
 
-/// Verifies an access token and loads its user: refused when the user is gone, inactive, moved
-/// to another organization, or its `token_version` moved on.
-pub async fn authenticate(state: &AppState, token: &str) -> AppResult<Principal> {
-    let claims = state.jwt.verify(token, TokenKind::Access)?;
-    let user = match state.user_cache.get(claims.sub) {
-        Some(user) => user,
-        None => {
-            let mut conn = db::conn(&state.db).await?;
-            let row = users::find_for_auth(&mut conn, claims.sub)
-                .await?
-                .ok_or_else(invalid_token)?;
-            let user = CachedUser {
-                org_id: row.organization_id,
-                role: row.role,
-                email: row.email,
-                display_name: row.display_name,
-                active: row.active,
-                token_version: row.token_version,
-            };
-            state.user_cache.put(claims.sub, user.clone());
-            user
-        }
-    };
-    if !user.active || user.token_version != claims.tv || user.org_id != claims.org {
-        return Err(invalid_token());
-    }
-    Ok(Principal {
-        user_id: claims.sub,
-        org_id: user.org_id,
-        role: user.role,
-        email: user.email,
-        display_name: user.display_name,
-        token_expires_at: claims.exp,
-    })
-}
-
 /// Extracts the token from an `Authorization: Bearer …` value (scheme case-insensitive).
 pub fn bearer_token(header_value: &str) -> Option<&str> {
     let (scheme, token) = header_value.trim().split_once(' ')?;
@@ -136,22 +100,6 @@ pub fn bearer_token(header_value: &str) -> Option<&str> {
         .eq_ignore_ascii_case("bearer")
         .then_some(token.trim())
         .filter(|t| !t.is_empty())
-}
-
-/// Resolves the credentials of a request: no header is anonymous, anything refused is Rejected.
-/// Infrastructure failures (database down) are errors, not rejections.
-pub async fn resolve(state: &AppState, authorization: Option<&str>) -> AppResult<Auth> {
-    let Some(value) = authorization else {
-        return Ok(Auth::Anonymous);
-    };
-    let Some(token) = bearer_token(value) else {
-        return Ok(Auth::Rejected);
-    };
-    match authenticate(state, token).await {
-        Ok(principal) => Ok(Auth::Authenticated(principal)),
-        Err(AppError::Unauthenticated(_)) => Ok(Auth::Rejected),
-        Err(other) => Err(other),
-    }
 }
 
 #[cfg(test)]

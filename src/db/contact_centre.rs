@@ -12,8 +12,8 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::auth::Tenant;
-use crate::db::schema::{agent_skills, agent_state_log, agents, campaigns, dispositions, interactions, skills, teams};
-use crate::domain::{AgentState, AnsweredBy, CampaignStatus, DialMode, Direction, Outcome, Presence, RoutingState};
+use crate::db::schema::{agent_skills, agent_state_log, agents, campaigns, dispositions, skills, teams};
+use crate::domain::{AgentState, CampaignStatus, DialMode, Direction, Presence, RoutingState};
 use crate::error::AppResult;
 
 /// Rows per multi-row INSERT. The widest row written here has 18 columns, so a chunk stays far
@@ -240,94 +240,6 @@ pub async fn insert_disposition(
         .returning(dispositions::id)
         .get_result(conn)
         .await?)
-}
-
-/// One call as the fact table stores it. Durations are whole milliseconds and must agree with
-/// the timestamps (`ended_at = answered_at + talk + hold`, `wrap_ended_at = ended_at + wrap`):
-/// metrics sum the durations, timelines read the timestamps.
-#[derive(Clone, Debug)]
-pub struct NewInteraction {
-    pub campaign_id: Option<Uuid>,
-    pub agent_id: Option<Uuid>,
-    pub external_id: String,
-    pub direction: Direction,
-    pub customer_number: Option<String>,
-    pub offered_at: DateTime<Utc>,
-    pub answered_at: Option<DateTime<Utc>>,
-    pub ended_at: Option<DateTime<Utc>>,
-    pub wrap_ended_at: Option<DateTime<Utc>>,
-    pub wait_ms: Option<i64>,
-    pub talk_ms: i64,
-    pub hold_ms: i64,
-    pub wrap_ms: i64,
-    pub outcome: Outcome,
-    pub disposition_id: Option<Uuid>,
-    pub answered_by: Option<AnsweredBy>,
-    pub notes: Option<String>,
-}
-
-#[derive(Insertable)]
-#[diesel(table_name = interactions)]
-struct InteractionRow<'a> {
-    organization_id: Uuid,
-    campaign_id: Option<Uuid>,
-    agent_id: Option<Uuid>,
-    external_id: &'a str,
-    direction: &'static str,
-    customer_number: Option<&'a str>,
-    offered_at: DateTime<Utc>,
-    answered_at: Option<DateTime<Utc>>,
-    ended_at: Option<DateTime<Utc>>,
-    wrap_ended_at: Option<DateTime<Utc>>,
-    wait_ms: Option<i64>,
-    talk_ms: i64,
-    hold_ms: i64,
-    wrap_ms: i64,
-    outcome: &'static str,
-    disposition_id: Option<Uuid>,
-    answered_by: Option<&'static str>,
-    notes: Option<&'a str>,
-}
-
-/// Bulk-inserts calls in chunks of [`INSERT_CHUNK_ROWS`]; returns how many rows were written.
-/// An `external_id` the organization already has fails the whole statement (it is the
-/// idempotency key of ingest, so a duplicate here is a generator bug).
-pub async fn insert_interactions(
-    conn: &mut AsyncPgConnection,
-    tenant: &Tenant,
-    rows: &[NewInteraction],
-) -> AppResult<usize> {
-    let mut inserted = 0;
-    for chunk in rows.chunks(INSERT_CHUNK_ROWS) {
-        let values: Vec<InteractionRow<'_>> = chunk
-            .iter()
-            .map(|i| InteractionRow {
-                organization_id: tenant.org_id(),
-                campaign_id: i.campaign_id,
-                agent_id: i.agent_id,
-                external_id: &i.external_id,
-                direction: i.direction.as_str(),
-                customer_number: i.customer_number.as_deref(),
-                offered_at: i.offered_at,
-                answered_at: i.answered_at,
-                ended_at: i.ended_at,
-                wrap_ended_at: i.wrap_ended_at,
-                wait_ms: i.wait_ms,
-                talk_ms: i.talk_ms,
-                hold_ms: i.hold_ms,
-                wrap_ms: i.wrap_ms,
-                outcome: i.outcome.as_str(),
-                disposition_id: i.disposition_id,
-                answered_by: i.answered_by.map(AnsweredBy::as_str),
-                notes: i.notes.as_deref(),
-            })
-            .collect();
-        inserted += diesel::insert_into(interactions::table)
-            .values(&values)
-            .execute(conn)
-            .await?;
-    }
-    Ok(inserted)
 }
 
 /// One interval of the agent state log; `ended_at: None` is the agent's current state on that

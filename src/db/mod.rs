@@ -1,11 +1,16 @@
-//! The data layer: connection pool, migrations, the diesel schema and every SQL query.
+//! The data layer: connection pool, migrations, the diesel schema, and the queries of every
+//! table but the KPI engine's. The rollup tables and the SQL over facts that must agree with
+//! them number for number (window aggregates, raw edges, re-statements, COPY loads) live with
+//! their one writer in [`crate::kpi`] (`query`, `facts`, `writer`); the audit chain's statements
+//! live with its hashing in [`crate::audit`]. Everything else goes through a module here.
 //!
 //! Tenant data is only reachable through functions that take a [`crate::auth::Tenant`], the
-//! one handle that names an organization the caller may act on (see `auth::tenant`).
+//! one handle that names an organization the caller may act on (see `access::tenant`).
 
 pub mod cached_sql;
 pub mod calls;
 pub mod contact_centre;
+pub mod interactions;
 pub mod models;
 pub mod orgs;
 pub mod presence;

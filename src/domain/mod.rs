@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod call;
 pub mod campaign;
+pub mod ids;
 pub mod service_level;
 
 pub use agent::{AgentState, Presence, RoutingState};

@@ -16,18 +16,18 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::auth::guards::principal;
-use crate::auth::{Permission, PermissionGuard};
+use crate::auth::Permission;
 use crate::db;
 use crate::db::contact_centre as cc;
 use crate::domain::Direction;
 use crate::domain::ServiceLevelVariant;
 use crate::error::{AppError, AppResult, FieldError};
+use crate::graphql::context::{principal, settings, state, tenant_for};
+use crate::graphql::guards::PermissionGuard;
 use crate::graphql::kpi::{KpiFilter, KpiValues};
 use crate::graphql::pagination::page_size;
 use crate::graphql::plain::{PlainList, PlainObject, Selection};
-use crate::graphql::users::tenant_for;
-use crate::graphql::{settings, state, DEFAULT_PAGE_SIZE};
+use crate::graphql::DEFAULT_PAGE_SIZE;
 use crate::kpi::analytics::{
     self as views, AgentOrder, AgentPerformanceOrderField, AgentVisibility, AnalyticsRequest, ComplianceLevel,
     Dimension, DispositionFlag, MetricName, OrderTerm, SortDirection,

@@ -4,11 +4,11 @@
 use async_graphql::{Context, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
-use crate::auth::guards::principal;
-use crate::auth::session::{self, Session};
-use crate::auth::{Role, RoleGuard};
+use crate::access::session::{self, Session};
+use crate::auth::Role;
+use crate::graphql::context::{principal, request_id, state};
+use crate::graphql::guards::RoleGuard;
 use crate::graphql::users::User;
-use crate::graphql::{request_id, state};
 
 #[derive(SimpleObject)]
 pub struct AuthPayload {

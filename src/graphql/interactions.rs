@@ -8,17 +8,18 @@ use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 
-use crate::auth::guards::principal;
-use crate::auth::{Permission, PermissionGuard};
-use crate::db::calls::{self, InteractionQuery, InteractionRow, TelephonySettingsView};
+use crate::auth::Permission;
+use crate::db::calls::{self, TelephonySettingsView};
+use crate::db::interactions::{self, InteractionQuery, InteractionRow};
 use crate::db::{self, orgs};
 use crate::domain::{AnsweredBy, Direction, Outcome};
 use crate::domain::{EndReason, EventType};
-use crate::error::{AppError, AppResult, FieldError};
+use crate::error::{AppError, AppResult};
+use crate::graphql::context::{parse_id, parse_ids, principal, request_id, settings, state, tenant_for};
+use crate::graphql::guards::PermissionGuard;
 use crate::graphql::pagination::{decode_cursor, encode_cursor, page_size};
-use crate::graphql::users::{parse_id, tenant_for};
-use crate::graphql::{request_id, settings, state, DEFAULT_PAGE_SIZE};
-use crate::http::webhooks::twilio_voice_status_path;
+use crate::graphql::DEFAULT_PAGE_SIZE;
+use crate::ingest::twilio;
 use crate::ingest::{self, CallScope, EventInput, EventStatus};
 
 /// A telephony event type. Events of one call may arrive in any order and more than once;
@@ -254,21 +255,6 @@ pub struct InteractionFilter {
     pub outcome: Option<Outcome>,
 }
 
-fn parse_ids(field: &str, ids: &Option<Vec<ID>>) -> AppResult<Option<Vec<uuid::Uuid>>> {
-    let Some(ids) = ids else { return Ok(None) };
-    if ids.len() > 1_000 {
-        return Err(AppError::invalid_fields(vec![FieldError::new(
-            field,
-            "at most 1000 ids",
-        )]));
-    }
-    ids.iter()
-        .enumerate()
-        .map(|(i, id)| parse_id(id, &format!("{field}[{i}]")))
-        .collect::<AppResult<Vec<_>>>()
-        .map(Some)
-}
-
 #[derive(SimpleObject)]
 pub struct InteractionConnectionTotals {
     /// Calls matching the filter, whatever the page.
@@ -296,7 +282,7 @@ async fn telephony_output(
 ) -> async_graphql::Result<TelephonySettings> {
     let mut conn = db::conn(&state(ctx)?.db).await?;
     let slug = orgs::get(&mut conn, tenant).await?.slug;
-    let path = twilio_voice_status_path(&slug);
+    let path = twilio::voice_status_path(&slug);
     let url = settings(ctx)?
         .public_base_url
         .as_ref()
@@ -349,8 +335,8 @@ impl InteractionsQuery {
                 None => own,
             });
         }
-        let mut rows = calls::page_interactions(&mut conn, &tenant, &query, after_key, limit).await?;
-        let total_count = calls::count_interactions(&mut conn, &tenant, &query).await?;
+        let mut rows = db::interactions::page_interactions(&mut conn, &tenant, &query, after_key, limit).await?;
+        let total_count = interactions::count_interactions(&mut conn, &tenant, &query).await?;
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
         let has_next = rows.len() > limit;
         rows.truncate(limit);
@@ -387,7 +373,7 @@ impl InteractionsQuery {
         let tenant = tenant_for(ctx, org_id.as_ref()).await?;
         let mut conn = db::conn(&state(ctx)?.db).await?;
         let scope = CallScope::of(&mut conn, principal(ctx)?, &tenant).await?;
-        let row = calls::interaction_by_external_id(&mut conn, &tenant, &external_id)
+        let row = interactions::interaction_by_external_id(&mut conn, &tenant, &external_id)
             .await?
             .filter(|row| scope.sees(row))
             .ok_or_else(|| AppError::NotFound("interaction not found".into()))?;

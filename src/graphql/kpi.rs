@@ -4,13 +4,13 @@
 use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 
-use crate::auth::{Permission, PermissionGuard};
+use crate::auth::Permission;
 use crate::db;
 use crate::domain::Direction;
 use crate::domain::ServiceLevelVariant;
 use crate::error::{AppError, FieldError};
-use crate::graphql::state;
-use crate::graphql::users::tenant_for;
+use crate::graphql::context::{state, tenant_for};
+use crate::graphql::guards::PermissionGuard;
 use crate::kpi::filter::{self, RawFilter};
 use crate::kpi::metrics::{evidence, service_level_excludes_short, Evaluated, Unit};
 use crate::kpi::time::{bucket_count_estimate, buckets, Granularity};

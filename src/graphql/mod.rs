@@ -1,10 +1,13 @@
 //! The GraphQL schema: one merged object per domain, limits from day one.
 //!
-//! Resolvers are thin: they read arguments, ask `auth` for the caller and tenant, call the
-//! domain module (`management`, `auth::session`) and convert rows into output types.
+//! Resolvers are thin: they read arguments, ask [`context`] for the caller and tenant, call the
+//! domain module (`management`, `access::session`, `kpi`, …) and convert rows into output types.
+//! [`guards`] are the field guards, built on the role table in `auth::roles`.
 
 pub mod analytics;
 pub mod auth;
+pub mod context;
+pub mod guards;
 pub mod interactions;
 pub mod kpi;
 pub mod limits;
@@ -16,16 +19,9 @@ pub mod users;
 
 use async_graphql::{MergedObject, MergedSubscription, Schema};
 
-use crate::auth::Auth;
-use crate::config::Settings;
 use crate::state::AppState;
 
-/// Per-request data: who is calling, and the request id for logs and audit records.
-#[derive(Debug, Clone)]
-pub struct RequestContext {
-    pub auth: Auth,
-    pub request_id: Option<String>,
-}
+pub use context::RequestContext;
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
@@ -94,22 +90,3 @@ pub fn sdl() -> String {
 
 /// The page size a paginated field uses when `first` is omitted.
 pub const DEFAULT_PAGE_SIZE: i32 = 20;
-
-/// Reads the application state from a resolver's context. It is always present: the schema is
-/// only built by [`build_schema`], which installs it.
-pub fn state<'a>(ctx: &async_graphql::Context<'a>) -> async_graphql::Result<&'a AppState> {
-    ctx.data::<AppState>()
-}
-
-pub fn request_context<'a>(ctx: &async_graphql::Context<'a>) -> Option<&'a RequestContext> {
-    ctx.data_opt::<RequestContext>()
-}
-
-pub fn request_id(ctx: &async_graphql::Context<'_>) -> Option<String> {
-    request_context(ctx).and_then(|r| r.request_id.clone())
-}
-
-/// Settings of the running instance, for resolvers that enforce configured limits.
-pub fn settings<'a>(ctx: &async_graphql::Context<'a>) -> async_graphql::Result<&'a Settings> {
-    Ok(state(ctx)?.settings.as_ref())
-}

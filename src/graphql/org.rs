@@ -4,13 +4,13 @@ use async_graphql::{Context, InputObject, Object, SimpleObject, Subscription, ID
 use chrono::{DateTime, NaiveDate, Utc};
 use futures_util::Stream;
 
-use crate::auth::{Permission, PermissionGuard, Tenant};
+use crate::auth::{Permission, Tenant};
 use crate::db::models::{OrgRow, SettingsRow};
 use crate::db::{self, orgs};
 use crate::domain::ServiceLevelVariant;
 use crate::error::AppResult;
-use crate::graphql::users::tenant_for;
-use crate::graphql::{request_id, state};
+use crate::graphql::context::{principal, request_id, state, tenant_for};
+use crate::graphql::guards::PermissionGuard;
 use crate::management::settings::{self as manage, BusinessHoursInterval, SettingsPatch};
 use crate::realtime::bus::Received;
 use crate::realtime::Topic;
@@ -207,7 +207,7 @@ impl OrgMutation {
         org_id: Option<ID>,
     ) -> async_graphql::Result<BusinessSettings> {
         let tenant = tenant_for(ctx, org_id.as_ref()).await?;
-        let caller = crate::auth::guards::principal(ctx)?;
+        let caller = principal(ctx)?;
         let (org, row) = manage::update(
             state(ctx)?,
             caller,

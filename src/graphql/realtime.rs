@@ -16,15 +16,14 @@ use futures_util::Stream;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use uuid::Uuid;
 
-use crate::auth::guards::principal;
-use crate::auth::{Permission, PermissionGuard, Role};
+use crate::auth::{Permission, Role};
 use crate::db;
 use crate::db::presence::{self as db_presence, LiveAgentRow, ReasonCodeRow};
 use crate::domain::ServiceLevelVariant;
 use crate::domain::{Direction, Outcome, Presence, RoutingState};
-use crate::error::{AppError, AppResult, FieldError};
-use crate::graphql::users::tenant_for;
-use crate::graphql::{request_id, state};
+use crate::error::{AppError, AppResult};
+use crate::graphql::context::{parse_ids, principal, request_id, state, tenant_for};
+use crate::graphql::guards::PermissionGuard;
 use crate::ingest;
 use crate::kpi::analytics::{self as views, ComplianceLevel};
 use crate::management::presence as manage;
@@ -177,29 +176,6 @@ impl AgentMatcher {
                 .collect(),
             removed_agent_ids: Vec::new(),
         }
-    }
-}
-
-fn parse_ids(field: &str, ids: &Option<Vec<ID>>) -> AppResult<Option<Vec<Uuid>>> {
-    let Some(ids) = ids else { return Ok(None) };
-    if ids.len() > 1_000 {
-        return Err(AppError::invalid_fields(vec![FieldError::new(
-            field,
-            "at most 1000 ids",
-        )]));
-    }
-    let mut errors = Vec::new();
-    let mut parsed = Vec::with_capacity(ids.len());
-    for (i, id) in ids.iter().enumerate() {
-        match Uuid::parse_str(id.as_str()) {
-            Ok(u) => parsed.push(u),
-            Err(_) => errors.push(FieldError::new(format!("{field}[{i}]"), "not a valid id")),
-        }
-    }
-    if errors.is_empty() {
-        Ok(Some(parsed))
-    } else {
-        Err(AppError::invalid_fields(errors))
     }
 }
 

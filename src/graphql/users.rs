@@ -3,16 +3,14 @@
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
-use crate::auth::guards::principal;
-use crate::auth::tenant::{self, parse_org_id};
-use crate::auth::{Permission, PermissionGuard, Role, RoleGuard, Tenant};
+use crate::auth::{Permission, Role, Tenant};
 use crate::db::models::UserRow;
 use crate::db::{self, users as user_rows};
-use crate::error::{AppError, AppResult, FieldError};
+use crate::graphql::context::{parse_id, principal, request_id, settings, state, tenant_for};
+use crate::graphql::guards::{PermissionGuard, RoleGuard};
 use crate::graphql::pagination::{decode_cursor, encode_cursor, page_size};
-use crate::graphql::{request_id, settings, state, DEFAULT_PAGE_SIZE};
+use crate::graphql::DEFAULT_PAGE_SIZE;
 use crate::management::users::{self as manage, NewUserInput};
 
 /// A person who signs in. Reached only through guarded root fields (`me`, `users`, mutations
@@ -55,19 +53,6 @@ pub struct UserConnectionTotals {
 }
 
 pub type UserConnection = Connection<String, User, UserConnectionTotals>;
-
-/// Parses an id argument; a malformed one is BAD_USER_INPUT naming the argument.
-pub fn parse_id(id: &ID, argument: &str) -> AppResult<Uuid> {
-    Uuid::parse_str(id.as_str())
-        .map_err(|_| AppError::invalid_fields(vec![FieldError::new(argument, "not a valid id")]))
-}
-
-/// The organization a request acts on, from its optional `orgId` argument.
-pub async fn tenant_for(ctx: &Context<'_>, org_id: Option<&ID>) -> AppResult<Tenant> {
-    let caller = principal(ctx)?;
-    let state = state(ctx).map_err(|_| AppError::internal("application state missing from schema"))?;
-    tenant::resolve(state, caller, parse_org_id(org_id)?, request_id(ctx)).await
-}
 
 #[derive(Default)]
 pub struct UserQuery;

@@ -12,19 +12,18 @@ use std::collections::HashMap;
 
 use async_graphql::http::GraphiQLSource;
 use async_graphql::parser::types::OperationType;
-use async_graphql::ErrorExtensions;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use serde_json::json;
 
-use crate::auth::principal::{self, bearer_token};
+use crate::access::principal;
+use crate::auth::principal::bearer_token;
 use crate::error::AppError;
 use crate::graphql::RequestContext;
-use crate::http::{ws, HttpState, REQUEST_ID_HEADER};
+use crate::http::{errors, ws, HttpState, REQUEST_ID_HEADER};
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 const APPLICATION_JSON: &str = "application/json";
@@ -67,12 +66,7 @@ fn negotiate(headers: &HeaderMap) -> Option<MediaType> {
 
 /// A response made of GraphQL errors only (the request never executed).
 fn error_response(status: StatusCode, media: MediaType, error: &AppError) -> Response {
-    let gql = error.extend();
-    let body = json!({ "errors": [ {
-        "message": gql.message,
-        "extensions": { "code": error.code().as_str() },
-    } ] });
-    let mut response = (status, body.to_string()).into_response();
+    let mut response = (status, errors::graphql_body(error)).into_response();
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(media.as_str()));
@@ -103,7 +97,7 @@ async fn execute(
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let auth = match principal::resolve(&state.app, authorization).await {
         Ok(auth) => auth,
-        Err(error) => return error_response(StatusCode::SERVICE_UNAVAILABLE, media, &error),
+        Err(error) => return error_response(errors::status_of(&error), media, &error),
     };
     let request = request.data(RequestContext {
         auth,
@@ -112,20 +106,12 @@ async fn execute(
     let budget = state.app.settings.request_timeout;
     let Ok(response) = tokio::time::timeout(budget, state.schema.execute(request)).await else {
         let error = AppError::Unavailable(format!("request exceeded its time budget of {} s", budget.as_secs()));
-        return error_response(StatusCode::SERVICE_UNAVAILABLE, media, &error);
+        return error_response(errors::status_of(&error), media, &error);
     };
     // Parse, validation and limit errors carry no path and leave no data: nothing executed.
-    let never_executed = response.data == async_graphql::Value::Null
-        && !response.errors.is_empty()
-        && response.errors.iter().all(|e| e.path.is_empty());
+    let never_executed = errors::never_executed(&response);
     let mut response = response;
-    for error in &mut response.errors {
-        // Parse, validation and input-coercion errors come from async-graphql without a code.
-        let extensions = error.extensions.get_or_insert_with(Default::default);
-        if extensions.get("code").is_none() {
-            extensions.set("code", "BAD_USER_INPUT");
-        }
-    }
+    errors::add_default_codes(&mut response);
     let status = if never_executed && media == MediaType::GraphqlResponseJson {
         StatusCode::BAD_REQUEST
     } else {
@@ -138,7 +124,10 @@ async fn execute(
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static(media.as_str()));
             http
         }
-        Err(e) => error_response(StatusCode::INTERNAL_SERVER_ERROR, media, &AppError::internal(e)),
+        Err(e) => {
+            let error = AppError::internal(e);
+            error_response(errors::status_of(&error), media, &error)
+        }
     }
 }
 
@@ -316,6 +305,7 @@ pub async fn graphiql() -> Html<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn accept_negotiation_follows_the_spec() {

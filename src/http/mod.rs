@@ -2,6 +2,7 @@
 //! `/graphql`, GraphiQL, health probes, and the middleware every request passes through
 //! (request id, tracing, body limit, timeout).
 
+pub mod errors;
 pub mod graphql;
 pub mod health;
 pub mod webhooks;

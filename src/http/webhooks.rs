@@ -31,13 +31,11 @@ use chrono::Utc;
 use crate::auth::Tenant;
 use crate::db;
 use crate::db::calls::{self, TwilioAccount};
-use crate::error::AppError;
+use crate::http::errors;
 use crate::ingest::batcher::Batcher;
 use crate::ingest::{self, twilio};
 use crate::state::AppState;
 
-/// The route, for [`router`] and for documentation.
-pub const TWILIO_VOICE_STATUS_ROUTE: &str = "/webhooks/twilio/{org_slug}/voice-status";
 /// Twilio's callbacks are a few hundred bytes; anything much larger is not one.
 pub const MAX_WEBHOOK_BODY_BYTES: usize = 64 * 1024;
 const SIGNATURE_HEADER: &str = "x-twilio-signature";
@@ -83,7 +81,7 @@ impl AccountCache {
 pub fn router<S: Clone + Send + Sync + 'static>(app: AppState) -> Router<S> {
     let batcher = Arc::new(Batcher::new(app.clone()));
     Router::new()
-        .route(TWILIO_VOICE_STATUS_ROUTE, post(twilio_voice_status))
+        .route(twilio::VOICE_STATUS_ROUTE, post(twilio_voice_status))
         .with_state(WebhookState {
             app,
             batcher,
@@ -98,10 +96,10 @@ async fn lookup_account(state: &WebhookState, slug: &str, fresh: bool) -> Result
             return Ok(Some(account));
         }
     }
-    let mut conn = db::conn(&state.app.db).await.map_err(|e| error_response(&e))?;
+    let mut conn = db::conn(&state.app.db).await.map_err(|e| errors::plain_text(&e))?;
     let account = calls::twilio_account(&mut conn, slug)
         .await
-        .map_err(|e| error_response(&e))?
+        .map_err(|e| errors::plain_text(&e))?
         .map(Arc::new);
     if let Some(account) = &account {
         state.accounts.put(slug, account.clone());
@@ -144,11 +142,6 @@ fn verified_params(
             twilio::params_from_json(bytes).map_err(Refusal::BadRequest)
         }
     }
-}
-
-/// The path of an organization's voice status callback.
-pub fn twilio_voice_status_path(org_slug: &str) -> String {
-    TWILIO_VOICE_STATUS_ROUTE.replace("{org_slug}", org_slug)
 }
 
 fn reply(status: StatusCode, text: &str) -> Response {
@@ -259,18 +252,7 @@ async fn twilio_voice_status(
     let tenant = Tenant::for_system(account.organization_id);
     match state.batcher.submit(tenant, callback.call_sid, callback.event).await {
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
-        Err(error) => error_response(&error),
-    }
-}
-
-fn error_response(error: &AppError) -> Response {
-    match error {
-        AppError::BadUserInput { message, .. } => reply(StatusCode::BAD_REQUEST, message),
-        AppError::NotFound(message) => reply(StatusCode::NOT_FOUND, message),
-        other => {
-            tracing::warn!(error = %other.operator_message(), "Twilio callback not stored");
-            reply(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable, retry")
-        }
+        Err(error) => errors::plain_text(&error),
     }
 }
 
@@ -296,6 +278,6 @@ mod tests {
             public_url(Some("https://cc.example.com/pfx"), &headers, &uri).as_deref(),
             Some("https://cc.example.com/pfx/webhooks/twilio/acme/voice-status?x=1&y=2")
         );
-        assert_eq!(twilio_voice_status_path("acme"), "/webhooks/twilio/acme/voice-status");
+        assert_eq!(twilio::voice_status_path("acme"), "/webhooks/twilio/acme/voice-status");
     }
 }

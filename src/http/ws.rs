@@ -75,12 +75,13 @@ use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use uuid::Uuid;
 
-use crate::auth::principal::{self, Principal};
+use crate::access::principal;
 use crate::auth::Auth;
+use crate::auth::Principal;
 use crate::config::Settings;
 use crate::error::AppError;
 use crate::graphql::RequestContext;
-use crate::http::HttpState;
+use crate::http::{errors, HttpState};
 
 pub use crate::http::graphql::token_from_init_payload;
 
@@ -470,23 +471,6 @@ fn expiry_instant(exp: i64) -> Option<Instant> {
     )
 }
 
-/// A response that never executed: parse, validation or limit errors, no data, no path.
-fn never_executed(response: &async_graphql::Response) -> bool {
-    response.data == async_graphql::Value::Null
-        && !response.errors.is_empty()
-        && response.errors.iter().all(|e| e.path.is_empty())
-}
-
-/// Parse, validation and input-coercion errors come from async-graphql without a code.
-fn add_default_codes(response: &mut async_graphql::Response) {
-    for error in &mut response.errors {
-        let extensions = error.extensions.get_or_insert_with(Default::default);
-        if extensions.get("code").is_none() {
-            extensions.set("code", "BAD_USER_INPUT");
-        }
-    }
-}
-
 #[derive(Serialize)]
 struct OperationMessage<'a, P: Serialize> {
     id: &'a str,
@@ -515,8 +499,8 @@ async fn run_operation(
 ) -> OpEnd {
     let mut first = true;
     while let Some(mut response) = stream.next().await {
-        add_default_codes(&mut response);
-        if first && never_executed(&response) {
+        errors::add_default_codes(&mut response);
+        if first && errors::never_executed(&response) {
             let errors = serde_json::to_value(&response.errors).unwrap_or(Value::Null);
             return OpEnd::Failed(id, errors);
         }

@@ -25,8 +25,9 @@ use uuid::Uuid;
 
 use crate::audit::{self, Actor, AuditEvent};
 use crate::auth::{Principal, Role, Tenant};
-use crate::db::calls::{self, InteractionRow, TelephonySettingsView};
+use crate::db::calls::{self, TelephonySettingsView};
 use crate::db::contact_centre as cc;
+use crate::db::interactions::InteractionRow;
 use crate::db::{self, orgs, DbPool};
 use crate::domain::{AnsweredBy, Direction};
 use crate::domain::{CallEvent, EndReason, EventType, Source};
@@ -438,7 +439,7 @@ pub async fn visible_interaction(
     tenant: &Tenant,
     id: Uuid,
 ) -> AppResult<InteractionRow> {
-    calls::interaction_by_id(conn, tenant, id)
+    db::interactions::interaction_by_id(conn, tenant, id)
         .await?
         .filter(|row| scope.sees(row))
         .ok_or_else(|| AppError::NotFound("interaction not found".into()))
@@ -497,7 +498,7 @@ pub async fn set_disposition(
     let applied = apply_in_transaction(&state.db, tenant, &items, Some(&make_audit)).await?;
     publish(&state.bus, tenant, &applied.changes);
     let mut conn = db::conn(&state.db).await?;
-    calls::interaction_by_id(&mut conn, tenant, row.id)
+    db::interactions::interaction_by_id(&mut conn, tenant, row.id)
         .await?
         .ok_or_else(|| AppError::NotFound("interaction not found".into()))
 }

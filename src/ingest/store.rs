@@ -15,8 +15,8 @@ use uuid::Uuid;
 use crate::auth::Tenant;
 use crate::db::calls;
 use crate::db::contact_centre::NewStateInterval;
-use crate::domain::{AgentState, Outcome, RoutingState};
-use crate::domain::{CallEvent, CallState, EventKey};
+use crate::db::interactions::{self, InteractionRow};
+use crate::domain::{AgentState, CallEvent, CallState, EventKey, Outcome, RoutingState};
 use crate::error::AppResult;
 use crate::ingest::lifecycle::{self, StoredTransition, Transition};
 use crate::kpi::facts::{hour_of, CallFacts};
@@ -93,7 +93,7 @@ pub async fn apply(conn: &mut AsyncPgConnection, tenant: &Tenant, items: &[(Stri
     for (external_id, event) in calls::load_events(conn, tenant, &external_ids).await? {
         events_before.entry(external_id).or_default().push(event);
     }
-    let stored_rows = calls::interactions_by_external_ids(conn, tenant, &external_ids).await?;
+    let stored_rows = interactions::interactions_by_external_ids(conn, tenant, &external_ids).await?;
 
     let candidates: Vec<(String, CallEvent)> = winners.values().map(|(_, i)| items[*i].clone()).collect();
     let written: HashSet<(String, EventKey)> = calls::insert_events(conn, tenant, &candidates)
@@ -135,10 +135,7 @@ pub async fn apply(conn: &mut AsyncPgConnection, tenant: &Tenant, items: &[(Stri
         let Some(state) = lifecycle::derive(&after, |c| campaign_directions.get(&c).copied()) else {
             continue;
         };
-        let previous = stored_rows
-            .get(*external_id)
-            .map(calls::InteractionRow::state)
-            .transpose()?;
+        let previous = stored_rows.get(*external_id).map(InteractionRow::state).transpose()?;
         let (removed, added) =
             lifecycle::transition_changes(&lifecycle::agent_timeline(before), &lifecycle::agent_timeline(&after));
         for Transition { agent_id, at, .. } in removed {
@@ -157,7 +154,7 @@ pub async fn apply(conn: &mut AsyncPgConnection, tenant: &Tenant, items: &[(Stri
     }
 
     let upserts: Vec<(&str, &CallState)> = changed.iter().map(|(id, _, state)| (*id, state)).collect();
-    let mut interaction_ids = calls::upsert_interactions(conn, tenant, &upserts).await?;
+    let mut interaction_ids = interactions::upsert_interactions(conn, tenant, &upserts).await?;
     for (external_id, row) in &stored_rows {
         interaction_ids.entry(external_id.clone()).or_insert(row.id);
     }

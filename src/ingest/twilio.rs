@@ -15,10 +15,18 @@ use hmac::{Hmac, Mac};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
-use crate::domain::{AnsweredBy, Direction};
-use crate::domain::{CallEvent, EndReason, EventType, Source};
+use crate::domain::{AnsweredBy, CallEvent, Direction, EndReason, EventType, Source};
 
 type HmacSha1 = Hmac<Sha1>;
+
+/// Where an organization's voice status callbacks are posted: the HTTP router serves it, and
+/// the telephony settings show it to the admin who configures Twilio.
+pub const VOICE_STATUS_ROUTE: &str = "/webhooks/twilio/{org_slug}/voice-status";
+
+/// The path of an organization's voice status callback.
+pub fn voice_status_path(org_slug: &str) -> String {
+    VOICE_STATUS_ROUTE.replace("{org_slug}", org_slug)
+}
 
 /// The longest customer number an interaction keeps; Twilio's `From`/`To` can be SIP or client
 /// addresses longer than that, which are then not recorded.

@@ -10,7 +10,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::auth::Tenant;
-use crate::db::contact_centre::NewInteraction;
+use crate::db::interactions::NewInteraction;
 use crate::db::schema::{business_settings, campaigns, dispositions};
 use crate::domain::call::CallState;
 use crate::domain::{AnsweredBy, Direction, Outcome};

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::auth::Tenant;
 use crate::db::contact_centre as cc;
+use crate::domain::ids::parse_id_list;
 use crate::domain::Direction;
 use crate::error::{AppError, AppResult, FieldError};
 use crate::kpi::query::Scope;
@@ -35,18 +36,10 @@ pub struct ResolvedFilter {
 
 fn parse_ids(field: &str, ids: &Option<Vec<String>>, errors: &mut Vec<FieldError>) -> Option<Vec<Uuid>> {
     let ids = ids.as_ref()?;
-    if ids.len() > 1_000 {
-        errors.push(FieldError::new(field, "at most 1000 ids"));
-        return Some(Vec::new());
-    }
-    let mut parsed = Vec::with_capacity(ids.len());
-    for (i, id) in ids.iter().enumerate() {
-        match Uuid::parse_str(id) {
-            Ok(u) => parsed.push(u),
-            Err(_) => errors.push(FieldError::new(format!("{field}[{i}]"), "not a valid id")),
-        }
-    }
-    Some(parsed)
+    Some(parse_id_list(field, ids).unwrap_or_else(|refused| {
+        errors.extend(refused);
+        Vec::new()
+    }))
 }
 
 fn report_unknown(field: &str, asked: &[Uuid], found: &[Uuid], errors: &mut Vec<FieldError>) {

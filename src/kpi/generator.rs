@@ -72,7 +72,8 @@ use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use crate::auth::Tenant;
-use crate::db::contact_centre::{self as cc, NewAgent, NewCampaign, NewDisposition, NewInteraction, NewStateInterval};
+use crate::db::contact_centre::{self as cc, NewAgent, NewCampaign, NewDisposition, NewStateInterval};
+use crate::db::interactions::NewInteraction;
 use crate::db::schema::{campaigns, dispositions, teams};
 use crate::db::{self, orgs, DbPool};
 use crate::domain::{AgentState, AnsweredBy, CampaignStatus, DialMode, Direction, Outcome, Presence, RoutingState};

@@ -1,6 +1,10 @@
 //! The KPI engine: one metric registry, hourly rollups maintained in the same transaction as
 //! the facts, and a planner that answers any interval from rollups plus raw edges.
 //!
+//! The engine owns its SQL: the rollup tables and the statements over facts that must agree
+//! with them (in `query`, `facts` and `writer`) are written here, beside the counter
+//! definitions they implement, rather than in `db/`.
+//!
 //! * [`facts`]    — what one call contributes to the rollups (the single definition of answered,
 //!   abandoned, handled, within service level… used by the writer AND by the raw SQL);
 //! * [`writer`]   — the one entry point through which calls and state intervals are written

@@ -36,7 +36,8 @@ use futures_util::SinkExt;
 use uuid::Uuid;
 
 use crate::auth::Tenant;
-use crate::db::contact_centre::{self as facts_db, NewInteraction, NewStateInterval};
+use crate::db::contact_centre::{self as facts_db, NewStateInterval};
+use crate::db::interactions::{self, NewInteraction};
 use crate::domain::{AgentState, RoutingState};
 use crate::error::{AppError, AppResult};
 use crate::kpi::facts::{
@@ -48,7 +49,7 @@ use crate::kpi::ALL_KEY;
 /// Inserts calls and adds their contributions to the rollups. Returns the rows inserted.
 pub async fn insert_calls(conn: &mut AsyncPgConnection, tenant: &Tenant, calls: &[NewInteraction]) -> AppResult<usize> {
     let rules = CountingRules::load(conn, tenant).await?;
-    let inserted = facts_db::insert_interactions(conn, tenant, calls).await?;
+    let inserted = interactions::insert_interactions(conn, tenant, calls).await?;
     add_call_rollups(conn, tenant, &rules, calls).await?;
     Ok(inserted)
 }

@@ -19,9 +19,8 @@ use rand::{Rng, SeedableRng};
 use uuid::Uuid;
 
 use crate::auth::Tenant;
-use crate::db::contact_centre::{
-    self as cc, NewAgent, NewAgentSkill, NewCampaign, NewDisposition, NewInteraction, NewStateInterval,
-};
+use crate::db::contact_centre::{self as cc, NewAgent, NewAgentSkill, NewCampaign, NewDisposition, NewStateInterval};
+use crate::db::interactions::NewInteraction;
 use crate::db::orgs;
 use crate::domain::{AgentState, AnsweredBy, CampaignStatus, DialMode, Direction, Outcome, Presence, RoutingState};
 use crate::error::{AppError, AppResult};

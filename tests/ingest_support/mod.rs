@@ -7,8 +7,9 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use omnivox::auth::{Role, Tenant};
-use omnivox::db::contact_centre::{self as cc, NewAgent, NewCampaign, NewDisposition, NewInteraction};
-use omnivox::db::{self, calls};
+use omnivox::db;
+use omnivox::db::contact_centre::{self as cc, NewAgent, NewCampaign, NewDisposition};
+use omnivox::db::interactions::NewInteraction;
 use omnivox::domain::{AnsweredBy, CampaignStatus, DialMode, Direction, Outcome, Presence, RoutingState};
 use omnivox::kpi::facts::Counters;
 use omnivox::kpi::query::{self, Scope, Windows};
@@ -525,7 +526,7 @@ pub fn comparable_expected(f: &Fixture, prefix: &str, e: &NewInteraction) -> Com
 pub async fn stored(app: &TestApp, f: &Fixture, prefix: &str) -> Vec<Comparable> {
     let mut conn = db::conn(&app.state.db).await.unwrap();
     let ids: Vec<String> = (1..=40).map(|n| format!("{prefix}C{n:02}")).collect();
-    let rows = calls::interactions_by_external_ids(&mut conn, &f.tenant, &ids)
+    let rows = db::interactions::interactions_by_external_ids(&mut conn, &f.tenant, &ids)
         .await
         .unwrap();
     let mut out: Vec<Comparable> = rows

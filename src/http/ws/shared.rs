@@ -44,10 +44,11 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::AbortHandle;
 use uuid::Uuid;
 
-use super::{add_default_codes, never_executed, operation_message, run_operation, OpEnd, Outbound, Protocol};
+use super::{operation_message, run_operation, OpEnd, Outbound, Protocol};
 use crate::auth::principal::Principal;
 use crate::auth::{Auth, Role};
 use crate::graphql::{OmnivoxSchema, RequestContext};
+use crate::http::errors::{add_default_codes, never_executed};
 use crate::realtime::StreamPosition;
 
 /// Root subscription fields whose resolver reports a [`StreamPosition`] before each message.

@@ -4,17 +4,9 @@
 
 use async_graphql::{Context, Guard, ID};
 
-use crate::auth::{Auth, Permission, Principal, Role};
-use crate::error::{AppError, AppResult};
-use crate::graphql::RequestContext;
-
-/// The authenticated caller of this GraphQL request.
-pub fn principal<'a>(ctx: &'a Context<'_>) -> AppResult<&'a Principal> {
-    ctx.data_opt::<RequestContext>()
-        .map(|request| &request.auth)
-        .unwrap_or(&Auth::Anonymous)
-        .principal()
-}
+use crate::auth::{Permission, Role};
+use crate::error::AppError;
+use crate::graphql::context::principal;
 
 fn forbidden(needed: Role) -> AppError {
     AppError::Forbidden(format!("requires role {needed} or higher"))

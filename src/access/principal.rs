@@ -1,0 +1,62 @@
+//! Resolving a request's bearer token into its caller: the token is verified, then the
+//! authoritative `users` row is read (cached ≤ [`USER_CACHE_TTL`](crate::auth::principal::USER_CACHE_TTL)) so deactivation and demotion
+//! take effect at once.
+
+use crate::auth::jwt::{invalid_token, TokenKind};
+use crate::auth::principal::{bearer_token, CachedUser};
+use crate::auth::{Auth, Principal};
+use crate::db::{self, users};
+use crate::error::{AppError, AppResult};
+use crate::state::AppState;
+
+/// Verifies an access token and loads its user: refused when the user is gone, inactive, moved
+/// to another organization, or its `token_version` moved on.
+pub async fn authenticate(state: &AppState, token: &str) -> AppResult<Principal> {
+    let claims = state.jwt.verify(token, TokenKind::Access)?;
+    let user = match state.user_cache.get(claims.sub) {
+        Some(user) => user,
+        None => {
+            let mut conn = db::conn(&state.db).await?;
+            let row = users::find_for_auth(&mut conn, claims.sub)
+                .await?
+                .ok_or_else(invalid_token)?;
+            let user = CachedUser {
+                org_id: row.organization_id,
+                role: row.role,
+                email: row.email,
+                display_name: row.display_name,
+                active: row.active,
+                token_version: row.token_version,
+            };
+            state.user_cache.put(claims.sub, user.clone());
+            user
+        }
+    };
+    if !user.active || user.token_version != claims.tv || user.org_id != claims.org {
+        return Err(invalid_token());
+    }
+    Ok(Principal {
+        user_id: claims.sub,
+        org_id: user.org_id,
+        role: user.role,
+        email: user.email,
+        display_name: user.display_name,
+        token_expires_at: claims.exp,
+    })
+}
+
+/// Resolves the credentials of a request: no header is anonymous, anything refused is Rejected.
+/// Infrastructure failures (database down) are errors, not rejections.
+pub async fn resolve(state: &AppState, authorization: Option<&str>) -> AppResult<Auth> {
+    let Some(value) = authorization else {
+        return Ok(Auth::Anonymous);
+    };
+    let Some(token) = bearer_token(value) else {
+        return Ok(Auth::Rejected);
+    };
+    match authenticate(state, token).await {
+        Ok(principal) => Ok(Auth::Authenticated(principal)),
+        Err(AppError::Unauthenticated(_)) => Ok(Auth::Rejected),
+        Err(other) => Err(other),
+    }
+}
