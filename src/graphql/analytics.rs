@@ -30,10 +30,10 @@ use crate::graphql::plain::{PlainList, PlainObject, Selection};
 use crate::graphql::DEFAULT_PAGE_SIZE;
 use crate::kpi::analytics::{
     self as views, AgentOrder, AgentPerformanceOrderField, AgentVisibility, AnalyticsRequest, ComplianceLevel,
-    Dimension, DispositionFlag, MetricName, OrderTerm, SortDirection,
+    Dimension, DispositionFlag, OrderTerm, SortDirection,
 };
 use crate::kpi::filter;
-use crate::kpi::metrics::{Evaluated, Unit};
+use crate::kpi::metrics::{Evaluated, MetricName, Unit};
 use crate::kpi::time::Granularity;
 
 /// A named entity of a KPI row. `id` is null for the "none" group of an analytics dimension

@@ -4,7 +4,74 @@
 //! never 0: a wallboard shows "—", not 0 %.
 
 use crate::domain::ServiceLevelVariant;
+use crate::error::{AppError, AppResult};
 use crate::kpi::query::Aggregates;
+
+/// Calls `$callback! { Variant => "registryName", … }` with every metric of the registry in
+/// [`METRICS`] order: the one list of metric names. [`MetricName`] and the views' enums that
+/// order by a metric are generated from it, and [`METRICS`] names its entries by
+/// [`MetricName`], so a metric added here without a definition (or the reverse) fails a test.
+macro_rules! with_metric_names {
+    ($callback:ident) => {
+        $callback! {
+            Offered => "offered",
+            Answered => "answered",
+            Handled => "handled",
+            Abandoned => "abandoned",
+            ShortAbandoned => "shortAbandoned",
+            ServiceLevel => "serviceLevel",
+            AverageSpeedOfAnswer => "averageSpeedOfAnswer",
+            AverageHandleTime => "averageHandleTime",
+            AverageTalkTime => "averageTalkTime",
+            AverageHoldTime => "averageHoldTime",
+            AverageWrapTime => "averageWrapTime",
+            AbandonRate => "abandonRate",
+            LongestWait => "longestWait",
+            Occupancy => "occupancy",
+            ContactRate => "contactRate",
+            ConversionRate => "conversionRate",
+            CallsPerAgentHour => "callsPerAgentHour",
+            OutboundAbandonRateUk => "outboundAbandonRateUk",
+            OutboundAbandonRateUs => "outboundAbandonRateUs",
+        }
+    };
+}
+pub(crate) use with_metric_names;
+
+macro_rules! metric_name_enum {
+    ($($variant:ident => $name:literal),+ $(,)?) => {
+        /// A metric of the registry (the names `KpiValues.explain` reports), as an enum value.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, async_graphql::Enum)]
+        #[graphql(rename_items = "SCREAMING_SNAKE_CASE")]
+        pub enum MetricName {
+            $($variant),+
+        }
+
+        impl MetricName {
+            pub const ALL: &'static [MetricName] = &[$(MetricName::$variant),+];
+
+            /// The registry's name of the metric (its GraphQL field name on `KpiValues`).
+            pub const fn registry_name(self) -> &'static str {
+                match self {
+                    $(MetricName::$variant => $name),+
+                }
+            }
+        }
+    };
+}
+with_metric_names!(metric_name_enum);
+
+impl MetricName {
+    /// The registry definition (every name has one: `metric_names_mirror_the_registry`).
+    pub fn def(self) -> AppResult<&'static MetricDef> {
+        find(self.registry_name())
+            .ok_or_else(|| AppError::internal(format!("metric {} is not in the registry", self.registry_name())))
+    }
+
+    pub fn from_registry_name(name: &str) -> Option<MetricName> {
+        MetricName::ALL.iter().copied().find(|m| m.registry_name() == name)
+    }
+}
 
 /// How a value is expressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, async_graphql::Enum)]
@@ -208,49 +275,49 @@ macro_rules! fixed {
 /// Every metric, in the order the API lists them.
 pub const METRICS: &[MetricDef] = &[
     MetricDef {
-        name: "offered",
+        name: MetricName::Offered.registry_name(),
         unit: Unit::Count,
         formula: fixed!("answered + abandoned"),
         parts: |a, _| count(a.calls.offered),
     },
     MetricDef {
-        name: "answered",
+        name: MetricName::Answered.registry_name(),
         unit: Unit::Count,
         formula: fixed!("calls answered by an agent (outbound: by a live person)"),
         parts: |a, _| count(a.calls.answered),
     },
     MetricDef {
-        name: "handled",
+        name: MetricName::Handled.registry_name(),
         unit: Unit::Count,
         formula: fixed!("answered calls whose wrap-up finished"),
         parts: |a, _| count(a.calls.handled),
     },
     MetricDef {
-        name: "abandoned",
+        name: MetricName::Abandoned.registry_name(),
         unit: Unit::Count,
         formula: fixed!("caller (or outbound live party) hung up before an agent answered"),
         parts: |a, _| count(a.calls.abandoned),
     },
     MetricDef {
-        name: "shortAbandoned",
+        name: MetricName::ShortAbandoned.registry_name(),
         unit: Unit::Count,
         formula: fixed!("abandoned after waiting less than the short-abandon threshold"),
         parts: |a, _| count(a.calls.short_abandoned),
     },
     MetricDef {
-        name: "serviceLevel",
+        name: MetricName::ServiceLevel.registry_name(),
         unit: Unit::Percent,
         formula: service_level_formula,
         parts: service_level,
     },
     MetricDef {
-        name: "averageSpeedOfAnswer",
+        name: MetricName::AverageSpeedOfAnswer.registry_name(),
         unit: Unit::Seconds,
         formula: fixed!("sum of wait of answered calls / answered"),
         parts: |a, _| ratio(ms(a.calls.answered_wait_ms), a.calls.answered as f64),
     },
     MetricDef {
-        name: "averageHandleTime",
+        name: MetricName::AverageHandleTime.registry_name(),
         unit: Unit::Seconds,
         formula: fixed!("(sum talk + sum hold + sum wrap of handled calls) / handled"),
         parts: |a, _| {
@@ -261,31 +328,31 @@ pub const METRICS: &[MetricDef] = &[
         },
     },
     MetricDef {
-        name: "averageTalkTime",
+        name: MetricName::AverageTalkTime.registry_name(),
         unit: Unit::Seconds,
         formula: fixed!("sum talk of handled calls / handled"),
         parts: |a, _| ratio(ms(a.calls.handled_talk_ms), a.calls.handled as f64),
     },
     MetricDef {
-        name: "averageHoldTime",
+        name: MetricName::AverageHoldTime.registry_name(),
         unit: Unit::Seconds,
         formula: fixed!("sum hold of handled calls / handled"),
         parts: |a, _| ratio(ms(a.calls.handled_hold_ms), a.calls.handled as f64),
     },
     MetricDef {
-        name: "averageWrapTime",
+        name: MetricName::AverageWrapTime.registry_name(),
         unit: Unit::Seconds,
         formula: fixed!("sum wrap of handled calls / handled"),
         parts: |a, _| ratio(ms(a.calls.handled_wrap_ms), a.calls.handled as f64),
     },
     MetricDef {
-        name: "abandonRate",
+        name: MetricName::AbandonRate.registry_name(),
         unit: Unit::Percent,
         formula: abandon_rate_formula,
         parts: abandon_rate,
     },
     MetricDef {
-        name: "longestWait",
+        name: MetricName::LongestWait.registry_name(),
         unit: Unit::Seconds,
         formula: fixed!("max wait of answered or abandoned calls"),
         parts: |a, _| match a.calls.max_wait_ms {
@@ -300,7 +367,7 @@ pub const METRICS: &[MetricDef] = &[
         },
     },
     MetricDef {
-        name: "occupancy",
+        name: MetricName::Occupancy.registry_name(),
         unit: Unit::Percent,
         formula: fixed!("(time on call + wrap-up) / time AVAILABLE"),
         parts: |a, _| {
@@ -311,25 +378,25 @@ pub const METRICS: &[MetricDef] = &[
         },
     },
     MetricDef {
-        name: "contactRate",
+        name: MetricName::ContactRate.registry_name(),
         unit: Unit::Percent,
         formula: fixed!("right-party contacts / outbound dials"),
         parts: |a, _| ratio(a.calls.contacts as f64, a.calls.dials as f64),
     },
     MetricDef {
-        name: "conversionRate",
+        name: MetricName::ConversionRate.registry_name(),
         unit: Unit::Percent,
         formula: fixed!("successes / right-party contacts"),
         parts: |a, _| ratio(a.calls.successes as f64, a.calls.contacts as f64),
     },
     MetricDef {
-        name: "callsPerAgentHour",
+        name: MetricName::CallsPerAgentHour.registry_name(),
         unit: Unit::PerHour,
         formula: fixed!("handled / logged-in agent hours"),
         parts: |a, _| ratio(a.calls.handled as f64, hours(a.agents.logged_in_us)),
     },
     MetricDef {
-        name: "outboundAbandonRateUk",
+        name: MetricName::OutboundAbandonRateUk.registry_name(),
         unit: Unit::Percent,
         formula: fixed!(
             "D' / (D' + live), D' = drops - drops x AM / (AM + live), AM = machine answers passed to an agent"
@@ -337,7 +404,7 @@ pub const METRICS: &[MetricDef] = &[
         parts: |a, _| uk_drop_parts(a),
     },
     MetricDef {
-        name: "outboundAbandonRateUs",
+        name: MetricName::OutboundAbandonRateUs.registry_name(),
         unit: Unit::Percent,
         formula: fixed!("drops / calls answered by a live person"),
         parts: |a, _| us_drop_parts(a),
@@ -376,6 +443,14 @@ pub fn find(name: &str) -> Option<&'static MetricDef> {
 mod tests {
     use super::*;
     use crate::kpi::facts::Counters;
+
+    #[test]
+    fn metric_names_mirror_the_registry() {
+        let registry: Vec<&str> = METRICS.iter().map(|m| m.name).collect();
+        let names: Vec<&str> = MetricName::ALL.iter().map(|m| m.registry_name()).collect();
+        assert_eq!(registry, names);
+        assert!(MetricName::ALL.iter().all(|m| m.def().is_ok()));
+    }
 
     fn rule(variant: ServiceLevelVariant) -> ServiceLevelRule {
         ServiceLevelRule {
