@@ -12,7 +12,7 @@ use crate::error::{AppError, FieldError};
 use crate::graphql::context::{state, tenant_for};
 use crate::graphql::guards::PermissionGuard;
 use crate::kpi::filter::{self, RawFilter};
-use crate::kpi::metrics::{evidence, service_level_excludes_short, Evaluated, Unit};
+use crate::kpi::metrics::{evidence, service_level_excludes_short, MetricName, Unit};
 use crate::kpi::time::{bucket_count_estimate, buckets, Granularity};
 use crate::kpi::{evaluate_windows, organization_rule, WindowValues};
 
@@ -74,19 +74,6 @@ pub struct MetricEvidence {
 /// seconds, rates in percent (0–100); a ratio whose denominator is 0 is null.
 pub struct KpiValues(pub WindowValues);
 
-impl KpiValues {
-    fn metric(&self, name: &str) -> Option<&Evaluated> {
-        self.0.metrics.iter().find(|m| m.name == name)
-    }
-    fn value(&self, name: &str) -> Option<f64> {
-        self.metric(name).and_then(|m| m.value)
-    }
-    fn count(&self, name: &str) -> i64 {
-        // Counts are whole numbers held in an f64 far below 2^53.
-        self.value(name).map_or(0, |v| v as i64)
-    }
-}
-
 #[Object(name = "KpiValues")]
 impl KpiValues {
     async fn start(&self) -> DateTime<Utc> {
@@ -96,23 +83,23 @@ impl KpiValues {
         self.0.end
     }
     async fn offered(&self) -> i64 {
-        self.count("offered")
+        self.0.count(MetricName::Offered)
     }
     async fn answered(&self) -> i64 {
-        self.count("answered")
+        self.0.count(MetricName::Answered)
     }
     async fn handled(&self) -> i64 {
-        self.count("handled")
+        self.0.count(MetricName::Handled)
     }
     async fn abandoned(&self) -> i64 {
-        self.count("abandoned")
+        self.0.count(MetricName::Abandoned)
     }
     async fn short_abandoned(&self) -> i64 {
-        self.count("shortAbandoned")
+        self.0.count(MetricName::ShortAbandoned)
     }
     /// Percent, by the organization's variant and threshold (returned alongside).
     async fn service_level(&self) -> Option<f64> {
-        self.value("serviceLevel")
+        self.0.value(MetricName::ServiceLevel)
     }
     async fn service_level_variant(&self) -> ServiceLevelVariant {
         self.0.rule.variant
@@ -130,45 +117,45 @@ impl KpiValues {
         self.0.rule.exclude_short_abandons_from_abandon_rate
     }
     async fn average_speed_of_answer(&self) -> Option<f64> {
-        self.value("averageSpeedOfAnswer")
+        self.0.value(MetricName::AverageSpeedOfAnswer)
     }
     async fn average_handle_time(&self) -> Option<f64> {
-        self.value("averageHandleTime")
+        self.0.value(MetricName::AverageHandleTime)
     }
     async fn average_talk_time(&self) -> Option<f64> {
-        self.value("averageTalkTime")
+        self.0.value(MetricName::AverageTalkTime)
     }
     async fn average_hold_time(&self) -> Option<f64> {
-        self.value("averageHoldTime")
+        self.0.value(MetricName::AverageHoldTime)
     }
     async fn average_wrap_time(&self) -> Option<f64> {
-        self.value("averageWrapTime")
+        self.0.value(MetricName::AverageWrapTime)
     }
     async fn abandon_rate(&self) -> Option<f64> {
-        self.value("abandonRate")
+        self.0.value(MetricName::AbandonRate)
     }
     async fn longest_wait(&self) -> Option<f64> {
-        self.value("longestWait")
+        self.0.value(MetricName::LongestWait)
     }
     async fn occupancy(&self) -> Option<f64> {
-        self.value("occupancy")
+        self.0.value(MetricName::Occupancy)
     }
     async fn contact_rate(&self) -> Option<f64> {
-        self.value("contactRate")
+        self.0.value(MetricName::ContactRate)
     }
     async fn conversion_rate(&self) -> Option<f64> {
-        self.value("conversionRate")
+        self.0.value(MetricName::ConversionRate)
     }
     async fn calls_per_agent_hour(&self) -> Option<f64> {
-        self.value("callsPerAgentHour")
+        self.0.value(MetricName::CallsPerAgentHour)
     }
     /// UK (Ofcom) outbound abandoned-call rate over this interval, answering-machine adjusted.
     async fn outbound_abandon_rate_uk(&self) -> Option<f64> {
-        self.value("outboundAbandonRateUk")
+        self.0.value(MetricName::OutboundAbandonRateUk)
     }
     /// US outbound abandonment over this interval: drops / live-answered.
     async fn outbound_abandon_rate_us(&self) -> Option<f64> {
-        self.value("outboundAbandonRateUs")
+        self.0.value(MetricName::OutboundAbandonRateUs)
     }
     /// Numerator, denominator and formula of every metric, for drill-down.
     async fn explain(&self) -> Vec<MetricExplanation> {

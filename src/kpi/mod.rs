@@ -69,6 +69,25 @@ pub struct WindowValues {
     pub aggregates: query::Aggregates,
 }
 
+impl WindowValues {
+    /// The evaluation of one metric (every metric of the registry is evaluated).
+    pub fn metric(&self, metric: metrics::MetricName) -> Option<&metrics::Evaluated> {
+        let name = metric.registry_name();
+        self.metrics.iter().find(|m| m.name == name)
+    }
+
+    /// The value of one metric; `None` when its denominator is 0.
+    pub fn value(&self, metric: metrics::MetricName) -> Option<f64> {
+        self.metric(metric).and_then(|m| m.value)
+    }
+
+    /// The value of a count metric (0 when absent). Counts are whole numbers held in an f64
+    /// far below 2^53, so the conversion is exact.
+    pub fn count(&self, metric: metrics::MetricName) -> i64 {
+        self.value(metric).map_or(0, |v| v as i64)
+    }
+}
+
 /// Evaluates every metric over each window.
 pub async fn evaluate_windows(
     conn: &mut AsyncPgConnection,

@@ -32,7 +32,7 @@ use crate::db::{self, DbPool};
 use crate::domain::Direction;
 use crate::error::AppResult;
 use crate::kpi::filter::{self, RawFilter};
-use crate::kpi::metrics::ServiceLevelRule;
+use crate::kpi::metrics::{MetricName, ServiceLevelRule};
 use crate::kpi::query::Scope;
 use crate::kpi::{evaluate_windows, organization_rule, WindowValues};
 use crate::realtime::bus::{Bus, Received};
@@ -109,18 +109,15 @@ pub struct WindowTiles {
 
 impl WindowTiles {
     fn from(values: &WindowValues) -> Self {
-        let value = |name: &str| values.metrics.iter().find(|m| m.name == name).and_then(|m| m.value);
-        // Counts are whole numbers held in an f64 far below 2^53.
-        let count = |name: &str| value(name).map_or(0, |v| v as i64);
         Self {
             start: values.start,
             end: values.end,
-            offered: count("offered"),
-            answered: count("answered"),
-            abandoned: count("abandoned"),
-            service_level: value("serviceLevel"),
-            average_speed_of_answer: value("averageSpeedOfAnswer"),
-            average_handle_time: value("averageHandleTime"),
+            offered: values.count(MetricName::Offered),
+            answered: values.count(MetricName::Answered),
+            abandoned: values.count(MetricName::Abandoned),
+            service_level: values.value(MetricName::ServiceLevel),
+            average_speed_of_answer: values.value(MetricName::AverageSpeedOfAnswer),
+            average_handle_time: values.value(MetricName::AverageHandleTime),
         }
     }
 

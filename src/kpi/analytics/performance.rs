@@ -146,13 +146,8 @@ fn sort_agent_rows(rows: &mut [AgentPerformanceRow], order: AgentOrder) {
                 |x, y| cmp_names(x, y),
             ),
             field => {
-                let name = field.metric().map(MetricName::registry_name).unwrap_or_default();
-                cmp_nulls_last(
-                    metric_value(&a.values, name),
-                    metric_value(&b.values, name),
-                    descending,
-                    |x, y| x.total_cmp(y),
-                )
+                let value = |row: &AgentPerformanceRow| field.metric().and_then(|m| row.values.value(m));
+                cmp_nulls_last(value(a), value(b), descending, |x, y| x.total_cmp(y))
             }
         };
         primary.then_with(|| by_name(a, b))

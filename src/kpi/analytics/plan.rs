@@ -468,10 +468,6 @@ pub(super) fn window_values(
     }
 }
 
-pub(super) fn metric_value(values: &WindowValues, name: &str) -> Option<f64> {
-    values.metrics.iter().find(|m| m.name == name).and_then(|m| m.value)
-}
-
 /// Orders optional values with `None` last whatever the direction.
 pub(super) fn cmp_nulls_last<T>(
     a: Option<T>,
