@@ -38,7 +38,8 @@ use omnivox::config::Settings;
 use omnivox::db::contact_centre::{self as cc, NewAgent, NewCampaign, NewDisposition};
 use omnivox::db::{self, calls, orgs, users};
 use omnivox::domain::{CampaignStatus, DialMode, Direction, Presence, RoutingState};
-use omnivox::kpi::query::{self, Scope, Windows};
+use omnivox::kpi::plan::{aggregate_windows, Sourcing};
+use omnivox::kpi::query::Scope;
 use omnivox::state::AppState;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -550,20 +551,20 @@ async fn main() {
     let windows: Vec<_> = (0..6)
         .map(|h| (end - TimeDelta::hours(h + 1), end - TimeDelta::hours(h)))
         .collect();
-    let aggregates = query::aggregate_windows(&mut conn, &s.tenant, &windows, &Scope::default())
+    let (_, zone) = omnivox::kpi::organization_rule(&mut conn, &s.tenant).await.unwrap();
+    let aggregates = aggregate_windows(
+        &mut conn,
+        &s.tenant,
+        &windows,
+        &Scope::default(),
+        Sourcing::Planned(zone),
+    )
+    .await
+    .unwrap();
+    let raw = aggregate_windows(&mut conn, &s.tenant, &windows, &Scope::default(), Sourcing::RawOnly)
         .await
         .unwrap();
-    let mut raw_windows = Windows::default();
-    for (i, (a, b)) in windows.iter().enumerate() {
-        raw_windows.push(*a, *b, i);
-    }
-    let raw = query::raw_counters(&mut conn, &s.tenant, &raw_windows, &Scope::default())
-        .await
-        .unwrap();
-    let consistent = aggregates
-        .iter()
-        .enumerate()
-        .all(|(i, a)| a.calls == raw.iter().find(|(j, _)| *j == i).map(|(_, c)| *c).unwrap_or_default());
+    let consistent = aggregates.iter().zip(&raw).all(|(a, r)| a.calls == r.calls);
     let interactions: i64 = aggregates.iter().map(|a| a.calls.offered).sum();
     println!("rollups == raw rows over the last 6 hours: {consistent} ({interactions} offered calls)");
 }

@@ -28,8 +28,8 @@
 //!    measurement stops early when it exceeds `--budget-seconds` (after at least 5 runs); the
 //!    table shows the runs timed.
 //! 4. **Baseline:** the same 30-day summary computed by one SQL scan of the raw calls with the
-//!    same counting rules (`omnivox::kpi::query::raw_counters` over one window), timed the
-//!    same way with `--baseline-iterations`; and, for reference, the planner alone
+//!    same counting rules (`omnivox::kpi::query::grouped_raw_counters`, ungrouped, over one
+//!    window), timed the same way with `--baseline-iterations`; and, for reference, the planner alone
 //!    (`aggregate_windows`, in-process, no HTTP). The speed-up is baseline p50 ÷ API p50.
 //!
 //! The results are printed as a markdown table, ready for README.md. Latencies depend on the
@@ -52,7 +52,8 @@ use omnivox::auth::{password, Role, Tenant};
 use omnivox::config::Settings;
 use omnivox::db::{self, orgs, users};
 use omnivox::kpi::generator::{self, GeneratorReport, GeneratorSettings};
-use omnivox::kpi::query::{aggregate_windows, raw_counters, Scope, Windows};
+use omnivox::kpi::plan::{aggregate_windows, Sourcing};
+use omnivox::kpi::query::{grouped_raw_counters, CounterMask, GroupSpec, GroupedQuery, Scope};
 use omnivox::state::AppState;
 use serde_json::{json, Value};
 
@@ -471,9 +472,19 @@ async fn main() {
     // 4. Baseline and the planner alone.
     println!("measuring the raw-scan baseline …");
     let mut conn = db::conn(&pool).await.unwrap();
-    let window = Windows::single(month.0, month.1);
     let scope = Scope::default();
-    let baseline_first = raw_counters(&mut conn, &tenant, &window, &scope).await.unwrap();
+    let ungrouped = GroupSpec::default();
+    let raw_scan = GroupedQuery {
+        scope: &scope,
+        group: &ungrouped,
+        agent_keys: &[],
+        campaign_keys: &[],
+        counters: CounterMask::ALL,
+    };
+    let (_, zone) = omnivox::kpi::organization_rule(&mut conn, &tenant).await.unwrap();
+    let baseline_first = grouped_raw_counters(&mut conn, &tenant, raw_scan, &[month])
+        .await
+        .unwrap();
     let mut samples = Vec::new();
     let started = Instant::now();
     for _ in 0..args.baseline_iterations.max(1) {
@@ -481,11 +492,15 @@ async fn main() {
             break;
         }
         let run = Instant::now();
-        let _ = raw_counters(&mut conn, &tenant, &window, &scope).await.unwrap();
+        let _ = grouped_raw_counters(&mut conn, &tenant, raw_scan, &[month])
+            .await
+            .unwrap();
         samples.push(run.elapsed());
     }
     let baseline = Stats::of(samples);
-    let planned = aggregate_windows(&mut conn, &tenant, &[month], &scope).await.unwrap();
+    let planned = aggregate_windows(&mut conn, &tenant, &[month], &scope, Sourcing::Planned(zone))
+        .await
+        .unwrap();
     let offered_raw = baseline_first.iter().map(|(_, c)| c.offered).sum::<i64>();
     assert_eq!(
         planned[0].calls.offered, offered_raw,
@@ -498,7 +513,9 @@ async fn main() {
             break;
         }
         let run = Instant::now();
-        let _ = aggregate_windows(&mut conn, &tenant, &[month], &scope).await.unwrap();
+        let _ = aggregate_windows(&mut conn, &tenant, &[month], &scope, Sourcing::Planned(zone))
+            .await
+            .unwrap();
         samples.push(run.elapsed());
     }
     let planner = Stats::of(samples);
@@ -558,7 +575,7 @@ async fn main() {
         ms(planner.mean)
     );
     println!(
-        "| baseline: raw scan of 30 days of calls (one SQL statement, `raw_counters`) | {} | {} | {} | {} | {offered_raw} offered |",
+        "| baseline: raw scan of 30 days of calls (one SQL statement, `grouped_raw_counters`) | {} | {} | {} | {} | {offered_raw} offered |",
         baseline.n,
         ms(baseline.p50),
         ms(baseline.p99),

@@ -12,6 +12,7 @@ use futures_util::future::join_all;
 use ingest_support::*;
 use omnivox::auth::Role;
 use omnivox::db::{self, calls};
+use omnivox::kpi::plan::{aggregate_windows, Sourcing};
 use omnivox::kpi::query::Scope;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -242,25 +243,23 @@ async fn agent_time_and_occupancy_do_not_depend_on_arrival_order() {
 /// The agent-time rollups of every hour equal the state log as it now stands (re-derived
 /// intervals took their old time out and put the new in).
 async fn assert_agent_time_rollups_match(app: &TestApp, f: &Fixture) {
-    use omnivox::kpi::query::{raw_agent_time, rollup_agent_time, AgentTime, Windows};
     let mut conn = db::conn(&app.state.db).await.unwrap();
-    let mut windows = Windows::default();
-    for (i, (from, to)) in hours("07:00:00", 7).into_iter().enumerate() {
-        windows.push(from, to, i);
-    }
+    let windows = hours("07:00:00", 7);
     for agent in f.agents.iter().map(|a| Some(vec![*a])).chain([None]) {
         let scope = Scope {
             agent_ids: agent,
             ..Scope::default()
         };
-        let mut rolled = vec![AgentTime::default(); 7];
-        for (i, time) in rollup_agent_time(&mut conn, &f.tenant, &windows, &scope).await.unwrap() {
-            rolled[i] = time;
-        }
-        let mut direct = vec![AgentTime::default(); 7];
-        for (i, axis, state, us) in raw_agent_time(&mut conn, &f.tenant, &windows, &scope).await.unwrap() {
-            direct[i].add_state(&axis, &state, us);
-        }
+        let agent_time = async |conn: &mut AsyncPgConnection, sourcing| {
+            aggregate_windows(conn, &f.tenant, &windows, &scope, sourcing)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|a| a.agents)
+                .collect::<Vec<_>>()
+        };
+        let rolled = agent_time(&mut conn, Sourcing::HourlyRollupsOnly).await;
+        let direct = agent_time(&mut conn, Sourcing::RawOnly).await;
         assert_eq!(
             rolled, direct,
             "agent-time rollups differ from the state log for {scope:?}"
@@ -562,22 +561,20 @@ async fn agents_routing_state_follows_their_calls() {
 
     // Agent time in the rollups equals the state log.
     let mut conn = db::conn(&app.state.db).await.unwrap();
-    let windows = omnivox::kpi::query::Windows::single(t("09:00:00"), t("10:00:00"));
     let scope = Scope {
         agent_ids: Some(vec![agent]),
         ..Scope::default()
     };
-    let rolled = omnivox::kpi::query::rollup_agent_time(&mut conn, &f.tenant, &windows, &scope)
+    let hour = [(t("09:00:00"), t("10:00:00"))];
+    let rolled = aggregate_windows(&mut conn, &f.tenant, &hour, &scope, Sourcing::HourlyRollupsOnly)
         .await
-        .unwrap();
-    let mut direct = omnivox::kpi::query::AgentTime::default();
-    for (_, axis, state, us) in omnivox::kpi::query::raw_agent_time(&mut conn, &f.tenant, &windows, &scope)
+        .unwrap()[0]
+        .agents;
+    let direct = aggregate_windows(&mut conn, &f.tenant, &hour, &scope, Sourcing::RawOnly)
         .await
-        .unwrap()
-    {
-        direct.add_state(&axis, &state, us);
-    }
-    assert_eq!(rolled, vec![(0, direct)]);
+        .unwrap()[0]
+        .agents;
+    assert_eq!(rolled, direct);
     assert_eq!(direct.on_call_us, 180_000_000, "{direct:?}");
 
     // Each change was published after commit.

@@ -18,7 +18,8 @@ use omnivox::auth::Tenant;
 use omnivox::db;
 use omnivox::domain::Direction;
 use omnivox::kpi::generator::{self, GeneratorSettings};
-use omnivox::kpi::query::{aggregate_windows, raw_agent_time, raw_counters, AgentTime, Aggregates, Scope, Windows};
+use omnivox::kpi::plan::{aggregate_windows, Sourcing};
+use omnivox::kpi::query::{Aggregates, Scope};
 use omnivox::kpi::writer::ReferenceChecks;
 use uuid::Uuid;
 
@@ -30,31 +31,12 @@ fn hour_of(at: DateTime<Utc>) -> DateTime<Utc> {
 async fn raw(
     conn: &mut AsyncPgConnection,
     tenant: &Tenant,
-    (from, to): (DateTime<Utc>, DateTime<Utc>),
+    window: (DateTime<Utc>, DateTime<Utc>),
     scope: &Scope,
 ) -> Aggregates {
-    let window = Windows::single(from, to);
-    let mut out = Aggregates::default();
-    for (_, counters) in raw_counters(conn, tenant, &window, scope).await.unwrap() {
-        out.calls.add(&counters);
-    }
-    for (_, axis, state, us) in raw_agent_time(conn, tenant, &window, scope).await.unwrap() {
-        let mut t = AgentTime::default();
-        match (axis.as_str(), state.as_str()) {
-            ("ROUTING", "ON_CALL") => t.on_call_us = us,
-            ("ROUTING", "WRAP_UP") => t.wrap_up_us = us,
-            ("PRESENCE", "OFFLINE") | ("ROUTING", _) => {}
-            ("PRESENCE", presence) => {
-                t.logged_in_us = us;
-                if presence == "AVAILABLE" {
-                    t.available_us = us;
-                }
-            }
-            _ => {}
-        }
-        out.agents.add(&t);
-    }
-    out
+    aggregate_windows(conn, tenant, &[window], scope, Sourcing::RawOnly)
+        .await
+        .unwrap()[0]
 }
 
 #[derive(QueryableByName, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -245,6 +227,7 @@ async fn generated_traffic_loaded_by_copy_has_rollups_equal_to_the_raw_facts() {
         .collect()
     };
     assert_eq!(agents.len(), 4);
+    let (_, zone) = omnivox::kpi::organization_rule(&mut conn, &tenant).await.unwrap();
     let scopes = [
         Scope::default(),
         Scope {
@@ -267,7 +250,9 @@ async fn generated_traffic_loaded_by_copy_has_rollups_equal_to_the_raw_facts() {
     ];
     let mut non_empty = 0;
     for scope in &scopes {
-        let planned = aggregate_windows(&mut conn, &tenant, &windows, scope).await.unwrap();
+        let planned = aggregate_windows(&mut conn, &tenant, &windows, scope, Sourcing::Planned(zone))
+            .await
+            .unwrap();
         for (window, planned) in windows.iter().zip(&planned) {
             let expected = raw(&mut conn, &tenant, *window, scope).await;
             assert_eq!(*planned, expected, "window {window:?}, scope {scope:?}");
@@ -277,9 +262,15 @@ async fn generated_traffic_loaded_by_copy_has_rollups_equal_to_the_raw_facts() {
         }
     }
     assert!(non_empty >= 15, "the windows cover data ({non_empty})");
-    let whole = aggregate_windows(&mut conn, &tenant, &windows[..1], &Scope::default())
-        .await
-        .unwrap();
+    let whole = aggregate_windows(
+        &mut conn,
+        &tenant,
+        &windows[..1],
+        &Scope::default(),
+        Sourcing::Planned(zone),
+    )
+    .await
+    .unwrap();
     let c = whole[0].calls;
     assert!(
         // The generator's dialler detects every machine and hangs up (none reaches an agent).

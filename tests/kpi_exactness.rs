@@ -25,10 +25,8 @@ use omnivox::db::interactions::NewInteraction;
 use omnivox::db::{self, users};
 use omnivox::domain::{AgentState, AnsweredBy, CampaignStatus, DialMode, Direction, Outcome, Presence, RoutingState};
 use omnivox::kpi::facts::Counters;
-use omnivox::kpi::query::{
-    aggregate_windows, raw_agent_time, raw_counters, rollup_agent_time, rollup_counters, AgentTime, Aggregates, Scope,
-    Windows,
-};
+use omnivox::kpi::plan::{aggregate_windows, Sourcing};
+use omnivox::kpi::query::{AgentTime, Aggregates, Scope};
 use omnivox::kpi::writer::{insert_calls, insert_state_intervals};
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -785,30 +783,6 @@ fn scopes(world: &World) -> Vec<Scope> {
     ]
 }
 
-fn fold_counters(rows: Vec<(usize, Counters)>, n: usize) -> Vec<Counters> {
-    let mut out = vec![Counters::default(); n];
-    for (i, c) in rows {
-        out[i].add(&c);
-    }
-    out
-}
-
-fn fold_time(rows: Vec<(usize, String, String, i64)>, n: usize) -> Vec<AgentTime> {
-    let mut out = vec![AgentTime::default(); n];
-    for (i, axis, state, us) in rows {
-        add_state_time(&mut out[i], &axis, &state, us);
-    }
-    out
-}
-
-fn fold_rolled_time(rows: Vec<(usize, AgentTime)>, n: usize) -> Vec<AgentTime> {
-    let mut out = vec![AgentTime::default(); n];
-    for (i, time) in rows {
-        out[i].add(&time);
-    }
-    out
-}
-
 /// The whole UTC hours inside a range, if any.
 fn inner_hours((from, to): (DateTime<Utc>, DateTime<Utc>)) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
     let floor =
@@ -834,28 +808,18 @@ async fn check_exact(
     phase: &str,
 ) -> Result<(), TestCaseError> {
     let tenant = &world.tenant;
+    let (_, zone) = omnivox::kpi::organization_rule(conn, tenant).await.unwrap();
     for scope in scopes(world) {
-        let planned = aggregate_windows(conn, tenant, ranges, &scope).await.unwrap();
-        let mut windows = Windows::default();
-        for (i, (from, to)) in ranges.iter().enumerate() {
-            windows.push(*from, *to, i);
-        }
-        let raw_calls = fold_counters(
-            raw_counters(conn, tenant, &windows, &scope).await.unwrap(),
-            ranges.len(),
-        );
-        let raw_time = fold_time(
-            raw_agent_time(conn, tenant, &windows, &scope).await.unwrap(),
-            ranges.len(),
-        );
+        let planned = aggregate_windows(conn, tenant, ranges, &scope, Sourcing::Planned(zone))
+            .await
+            .unwrap();
+        let raw_only = aggregate_windows(conn, tenant, ranges, &scope, Sourcing::RawOnly)
+            .await
+            .unwrap();
         for (i, range) in ranges.iter().enumerate() {
             let want = expected(calls, intervals, rules, *range, &scope);
-            let raw = Aggregates {
-                calls: raw_calls[i],
-                agents: raw_time[i],
-            };
             prop_assert_eq!(
-                raw,
+                raw_only[i],
                 want,
                 "{}: raw SQL vs plain Rust, range {:?}, scope {:?}",
                 phase,
@@ -871,11 +835,9 @@ async fn check_exact(
                 scope
             );
             if let Some(hours) = inner_hours(*range) {
-                let single = Windows::single(hours.0, hours.1);
-                let rolled = Aggregates {
-                    calls: fold_counters(rollup_counters(conn, tenant, &single, &scope).await.unwrap(), 1)[0],
-                    agents: fold_rolled_time(rollup_agent_time(conn, tenant, &single, &scope).await.unwrap(), 1)[0],
-                };
+                let rolled = aggregate_windows(conn, tenant, &[hours], &scope, Sourcing::HourlyRollupsOnly)
+                    .await
+                    .unwrap()[0];
                 let want = expected(calls, intervals, rules, hours, &scope);
                 prop_assert_eq!(
                     rolled,
@@ -1353,18 +1315,16 @@ async fn agent_time_rollups_match_the_stored_rows_for_sub_microsecond_timestamps
     insert_state_intervals(&mut conn, &world.tenant, &intervals)
         .await
         .unwrap();
-    let hours = Windows::single(at("2026-03-10T09:00:00Z"), at("2026-03-10T11:00:00Z"));
+    let hours = [(at("2026-03-10T09:00:00Z"), at("2026-03-10T11:00:00Z"))];
     let scope = Scope::default();
-    let rolled = fold_rolled_time(
-        rollup_agent_time(&mut conn, &world.tenant, &hours, &scope)
-            .await
-            .unwrap(),
-        1,
-    )[0];
-    let raw = fold_time(
-        raw_agent_time(&mut conn, &world.tenant, &hours, &scope).await.unwrap(),
-        1,
-    )[0];
+    let rolled = aggregate_windows(&mut conn, &world.tenant, &hours, &scope, Sourcing::HourlyRollupsOnly)
+        .await
+        .unwrap()[0]
+        .agents;
+    let raw = aggregate_windows(&mut conn, &world.tenant, &hours, &scope, Sourcing::RawOnly)
+        .await
+        .unwrap()[0]
+        .agents;
     assert_eq!(
         raw.available_us,
         90 * 60 * 1_000_000,

@@ -205,7 +205,7 @@ impl KpiQuery {
         let tenant = tenant_for(ctx, org_id.as_ref()).await?;
         let mut conn = db::conn(&state(ctx)?.db).await?;
         let resolved = filter::resolve(&mut conn, &tenant, "filter", &filter.raw()).await?;
-        let (rule, _) = organization_rule(&mut conn, &tenant).await?;
+        let rule = organization_rule(&mut conn, &tenant).await?;
         let mut values = evaluate_windows(
             &mut conn,
             &tenant,
@@ -246,7 +246,7 @@ impl KpiQuery {
         let resolved = filter::resolve(&mut conn, &tenant, "filter", &filter.raw()).await?;
         let (rule, tz) = organization_rule(&mut conn, &tenant).await?;
         let windows = buckets(tz, resolved.from, resolved.to, granularity);
-        let values = evaluate_windows(&mut conn, &tenant, rule, &windows, &resolved.scope).await?;
+        let values = evaluate_windows(&mut conn, &tenant, (rule, tz), &windows, &resolved.scope).await?;
         Ok(KpiSeries {
             granularity,
             timezone: tz.name().to_owned(),

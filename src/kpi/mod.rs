@@ -10,8 +10,9 @@
 //! * [`writer`]   — the one entry point through which calls and state intervals are written
 //!   (row by row in the caller's transaction, or in bulk with COPY);
 //! * [`generator`] — synthetic traffic at scale (`omnivox seed --calls …`), loaded in bulk;
-//! * [`query`]    — aggregates over any set of time windows: whole hours from rollups, the
-//!   partial hours at the edges from the raw facts;
+//! * [`plan`]     — the one planner: which sources (daily and hourly rollups, raw facts at the
+//!   edges) answer any set of windows, grouped or not;
+//! * [`query`]    — its statements, one per source for every group of a request;
 //! * [`metrics`]  — the registry: every KPI formula, with its explanation;
 //! * [`time`]     — buckets in the organization's time zone (DST days have 23 or 25 hours).
 
@@ -20,6 +21,7 @@ pub mod facts;
 pub mod filter;
 pub mod generator;
 pub mod metrics;
+pub mod plan;
 pub mod query;
 pub mod time;
 pub mod writer;
@@ -88,15 +90,16 @@ impl WindowValues {
     }
 }
 
-/// Evaluates every metric over each window.
+/// Evaluates every metric over each window (they may overlap) of an organization whose zone is
+/// `tz` (its local days are the daily rollups'), through the one planner.
 pub async fn evaluate_windows(
     conn: &mut AsyncPgConnection,
     tenant: &Tenant,
-    rule: metrics::ServiceLevelRule,
+    (rule, tz): (metrics::ServiceLevelRule, Tz),
     windows: &[(DateTime<Utc>, DateTime<Utc>)],
     scope: &query::Scope,
 ) -> AppResult<Vec<WindowValues>> {
-    let aggregates = query::aggregate_windows(conn, tenant, windows, scope).await?;
+    let aggregates = plan::aggregate_windows(conn, tenant, windows, scope, plan::Sourcing::Planned(tz)).await?;
     Ok(windows
         .iter()
         .zip(aggregates)

@@ -1,12 +1,14 @@
-//! Aggregates over time windows. Each window `[from, to)` is answered from the hourly rollups
-//! for the whole UTC hours it covers, and from the raw facts for the partial hours at its edges
-//! (a window inside one hour is all edge). All windows of a request are answered by at most
-//! four statements (rollup and raw, for calls and for agent time), whatever their number.
+//! The statements of the KPI planner ([`crate::kpi::plan`]): call counters and agent time per
+//! group from the daily and hourly rollups and from the raw facts, each source answering every
+//! group and time slot of a request in ONE statement. Ungrouped reads (`kpiSummary`,
+//! `kpiSeries`, `liveKpis`) are the same statements with no grouping but time slots; there is
+//! no second path. The SQL form of the writer's counting rules ([`raw_counter_sql`]) lives here
+//! too, beside the reads that use it.
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use diesel::sql_types::{Array, BigInt, Date, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel::QueryableByName;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::auth::Tenant;
@@ -73,11 +75,12 @@ impl Aggregates {
     }
 }
 
-/// A window split into its rollup part (whole hours) and its raw edges.
-/// A half-open interval `[start, end)`.
-type Span = (DateTime<Utc>, DateTime<Utc>);
+/// A time window `[start, end)`.
+pub type Window = (DateTime<Utc>, DateTime<Utc>);
 
-fn split(from: DateTime<Utc>, to: DateTime<Utc>) -> (Option<Span>, Vec<Span>) {
+/// The whole UTC hours of `[from, to)` (for the rollups) and the partial hours at its edges (a
+/// window inside one hour is all edge).
+pub fn whole_hours_and_edges(from: DateTime<Utc>, to: DateTime<Utc>) -> (Option<Window>, Vec<Window>) {
     let first_full = {
         let h = hour_of(from);
         if h == from {
@@ -98,90 +101,6 @@ fn split(from: DateTime<Utc>, to: DateTime<Utc>) -> (Option<Span>, Vec<Span>) {
         edges.push((last_full, to));
     }
     (Some((first_full, last_full)), edges)
-}
-
-/// Aggregates for each window (in order). Windows may overlap; each is answered on its own.
-pub async fn aggregate_windows(
-    conn: &mut AsyncPgConnection,
-    tenant: &Tenant,
-    windows: &[(DateTime<Utc>, DateTime<Utc>)],
-    scope: &Scope,
-) -> AppResult<Vec<Aggregates>> {
-    let mut rollup_windows = Windows::default();
-    let mut raw_windows = Windows::default();
-    for (index, (from, to)) in windows.iter().enumerate() {
-        if from >= to {
-            continue;
-        }
-        let (whole, edges) = split(*from, *to);
-        if let Some((s, e)) = whole {
-            rollup_windows.push(s, e, index);
-        }
-        for (s, e) in edges {
-            raw_windows.push(s, e, index);
-        }
-    }
-    let count = windows.len();
-    // One transaction: the planner settings of [`tune_kpi_reads`] apply to these reads only.
-    conn.transaction(async |conn| -> AppResult<Vec<Aggregates>> {
-        tune_kpi_reads(conn).await?;
-        let mut out = vec![Aggregates::default(); count];
-        for (index, counters) in rollup_counters(conn, tenant, &rollup_windows, scope).await? {
-            out[index].calls.add(&counters);
-        }
-        for (index, counters) in raw_counters(conn, tenant, &raw_windows, scope).await? {
-            out[index].calls.add(&counters);
-        }
-        for (index, time) in rollup_agent_time(conn, tenant, &rollup_windows, scope).await? {
-            out[index].agents.add(&time);
-        }
-        for (index, axis, state, us) in raw_agent_time(conn, tenant, &raw_windows, scope).await? {
-            out[index].agents.add_state(&axis, &state, us);
-        }
-        Ok(out)
-    })
-    .await
-}
-
-/// Time windows as parallel arrays, for `unnest`.
-#[derive(Debug, Default)]
-pub struct Windows {
-    starts: Vec<DateTime<Utc>>,
-    ends: Vec<DateTime<Utc>>,
-    indexes: Vec<i32>,
-}
-
-impl Windows {
-    pub fn push(&mut self, start: DateTime<Utc>, end: DateTime<Utc>, index: usize) {
-        self.starts.push(start);
-        self.ends.push(end);
-        self.indexes.push(i32::try_from(index).unwrap_or(i32::MAX));
-    }
-    pub fn single(start: DateTime<Utc>, end: DateTime<Utc>) -> Self {
-        let mut w = Self::default();
-        w.push(start, end, 0);
-        w
-    }
-    fn is_empty(&self) -> bool {
-        self.starts.is_empty()
-    }
-}
-
-#[derive(QueryableByName)]
-struct CounterRow {
-    #[diesel(sql_type = Int4)]
-    idx: i32,
-    #[diesel(sql_type = Array<Nullable<BigInt>>)]
-    counters: Vec<Option<i64>>,
-}
-
-impl CounterRow {
-    fn into_pair(self) -> (usize, Counters) {
-        (
-            usize::try_from(self.idx).unwrap_or(0),
-            counters_from_array(&self.counters),
-        )
-    }
 }
 
 /// How many counter columns a call read returns: the additive ones and `max_wait_ms`.
@@ -216,6 +135,14 @@ pub struct CounterMask(pub [bool; COUNTER_COLUMN_COUNT]);
 
 impl CounterMask {
     pub const ALL: CounterMask = CounterMask([true; COUNTER_COLUMN_COUNT]);
+
+    /// Whether a call read with this mask may be kept prepared ([`CachedSql`]): with every
+    /// counter its text is one of a few shapes (grouping × level × source); with a subset it
+    /// would have one text per set of metrics a client asks for, each left prepared on every
+    /// pooled connection, so such reads are parsed every time instead.
+    fn is_bounded_text(self) -> bool {
+        self == CounterMask::ALL
+    }
 }
 
 impl Default for CounterMask {
@@ -314,110 +241,6 @@ macro_rules! all_key_sql {
     };
 }
 
-/// The rollup level of a summary over `scope` ($5 campaign filter, $6 agent filter, $8 ALL).
-fn level_condition(scope: &Scope) -> &'static str {
-    match CallLevel::answering(scope.agent_ids.is_some(), scope.campaign_ids.is_some()) {
-        CallLevel::Cells => "k.agent_key = ANY($6) AND k.campaign_key = ANY($5)",
-        CallLevel::Agents => concat!("k.agent_key = ANY($6) AND k.campaign_key = ", all_key_sql!()),
-        CallLevel::Campaigns => "k.agent_key = $8 AND k.campaign_key = ANY($5)",
-        CallLevel::Organization => concat!("k.agent_key = $8 AND k.campaign_key = ", all_key_sql!()),
-    }
-}
-
-/// Counters from `kpi_hourly` for hour-aligned windows.
-pub async fn rollup_counters(
-    conn: &mut AsyncPgConnection,
-    tenant: &Tenant,
-    windows: &Windows,
-    scope: &Scope,
-) -> AppResult<Vec<(usize, Counters)>> {
-    if windows.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
-        "SELECT w.idx, {}
-         FROM unnest($2::timestamptz[], $3::timestamptz[], $4::int4[]) AS w(s, e, idx)
-         JOIN kpi_hourly k ON k.organization_id = $1 AND k.hour >= w.s AND k.hour < w.e
-         WHERE {} AND ($7::text IS NULL OR k.direction = $7)
-         GROUP BY w.idx",
-        rollup_counter_columns(CounterMask::ALL),
-        level_condition(scope)
-    );
-    let rows: Vec<CounterRow> = CachedSql(
-        diesel::sql_query(sql)
-            .bind::<SqlUuid, _>(tenant.org_id())
-            .bind::<Array<Timestamptz>, _>(&windows.starts)
-            .bind::<Array<Timestamptz>, _>(&windows.ends)
-            .bind::<Array<Int4>, _>(&windows.indexes)
-            .bind::<Nullable<Array<SqlUuid>>, _>(scope.campaign_ids.as_ref())
-            .bind::<Nullable<Array<SqlUuid>>, _>(scope.agent_ids.as_ref())
-            .bind::<Nullable<Text>, _>(scope.direction.map(Direction::as_str))
-            .bind::<SqlUuid, _>(ALL_KEY),
-    )
-    .load(conn)
-    .await?;
-    Ok(rows.into_iter().map(CounterRow::into_pair).collect())
-}
-
-/// Counters computed directly from `interactions` with the same rules as the writer. Used
-/// for window edges, and by tests as the ground truth the rollups must equal.
-pub async fn raw_counters(
-    conn: &mut AsyncPgConnection,
-    tenant: &Tenant,
-    windows: &Windows,
-    scope: &Scope,
-) -> AppResult<Vec<(usize, Counters)>> {
-    if windows.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
-        "SELECT w.idx, {}
-         FROM unnest($2::timestamptz[], $3::timestamptz[], $4::int4[]) AS w(s, e, idx)
-         JOIN interactions i ON i.organization_id = $1 AND i.offered_at >= w.s AND i.offered_at < w.e
-         JOIN business_settings bs ON bs.organization_id = $1
-         LEFT JOIN campaigns cp ON cp.id = i.campaign_id
-         LEFT JOIN dispositions d ON d.id = i.disposition_id
-         WHERE ($5::uuid[] IS NULL OR i.campaign_id = ANY($5))
-           AND ($6::uuid[] IS NULL OR i.agent_id = ANY($6))
-           AND ($7::text IS NULL OR i.direction = $7)
-         GROUP BY w.idx",
-        raw_counter_columns(CounterMask::ALL)
-    );
-    let rows: Vec<CounterRow> = CachedSql(
-        diesel::sql_query(sql)
-            .bind::<SqlUuid, _>(tenant.org_id())
-            .bind::<Array<Timestamptz>, _>(&windows.starts)
-            .bind::<Array<Timestamptz>, _>(&windows.ends)
-            .bind::<Array<Int4>, _>(&windows.indexes)
-            .bind::<Nullable<Array<SqlUuid>>, _>(scope.campaign_ids.as_ref())
-            .bind::<Nullable<Array<SqlUuid>>, _>(scope.agent_ids.as_ref())
-            .bind::<Nullable<Text>, _>(scope.direction.map(Direction::as_str)),
-    )
-    .load(conn)
-    .await?;
-    Ok(rows.into_iter().map(CounterRow::into_pair).collect())
-}
-
-#[derive(QueryableByName)]
-struct StateRow {
-    #[diesel(sql_type = Int4)]
-    idx: i32,
-    #[diesel(sql_type = Text)]
-    axis: String,
-    #[diesel(sql_type = Text)]
-    state: String,
-    #[diesel(sql_type = BigInt)]
-    us: i64,
-}
-
-type StateTime = (usize, String, String, i64);
-
-fn state_rows(rows: Vec<StateRow>) -> Vec<StateTime> {
-    rows.into_iter()
-        .map(|r| (usize::try_from(r.idx).unwrap_or(0), r.axis, r.state, r.us))
-        .collect()
-}
-
 /// The agent-time columns of each rollup row `k` as stored.
 const AGENT_TIME_STORED: &str = "k.on_call_us, k.wrap_up_us, k.available_us, k.logged_in_us";
 /// The four agent-time measures summed over agent-time rollup rows `k`.
@@ -447,80 +270,6 @@ impl From<AgentTimeColumns> for AgentTime {
     }
 }
 
-#[derive(QueryableByName)]
-struct AgentTimeRow {
-    #[diesel(sql_type = Int4)]
-    idx: i32,
-    #[diesel(embed)]
-    time: AgentTimeColumns,
-}
-
-/// Agent time from `kpi_agent_time_hourly` (campaign and direction filters do not apply to
-/// agent time).
-pub async fn rollup_agent_time(
-    conn: &mut AsyncPgConnection,
-    tenant: &Tenant,
-    windows: &Windows,
-    scope: &Scope,
-) -> AppResult<Vec<(usize, AgentTime)>> {
-    if windows.is_empty() {
-        return Ok(Vec::new());
-    }
-    let rows: Vec<AgentTimeRow> = CachedSql(
-        diesel::sql_query(format!(
-            "SELECT w.idx, {AGENT_TIME_SUMS}
-         FROM unnest($2::timestamptz[], $3::timestamptz[], $4::int4[]) AS w(s, e, idx)
-         JOIN kpi_agent_time_hourly k ON k.organization_id = $1 AND k.hour >= w.s AND k.hour < w.e
-         WHERE CASE WHEN $5::uuid[] IS NULL THEN k.agent_key = $6 ELSE k.agent_key = ANY($5) END
-         GROUP BY 1"
-        ))
-        .bind::<SqlUuid, _>(tenant.org_id())
-        .bind::<Array<Timestamptz>, _>(&windows.starts)
-        .bind::<Array<Timestamptz>, _>(&windows.ends)
-        .bind::<Array<Int4>, _>(&windows.indexes)
-        .bind::<Nullable<Array<SqlUuid>>, _>(scope.agent_ids.as_ref())
-        .bind::<SqlUuid, _>(ALL_KEY),
-    )
-    .load(conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| (usize::try_from(r.idx).unwrap_or(0), r.time.into()))
-        .collect())
-}
-
-/// Agent time computed directly from closed `agent_state_log` intervals clipped to each window.
-/// The overlap test on `tstzrange` is what lets the period index (migration 8) find the
-/// intervals; the plain comparisons beside it are the exact condition.
-pub async fn raw_agent_time(
-    conn: &mut AsyncPgConnection,
-    tenant: &Tenant,
-    windows: &Windows,
-    scope: &Scope,
-) -> AppResult<Vec<StateTime>> {
-    if windows.is_empty() {
-        return Ok(Vec::new());
-    }
-    let rows: Vec<StateRow> = CachedSql(diesel::sql_query(
-        "SELECT w.idx, l.axis, l.state,
-                sum((extract(epoch FROM (least(l.ended_at, w.e) - greatest(l.started_at, w.s))) * 1000000)::int8)::int8 AS us
-         FROM unnest($2::timestamptz[], $3::timestamptz[], $4::int4[]) AS w(s, e, idx)
-         JOIN agent_state_log l ON l.organization_id = $1 AND l.ended_at IS NOT NULL
-              AND l.started_at < w.e AND l.ended_at > w.s
-              AND tstzrange(l.started_at, l.ended_at, '[)') && tstzrange(w.s, w.e, '[)')
-         WHERE ($5::uuid[] IS NULL OR l.agent_id = ANY($5))
-         GROUP BY 1, 2, 3",
-    )
-    .bind::<SqlUuid, _>(tenant.org_id())
-    .bind::<Array<Timestamptz>, _>(&windows.starts)
-    .bind::<Array<Timestamptz>, _>(&windows.ends)
-    .bind::<Array<Int4>, _>(&windows.indexes)
-    .bind::<Nullable<Array<SqlUuid>>, _>(scope.agent_ids.as_ref())
-    ).load(conn)
-    .await?;
-    Ok(state_rows(rows))
-}
-
 /// Planner settings for the KPI reads of the current transaction (`SET LOCAL`: they end with
 /// it). The time windows are bound as arrays, so the planner cannot estimate how many rows a
 /// window selects nor how many groups an expression over them makes. Measured on months of
@@ -545,14 +294,6 @@ pub async fn tune_kpi_reads(conn: &mut AsyncPgConnection) -> AppResult<()> {
 // ---------------------------------------------------------------------------------------------
 // Grouped aggregates: per-agent and per-campaign views and ad-hoc analytics. Each source
 // (rollup or raw, calls or agent time) answers every group of a request in ONE statement.
-
-/// A time window `[start, end)`.
-pub type Window = (DateTime<Utc>, DateTime<Utc>);
-
-/// The whole UTC hours of `[from, to)` (for the rollups) and the partial hours at its edges.
-pub fn whole_hours_and_edges(from: DateTime<Utc>, to: DateTime<Utc>) -> (Option<Window>, Vec<Window>) {
-    split(from, to)
-}
 
 /// Time grouping: every instant of an interval falls in one slot (`starts` sorted ascending,
 /// the first at the interval's start); `classes[i]` is the group of slot `i` (a local date, an
@@ -939,7 +680,11 @@ pub async fn grouped_rollup_counters(
         .bind::<SqlUuid, _>(ALL_KEY)
         .bind::<Array<Date>, _>(days)
         .bind::<Array<Int4>, _>(day_classes);
-    let rows: Vec<GroupedCounterRow> = statement.load(conn).await?;
+    let rows: Vec<GroupedCounterRow> = if query.counters.is_bounded_text() {
+        CachedSql(statement).load(conn).await?
+    } else {
+        statement.load(conn).await?
+    };
     Ok(rows
         .into_iter()
         .map(|r| (r.key.into(), counters_from_array(&r.counters)))
@@ -984,7 +729,7 @@ pub async fn grouped_raw_counters(
     );
     let (window_starts, window_ends): (Vec<DateTime<Utc>>, Vec<DateTime<Utc>>) = windows.iter().copied().unzip();
     let (starts, classes) = time_slot_arrays(query.group);
-    let rows: Vec<GroupedCounterRow> = diesel::sql_query(sql)
+    let statement = diesel::sql_query(sql)
         .bind::<SqlUuid, _>(tenant.org_id())
         .bind::<Array<Timestamptz>, _>(window_starts)
         .bind::<Array<Timestamptz>, _>(window_ends)
@@ -993,9 +738,12 @@ pub async fn grouped_raw_counters(
         .bind::<Nullable<Text>, _>(query.scope.direction.map(Direction::as_str))
         .bind::<Array<Timestamptz>, _>(starts)
         .bind::<Array<Int4>, _>(classes)
-        .bind::<SqlUuid, _>(NONE_KEY)
-        .load(conn)
-        .await?;
+        .bind::<SqlUuid, _>(NONE_KEY);
+    let rows: Vec<GroupedCounterRow> = if query.counters.is_bounded_text() {
+        CachedSql(statement).load(conn).await?
+    } else {
+        statement.load(conn).await?
+    };
     Ok(rows
         .into_iter()
         .map(|r| (r.key.into(), counters_from_array(&r.counters)))
@@ -1052,19 +800,22 @@ pub async fn grouped_rollup_agent_time(
     let (starts, classes) = time_slot_arrays(query.group);
     let (start, end, excluded) = slice.hour_params();
     let (days, day_classes) = slice.day_params(query.group);
-    let rows: Vec<GroupedAgentTimeRow> = diesel::sql_query(sql)
-        .bind::<SqlUuid, _>(tenant.org_id())
-        .bind::<Timestamptz, _>(start)
-        .bind::<Timestamptz, _>(end)
-        .bind::<Array<Timestamptz>, _>(excluded)
-        .bind::<Array<SqlUuid>, _>(if by_agent { query.agent_level_keys() } else { Vec::new() })
-        .bind::<Array<Timestamptz>, _>(starts)
-        .bind::<Array<Int4>, _>(classes)
-        .bind::<SqlUuid, _>(ALL_KEY)
-        .bind::<Array<Date>, _>(days)
-        .bind::<Array<Int4>, _>(day_classes)
-        .load(conn)
-        .await?;
+    // Agent-time statements have a few shapes only (grouping by agent or not, hours or days).
+    let rows: Vec<GroupedAgentTimeRow> = CachedSql(
+        diesel::sql_query(sql)
+            .bind::<SqlUuid, _>(tenant.org_id())
+            .bind::<Timestamptz, _>(start)
+            .bind::<Timestamptz, _>(end)
+            .bind::<Array<Timestamptz>, _>(excluded)
+            .bind::<Array<SqlUuid>, _>(if by_agent { query.agent_level_keys() } else { Vec::new() })
+            .bind::<Array<Timestamptz>, _>(starts)
+            .bind::<Array<Int4>, _>(classes)
+            .bind::<SqlUuid, _>(ALL_KEY)
+            .bind::<Array<Date>, _>(days)
+            .bind::<Array<Int4>, _>(day_classes),
+    )
+    .load(conn)
+    .await?;
     Ok(rows.into_iter().map(|r| (r.key.into(), r.time.into())).collect())
 }
 
@@ -1108,15 +859,17 @@ pub async fn grouped_raw_agent_time(
     );
     let (window_starts, window_ends): (Vec<DateTime<Utc>>, Vec<DateTime<Utc>>) = windows.iter().copied().unzip();
     let (starts, classes) = time_slot_arrays(query.group);
-    let rows: Vec<GroupedStateRow> = diesel::sql_query(sql)
-        .bind::<SqlUuid, _>(tenant.org_id())
-        .bind::<Array<Timestamptz>, _>(window_starts)
-        .bind::<Array<Timestamptz>, _>(window_ends)
-        .bind::<Nullable<Array<SqlUuid>>, _>(query.scope.agent_ids.as_ref())
-        .bind::<Array<Timestamptz>, _>(starts)
-        .bind::<Array<Int4>, _>(classes)
-        .load(conn)
-        .await?;
+    let rows: Vec<GroupedStateRow> = CachedSql(
+        diesel::sql_query(sql)
+            .bind::<SqlUuid, _>(tenant.org_id())
+            .bind::<Array<Timestamptz>, _>(window_starts)
+            .bind::<Array<Timestamptz>, _>(window_ends)
+            .bind::<Nullable<Array<SqlUuid>>, _>(query.scope.agent_ids.as_ref())
+            .bind::<Array<Timestamptz>, _>(starts)
+            .bind::<Array<Int4>, _>(classes),
+    )
+    .load(conn)
+    .await?;
     Ok(collect_agent_time(rows))
 }
 
@@ -1235,7 +988,7 @@ mod tests {
 
     #[test]
     fn windows_split_into_whole_hours_and_edges() {
-        let (whole, edges) = split(at("2026-01-01T10:15:00Z"), at("2026-01-01T13:30:00Z"));
+        let (whole, edges) = whole_hours_and_edges(at("2026-01-01T10:15:00Z"), at("2026-01-01T13:30:00Z"));
         assert_eq!(whole, Some((at("2026-01-01T11:00:00Z"), at("2026-01-01T13:00:00Z"))));
         assert_eq!(
             edges,
@@ -1244,9 +997,9 @@ mod tests {
                 (at("2026-01-01T13:00:00Z"), at("2026-01-01T13:30:00Z"))
             ]
         );
-        let (whole, edges) = split(at("2026-01-01T10:00:00Z"), at("2026-01-01T12:00:00Z"));
+        let (whole, edges) = whole_hours_and_edges(at("2026-01-01T10:00:00Z"), at("2026-01-01T12:00:00Z"));
         assert_eq!((whole.is_some(), edges.len()), (true, 0));
-        let (whole, edges) = split(at("2026-01-01T10:05:00Z"), at("2026-01-01T10:55:00Z"));
+        let (whole, edges) = whole_hours_and_edges(at("2026-01-01T10:05:00Z"), at("2026-01-01T10:55:00Z"));
         assert_eq!((whole, edges.len()), (None, 1));
     }
 }

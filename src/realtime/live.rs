@@ -192,7 +192,7 @@ pub async fn compute(db: &DbPool, tenant: &Tenant, filter: &LiveFilter) -> AppRe
         (now - TimeDelta::minutes(15), now),
         (now - TimeDelta::minutes(60), now),
     ];
-    let values = evaluate_windows(&mut conn, tenant, rule, &windows, &scope).await?;
+    let values = evaluate_windows(&mut conn, tenant, (rule, tz), &windows, &scope).await?;
     let tiles: Vec<WindowTiles> = values.iter().map(WindowTiles::from).collect();
     let (calls_waiting, oldest_waiting_since) = db_presence::waiting_calls(
         &mut conn,

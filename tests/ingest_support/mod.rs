@@ -12,7 +12,8 @@ use omnivox::db::contact_centre::{self as cc, NewAgent, NewCampaign, NewDisposit
 use omnivox::db::interactions::NewInteraction;
 use omnivox::domain::{AnsweredBy, CampaignStatus, DialMode, Direction, Outcome, Presence, RoutingState};
 use omnivox::kpi::facts::Counters;
-use omnivox::kpi::query::{self, Scope, Windows};
+use omnivox::kpi::plan::{aggregate_windows, Sourcing};
+use omnivox::kpi::query::Scope;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -580,24 +581,16 @@ pub async fn assert_rollups_match_raw(
     scope: &Scope,
 ) {
     let mut conn = db::conn(&app.state.db).await.unwrap();
-    let aggregates = query::aggregate_windows(&mut conn, tenant, windows, scope)
+    let (_, tz) = omnivox::kpi::organization_rule(&mut conn, tenant).await.unwrap();
+    let aggregates = aggregate_windows(&mut conn, tenant, windows, scope, Sourcing::Planned(tz))
         .await
         .unwrap();
-    let mut raw_windows = Windows::default();
-    for (i, (from, to)) in windows.iter().enumerate() {
-        raw_windows.push(*from, *to, i);
-    }
-    let raw = query::raw_counters(&mut conn, tenant, &raw_windows, scope)
+    let raw = aggregate_windows(&mut conn, tenant, windows, scope, Sourcing::RawOnly)
         .await
         .unwrap();
-    for (i, aggregate) in aggregates.iter().enumerate() {
-        let direct = raw
-            .iter()
-            .find(|(idx, _)| *idx == i)
-            .map(|(_, c)| *c)
-            .unwrap_or_default();
+    for (i, (aggregate, direct)) in aggregates.iter().zip(&raw).enumerate() {
         assert_eq!(
-            aggregate.calls, direct,
+            aggregate.calls, direct.calls,
             "window {:?} scope {scope:?}: rollups and raw rows disagree",
             windows[i]
         );
@@ -607,10 +600,10 @@ pub async fn assert_rollups_match_raw(
 /// The counters of a window straight from the rows (for readable assertions).
 pub async fn raw(app: &TestApp, tenant: &Tenant, from: DateTime<Utc>, to: DateTime<Utc>) -> Counters {
     let mut conn = db::conn(&app.state.db).await.unwrap();
-    let rows = query::raw_counters(&mut conn, tenant, &Windows::single(from, to), &Scope::default())
+    let rows = aggregate_windows(&mut conn, tenant, &[(from, to)], &Scope::default(), Sourcing::RawOnly)
         .await
         .unwrap();
-    rows.into_iter().next().map(|(_, c)| c).unwrap_or_default()
+    rows.into_iter().next().map(|a| a.calls).unwrap_or_default()
 }
 
 pub fn hours(from: &str, n: i64) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {

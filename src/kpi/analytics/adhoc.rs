@@ -8,8 +8,8 @@ use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use diesel_async::AsyncPgConnection;
 use uuid::Uuid;
 
-use super::plan::*;
 use super::SortDirection;
+use super::{cmp_names, cmp_nulls_last};
 use crate::auth::Tenant;
 use crate::db::contact_centre::{self as cc, AgentDirectoryEntry, CampaignDirectoryEntry, DispositionDirectoryEntry};
 use crate::domain::Direction;
@@ -17,6 +17,7 @@ use crate::error::{AppError, AppResult, FieldError};
 use crate::kpi::filter::{self, RawFilter};
 use crate::kpi::metrics::MetricName;
 use crate::kpi::metrics::{self, Evaluated, MetricDef, ServiceLevelRule, Unit};
+use crate::kpi::plan::*;
 use crate::kpi::query::{Aggregates, GroupKey, GroupSpec};
 use crate::kpi::time::{bucket_count_estimate, Granularity};
 use crate::kpi::{organization_rule, NONE_KEY};

@@ -5,7 +5,6 @@ use chrono::{DateTime, TimeDelta, Utc};
 use diesel_async::AsyncPgConnection;
 use uuid::Uuid;
 
-use super::plan::*;
 use crate::auth::Tenant;
 use crate::db::contact_centre::{self as cc, CampaignDirectoryEntry};
 use crate::domain::Direction;
@@ -13,6 +12,7 @@ use crate::error::{AppError, AppResult, FieldError};
 use crate::kpi::metrics::MetricName;
 use crate::kpi::metrics::{self, Evaluated, MetricDef, ServiceLevelRule};
 use crate::kpi::organization_rule;
+use crate::kpi::plan::*;
 use crate::kpi::query::{Aggregates, GroupKey, GroupSpec, Scope};
 
 /// Outbound abandonment limit when a campaign sets none (UK Ofcom and US FTC: 3 %).

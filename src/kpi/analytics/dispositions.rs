@@ -7,11 +7,11 @@ use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
 use uuid::Uuid;
 
-use super::plan::*;
 use crate::auth::Tenant;
 use crate::db::contact_centre::{self as cc, DispositionDirectoryEntry};
 use crate::error::AppResult;
 use crate::kpi::filter::ResolvedFilter;
+use crate::kpi::plan::*;
 use crate::kpi::query::{self, CounterMask, GroupSpec, GroupedQuery};
 
 /// A flag of the disposition table, for the per-flag breakdown.

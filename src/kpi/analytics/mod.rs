@@ -2,7 +2,7 @@
 //! disposition breakdown, outbound-abandonment compliance, and ad-hoc analytics (metrics ×
 //! dimensions × interval × granularity) for BI tools.
 //!
-//! Every view reduces to one planner, [`plan`] (`aggregate_groups`): the counters of each group are read
+//! Every view reduces to one planner, [`crate::kpi::plan`] (`aggregate_groups`): the counters of each group are read
 //! by a few statements per source — call rollups and agent-time rollups (hours before a run of
 //! whole local days, the days, the hours after), raw call edges, raw agent-time edges — never
 //! one statement per agent or per campaign; metrics are
@@ -31,25 +31,33 @@
 //!
 //! Cost: a month of agent × day reads one daily row per (campaign, agent, day, direction) and
 //! per (agent, day) for agent time, plus the hours at the edges. To keep that cheap, a read
-//! computes only the counter columns the requested metrics use ([`plan::counter_mask`], probed from
+//! computes only the counter columns the requested metrics use ([`crate::kpi::plan::counter_mask`], probed from
 //! the registry), returns daily rows as stored (one counter array each) and adds them up in
 //! Rust, and reads calls and agent time concurrently on two pooled connections when one is
 //! free.
 //!
 //! One file per view: [`performance`] (per agent, per campaign), [`dispositions`],
-//! [`compliance`] and [`adhoc`] (the `analytics` query); [`plan`] is what they share.
+//! [`compliance`] and [`adhoc`] (the `analytics` query); the planner they share is
+//! [`crate::kpi::plan`], which answers `kpiSummary`, `kpiSeries` and `liveKpis` too.
+
+use std::cmp::Ordering;
+
+use chrono::{DateTime, Utc};
+
+use crate::kpi::metrics::{self, ServiceLevelRule};
+use crate::kpi::query::Aggregates;
+use crate::kpi::WindowValues;
 
 pub mod adhoc;
 pub mod compliance;
 pub mod dispositions;
 pub mod performance;
-pub mod plan;
 
+pub use crate::kpi::plan::spare_connection;
 pub use adhoc::*;
 pub use compliance::*;
 pub use dispositions::*;
 pub use performance::*;
-pub use plan::spare_connection;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, async_graphql::Enum)]
 #[graphql(rename_items = "SCREAMING_SNAKE_CASE")]
@@ -57,4 +65,49 @@ pub enum SortDirection {
     #[default]
     Asc,
     Desc,
+}
+
+pub(crate) fn window_values(
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    rule: ServiceLevelRule,
+    a: &Aggregates,
+) -> WindowValues {
+    WindowValues {
+        start: from,
+        end: to,
+        rule,
+        metrics: metrics::evaluate(a, &rule),
+        aggregates: *a,
+    }
+}
+
+/// Orders optional values with `None` last whatever the direction.
+pub(crate) fn cmp_nulls_last<T>(
+    a: Option<T>,
+    b: Option<T>,
+    descending: bool,
+    cmp: impl Fn(&T, &T) -> Ordering,
+) -> Ordering {
+    match (a, b) {
+        (Some(a), Some(b)) => {
+            let o = cmp(&a, &b);
+            if descending {
+                o.reverse()
+            } else {
+                o
+            }
+        }
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
+    }
+}
+
+/// Case-insensitive, then exact; allocation-free, as sorts call it for every comparison.
+pub(crate) fn cmp_names(a: &str, b: &str) -> Ordering {
+    a.chars()
+        .flat_map(char::to_lowercase)
+        .cmp(b.chars().flat_map(char::to_lowercase))
+        .then_with(|| a.cmp(b))
 }

@@ -4,13 +4,14 @@
 use diesel_async::AsyncPgConnection;
 use uuid::Uuid;
 
-use super::plan::*;
 use super::SortDirection;
+use super::{cmp_names, cmp_nulls_last, window_values};
 use crate::auth::Tenant;
 use crate::db::contact_centre::{self as cc, AgentDirectoryEntry, CampaignDirectoryEntry};
 use crate::error::AppResult;
 use crate::kpi::filter::ResolvedFilter;
 use crate::kpi::metrics::{with_metric_names, MetricName};
+use crate::kpi::plan::*;
 use crate::kpi::query::{CounterMask, GroupKey, GroupSpec};
 use crate::kpi::{organization_rule, WindowValues};
 

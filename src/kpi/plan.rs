@@ -1,9 +1,10 @@
-//! The planner every grouped view reads through: which counters the requested metrics need
-//! (probed from the registry), which sources answer `[from, to)` (daily rollups, hourly
-//! rollups, raw facts, cut at every boundary of the time dimensions), and the grouped reads
-//! themselves. The module doc of [`crate::kpi::analytics`] explains the plan.
+//! The one KPI planner: every KPI read goes through it, grouped (the views of
+//! [`crate::kpi::analytics`]) or not (`kpiSummary`, `kpiSeries`, `liveKpis` through
+//! [`aggregate_windows`]). It decides which counters the requested metrics need (probed from the
+//! registry), which sources answer `[from, to)` (daily rollups, hourly rollups, raw facts, cut
+//! at every boundary of the time dimensions), and runs the grouped reads of
+//! [`crate::kpi::query`]. The module doc of [`crate::kpi::analytics`] explains the plan.
 
-use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Datelike, NaiveDate, TimeDelta, Timelike, Utc};
@@ -14,15 +15,14 @@ use uuid::Uuid;
 use crate::auth::Tenant;
 use crate::db::{self, DbPool};
 use crate::domain::ServiceLevelVariant;
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::kpi::facts::hour_of;
-use crate::kpi::metrics::{self, MetricDef, ServiceLevelRule};
+use crate::kpi::metrics::{MetricDef, ServiceLevelRule};
 use crate::kpi::query::{
     self, AgentTime, Aggregates, CounterMask, DaySpan, GroupKey, GroupSpec, GroupedQuery, RollupRange, RollupSlice,
     Scope, TimeSlots,
 };
 use crate::kpi::time::{self, buckets, Granularity};
-use crate::kpi::WindowValues;
 
 pub(super) fn probe_rule() -> ServiceLevelRule {
     ServiceLevelRule {
@@ -360,86 +360,192 @@ impl<'a> GroupRead<'a> {
 
 pub(super) type Groups = BTreeMap<GroupKey, Aggregates>;
 
-/// Call counters per group: rollups for whole hours, raw facts for the rest, in one transaction
-/// that lets the planner hash the groups.
-pub(super) async fn read_calls(
+/// Call counters per group: rollups for whole hours (or days), raw facts for the rest. Runs
+/// inside the caller's transaction (see [`aggregate_groups`]).
+async fn read_calls(
     conn: &mut AsyncPgConnection,
     tenant: &Tenant,
     read: &GroupRead<'_>,
     counters: CounterMask,
 ) -> AppResult<Groups> {
     let q = read.query(counters);
-    let sources = read.sources;
-    conn.transaction(async |conn| -> AppResult<Groups> {
-        query::tune_kpi_reads(conn).await?;
-        let mut out = Groups::new();
-        for slice in sources.rollup_slices() {
-            for (key, c) in query::grouped_rollup_counters(conn, tenant, q, slice).await? {
-                out.entry(key).or_default().calls.add(&c);
-            }
-        }
-        for (key, c) in query::grouped_raw_counters(conn, tenant, q, &sources.raw).await? {
+    let mut out = Groups::new();
+    for slice in read.sources.rollup_slices() {
+        for (key, c) in query::grouped_rollup_counters(conn, tenant, q, slice).await? {
             out.entry(key).or_default().calls.add(&c);
         }
-        Ok(out)
-    })
-    .await
+    }
+    for (key, c) in query::grouped_raw_counters(conn, tenant, q, &read.sources.raw).await? {
+        out.entry(key).or_default().calls.add(&c);
+    }
+    Ok(out)
 }
 
 /// Agent time per group, like [`read_calls`].
-pub(super) async fn read_agent_time(
-    conn: &mut AsyncPgConnection,
-    tenant: &Tenant,
-    read: &GroupRead<'_>,
-) -> AppResult<Groups> {
+async fn read_agent_time(conn: &mut AsyncPgConnection, tenant: &Tenant, read: &GroupRead<'_>) -> AppResult<Groups> {
     let q = read.query(CounterMask::ALL);
-    let sources = read.sources;
-    conn.transaction(async |conn| -> AppResult<Groups> {
-        query::tune_kpi_reads(conn).await?;
-        let mut out = Groups::new();
-        for slice in sources.rollup_slices() {
-            for (key, t) in query::grouped_rollup_agent_time(conn, tenant, q, slice).await? {
-                out.entry(key).or_default().agents.add(&t);
-            }
-        }
-        for (key, t) in query::grouped_raw_agent_time(conn, tenant, q, &sources.raw).await? {
+    let mut out = Groups::new();
+    for slice in read.sources.rollup_slices() {
+        for (key, t) in query::grouped_rollup_agent_time(conn, tenant, q, slice).await? {
             out.entry(key).or_default().agents.add(&t);
         }
-        Ok(out)
-    })
-    .await
+    }
+    for (key, t) in query::grouped_raw_agent_time(conn, tenant, q, &read.sources.raw).await? {
+        out.entry(key).or_default().agents.add(&t);
+    }
+    Ok(out)
 }
 
 /// Sums the aggregates of every group. With a second connection, calls and agent time are
-/// read concurrently (they are independent statements); otherwise one after the other.
+/// read concurrently (they are independent statements, one transaction on each connection);
+/// otherwise one after the other in one transaction. Each transaction applies the planner
+/// settings of [`query::tune_kpi_reads`], which end with it.
 pub(super) async fn aggregate_groups(
     conn: &mut AsyncPgConnection,
     second: Option<&mut AsyncPgConnection>,
     tenant: &Tenant,
     read: GroupRead<'_>,
 ) -> AppResult<Groups> {
-    let (mut calls, time) = match (read.calls, read.reads_agent_time(), second) {
+    let with_time = read.reads_agent_time();
+    let read = &read;
+    let (mut calls, time) = match (read.calls, with_time, second) {
         (Some(mask), true, Some(other)) => tokio::try_join!(
-            read_calls(conn, tenant, &read, mask),
-            read_agent_time(other, tenant, &read)
+            conn.transaction(async |c| -> AppResult<Groups> {
+                query::tune_kpi_reads(c).await?;
+                read_calls(c, tenant, read, mask).await
+            }),
+            other.transaction(async |c| -> AppResult<Groups> {
+                query::tune_kpi_reads(c).await?;
+                read_agent_time(c, tenant, read).await
+            })
         )?,
-        (calls, with_time, _) => {
-            let calls = match calls {
-                Some(mask) => read_calls(conn, tenant, &read, mask).await?,
-                None => Groups::new(),
-            };
-            let time = if with_time {
-                read_agent_time(conn, tenant, &read).await?
-            } else {
-                Groups::new()
-            };
-            (calls, time)
+        (calls, _, _) => {
+            conn.transaction(async |c| -> AppResult<(Groups, Groups)> {
+                query::tune_kpi_reads(c).await?;
+                let calls = match calls {
+                    Some(mask) => read_calls(c, tenant, read, mask).await?,
+                    None => Groups::new(),
+                };
+                let time = if with_time {
+                    read_agent_time(c, tenant, read).await?
+                } else {
+                    Groups::new()
+                };
+                Ok((calls, time))
+            })
+            .await?
         }
     };
     for (key, t) in time {
         calls.entry(key).or_default().add(&t);
     }
     Ok(calls)
+}
+
+/// Which facts answer [`aggregate_windows`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sourcing {
+    /// The plan: daily rollups for whole local days of the organization's zone, hourly rollups
+    /// for the other whole hours, raw facts for the rest.
+    Planned(Tz),
+    /// Raw facts only (calls and the state log): the definitions the rollups must equal, read
+    /// by the exactness tests and timed as the benchmark's baseline.
+    RawOnly,
+    /// Hourly rollups only, for windows on whole UTC hours (the exactness tests check the
+    /// rollups alone); a window bound inside an hour is refused.
+    HourlyRollupsOnly,
+}
+
+/// The aggregates of each window (in order), through the same planner as the grouped views:
+/// `kpiSummary` is one window, `kpiSeries` one per bucket, `liveKpis` three that overlap (the
+/// day so far, the last hour, the last quarter hour). The windows are cut at every window's
+/// bounds into disjoint segments, the segments are the time slots of ONE ungrouped read (two
+/// to six statements in one transaction, whatever the number of windows), and each window is
+/// the sum of the segments it covers.
+pub async fn aggregate_windows(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    windows: &[(DateTime<Utc>, DateTime<Utc>)],
+    scope: &Scope,
+    sourcing: Sourcing,
+) -> AppResult<Vec<Aggregates>> {
+    let bounds = segment_bounds(windows);
+    let (Some(first), Some(last)) = (bounds.first().copied(), bounds.last().copied()) else {
+        return Ok(vec![Aggregates::default(); windows.len()]);
+    };
+    let starts = bounds[..bounds.len() - 1].to_vec();
+    let sources = match sourcing {
+        Sourcing::Planned(tz) => plan_sources(first, last, &starts, false).with_days(tz, &starts),
+        Sourcing::RawOnly => plan_sources(first, last, &starts, true),
+        Sourcing::HourlyRollupsOnly => {
+            if bounds.iter().any(|b| hour_of(*b) != *b) {
+                return Err(AppError::internal("hourly rollups answer whole UTC hours only"));
+            }
+            Sources {
+                rollup: Some((first, last)),
+                ..Sources::default()
+            }
+        }
+    };
+    let segments = starts.len();
+    let group = GroupSpec {
+        time: Some(TimeSlots {
+            classes: (0..segments).map(|i| i32::try_from(i).unwrap_or(i32::MAX)).collect(),
+            starts,
+        }),
+        ..GroupSpec::default()
+    };
+    let read = GroupRead {
+        scope,
+        group: &group,
+        sources: &sources,
+        // An ungrouped read takes its rollup level's keys from the scope.
+        keys: &LevelKeys {
+            agents: Vec::new(),
+            campaigns: Vec::new(),
+        },
+        calls: Some(CounterMask::ALL),
+        agent_time: true,
+    };
+    let mut per_segment = vec![Aggregates::default(); segments];
+    for (key, aggregates) in aggregate_groups(conn, None, tenant, read).await? {
+        if let Some(segment) = key.time_class.and_then(|c| usize::try_from(c).ok()) {
+            if let Some(slot) = per_segment.get_mut(segment) {
+                slot.add(&aggregates);
+            }
+        }
+    }
+    Ok(windows
+        .iter()
+        .map(|(from, to)| {
+            let mut sum = Aggregates::default();
+            for segment in &per_segment[covered_segments(&bounds, *from, *to)] {
+                sum.add(segment);
+            }
+            sum
+        })
+        .collect())
+}
+
+/// The bounds of the disjoint segments the windows cut each other into: every bound of every
+/// non-empty window, sorted; segment `i` is `[bounds[i], bounds[i + 1])`.
+fn segment_bounds(windows: &[(DateTime<Utc>, DateTime<Utc>)]) -> Vec<DateTime<Utc>> {
+    let mut bounds: Vec<DateTime<Utc>> = windows
+        .iter()
+        .filter(|(from, to)| from < to)
+        .flat_map(|(from, to)| [*from, *to])
+        .collect();
+    bounds.sort();
+    bounds.dedup();
+    bounds
+}
+
+/// The segments (of [`segment_bounds`]) that make up `[from, to)`; none for an empty window.
+fn covered_segments(bounds: &[DateTime<Utc>], from: DateTime<Utc>, to: DateTime<Utc>) -> std::ops::Range<usize> {
+    if from >= to {
+        return 0..0;
+    }
+    bounds.partition_point(|b| *b < from)..bounds.partition_point(|b| *b < to)
 }
 
 /// A second pooled connection, to read agent time alongside calls, when the pool can hand one
@@ -453,54 +559,10 @@ pub async fn spare_connection(pool: &DbPool) -> Option<db::DbConn> {
     db::conn(pool).await.ok()
 }
 
-pub(super) fn window_values(
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-    rule: ServiceLevelRule,
-    a: &Aggregates,
-) -> WindowValues {
-    WindowValues {
-        start: from,
-        end: to,
-        rule,
-        metrics: metrics::evaluate(a, &rule),
-        aggregates: *a,
-    }
-}
-
-/// Orders optional values with `None` last whatever the direction.
-pub(super) fn cmp_nulls_last<T>(
-    a: Option<T>,
-    b: Option<T>,
-    descending: bool,
-    cmp: impl Fn(&T, &T) -> Ordering,
-) -> Ordering {
-    match (a, b) {
-        (Some(a), Some(b)) => {
-            let o = cmp(&a, &b);
-            if descending {
-                o.reverse()
-            } else {
-                o
-            }
-        }
-        (Some(_), None) => Ordering::Less,
-        (None, Some(_)) => Ordering::Greater,
-        (None, None) => Ordering::Equal,
-    }
-}
-
-/// Case-insensitive, then exact; allocation-free, as sorts call it for every comparison.
-pub(super) fn cmp_names(a: &str, b: &str) -> Ordering {
-    a.chars()
-        .flat_map(char::to_lowercase)
-        .cmp(b.chars().flat_map(char::to_lowercase))
-        .then_with(|| a.cmp(b))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kpi::metrics;
     use crate::kpi::metrics::MetricName;
 
     fn at(s: &str) -> DateTime<Utc> {
@@ -521,6 +583,34 @@ mod tests {
             .map(|d| d.name)
             .collect();
         assert_eq!(no_calls, vec!["occupancy"]);
+    }
+
+    #[test]
+    fn overlapping_windows_are_sums_of_disjoint_segments() {
+        let t = |m: i64| at("2026-03-10T08:00:00Z") + TimeDelta::minutes(m);
+        // The live tiles' shape: the day so far, the last hour, the last quarter hour; plus an
+        // empty window and one that ends where another starts.
+        let windows = [
+            (t(0), t(600)),
+            (t(540), t(600)),
+            (t(585), t(600)),
+            (t(30), t(30)),
+            (t(-60), t(0)),
+        ];
+        let bounds = segment_bounds(&windows);
+        assert_eq!(bounds, vec![t(-60), t(0), t(540), t(585), t(600)]);
+        let covered: Vec<_> = windows
+            .iter()
+            .map(|(from, to)| covered_segments(&bounds, *from, *to))
+            .collect();
+        assert_eq!(covered, vec![1..4, 2..4, 3..4, 0..0, 0..1]);
+        // Every segment is inside each window that covers it, and the segments tile the window.
+        for ((from, to), range) in windows.iter().zip(covered) {
+            if let (Some(first), Some(last)) = (range.clone().next(), range.clone().last()) {
+                assert_eq!((bounds[first], bounds[last + 1]), (*from, *to));
+            }
+        }
+        assert!(segment_bounds(&[(t(5), t(5))]).is_empty());
     }
 
     #[test]
