@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::auth::Tenant;
 use crate::db::schema::{agents, call_events, campaigns, dispositions, organizations, telephony_settings};
 use crate::domain::{AnsweredBy, CallEvent, Direction, EndReason, EventKey, EventType, RoutingState, Source};
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 
 /// The advisory-lock key of one call: concurrent deliveries of the same call serialize, other
 /// calls do not wait. Keys are taken in ascending order, so two batches cannot deadlock.
@@ -277,9 +277,6 @@ pub async fn lock_agent_states(
         .collect()
 }
 
-/// One stored routing transition: the agent, the instant, the call (`""`: none), the state.
-pub type TransitionRow = (Uuid, DateTime<Utc>, String, RoutingState);
-
 /// Removes transitions of calls (agent, instant, call) from `agent_routing_transitions`.
 pub async fn delete_routing_transitions(
     conn: &mut AsyncPgConnection,
@@ -355,6 +352,129 @@ pub async fn record_routing_origins(
     .await?)
 }
 
+/// A ROUTING interval of an agent's log: (state, started, ended — None while open).
+pub type RoutingSpan = (RoutingState, DateTime<Utc>, Option<DateTime<Utc>>);
+
+/// What the log looks like around one changed instant of one agent, read before it is
+/// re-derived (see `ingest::routing_log`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeNeighbourhood {
+    pub agent_id: Uuid,
+    /// The changed instant.
+    pub at: DateTime<Utc>,
+    /// The latest ROUTING interval that starts before `at`.
+    pub before: Option<RoutingSpan>,
+    /// The first stored transition strictly after `at`, and the latest ROUTING interval that
+    /// starts at or before it (the one in force there).
+    pub next: Option<(DateTime<Utc>, Option<RoutingSpan>)>,
+}
+
+#[derive(QueryableByName)]
+struct NeighbourhoodRow {
+    #[diesel(sql_type = SqlUuid)]
+    agent_id: Uuid,
+    #[diesel(sql_type = Timestamptz)]
+    at: DateTime<Utc>,
+    #[diesel(sql_type = Nullable<Text>)]
+    before_state: Option<String>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    before_started: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    before_ended: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    next_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Text>)]
+    next_state: Option<String>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    next_started: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    next_ended: Option<DateTime<Utc>>,
+}
+
+fn routing_span(
+    state: Option<String>,
+    started: Option<DateTime<Utc>>,
+    ended: Option<DateTime<Utc>>,
+) -> AppResult<Option<RoutingSpan>> {
+    match (state, started) {
+        (Some(state), Some(started)) => Ok(Some((RoutingState::from_stored(&state)?, started, ended))),
+        _ => Ok(None),
+    }
+}
+
+/// For each (agent, changed instant): the interval before it, the next stored transition and
+/// the interval in force there — three index lookups per point, one round trip per batch.
+pub async fn change_neighbourhoods(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    points: &[(Uuid, DateTime<Utc>)],
+) -> AppResult<Vec<ChangeNeighbourhood>> {
+    if points.is_empty() {
+        return Ok(Vec::new());
+    }
+    let agents: Vec<Uuid> = points.iter().map(|p| p.0).collect();
+    let ats: Vec<DateTime<Utc>> = points.iter().map(|p| p.1).collect();
+    let rows: Vec<NeighbourhoodRow> = diesel::sql_query(
+        "SELECT q.agent_id, q.at,
+                b.state AS before_state, b.started_at AS before_started, b.ended_at AS before_ended,
+                n.at AS next_at,
+                x.state AS next_state, x.started_at AS next_started, x.ended_at AS next_ended
+         FROM unnest($2::uuid[], $3::timestamptz[]) AS q(agent_id, at)
+         LEFT JOIN LATERAL (
+            SELECT l.state, l.started_at, l.ended_at FROM agent_state_log l
+            WHERE l.organization_id = $1 AND l.agent_id = q.agent_id AND l.axis = 'ROUTING' AND l.started_at < q.at
+            ORDER BY l.started_at DESC, l.id DESC LIMIT 1) b ON true
+         LEFT JOIN LATERAL (
+            SELECT t.at FROM agent_routing_transitions t
+            WHERE t.organization_id = $1 AND t.agent_id = q.agent_id AND t.at > q.at
+            ORDER BY t.at LIMIT 1) n ON true
+         LEFT JOIN LATERAL (
+            SELECT l.state, l.started_at, l.ended_at FROM agent_state_log l
+            WHERE l.organization_id = $1 AND l.agent_id = q.agent_id AND l.axis = 'ROUTING' AND l.started_at <= n.at
+            ORDER BY l.started_at DESC, l.id DESC LIMIT 1) x ON true",
+    )
+    .bind::<SqlUuid, _>(tenant.org_id())
+    .bind::<Array<SqlUuid>, _>(agents)
+    .bind::<Array<Timestamptz>, _>(ats)
+    .load(conn)
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            let next = match r.next_at {
+                Some(at) => Some((at, routing_span(r.next_state, r.next_started, r.next_ended)?)),
+                None => None,
+            };
+            Ok(ChangeNeighbourhood {
+                agent_id: r.agent_id,
+                at: r.at,
+                before: routing_span(r.before_state, r.before_started, r.before_ended)?,
+                next,
+            })
+        })
+        .collect()
+}
+
+/// A stretch of one agent's history: from an instant, up to and including another (None: to
+/// the end).
+pub type AgentStretch = (Uuid, DateTime<Utc>, Option<DateTime<Utc>>);
+
+/// Stretches as the parallel arrays `unnest` takes.
+struct StretchArrays {
+    agents: Vec<Uuid>,
+    from: Vec<DateTime<Utc>>,
+    until: Vec<Option<DateTime<Utc>>>,
+}
+
+impl StretchArrays {
+    fn new(stretches: &[AgentStretch]) -> Self {
+        Self {
+            agents: stretches.iter().map(|s| s.0).collect(),
+            from: stretches.iter().map(|s| s.1).collect(),
+            until: stretches.iter().map(|s| s.2).collect(),
+        }
+    }
+}
+
 #[derive(QueryableByName)]
 struct RoutingIntervalRow {
     #[diesel(sql_type = SqlUuid)]
@@ -370,7 +490,32 @@ struct RoutingIntervalRow {
 /// A ROUTING interval of an agent: (agent, state, started, ended — None while open).
 pub type RoutingInterval = (Uuid, RoutingState, DateTime<Utc>, Option<DateTime<Utc>>);
 
-fn routing_intervals(rows: Vec<RoutingIntervalRow>) -> AppResult<Vec<RoutingInterval>> {
+/// Deletes every ROUTING interval that starts within one of the stretches, and returns them
+/// (both bounds are index conditions: an open end is `'infinity'`, not an `OR`, which would
+/// leave PostgreSQL scanning the rest of the agent's history)
+/// (the closed ones still hold time in the rollups: the caller takes it out).
+pub async fn take_routing_intervals(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    stretches: &[AgentStretch],
+) -> AppResult<Vec<RoutingInterval>> {
+    if stretches.is_empty() {
+        return Ok(Vec::new());
+    }
+    let StretchArrays { agents, from, until } = StretchArrays::new(stretches);
+    let rows: Vec<RoutingIntervalRow> = diesel::sql_query(
+        "DELETE FROM agent_state_log l
+         USING unnest($2::uuid[], $3::timestamptz[], $4::timestamptz[]) AS q(agent_id, from_at, until_at)
+         WHERE l.organization_id = $1 AND l.agent_id = q.agent_id AND l.axis = 'ROUTING'
+           AND l.started_at >= q.from_at AND l.started_at <= COALESCE(q.until_at, 'infinity')
+         RETURNING l.agent_id, l.state, l.started_at, l.ended_at",
+    )
+    .bind::<SqlUuid, _>(tenant.org_id())
+    .bind::<Array<SqlUuid>, _>(agents)
+    .bind::<Array<Timestamptz>, _>(from)
+    .bind::<Array<Nullable<Timestamptz>>, _>(until)
+    .load(conn)
+    .await?;
     rows.into_iter()
         .map(|r| {
             Ok((
@@ -383,58 +528,10 @@ fn routing_intervals(rows: Vec<RoutingIntervalRow>) -> AppResult<Vec<RoutingInte
         .collect()
 }
 
-/// For each (agent, instant): the agent's latest ROUTING interval that started before the
-/// instant, if any (the state in force just before it, when it had not ended by then).
-pub async fn routing_intervals_before(
-    conn: &mut AsyncPgConnection,
-    tenant: &Tenant,
-    points: &[(Uuid, DateTime<Utc>)],
-) -> AppResult<Vec<RoutingInterval>> {
-    let agents: Vec<Uuid> = points.iter().map(|p| p.0).collect();
-    let ats: Vec<DateTime<Utc>> = points.iter().map(|p| p.1).collect();
-    let rows: Vec<RoutingIntervalRow> = diesel::sql_query(
-        "SELECT p.agent_id, p.state, p.started_at, p.ended_at
-         FROM unnest($2::uuid[], $3::timestamptz[]) AS q(agent_id, at)
-         CROSS JOIN LATERAL (
-            SELECT l.agent_id, l.state, l.started_at, l.ended_at FROM agent_state_log l
-            WHERE l.organization_id = $1 AND l.agent_id = q.agent_id AND l.axis = 'ROUTING' AND l.started_at < q.at
-            ORDER BY l.started_at DESC, l.id DESC LIMIT 1) p",
-    )
-    .bind::<SqlUuid, _>(tenant.org_id())
-    .bind::<Array<SqlUuid>, _>(agents)
-    .bind::<Array<Timestamptz>, _>(ats)
-    .load(conn)
-    .await?;
-    routing_intervals(rows)
-}
-
-/// Deletes every ROUTING interval of each agent that starts at or after its instant, and
-/// returns them (the closed ones still hold time in the rollups: the caller takes it out).
-pub async fn take_routing_intervals_from(
-    conn: &mut AsyncPgConnection,
-    tenant: &Tenant,
-    points: &[(Uuid, DateTime<Utc>)],
-) -> AppResult<Vec<RoutingInterval>> {
-    let agents: Vec<Uuid> = points.iter().map(|p| p.0).collect();
-    let ats: Vec<DateTime<Utc>> = points.iter().map(|p| p.1).collect();
-    let rows: Vec<RoutingIntervalRow> = diesel::sql_query(
-        "DELETE FROM agent_state_log l
-         USING unnest($2::uuid[], $3::timestamptz[]) AS q(agent_id, at)
-         WHERE l.organization_id = $1 AND l.agent_id = q.agent_id AND l.axis = 'ROUTING' AND l.started_at >= q.at
-         RETURNING l.agent_id, l.state, l.started_at, l.ended_at",
-    )
-    .bind::<SqlUuid, _>(tenant.org_id())
-    .bind::<Array<SqlUuid>, _>(agents)
-    .bind::<Array<Timestamptz>, _>(ats)
-    .load(conn)
-    .await?;
-    routing_intervals(rows)
-}
-
 #[derive(QueryableByName)]
 struct TransitionQueryRow {
-    #[diesel(sql_type = SqlUuid)]
-    agent_id: Uuid,
+    #[diesel(sql_type = BigInt)]
+    stretch: i64,
     #[diesel(sql_type = Timestamptz)]
     at: DateTime<Utc>,
     #[diesel(sql_type = Text)]
@@ -443,26 +540,37 @@ struct TransitionQueryRow {
     state: String,
 }
 
-/// Every stored transition of each agent at or after its instant.
-pub async fn routing_transitions_from(
+/// One stored transition found in a stretch: (index of the stretch, instant, call, state).
+pub type StretchTransition = (usize, DateTime<Utc>, String, RoutingState);
+
+/// Every stored transition within each stretch (its bounds included), by stretch index.
+pub async fn routing_transitions_within(
     conn: &mut AsyncPgConnection,
     tenant: &Tenant,
-    points: &[(Uuid, DateTime<Utc>)],
-) -> AppResult<Vec<TransitionRow>> {
-    let agents: Vec<Uuid> = points.iter().map(|p| p.0).collect();
-    let ats: Vec<DateTime<Utc>> = points.iter().map(|p| p.1).collect();
+    stretches: &[AgentStretch],
+) -> AppResult<Vec<StretchTransition>> {
+    if stretches.is_empty() {
+        return Ok(Vec::new());
+    }
+    let StretchArrays { agents, from, until } = StretchArrays::new(stretches);
     let rows: Vec<TransitionQueryRow> = diesel::sql_query(
-        "SELECT t.agent_id, t.at, t.external_id, t.state
-         FROM unnest($2::uuid[], $3::timestamptz[]) AS q(agent_id, at)
-         JOIN agent_routing_transitions t ON t.organization_id = $1 AND t.agent_id = q.agent_id AND t.at >= q.at",
+        "SELECT q.n - 1 AS stretch, t.at, t.external_id, t.state
+         FROM unnest($2::uuid[], $3::timestamptz[], $4::timestamptz[]) WITH ORDINALITY AS q(agent_id, from_at, until_at, n)
+         JOIN agent_routing_transitions t ON t.organization_id = $1 AND t.agent_id = q.agent_id
+              AND t.at >= q.from_at AND t.at <= COALESCE(q.until_at, 'infinity')",
     )
     .bind::<SqlUuid, _>(tenant.org_id())
     .bind::<Array<SqlUuid>, _>(agents)
-    .bind::<Array<Timestamptz>, _>(ats)
+    .bind::<Array<Timestamptz>, _>(from)
+    .bind::<Array<Nullable<Timestamptz>>, _>(until)
     .load(conn)
     .await?;
     rows.into_iter()
-        .map(|r| Ok((r.agent_id, r.at, r.external_id, RoutingState::from_stored(&r.state)?)))
+        .map(|r| {
+            let index = usize::try_from(r.stretch)
+                .map_err(|_| AppError::internal(format!("stretch index {} out of range", r.stretch)))?;
+            Ok((index, r.at, r.external_id, RoutingState::from_stored(&r.state)?))
+        })
         .collect()
 }
 

@@ -6,11 +6,14 @@
 //! * [`twilio`] — callback parameters → events, and Twilio's request signature;
 //! * [`store`] — one batch of valid events into the database, in one transaction: events,
 //!   interactions, agents' state, rollups (through `kpi::writer`);
+//! * [`routing_log`] — agents' routing intervals re-derived from their stored transitions,
+//!   only in the stretches a batch changed;
 //! * [`batcher`] — webhook deliveries grouped into shared transactions;
 //! * this module — validation, the audited mutations, and publishing after commit.
 
 pub mod batcher;
 pub mod lifecycle;
+pub mod routing_log;
 pub mod store;
 pub mod twilio;
 
