@@ -15,8 +15,8 @@
 //!   the database; telephony ingest (Twilio webhooks, call events, the call lifecycle); the
 //!   rules of the management surface (settings, users, presence).
 //! * [`state`]    — [`state::AppState`]: database pool, token keys, bus, configuration.
-//! * [`realtime`] — the event bus that carries "something changed" to subscriptions, live
-//!   agent boards and KPI tiles.
+//! * [`realtime`] — the event bus and its typed events, which carry "something changed" to
+//!   subscriptions; live agent boards and KPI tiles; the subscriptions' state machines.
 //! * [`kpi`]      — metrics, rollups and their one writer, the windows planner, analytics.
 //! * [`audit`]    — the hash-chained, append-only audit writer and its verifier.
 //! * [`db`]       — pool, migrations, the diesel schema and the queries of the tables it owns

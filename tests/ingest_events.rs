@@ -582,7 +582,9 @@ async fn agents_routing_state_follows_their_calls() {
     for receiver in [&mut bus, &mut interactions, &mut kpis] {
         while let Ok(signal) = receiver.try_recv() {
             if let omnivox::realtime::Signal::Event(event) = signal {
-                topics.push((event.topic, event.payload.clone()));
+                // The payload as it travels on Redis (the envelope's `payload`).
+                let wire = serde_json::to_value(&*event).unwrap();
+                topics.push((event.topic(), wire["payload"].clone()));
             }
         }
     }

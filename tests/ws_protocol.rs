@@ -11,7 +11,7 @@ use common::{TestApp, TestOrg};
 use futures_util::{SinkExt, StreamExt};
 use omnivox::auth::Role;
 use omnivox::http::ws::open_sockets;
-use omnivox::realtime::Topic;
+use omnivox::realtime::BusEvent;
 use serde_json::{json, Value};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
@@ -555,7 +555,7 @@ async fn a_client_that_never_reads_is_disconnected() {
             "the server never disconnected a client that does not read"
         );
         for _ in 0..50 {
-            app.state.bus.publish(acme.id, Topic::Settings, json!({}));
+            app.state.bus.publish(acme.id, BusEvent::Settings { version: 1 });
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

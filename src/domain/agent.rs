@@ -1,14 +1,17 @@
 //! An agent's two state axes: what the agent chose (presence) and what the telephony layer sees
 //! (routing state).
 
+use serde::{Deserialize, Serialize};
+
 use super::closed_set;
 
 closed_set!(
     // Stored in `agents.presence` and on the PRESENCE axis of the state log.
     /// What the agent chose. The organization's reason codes refine every presence but AVAILABLE
     /// and OFFLINE.
-    #[derive(async_graphql::Enum)]
+    #[derive(async_graphql::Enum, Serialize, Deserialize)]
     #[graphql(rename_items = "SCREAMING_SNAKE_CASE")]
+    #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
     Presence {
         Available => "AVAILABLE",
         Break => "BREAK",
@@ -23,8 +26,9 @@ closed_set!(
 closed_set!(
     // Stored in `agents.routing_state` and on the ROUTING axis of the state log.
     /// What the telephony layer sees.
-    #[derive(async_graphql::Enum)]
+    #[derive(async_graphql::Enum, Serialize, Deserialize)]
     #[graphql(rename_items = "SCREAMING_SNAKE_CASE")]
+    #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
     RoutingState { Idle => "IDLE", Ringing => "RINGING", OnCall => "ON_CALL", WrapUp => "WRAP_UP" }
 );
 

@@ -3,6 +3,7 @@
 //! (see [`crate::ingest::lifecycle`]).
 
 use chrono::{DateTime, SubsecRound, Utc};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -11,16 +12,18 @@ use super::closed_set;
 closed_set!(
     // Stored in `interactions.direction` and `campaigns.direction`.
     /// Whether the contact centre took the call or placed it.
-    #[derive(async_graphql::Enum)]
+    #[derive(async_graphql::Enum, Serialize, Deserialize)]
     #[graphql(name = "CallDirection", rename_items = "SCREAMING_SNAKE_CASE")]
+    #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
     Direction { Inbound => "INBOUND", Outbound => "OUTBOUND" }
 );
 
 closed_set!(
     // Stored in `interactions.outcome`.
     /// How a call ended.
-    #[derive(async_graphql::Enum)]
+    #[derive(async_graphql::Enum, Serialize, Deserialize)]
     #[graphql(name = "CallOutcome", rename_items = "SCREAMING_SNAKE_CASE")]
+    #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
     Outcome {
         InProgress => "IN_PROGRESS",
         Answered => "ANSWERED",

@@ -4,7 +4,9 @@
 //! These types sit below every other module (they depend only on [`crate::error`]): the
 //! database stores them by [`as_str`](call::Direction::as_str), the GraphQL schema exposes the
 //! same types (their `async_graphql::Enum` derive gives the API name), ingest and the KPI
-//! engine compute with them. Nothing here touches I/O.
+//! engine compute with them. The ones that travel on the event bus (direction, outcome,
+//! presence, routing state) also derive serde with the same text as the column stores (a test
+//! holds the two spellings together). Nothing here touches I/O.
 
 pub mod agent;
 pub mod call;
@@ -94,6 +96,25 @@ mod tests {
             ServiceLevelVariant::as_str,
             ServiceLevelVariant::parse,
         );
+    }
+
+    #[test]
+    fn serde_writes_and_reads_the_stored_text() {
+        fn same<T>(all: &[T], text: fn(T) -> &'static str)
+        where
+            T: Copy + PartialEq + std::fmt::Debug + serde::Serialize + serde::de::DeserializeOwned,
+        {
+            for &value in all {
+                let json = serde_json::to_value(value).unwrap_or_default();
+                assert_eq!(json, serde_json::Value::from(text(value)), "{value:?}");
+                assert_eq!(serde_json::from_value::<T>(json).ok(), Some(value), "{value:?}");
+            }
+        }
+        same(Direction::ALL, Direction::as_str);
+        same(Outcome::ALL, Outcome::as_str);
+        same(Presence::ALL, Presence::as_str);
+        same(RoutingState::ALL, RoutingState::as_str);
+        same(ServiceLevelVariant::ALL, ServiceLevelVariant::as_str);
     }
 
     #[test]

@@ -5,15 +5,17 @@
 //! masking apply exactly as in queries (a customer number on a live call is masked below
 //! SUPERVISOR). Every subscription is scoped to the caller's organization (SUPER_ADMIN: an
 //! explicit `orgId`, audited).
+//!
+//! The subscriptions' state machines (the board's delta merge, the call filter, the compliance
+//! edge detector) live in [`crate::realtime`]; the resolvers here validate and parse their
+//! arguments, start the realtime stream and map each item to its GraphQL object.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, Subscription, ID};
 use chrono::{DateTime, Utc};
-use futures_util::Stream;
-use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use futures_util::{Stream, StreamExt};
 use uuid::Uuid;
 
 use crate::auth::{Permission, Role};
@@ -25,12 +27,13 @@ use crate::error::{AppError, AppResult};
 use crate::graphql::context::{parse_ids, principal, request_id, state, tenant_for};
 use crate::graphql::guards::PermissionGuard;
 use crate::ingest;
-use crate::kpi::analytics::{self as views, ComplianceLevel};
+use crate::kpi::analytics::ComplianceLevel;
 use crate::management::presence as manage;
-use crate::realtime::agents::BoardUpdate;
-use crate::realtime::bus::Received;
+use crate::realtime::agents::{self, AgentFilter, BoardView};
+use crate::realtime::compliance::{self, ComplianceEdge};
+use crate::realtime::interactions::{self, CallBatch, CallFilter};
 use crate::realtime::live::{self, LiveFilter, LiveTiles, WindowTiles};
-use crate::realtime::{StreamPosition, Topic};
+use crate::realtime::{CallChange, StreamPosition};
 
 /// An agent now: names and states (VIEWER+, like the wallboard), the current call's customer
 /// number masked below SUPERVISOR.
@@ -141,40 +144,21 @@ pub struct AgentStatesFilter {
     agent_ids: Option<Vec<ID>>,
 }
 
-/// A subscriber's filter, checked against each agent's current team.
-struct AgentMatcher {
-    teams: Option<HashSet<Uuid>>,
-    agents: Option<HashSet<Uuid>>,
-}
-
-impl AgentMatcher {
-    fn matches(&self, agent: &LiveAgentRow) -> bool {
-        self.agents.as_ref().is_none_or(|ids| ids.contains(&agent.id))
-            && self
-                .teams
-                .as_ref()
-                .is_none_or(|ids| agent.team_id.is_some_and(|t| ids.contains(&t)))
-    }
-
-    /// An agent this subscriber showed (its previous team matched) that no longer matches
-    /// because it moved to another team: the subscriber must drop it.
-    fn left_teams(&self, agent: &LiveAgentRow, previous_team: Option<Uuid>) -> bool {
-        let Some(teams) = &self.teams else { return false };
-        self.agents.as_ref().is_none_or(|ids| ids.contains(&agent.id))
-            && previous_team.is_some_and(|t| teams.contains(&t))
-            && !agent.team_id.is_some_and(|t| teams.contains(&t))
-    }
-
-    fn snapshot(&self, agents: &[Arc<LiveAgentRow>], resync: bool) -> AgentStatesUpdate {
-        AgentStatesUpdate {
-            kind: AgentStatesKind::Snapshot,
-            resync,
-            agents: agents
-                .iter()
-                .filter(|a| self.matches(a))
-                .map(|a| AgentStatus(a.clone()))
-                .collect(),
-            removed_agent_ids: Vec::new(),
+impl From<BoardView> for AgentStatesUpdate {
+    fn from(view: BoardView) -> Self {
+        match view {
+            BoardView::Snapshot { resync, agents } => Self {
+                kind: AgentStatesKind::Snapshot,
+                resync,
+                agents: agents.into_iter().map(AgentStatus).collect(),
+                removed_agent_ids: Vec::new(),
+            },
+            BoardView::Delta { changed, removed } => Self {
+                kind: AgentStatesKind::Delta,
+                resync: false,
+                agents: changed.into_iter().map(AgentStatus).collect(),
+                removed_agent_ids: removed.into_iter().map(|id| ID(id.to_string())).collect(),
+            },
         }
     }
 }
@@ -436,6 +420,30 @@ pub struct InteractionEvents {
     interactions: Vec<InteractionChange>,
 }
 
+impl From<&CallChange> for InteractionChange {
+    fn from(call: &CallChange) -> Self {
+        Self {
+            interaction_id: ID(call.interaction_id.to_string()),
+            external_id: call.external_id.clone(),
+            outcome: Some(call.outcome),
+            agent_id: call.agent_id.map(|id| ID(id.to_string())),
+            campaign_id: call.campaign_id.map(|id| ID(id.to_string())),
+            direction: Some(call.direction),
+        }
+    }
+}
+
+impl From<CallBatch> for InteractionEvents {
+    fn from(batch: CallBatch) -> Self {
+        Self {
+            resync: batch.resync,
+            sequence: batch.sequence,
+            server_time: batch.server_time,
+            interactions: batch.calls.iter().map(InteractionChange::from).collect(),
+        }
+    }
+}
+
 /// Which level a compliance alert announces.
 #[derive(SimpleObject)]
 pub struct ComplianceAlert {
@@ -453,11 +461,20 @@ pub struct ComplianceAlert {
     at: DateTime<Utc>,
 }
 
-/// Board updates folded into one `agentStates` message at most.
-const MAX_BATCHED_UPDATES: usize = 256;
-
-/// How often `complianceAlerts` may recompute for one subscriber.
-const COMPLIANCE_MIN_INTERVAL: Duration = Duration::from_secs(2);
+impl From<ComplianceEdge> for ComplianceAlert {
+    fn from(edge: ComplianceEdge) -> Self {
+        Self {
+            campaign_id: ID(edge.campaign_id.to_string()),
+            campaign_name: edge.campaign_name,
+            window: edge.window.as_str().to_owned(),
+            level: edge.level,
+            previous_level: edge.previous_level,
+            rate: edge.rate,
+            limit: edge.limit,
+            at: edge.at,
+        }
+    }
+}
 
 #[derive(Default)]
 pub struct RealtimeSubscription;
@@ -485,10 +502,7 @@ impl RealtimeSubscription {
         if parsed.team_ids.is_some() || parsed.agent_ids.is_some() {
             live::validate(&app.db, &tenant, "filter", &parsed).await?;
         }
-        let matcher = AgentMatcher {
-            teams: parsed.team_ids.map(|v| v.into_iter().collect()),
-            agents: parsed.agent_ids.map(|v| v.into_iter().collect()),
-        };
+        let filter = AgentFilter::new(parsed.team_ids, parsed.agent_ids);
         let board = app
             .boards
             .board(&app.db, &app.bus, &tenant, app.settings.live_updates_buffer)
@@ -496,88 +510,7 @@ impl RealtimeSubscription {
         // Reported before each message so the WebSocket layer can share the deltas (see
         // `StreamPosition`); absent for other transports.
         let position = ctx.data_opt::<StreamPosition>().cloned().unwrap_or_default();
-        Ok(async_stream::stream! {
-            let (mut updates, mut version, snapshot) = board.subscribe();
-            position.report(version);
-            yield matcher.snapshot(&snapshot, position.resync_first());
-            drop(snapshot);
-            loop {
-                // One update, plus whatever else is already queued: under load a subscriber
-                // gets one message for several changes instead of falling further behind.
-                let mut pending = vec![updates.recv().await];
-                while pending.len() < MAX_BATCHED_UPDATES {
-                    match updates.try_recv() {
-                        Ok(update) => pending.push(Ok(update)),
-                        Err(TryRecvError::Empty) => break,
-                        Err(TryRecvError::Lagged(n)) => {
-                            pending.push(Err(RecvError::Lagged(n)));
-                            break;
-                        }
-                        Err(TryRecvError::Closed) => {
-                            pending.push(Err(RecvError::Closed));
-                            break;
-                        }
-                    }
-                }
-                let mut resync: Option<(u64, Arc<Vec<Arc<LiveAgentRow>>>)> = None;
-                let mut changed: Vec<Arc<LiveAgentRow>> = Vec::new();
-                let mut removed: Vec<Uuid> = Vec::new();
-                let mut closed = false;
-                for item in pending {
-                    match item {
-                        Ok(BoardUpdate::Changed { version: v, agent, previous_team }) if v > version => {
-                            version = v;
-                            if matcher.matches(&agent) {
-                                changed.retain(|a| a.id != agent.id);
-                                removed.retain(|id| *id != agent.id);
-                                changed.push(agent);
-                            } else if matcher.left_teams(&agent, previous_team) {
-                                changed.retain(|a| a.id != agent.id);
-                                removed.push(agent.id);
-                            }
-                        }
-                        Ok(BoardUpdate::Removed { version: v, agent_id }) if v > version => {
-                            version = v;
-                            if matcher.agents.as_ref().is_none_or(|ids| ids.contains(&agent_id)) {
-                                changed.retain(|a| a.id != agent_id);
-                                removed.push(agent_id);
-                            }
-                        }
-                        Ok(BoardUpdate::Changed { .. } | BoardUpdate::Removed { .. }) => {}
-                        Ok(BoardUpdate::Resync { version: v, agents }) => {
-                            version = v;
-                            resync = Some((v, agents));
-                            changed.clear();
-                            removed.clear();
-                        }
-                        Err(RecvError::Lagged(_)) => {
-                            let (v, agents) = board.snapshot();
-                            version = v;
-                            resync = Some((v, agents));
-                            changed.clear();
-                            removed.clear();
-                        }
-                        Err(RecvError::Closed) => closed = true,
-                    }
-                }
-                if let Some((at, agents)) = resync {
-                    position.report(at);
-                    yield matcher.snapshot(&agents, true);
-                }
-                if !changed.is_empty() || !removed.is_empty() {
-                    position.report(version);
-                    yield AgentStatesUpdate {
-                        kind: AgentStatesKind::Delta,
-                        resync: false,
-                        agents: changed.into_iter().map(AgentStatus).collect(),
-                        removed_agent_ids: removed.into_iter().map(|id| ID(id.to_string())).collect(),
-                    };
-                }
-                if closed {
-                    break;
-                }
-            }
-        })
+        Ok(agents::follow(board, filter, position).map(AgentStatesUpdate::from))
     }
 
     /// Wallboard tiles for today (organization time zone) and the last 15 and 60 minutes,
@@ -630,59 +563,12 @@ impl RealtimeSubscription {
             ..LiveFilter::default()
         };
         live::validate(&app.db, &tenant, "filter", &parsed).await?;
-        let campaigns: Option<HashSet<String>> =
-            parsed.campaign_ids.map(|ids| ids.iter().map(Uuid::to_string).collect());
-        let agents: Option<HashSet<String>> = parsed.agent_ids.map(|ids| ids.iter().map(Uuid::to_string).collect());
-        let direction = filter.direction.map(|d| d.as_str());
-        let mut events = app.bus.receiver(&[Topic::Interactions]);
-        Ok(async_stream::stream! {
-            loop {
-                match events.recv().await {
-                    Received::Event(event) if event.organization_id == tenant.org_id() => {
-                        let list = event.payload.get("interactions").and_then(|v| v.as_array()).cloned().unwrap_or_default();
-                        let text = |call: &serde_json::Value, key: &str| call.get(key).and_then(|v| v.as_str()).map(str::to_owned);
-                        let changes: Vec<InteractionChange> = list
-                            .iter()
-                            .filter(|call| {
-                                let within = |set: &Option<HashSet<String>>, key: &str| match set {
-                                    None => true,
-                                    Some(ids) => text(call, key).is_some_and(|id| ids.contains(&id)),
-                                };
-                                within(&campaigns, "campaignId")
-                                    && within(&agents, "agentId")
-                                    && direction.is_none_or(|d| text(call, "direction").as_deref() == Some(d))
-                            })
-                            .filter_map(|call| {
-                                Some(InteractionChange {
-                                    interaction_id: ID(text(call, "id")?),
-                                    external_id: text(call, "externalId").unwrap_or_default(),
-                                    outcome: text(call, "outcome").as_deref().and_then(Outcome::parse),
-                                    agent_id: text(call, "agentId").map(ID),
-                                    campaign_id: text(call, "campaignId").map(ID),
-                                    direction: text(call, "direction").as_deref().and_then(Direction::parse),
-                                })
-                            })
-                            .collect();
-                        if !changes.is_empty() {
-                            yield InteractionEvents {
-                                resync: false,
-                                sequence: event.sequence,
-                                server_time: event.server_time,
-                                interactions: changes,
-                            };
-                        }
-                    }
-                    Received::Event(_) => {}
-                    Received::Resync => yield InteractionEvents {
-                        resync: true,
-                        sequence: 0,
-                        server_time: Utc::now(),
-                        interactions: Vec::new(),
-                    },
-                    Received::Closed => break,
-                }
-            }
-        })
+        let filter = CallFilter {
+            campaign_ids: parsed.campaign_ids,
+            agent_ids: parsed.agent_ids,
+            direction: filter.direction,
+        };
+        Ok(interactions::follow(&app.bus, tenant, filter).map(InteractionEvents::from))
     }
 
     /// Outbound abandonment alerts per campaign (`campaignIds`, or every outbound campaign):
@@ -700,78 +586,7 @@ impl RealtimeSubscription {
         let tenant = tenant_for(ctx, org_id.as_ref()).await?;
         let app = state(ctx)?.clone();
         let ids: Option<Vec<String>> = campaign_ids.map(|v| v.into_iter().map(|id| id.0).collect());
-        let read = {
-            let app = app.clone();
-            move |ids: Option<Vec<String>>| {
-                let app = app.clone();
-                async move {
-                    let mut conn = db::conn(&app.db).await?;
-                    views::compliance_status(&mut conn, &tenant, "campaignIds", ids.as_deref(), Utc::now()).await
-                }
-            }
-        };
-        // Validates the ids (BAD_USER_INPUT) and sets the baseline.
-        let first = read(ids.clone()).await?;
-        let mut events = app.bus.receiver(&[Topic::Interactions]);
-        Ok(async_stream::stream! {
-            let mut levels: BTreeMap<(Uuid, &'static str), ComplianceLevel> = BTreeMap::new();
-            let mut rows = first;
-            let mut initial = true;
-            loop {
-                let now = Utc::now();
-                for row in &rows {
-                    for (window, w) in [("UK_24H", &row.uk), ("US_30D", &row.us)] {
-                        let key = (row.campaign.id, window);
-                        let previous = levels.insert(key, w.status);
-                        let announce = match previous {
-                            None => initial && w.status != ComplianceLevel::Ok,
-                            Some(p) => p != w.status,
-                        };
-                        if announce {
-                            yield ComplianceAlert {
-                                campaign_id: ID(row.campaign.id.to_string()),
-                                campaign_name: row.campaign.name.clone(),
-                                window: window.to_owned(),
-                                level: w.status,
-                                previous_level: previous,
-                                rate: w.rate.value,
-                                limit: w.limit,
-                                at: now,
-                            };
-                        }
-                    }
-                }
-                initial = false;
-                // Wait for a call of a watched (outbound) campaign to change (or a resync),
-                // then at most one recompute per interval.
-                let watched: Vec<Uuid> = rows.iter().map(|r| r.campaign.id).collect();
-                let watched = Some(watched);
-                loop {
-                    match events.recv().await {
-                        Received::Event(event) if event.organization_id == tenant.org_id() => {
-                            let relevant = event.payload.get("interactions").and_then(|v| v.as_array()).is_none_or(|calls| {
-                                calls.iter().any(|c| {
-                                    let campaign = c.get("campaignId").and_then(|v| v.as_str()).and_then(|t| t.parse().ok());
-                                    live::in_scope(&watched, campaign)
-                                })
-                            });
-                            if relevant {
-                                break;
-                            }
-                        }
-                        Received::Event(_) => {}
-                        Received::Resync => break,
-                        Received::Closed => return,
-                    }
-                }
-                tokio::time::sleep(COMPLIANCE_MIN_INTERVAL).await;
-                match read(ids.clone()).await {
-                    Ok(fresh) => rows = fresh,
-                    Err(error) => {
-                        tracing::warn!(?error, "compliance alerts: reading the status failed");
-                    }
-                }
-            }
-        })
+        let alerts = compliance::alerts(app.db.clone(), &app.bus, tenant, ids).await?;
+        Ok(alerts.map(ComplianceAlert::from))
     }
 }

@@ -35,7 +35,7 @@ use crate::db::{self, orgs, DbPool};
 use crate::domain::{AnsweredBy, Direction};
 use crate::domain::{CallEvent, EndReason, EventType, Source};
 use crate::error::{AppError, AppResult, FieldError};
-use crate::realtime::{Bus, Topic};
+use crate::realtime::{AgentStateChange, Bus, BusEvent};
 use crate::state::AppState;
 use store::Changes;
 
@@ -259,35 +259,37 @@ where
     }
 }
 
-/// Publishes what a committed batch changed.
+/// Publishes what a committed batch changed: one event for its calls, one per agent whose
+/// routing state moved, one for the KPI hours it touched.
 pub fn publish(bus: &Bus, tenant: &Tenant, changes: &Changes) {
     let org = tenant.org_id();
     if !changes.interactions.is_empty() {
-        let calls: Vec<serde_json::Value> = changes
-            .interactions
-            .iter()
-            .map(|c| {
-                json!({
-                    "id": c.interaction_id,
-                    "externalId": c.external_id,
-                    "outcome": c.outcome.as_str(),
-                    "agentId": c.agent_id,
-                    "campaignId": c.campaign_id,
-                    "direction": c.direction.as_str(),
-                })
-            })
-            .collect();
-        bus.publish(org, Topic::Interactions, json!({ "interactions": calls }));
+        bus.publish(
+            org,
+            BusEvent::Interactions {
+                calls: changes.interactions.clone(),
+            },
+        );
     }
     for (agent_id, state, since) in &changes.agents {
         bus.publish(
             org,
-            Topic::AgentState,
-            json!({ "agentId": agent_id, "axis": "ROUTING", "state": state.as_str(), "since": since }),
+            BusEvent::AgentState {
+                agent_id: *agent_id,
+                change: AgentStateChange::Routing {
+                    state: *state,
+                    since: *since,
+                },
+            },
         );
     }
     if !changes.hours.is_empty() {
-        bus.publish(org, Topic::KpiInvalidation, json!({ "hours": changes.hours }));
+        bus.publish(
+            org,
+            BusEvent::KpiInvalidation {
+                hours: changes.hours.clone(),
+            },
+        );
     }
 }
 

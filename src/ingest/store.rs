@@ -15,29 +15,19 @@ use uuid::Uuid;
 use crate::auth::Tenant;
 use crate::db::calls;
 use crate::db::interactions::{self, InteractionRow};
-use crate::domain::{CallEvent, CallState, EventKey, Outcome, RoutingState};
+use crate::domain::{CallEvent, CallState, EventKey, RoutingState};
 use crate::error::AppResult;
 use crate::ingest::lifecycle::{self, Transition};
 use crate::ingest::routing_log::{self, AgentTransitions};
 use crate::kpi::facts::{hour_of, CallFacts};
 use crate::kpi::writer;
-
-/// A call whose interaction changed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChangedCall {
-    pub interaction_id: Uuid,
-    pub external_id: String,
-    pub outcome: Outcome,
-    pub agent_id: Option<Uuid>,
-    /// For subscribers that filter by campaign and direction.
-    pub campaign_id: Option<Uuid>,
-    pub direction: crate::domain::Direction,
-}
+use crate::realtime::CallChange;
 
 /// What a batch changed, to publish once it committed.
 #[derive(Debug, Clone, Default)]
 pub struct Changes {
-    pub interactions: Vec<ChangedCall>,
+    /// Calls whose interaction changed, in the shape the bus announces them.
+    pub interactions: Vec<CallChange>,
     /// Agents whose routing state changed: (agent, state, since).
     pub agents: Vec<(Uuid, RoutingState, DateTime<Utc>)>,
     /// Offer hours (UTC) whose KPIs may have changed.
@@ -176,7 +166,7 @@ pub async fn apply(conn: &mut AsyncPgConnection, tenant: &Tenant, items: &[(Stri
             changes.hours.insert(hour_of(before.offered_at));
         }
         if let Some(id) = interaction_ids.get(*external_id) {
-            changes.interactions.push(ChangedCall {
+            changes.interactions.push(CallChange {
                 interaction_id: *id,
                 external_id: (*external_id).to_owned(),
                 outcome: after.outcome,

@@ -30,7 +30,7 @@ use crate::db::contact_centre::{self as cc, NewStateInterval};
 use crate::db::presence::{self as db_presence, ReasonCodeRow};
 use crate::domain::{AgentState, Presence};
 use crate::error::{AppError, AppResult, FieldError};
-use crate::realtime::Topic;
+use crate::realtime::{AgentStateChange, BusEvent};
 use crate::state::AppState;
 
 /// What a call to [`set_presence`] did.
@@ -174,8 +174,13 @@ pub async fn set_presence(
     if changed {
         state.bus.publish(
             tenant.org_id(),
-            Topic::AgentState,
-            serde_json::json!({ "agentId": target, "axis": "PRESENCE", "state": presence.as_str(), "reason": reason }),
+            BusEvent::AgentState {
+                agent_id: target,
+                change: AgentStateChange::Presence {
+                    state: presence,
+                    reason,
+                },
+            },
         );
     }
     Ok(PresenceChange {

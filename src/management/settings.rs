@@ -10,7 +10,7 @@ use crate::db::models::{OrgRow, SettingsRow};
 use crate::db::{self, orgs};
 use crate::domain::ServiceLevelVariant;
 use crate::error::{AppError, AppResult, FieldError};
-use crate::realtime::Topic;
+use crate::realtime::BusEvent;
 use crate::state::AppState;
 
 /// Opening hours on one weekday (ISO: Monday = 1 … Sunday = 7), `HH:MM` in the org's zone.
@@ -309,8 +309,9 @@ pub async fn update(
         .await?;
     state.bus.publish(
         tenant.org_id(),
-        Topic::Settings,
-        serde_json::json!({ "version": result.1.version }),
+        BusEvent::Settings {
+            version: result.1.version,
+        },
     );
     Ok(result)
 }

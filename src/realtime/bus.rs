@@ -7,7 +7,9 @@
 //! * **In-process** (`REDIS_URL` unset): a single instance; events never leave the process.
 //!
 //! In both modes, delivery inside the process is a tokio broadcast channel per [`Topic`]:
-//! consumers subscribe to the topics they need and filter by organization.
+//! consumers subscribe to the topics they need and filter by organization. Events are typed
+//! ([`BusEvent`]): the publisher task serializes each once for Redis, the subscriber connection
+//! decodes each once, and in-process delivery hands the typed value over as it is.
 //!
 //! # Delivery rules
 //! * `publish` never blocks and never fails: it hands the event to a publisher task through a
@@ -40,7 +42,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::{Event, Topic};
+use super::{BusEvent, Event, Topic};
 use crate::error::{AppError, AppResult};
 
 /// Events a topic's fan-out channel buffers; a receiver that falls further behind is told it
@@ -104,8 +106,7 @@ struct Counters {
 
 struct Pending {
     organization_id: Uuid,
-    topic: Topic,
-    payload: serde_json::Value,
+    payload: BusEvent,
 }
 
 enum Mode {
@@ -122,7 +123,7 @@ struct Inner {
 
 impl Inner {
     fn deliver(&self, event: Event) {
-        let sender = &self.fanout[event.topic.index()];
+        let sender = &self.fanout[event.topic().index()];
         // No receiver is not an error: nobody is watching.
         let _ = sender.send(Signal::Event(Arc::new(event)));
     }
@@ -187,9 +188,9 @@ impl Bus {
         Ok(Self { inner })
     }
 
-    /// Publishes an event; call only after the transaction that made the change committed.
-    /// Never blocks, never fails (see the module documentation).
-    pub fn publish(&self, organization_id: Uuid, topic: Topic, payload: serde_json::Value) {
+    /// Publishes an event on its variant's topic; call only after the transaction that made the
+    /// change committed. Never blocks, never fails (see the module documentation).
+    pub fn publish(&self, organization_id: Uuid, payload: BusEvent) {
         match &self.inner.mode {
             Mode::InProcess { sequences } => {
                 let sequence = {
@@ -201,7 +202,6 @@ impl Bus {
                 self.inner.counters.published.fetch_add(1, Ordering::Relaxed);
                 self.inner.deliver(Event {
                     organization_id,
-                    topic,
                     sequence,
                     server_time: Utc::now(),
                     origin: self.inner.instance,
@@ -211,7 +211,6 @@ impl Bus {
             Mode::Redis { outgoing } => {
                 let pending = Pending {
                     organization_id,
-                    topic,
                     payload,
                 };
                 if let Err(error) = outgoing.try_send(pending) {
@@ -293,7 +292,6 @@ impl Receiver {
 fn unsequenced(inner: &Inner, pending: Pending) -> Event {
     Event {
         organization_id: pending.organization_id,
-        topic: pending.topic,
         sequence: 0,
         server_time: Utc::now(),
         origin: inner.instance,
@@ -301,16 +299,16 @@ fn unsequenced(inner: &Inner, pending: Pending) -> Event {
     }
 }
 
-/// The envelope as published, without its sequence (the script adds it).
+/// The envelope as published, without its sequence (the script adds it): the same fields as
+/// [`Event`], `type` and `payload` coming from the flattened [`BusEvent`].
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct WireEvent<'a> {
     organization_id: Uuid,
-    #[serde(rename = "type")]
-    topic: Topic,
     server_time: chrono::DateTime<Utc>,
     origin: Uuid,
-    payload: &'a serde_json::Value,
+    #[serde(flatten)]
+    payload: &'a BusEvent,
 }
 
 fn events_channel(prefix: &str, organization_id: Uuid) -> String {
@@ -347,7 +345,6 @@ async fn publisher(inner: Weak<Inner>, client: redis::Client, prefix: String, mu
         let server_time = Utc::now();
         let wire = WireEvent {
             organization_id: pending.organization_id,
-            topic: pending.topic,
             server_time,
             origin: inner.instance,
             payload: &pending.payload,
@@ -387,7 +384,6 @@ async fn publisher(inner: Weak<Inner>, client: redis::Client, prefix: String, mu
                 inner.counters.published.fetch_add(1, Ordering::Relaxed);
                 inner.deliver(Event {
                     organization_id: pending.organization_id,
-                    topic: pending.topic,
                     sequence,
                     server_time,
                     origin: inner.instance,
@@ -511,6 +507,20 @@ fn on_message(inner: &Inner, resync_channel: &str, message: &redis::Msg) {
 mod tests {
     use super::*;
 
+    fn settings(version: i32) -> BusEvent {
+        BusEvent::Settings { version }
+    }
+
+    fn agent(agent_id: Uuid) -> BusEvent {
+        BusEvent::AgentState {
+            agent_id,
+            change: crate::realtime::AgentStateChange::Presence {
+                state: crate::domain::Presence::Away,
+                reason: None,
+            },
+        }
+    }
+
     #[test]
     fn a_topic_s_channel_index_is_its_place_in_all() {
         for (i, topic) in Topic::ALL.iter().enumerate() {
@@ -523,9 +533,9 @@ mod tests {
         let bus = Bus::in_process();
         let mut rx = bus.subscribe(Topic::AgentState);
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
-        bus.publish(a, Topic::AgentState, serde_json::json!({}));
-        bus.publish(b, Topic::AgentState, serde_json::json!({}));
-        bus.publish(a, Topic::AgentState, serde_json::json!({}));
+        bus.publish(a, agent(a));
+        bus.publish(b, agent(b));
+        bus.publish(a, agent(a));
         let mut seen = Vec::new();
         for _ in 0..3 {
             match rx.recv().await {
@@ -541,14 +551,14 @@ mod tests {
         let bus = Bus::in_process();
         let mut rx = bus.receiver(&[Topic::Settings]);
         let org = Uuid::new_v4();
-        bus.publish(org, Topic::AgentState, serde_json::json!({}));
-        bus.publish(org, Topic::Settings, serde_json::json!({"n": 1}));
+        bus.publish(org, agent(org));
+        bus.publish(org, settings(1));
         match rx.recv().await {
-            Received::Event(e) => assert_eq!(e.topic, Topic::Settings),
+            Received::Event(e) => assert_eq!(e.topic(), Topic::Settings),
             other => panic!("unexpected {other:?}"),
         }
         for _ in 0..FANOUT_CAPACITY + 1 {
-            bus.publish(org, Topic::Settings, serde_json::json!({}));
+            bus.publish(org, settings(2));
         }
         assert!(matches!(rx.recv().await, Received::Resync));
     }
@@ -556,17 +566,47 @@ mod tests {
     #[test]
     fn the_script_splices_the_sequence_into_the_envelope() {
         // What Lua does, done here: the published text must parse as an Event.
+        let payload = agent(Uuid::new_v4());
         let wire = WireEvent {
             organization_id: Uuid::new_v4(),
-            topic: Topic::AgentState,
             server_time: Utc::now(),
             origin: Uuid::new_v4(),
-            payload: &serde_json::json!({"agentId": "x"}),
+            payload: &payload,
         };
         let json = serde_json::to_string(&wire).unwrap_or_default();
         let spliced = format!("{{\"sequence\":7,{}", &json[1..]);
         let event: Event = serde_json::from_str(&spliced).unwrap_or_else(|e| panic!("{e}: {spliced}"));
         assert_eq!(event.sequence, 7);
-        assert_eq!(event.topic, Topic::AgentState);
+        assert_eq!(event.topic(), Topic::AgentState);
+        assert_eq!(event.payload, payload);
+    }
+
+    /// An envelope exactly as the older code published it (payload built with `json!`, keys in
+    /// `serde_json`'s sorted order, sequence spliced in by the script) decodes to the typed event.
+    #[test]
+    fn an_envelope_published_by_the_older_code_decodes() {
+        let (org, origin, agent_id) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let spliced = format!(
+            concat!(
+                r#"{{"sequence":42,"organizationId":"{org}","type":"AGENT_STATE","#,
+                r#""serverTime":"2026-03-02T09:00:00.123456Z","origin":"{origin}","#,
+                r#""payload":{{"agentId":"{agent}","axis":"ROUTING","since":"2026-03-02T09:00:00Z","state":"ON_CALL"}}}}"#
+            ),
+            org = org,
+            origin = origin,
+            agent = agent_id
+        );
+        let event: Event = serde_json::from_str(&spliced).unwrap_or_else(|e| panic!("{e}: {spliced}"));
+        assert_eq!((event.organization_id, event.origin, event.sequence), (org, origin, 42));
+        match event.payload {
+            BusEvent::AgentState {
+                agent_id: id,
+                change: crate::realtime::AgentStateChange::Routing { state, .. },
+            } => {
+                assert_eq!(id, agent_id);
+                assert_eq!(state, crate::domain::RoutingState::OnCall);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
     }
 }

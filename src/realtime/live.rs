@@ -36,7 +36,8 @@ use crate::kpi::metrics::{MetricName, ServiceLevelRule};
 use crate::kpi::query::Scope;
 use crate::kpi::{evaluate_windows, organization_rule, WindowValues};
 use crate::realtime::bus::{Bus, Received};
-use crate::realtime::{Event, Topic};
+use crate::realtime::interactions::call_in_scope;
+use crate::realtime::{BusEvent, Topic};
 
 /// At most one recompute per key per this interval.
 pub const MIN_RECOMPUTE_INTERVAL: Duration = Duration::from_secs(1);
@@ -229,34 +230,19 @@ pub async fn compute(db: &DbPool, tenant: &Tenant, filter: &LiveFilter) -> AppRe
     ))
 }
 
-fn ids_in(payload: &serde_json::Value, key: &str) -> Option<Uuid> {
-    payload.get(key)?.as_str()?.parse().ok()
-}
-
 /// Whether an event may change the tiles of `scope` (the resolved scope of the last
 /// computation; None before the first).
-fn touches(event: &Event, scope: Option<&Scope>) -> bool {
+fn touches(event: &BusEvent, scope: Option<&Scope>) -> bool {
     let Some(scope) = scope else { return true };
-    match event.topic {
-        Topic::AgentState => in_scope(&scope.agent_ids, ids_in(&event.payload, "agentId")),
-        Topic::Interactions => {
-            let Some(calls) = event.payload.get("interactions").and_then(|v| v.as_array()) else {
-                return true;
-            };
-            calls.iter().any(|call| {
-                let direction_in = match (scope.direction, call.get("direction").and_then(|d| d.as_str())) {
-                    (Some(d), Some(text)) => d.as_str() == text,
-                    _ => true,
-                };
-                // Agent-scoped tiles count calls of the scope's agents only: a call without
-                // an agent does not touch them.
-                in_scope(&scope.campaign_ids, ids_in(call, "campaignId"))
-                    && direction_in
-                    && in_scope(&scope.agent_ids, ids_in(call, "agentId"))
-            })
-        }
-        Topic::Settings => true,
-        _ => false,
+    match event {
+        BusEvent::AgentState { agent_id, .. } => in_scope(&scope.agent_ids, Some(*agent_id)),
+        // Agent-scoped tiles count calls of the scope's agents only: a call without an agent
+        // does not touch them.
+        BusEvent::Interactions { calls } => calls
+            .iter()
+            .any(|call| call_in_scope(&scope.campaign_ids, &scope.agent_ids, scope.direction, call)),
+        BusEvent::Settings { .. } => true,
+        BusEvent::KpiInvalidation { .. } => false,
     }
 }
 
@@ -367,7 +353,7 @@ async fn run(
         tokio::select! {
             received = events.recv() => match received {
                 Received::Event(event) if event.organization_id == tenant.org_id() => {
-                    if touches(&event, scope.as_ref()) {
+                    if touches(&event.payload, scope.as_ref()) {
                         dirty = true;
                     }
                 }
@@ -416,22 +402,24 @@ mod tests {
             agent_ids: Some(vec![mine]),
             ..Scope::default()
         };
-        let event = |topic, payload| Event {
-            organization_id: Uuid::nil(),
-            topic,
-            sequence: 1,
-            server_time: Utc::now(),
-            origin: Uuid::nil(),
-            payload,
+        let state = |id: Uuid| BusEvent::AgentState {
+            agent_id: id,
+            change: crate::realtime::AgentStateChange::Presence {
+                state: crate::domain::Presence::Available,
+                reason: None,
+            },
         };
-        let state = |id: Uuid| event(Topic::AgentState, serde_json::json!({ "agentId": id }));
         assert!(touches(&state(mine), Some(&scope)));
         assert!(!touches(&state(other), Some(&scope)));
-        let call = |id: Uuid| {
-            event(
-                Topic::Interactions,
-                serde_json::json!({ "interactions": [{ "agentId": id }] }),
-            )
+        let call = |id: Uuid| BusEvent::Interactions {
+            calls: vec![crate::realtime::CallChange {
+                interaction_id: Uuid::new_v4(),
+                external_id: "CA1".into(),
+                outcome: crate::domain::Outcome::InProgress,
+                agent_id: Some(id),
+                campaign_id: None,
+                direction: Direction::Inbound,
+            }],
         };
         assert!(touches(&call(mine), Some(&scope)));
         assert!(!touches(&call(other), Some(&scope)));

@@ -2,23 +2,37 @@
 //! subscriptions. Postgres stays the source of truth: a subscriber that misses an event
 //! re-reads the current state.
 //!
+//! * [`events`] — what the bus carries: the typed [`BusEvent`], whose variant picks its topic.
 //! * [`bus`] — the bus itself: Redis pub/sub between instances (one subscriber connection per
 //!   process), or in-process when `REDIS_URL` is unset; in-process fan-out per topic.
 //! * [`agents`] — the live agent board behind the `agentStates` subscription, shared by every
-//!   subscriber of an organization on this instance.
+//!   subscriber of an organization on this instance, and each subscriber's delta merge.
 //! * [`live`] — the live KPI multiplexer behind `liveKpis`: one computation per (organization,
 //!   filter) whatever the number of subscribers.
+//! * [`interactions`] — calls as they change, filtered per subscriber (`interactionEvents`).
+//! * [`compliance`] — edge-triggered outbound-abandonment alerts (`complianceAlerts`).
+//!
+//! The subscription state machines live here, as plain streams of plain types with their pure
+//! steps unit-tested; the GraphQL resolvers only build their inputs and map what they yield.
+//! Nothing here knows GraphQL (`tests/layering.rs`).
 
 pub mod agents;
 pub mod bus;
+pub mod compliance;
+pub mod events;
+pub mod interactions;
 pub mod live;
 
 pub use bus::{Bus, BusStats, Signal};
+pub use events::{AgentStateChange, BusEvent, CallChange};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+/// A fan-out channel of the bus. Its serde name is the envelope's `type`; an event's topic
+/// follows from its [`BusEvent`] variant. `ReportRuns` and `ComplianceAlerts` are reserved
+/// (the design names them) and carry no event yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Topic {
@@ -46,14 +60,12 @@ impl Topic {
     }
 }
 
-/// The envelope every event travels in, on the wire (Redis) as JSON.
+/// The envelope every event travels in, on the wire (Redis) as JSON: `organizationId`,
+/// `type`, `sequence`, `serverTime`, `origin`, `payload`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Event {
     pub organization_id: Uuid,
-    /// The event type (its topic).
-    #[serde(rename = "type")]
-    pub topic: Topic,
     /// Per organization, increasing by one per event, shared by every instance (a Redis `INCR`
     /// in the same script that publishes, so the order of sequences is the order of delivery).
     /// In-process bus: per organization in this process. `0`: published while Redis was
@@ -64,7 +76,17 @@ pub struct Event {
     /// Redis, as it delivered them locally already.
     #[serde(default)]
     pub origin: Uuid,
-    pub payload: serde_json::Value,
+    /// What happened. On the wire it is the envelope's `type` (the topic) and `payload` (see
+    /// [`events`]).
+    #[serde(flatten)]
+    pub payload: BusEvent,
+}
+
+impl Event {
+    /// The event type: the topic its payload's variant travels on.
+    pub fn topic(&self) -> Topic {
+        self.payload.topic()
+    }
 }
 
 /// Where a subscription stream stands, reported by its resolver for the WebSocket layer.
