@@ -7,13 +7,13 @@
 mod common;
 
 use chrono::{DateTime, TimeDelta, Timelike, Utc};
-use common::fixture::{AgentSpec, CampaignSpec, DispositionSpec, FixtureOrg};
+use common::fixture::{AgentSpec, CampaignSpec, DispositionSpec, FixtureOrg, FixtureOrgBuilder};
 use common::TestApp;
 use omnivox::auth::{Role, Tenant};
 use omnivox::db;
-use omnivox::db::contact_centre::{self as cc, NewCampaign, NewStateInterval};
+use omnivox::db::contact_centre::NewStateInterval;
 use omnivox::db::interactions::NewInteraction;
-use omnivox::domain::{AgentState, AnsweredBy, CampaignStatus, DialMode, Direction, Outcome, Presence, RoutingState};
+use omnivox::domain::{AgentState, AnsweredBy, Direction, Outcome, Presence, RoutingState};
 use omnivox::kpi::writer::{insert_calls, insert_state_intervals};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -135,6 +135,15 @@ const DAYS: [&str; 2] = ["2026-01-05T00:00:00Z", "2026-01-06T00:00:00Z"];
 /// An organization `slug` with two days of calls and agent states for three agents (Europe/London,
 /// GMT in January).
 async fn seed(app: &TestApp, slug: &str) -> (FixtureOrg, Fixture) {
+    seed_with(app, slug, |org| org).await
+}
+
+/// [`seed`], with more for the organization (added after the seed's own campaigns etc.).
+async fn seed_with(
+    app: &TestApp,
+    slug: &str,
+    more: impl FnOnce(FixtureOrgBuilder) -> FixtureOrgBuilder,
+) -> (FixtureOrg, Fixture) {
     let org = FixtureOrg::builder(slug)
         .teams(["Blue", "Red"])
         .agent(AgentSpec::new("Alice").team(0).user(Role::Agent))
@@ -146,12 +155,11 @@ async fn seed(app: &TestApp, slug: &str) -> (FixtureOrg, Fixture) {
         .disposition(DispositionSpec::new("RESOLVED").label("Resolved").contact())
         .disposition(DispositionSpec::new("SALE").label("Sale").contact().success())
         .disposition(DispositionSpec::new("CALLBACK").label("Callback").contact().callback())
-        .disposition(DispositionSpec::new("MACHINE").label("Answering machine").machine())
-        .build(&app.state)
-        .await;
+        .disposition(DispositionSpec::new("MACHINE").label("Answering machine").machine());
+    let org = more(org).build(&app.state).await;
     let agents: [Uuid; 3] = org.agents[..].try_into().unwrap();
     let blue = org.teams[0];
-    let [care, sales] = org.campaigns[..] else {
+    let [care, sales, ..] = org.campaigns[..] else {
         unreachable!()
     };
     let [resolved, sale, callback, machine] = org.dispositions[..] else {
@@ -1124,24 +1132,16 @@ fn outbound(
 #[tokio::test(flavor = "multi_thread")]
 async fn compliance_status_computes_uk_and_us_rates_and_levels() {
     let app = TestApp::spawn().await;
-    let (org, fx) = seed(&app, "acme").await;
+    let (org, fx) = seed_with(&app, "acme", |org| {
+        org.campaign(CampaignSpec::outbound("Warn"))
+            .campaign(CampaignSpec::outbound("Breach").max_abandon_rate(4.0))
+    })
+    .await;
     let mut conn = db::conn(&app.state.db).await.unwrap();
     let tenant = Tenant::for_system(org.id);
-    let campaign = |name, max| NewCampaign {
-        name,
-        direction: Direction::Outbound,
-        dial_mode: Some(DialMode::Predictive),
-        status: CampaignStatus::Active,
-        service_level_threshold_seconds: None,
-        service_level_target_percent: None,
-        max_abandon_rate_percent: max,
+    let [warn, breach] = org.campaigns[2..] else {
+        unreachable!()
     };
-    let warn = cc::insert_campaign(&mut conn, &tenant, &campaign("Warn", None))
-        .await
-        .unwrap();
-    let breach = cc::insert_campaign(&mut conn, &tenant, &campaign("Breach", Some(4.0)))
-        .await
-        .unwrap();
     let now = Utc::now();
     let mut n = 0;
     let mut calls = Vec::new();
