@@ -23,6 +23,9 @@
 //! At the end it checks that the rollups equal a direct computation from the rows.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+#[path = "../tests/common/fixture.rs"]
+mod fixture;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,14 +33,13 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use diesel_async::RunQueryDsl;
+use fixture::{CampaignSpec, DispositionSpec, FixtureOrg};
 use futures_util::future::join_all;
 use hmac::{Hmac, Mac};
-use omnivox::access::session;
-use omnivox::auth::{password, Role, Tenant};
+use omnivox::auth::{Role, Tenant};
 use omnivox::config::Settings;
-use omnivox::db::contact_centre::{self as cc, NewAgent, NewCampaign, NewDisposition};
-use omnivox::db::{self, calls, orgs, users};
-use omnivox::domain::{CampaignStatus, DialMode, Direction, Presence, RoutingState};
+use omnivox::db::{self, calls};
+use omnivox::domain::Presence;
 use omnivox::kpi::plan::{aggregate_windows, Sourcing};
 use omnivox::kpi::query::Scope;
 use omnivox::state::AppState;
@@ -106,79 +108,25 @@ async fn setup() -> Setup {
     let mut settings = Settings::for_database(&url);
     settings.db_pool_size = 24;
     let state = AppState::new(settings).unwrap();
-    let mut conn = db::conn(&state.db).await.unwrap();
     let slug = format!("bench-{}", &Uuid::new_v4().simple().to_string()[..12]);
-    let org = orgs::create(&mut conn, &slug, "Ingest bench", "UTC", "en-GB")
-        .await
-        .unwrap();
-    // Calls of the last few hours must not predate the organization.
-    diesel::sql_query("UPDATE organizations SET created_at = now() - interval '1 day' WHERE id = $1")
-        .bind::<diesel::sql_types::Uuid, _>(org.id)
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let tenant = Tenant::for_system(org.id);
-    let hash = password::hash("bench-password-123".into()).await.unwrap();
-    let admin = users::upsert_for_seed(
-        &mut conn,
-        &tenant,
-        &format!("admin@{slug}.bench"),
-        "Bench admin",
-        Role::Admin,
-        &hash,
-    )
-    .await
-    .unwrap();
-    let token = session::access_token(&state, &admin, Duration::from_secs(3_600))
-        .unwrap()
-        .0;
-    let since = Utc::now() - TimeDelta::hours(6);
-    let mut agents = Vec::new();
-    for n in 0..50 {
-        let name = format!("Agent {n:02}");
-        let agent = NewAgent {
-            user_id: None,
-            display_name: &name,
-            extension: None,
-            team_id: None,
-            presence: Presence::Available,
-            presence_reason: None,
-            routing_state: RoutingState::Idle,
-            state_since: since,
-        };
-        agents.push(cc::insert_agent(&mut conn, &tenant, &agent).await.unwrap());
-    }
-    let campaign = |name, direction, dial_mode| NewCampaign {
-        name,
-        direction,
-        dial_mode,
-        status: CampaignStatus::Active,
-        service_level_threshold_seconds: None,
-        service_level_target_percent: None,
-        max_abandon_rate_percent: None,
-    };
-    let inbound = cc::insert_campaign(&mut conn, &tenant, &campaign("Care", Direction::Inbound, None))
-        .await
-        .unwrap();
-    let outbound = cc::insert_campaign(
-        &mut conn,
-        &tenant,
-        &campaign("Sales", Direction::Outbound, Some(DialMode::Predictive)),
-    )
-    .await
-    .unwrap();
-    for (code, contact, success) in [("SALE", true, true), ("NO_SALE", true, false)] {
-        let d = NewDisposition {
-            code,
-            label: code,
-            human_answered: true,
-            contact,
-            success,
-            ..Default::default()
-        };
-        cc::insert_disposition(&mut conn, &tenant, &d).await.unwrap();
-    }
-    calls::upsert_telephony_settings(&mut conn, &tenant, Some(ACCOUNT), Some(TOKEN), admin.id)
+    let org = FixtureOrg::builder(&slug)
+        .timezone("UTC")
+        // Calls of the last few hours must not predate the organization.
+        .created_at(Utc::now() - TimeDelta::days(1))
+        .roles([Role::Admin])
+        .agents((0..50).map(|n| format!("Agent {n:02}")))
+        .presence(Presence::Available)
+        .state_since(Utc::now() - TimeDelta::hours(6))
+        .campaign(CampaignSpec::inbound("Care"))
+        .campaign(CampaignSpec::outbound("Sales"))
+        .disposition(DispositionSpec::new("SALE").contact().success())
+        .disposition(DispositionSpec::new("NO_SALE").contact())
+        .build(&state)
+        .await;
+    let (tenant, admin) = (org.tenant, org.user(Role::Admin).id);
+    let token = org.token(&state, Role::Admin).await;
+    let mut conn = db::conn(&state.db).await.unwrap();
+    calls::upsert_telephony_settings(&mut conn, &tenant, Some(ACCOUNT), Some(TOKEN), admin)
         .await
         .unwrap();
     drop(conn);
@@ -192,8 +140,8 @@ async fn setup() -> Setup {
         tenant,
         slug,
         token,
-        agents,
-        campaigns: [inbound, outbound],
+        agents: org.agents.clone(),
+        campaigns: [org.campaigns[0], org.campaigns[1]],
         base: format!("http://{addr}"),
         http: reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap(),
     }

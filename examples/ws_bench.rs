@@ -29,7 +29,12 @@
 
 #[path = "support/bench_db.rs"]
 mod bench_db;
+#[path = "../tests/common/fixture.rs"]
+mod fixture;
+#[path = "../tests/common/ws.rs"]
+mod ws;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -38,18 +43,15 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use clap::Parser;
-use futures_util::{SinkExt, StreamExt};
-use omnivox::access::session;
-use omnivox::auth::{password, Role, Tenant};
+use fixture::FixtureOrg;
+use omnivox::auth::Role;
 use omnivox::config::{parse_duration, Settings};
-use omnivox::db::contact_centre::{self as cc, NewAgent};
-use omnivox::db::{self, orgs, users};
-use omnivox::domain::{Presence, RoutingState};
+use omnivox::db;
+use omnivox::domain::Presence;
 use omnivox::state::AppState;
 use serde_json::{json, Value};
 use tokio::sync::watch;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::Message;
+use ws::WsClient;
 
 /// Resync snapshots received by all clients.
 static RESYNCS: AtomicUsize = AtomicUsize::new(0);
@@ -89,6 +91,10 @@ struct Args {
     /// Sockets being opened at once.
     #[arg(long, default_value_t = 200)]
     connect_concurrency: usize,
+}
+
+fn local(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
 }
 
 fn spare_port() -> u16 {
@@ -159,80 +165,20 @@ async fn seed(args: &Args, database_url: &str) -> Seeded {
     let mut settings = Settings::for_database(database_url);
     settings.jwt_secret = Some(JWT_SECRET.to_owned());
     let state = AppState::new(settings).unwrap();
-    let mut conn = db::conn(&state.db).await.unwrap();
-    let org = orgs::create(&mut conn, "bench", "Bench", "Europe/London", "en-GB")
-        .await
-        .unwrap();
-    let tenant = Tenant::for_system(org.id);
-    let hash = password::hash("bench-password-123".to_owned()).await.unwrap();
-    let mut tokens = Vec::new();
-    for role in [Role::Viewer, Role::Supervisor] {
-        let email = format!("{}@bench.test", role.as_str().to_lowercase());
-        users::upsert_for_seed(&mut conn, &tenant, &email, "Bench", role, &hash)
-            .await
-            .unwrap();
-        let user = users::find_by_email(&mut conn, &email).await.unwrap().unwrap();
-        tokens.push(
-            session::access_token(&state, &user, Duration::from_secs(4 * 3600))
-                .unwrap()
-                .0,
-        );
-    }
-    let mut teams = Vec::new();
-    for t in 0..args.kpi_filters.max(1) {
-        teams.push(
-            cc::insert_team(&mut conn, &tenant, &format!("Team {t:02}"))
-                .await
-                .unwrap(),
-        );
-    }
-    let mut agents = Vec::new();
-    for a in 0..args.agents {
-        let name = format!("Agent {a:04}");
-        let agent = NewAgent {
-            user_id: None,
-            display_name: &name,
-            extension: None,
-            team_id: Some(teams[a % teams.len()]),
-            presence: Presence::Available,
-            presence_reason: None,
-            routing_state: RoutingState::Idle,
-            state_since: Utc::now(),
-        };
-        agents.push(cc::insert_agent(&mut conn, &tenant, &agent).await.unwrap());
-    }
+    let org = FixtureOrg::builder("bench")
+        .roles([Role::Viewer, Role::Supervisor])
+        .teams((0..args.kpi_filters.max(1)).map(|t| format!("Team {t:02}")))
+        .agents((0..args.agents).map(|a| format!("Agent {a:04}")))
+        .presence(Presence::Available)
+        .build(&state)
+        .await;
+    let ttl = Duration::from_secs(4 * 3600);
     Seeded {
-        supervisor: tokens.pop().unwrap(),
-        viewer: tokens.pop().unwrap(),
-        agents,
-        teams,
+        viewer: org.token_for(&state, Role::Viewer, ttl).await,
+        supervisor: org.token_for(&state, Role::Supervisor, ttl).await,
+        agents: org.agents,
+        teams: org.teams,
     }
-}
-
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn open(port: u16, token: &str, query: &str, variables: Value) -> Socket {
-    let mut request = format!("ws://127.0.0.1:{port}/graphql").into_client_request().unwrap();
-    request
-        .headers_mut()
-        .insert("sec-websocket-protocol", "graphql-transport-ws".parse().unwrap());
-    let mut attempt = 0;
-    let (mut ws, _) = loop {
-        match tokio_tungstenite::connect_async(request.clone()).await {
-            Ok(ok) => break ok,
-            Err(e) if attempt < 20 => {
-                attempt += 1;
-                tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
-                let _ = e;
-            }
-            Err(e) => panic!("connect: {e}"),
-        }
-    };
-    let init = json!({ "type": "connection_init", "payload": { "token": token } });
-    ws.send(Message::text(init.to_string())).await.unwrap();
-    let subscribe = json!({ "id": "1", "type": "subscribe", "payload": { "query": query, "variables": variables } });
-    ws.send(Message::text(subscribe.to_string())).await.unwrap();
-    ws
 }
 
 /// The `presenceSince` of every agent of a delta, without parsing the whole message.
@@ -264,14 +210,13 @@ async fn agent_states_client(
     mut stop: watch::Receiver<bool>,
 ) -> Vec<f64> {
     let mut permit = Some(permit);
-    let mut ws = open(port, &token, AGENT_STATES, json!({})).await;
+    let mut ws = WsClient::subscribed(local(port), &token, AGENT_STATES, json!({})).await;
     let mut latencies = Vec::new();
     let mut snapshot = false;
     loop {
         tokio::select! {
-            message = ws.next() => {
-                let Some(Ok(message)) = message else { break };
-                let Message::Text(text) = message else { continue };
+            text = ws.next_text() => {
+                let Some(text) = text else { break };
                 let now = Utc::now();
                 let mut since = Vec::new();
                 if delta_since(&text, &mut since) {
@@ -289,7 +234,7 @@ async fn agent_states_client(
             _ = stop.changed() => break,
         }
     }
-    let _ = ws.close(None).await;
+    ws.close().await;
     latencies
 }
 
@@ -301,19 +246,13 @@ async fn kpi_client(
     ready: Arc<AtomicUsize>,
     mut stop: watch::Receiver<bool>,
 ) -> usize {
-    let mut ws = open(
-        port,
-        &token,
-        LIVE_KPIS,
-        json!({ "f": { "teamIds": [team.to_string()] } }),
-    )
-    .await;
+    let filter = json!({ "f": { "teamIds": [team.to_string()] } });
+    let mut ws = WsClient::subscribed(local(port), &token, LIVE_KPIS, filter).await;
     let mut messages = 0;
     loop {
         tokio::select! {
-            message = ws.next() => {
-                let Some(Ok(message)) = message else { break };
-                let Message::Text(text) = message else { continue };
+            text = ws.next_text() => {
+                let Some(text) = text else { break };
                 if text.contains("\"liveKpis\"") {
                     if messages == 0 {
                         ready.fetch_add(1, Ordering::Relaxed);
@@ -324,7 +263,7 @@ async fn kpi_client(
             _ = stop.changed() => break,
         }
     }
-    let _ = ws.close(None).await;
+    ws.close().await;
     messages
 }
 

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use common::{GqlResponse, TestApp, TestOrg, TEST_JWT_SECRET, TEST_PASSWORD};
+use common::fixture::FixtureOrg;
+use common::{GqlResponse, TestApp, TEST_JWT_SECRET, TEST_PASSWORD};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use omnivox::auth::Role;
 use serde_json::{json, Value};
@@ -25,7 +26,7 @@ const WRONG_SECRET: &[u8] = b"0123456789abcdef0123456789abcdef01234567";
 /// whose payload is the template for every forgery.
 struct Fixture {
     app: TestApp,
-    org: TestOrg,
+    org: FixtureOrg,
     user_id: String,
     email: String,
     access: String,

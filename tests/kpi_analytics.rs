@@ -7,12 +7,13 @@
 mod common;
 
 use chrono::{DateTime, TimeDelta, Timelike, Utc};
-use common::{TestApp, TestOrg};
+use common::fixture::{AgentSpec, CampaignSpec, DispositionSpec, FixtureOrg, FixtureOrgBuilder};
+use common::TestApp;
 use omnivox::auth::{Role, Tenant};
 use omnivox::db;
-use omnivox::db::contact_centre::{self as cc, NewAgent, NewCampaign, NewDisposition, NewStateInterval};
+use omnivox::db::contact_centre::NewStateInterval;
 use omnivox::db::interactions::NewInteraction;
-use omnivox::domain::{AgentState, AnsweredBy, CampaignStatus, DialMode, Direction, Outcome, Presence, RoutingState};
+use omnivox::domain::{AgentState, AnsweredBy, Direction, Outcome, Presence, RoutingState};
 use omnivox::kpi::writer::{insert_calls, insert_state_intervals};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -131,86 +132,37 @@ struct Fixture {
 
 const DAYS: [&str; 2] = ["2026-01-05T00:00:00Z", "2026-01-06T00:00:00Z"];
 
-/// Two days of calls and agent states for three agents in `org` (Europe/London, GMT in January).
-async fn seed(app: &TestApp, org: &TestOrg) -> Fixture {
-    let mut conn = db::conn(&app.state.db).await.unwrap();
-    let tenant = Tenant::for_system(org.id);
-    let blue = cc::insert_team(&mut conn, &tenant, "Blue").await.unwrap();
-    let red = cc::insert_team(&mut conn, &tenant, "Red").await.unwrap();
-    let mut agents = [Uuid::nil(); 3];
-    for (i, (name, team, user)) in [
-        ("Alice", blue, Some(org.user(Role::Agent).id)),
-        ("Bob", blue, None),
-        ("Carol", red, None),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let agent = NewAgent {
-            user_id: user,
-            display_name: name,
-            extension: None,
-            team_id: Some(team),
-            presence: Presence::Offline,
-            presence_reason: None,
-            routing_state: RoutingState::Idle,
-            state_since: at(DAYS[0]),
-        };
-        agents[i] = cc::insert_agent(&mut conn, &tenant, &agent).await.unwrap();
-    }
-    let campaign = |name, direction, dial_mode| NewCampaign {
-        name,
-        direction,
-        dial_mode,
-        status: CampaignStatus::Active,
-        service_level_threshold_seconds: None,
-        service_level_target_percent: None,
-        max_abandon_rate_percent: None,
+/// An organization `slug` with two days of calls and agent states for three agents (Europe/London,
+/// GMT in January).
+async fn seed(app: &TestApp, slug: &str) -> (FixtureOrg, Fixture) {
+    seed_with(app, slug, |org| org).await
+}
+
+/// [`seed`], with more for the organization (added after the seed's own campaigns etc.).
+async fn seed_with(
+    app: &TestApp,
+    slug: &str,
+    more: impl FnOnce(FixtureOrgBuilder) -> FixtureOrgBuilder,
+) -> (FixtureOrg, Fixture) {
+    let org = FixtureOrg::builder(slug)
+        .teams(["Blue", "Red"])
+        .agent(AgentSpec::new("Alice").team(0).user(Role::Agent))
+        .agent(AgentSpec::new("Bob").team(0))
+        .agent(AgentSpec::new("Carol").team(1))
+        .state_since(at(DAYS[0]))
+        .campaign(CampaignSpec::inbound("Care"))
+        .campaign(CampaignSpec::outbound("Sales"))
+        .disposition(DispositionSpec::new("RESOLVED").label("Resolved").contact())
+        .disposition(DispositionSpec::new("SALE").label("Sale").contact().success())
+        .disposition(DispositionSpec::new("CALLBACK").label("Callback").contact().callback())
+        .disposition(DispositionSpec::new("MACHINE").label("Answering machine").machine());
+    let org = more(org).build(&app.state).await;
+    let agents: [Uuid; 3] = org.agents[..].try_into().unwrap();
+    let blue = org.teams[0];
+    let [care, sales, ..] = org.campaigns[..] else {
+        unreachable!()
     };
-    let care = cc::insert_campaign(&mut conn, &tenant, &campaign("Care", Direction::Inbound, None))
-        .await
-        .unwrap();
-    let sales = cc::insert_campaign(
-        &mut conn,
-        &tenant,
-        &campaign("Sales", Direction::Outbound, Some(DialMode::Predictive)),
-    )
-    .await
-    .unwrap();
-    let human = NewDisposition {
-        human_answered: true,
-        ..NewDisposition::default()
-    };
-    let contact = NewDisposition { contact: true, ..human };
-    let mut ids = Vec::new();
-    for d in [
-        NewDisposition {
-            code: "RESOLVED",
-            label: "Resolved",
-            ..contact
-        },
-        NewDisposition {
-            code: "SALE",
-            label: "Sale",
-            success: true,
-            ..contact
-        },
-        NewDisposition {
-            code: "CALLBACK",
-            label: "Callback",
-            callback: true,
-            ..contact
-        },
-        NewDisposition {
-            code: "MACHINE",
-            label: "Answering machine",
-            answering_machine: true,
-            ..NewDisposition::default()
-        },
-    ] {
-        ids.push(cc::insert_disposition(&mut conn, &tenant, &d).await.unwrap());
-    }
-    let [resolved, sale, callback, machine] = ids[..] else {
+    let [resolved, sale, callback, machine] = org.dispositions[..] else {
         panic!("four dispositions")
     };
 
@@ -332,9 +284,10 @@ async fn seed(app: &TestApp, org: &TestOrg) -> Fixture {
             }
         }
     }
-    insert_calls(&mut conn, &tenant, &calls).await.unwrap();
-    insert_state_intervals(&mut conn, &tenant, &states).await.unwrap();
-    Fixture {
+    let mut conn = db::conn(&app.state.db).await.unwrap();
+    insert_calls(&mut conn, &org.tenant, &calls).await.unwrap();
+    insert_state_intervals(&mut conn, &org.tenant, &states).await.unwrap();
+    let fixture = Fixture {
         agents,
         blue,
         care,
@@ -344,7 +297,8 @@ async fn seed(app: &TestApp, org: &TestOrg) -> Fixture {
         callback,
         machine,
         calls,
-    }
+    };
+    (org, fixture)
 }
 
 /// A filter that starts and ends inside an hour, so every view needs rollups and raw edges.
@@ -390,8 +344,7 @@ fn agent_performance_query() -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn agent_performance_equals_kpi_summary_for_each_agent() {
     let app = TestApp::spawn().await;
-    let org = app.create_org("acme").await;
-    let fx = seed(&app, &org).await;
+    let (org, fx) = seed(&app, "acme").await;
     let supervisor = app.token(&org, Role::Supervisor).await;
     let filters = [
         window(),
@@ -438,9 +391,8 @@ async fn agent_performance_equals_kpi_summary_for_each_agent() {
 #[tokio::test(flavor = "multi_thread")]
 async fn agents_see_only_their_own_row_and_viewers_none() {
     let app = TestApp::spawn().await;
-    let org = app.create_org("acme").await;
+    let (org, fx) = seed(&app, "acme").await;
     let other = app.create_org("other").await;
-    let fx = seed(&app, &org).await;
     let query = agent_performance_query();
 
     let agent = app.token(&org, Role::Agent).await;
@@ -488,8 +440,7 @@ async fn agents_see_only_their_own_row_and_viewers_none() {
 #[tokio::test(flavor = "multi_thread")]
 async fn agent_performance_is_ordered_and_paginated() {
     let app = TestApp::spawn().await;
-    let org = app.create_org("acme").await;
-    seed(&app, &org).await;
+    let (org, _) = seed(&app, "acme").await;
     let supervisor = app.token(&org, Role::Supervisor).await;
     let query = agent_performance_query();
     let order = json!({ "field": "AVERAGE_HANDLE_TIME", "direction": "DESC" });
@@ -569,8 +520,7 @@ async fn agent_performance_is_ordered_and_paginated() {
 #[tokio::test(flavor = "multi_thread")]
 async fn campaign_performance_adds_up_to_the_summary() {
     let app = TestApp::spawn().await;
-    let org = app.create_org("acme").await;
-    let fx = seed(&app, &org).await;
+    let (org, fx) = seed(&app, "acme").await;
     let supervisor = app.token(&org, Role::Supervisor).await;
     let query = format!(
         "query($f: KpiFilter!) {{ campaignPerformance(filter: $f) {{ campaignId name direction status metrics {{ {METRICS} }} }} }}"
@@ -627,8 +577,7 @@ async fn campaign_performance_adds_up_to_the_summary() {
 #[tokio::test(flavor = "multi_thread")]
 async fn disposition_breakdown_counts_and_shares() {
     let app = TestApp::spawn().await;
-    let org = app.create_org("acme").await;
-    let fx = seed(&app, &org).await;
+    let (org, fx) = seed(&app, "acme").await;
     let supervisor = app.token(&org, Role::Supervisor).await;
     let query = "query($f: KpiFilter!) { dispositionBreakdown(filter: $f) {
         start end dispositionedCalls
@@ -738,8 +687,7 @@ fn assert_row_equals_summary(row: &Value, summary: &Value, context: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn analytics_agent_by_day_equals_per_agent_per_day_summaries() {
     let app = TestApp::spawn().await;
-    let org = app.create_org("acme").await;
-    let fx = seed(&app, &org).await;
+    let (org, fx) = seed(&app, "acme").await;
     let supervisor = app.token(&org, Role::Supervisor).await;
     let q = json!({ "metrics": metric_names(), "groupBy": ["AGENT", "DATE"], "filter": window() });
     let response = app.gql(Some(&supervisor), ANALYTICS, json!({ "q": q })).await;
@@ -929,8 +877,7 @@ async fn analytics_agent_by_day_equals_per_agent_per_day_summaries() {
 #[tokio::test(flavor = "multi_thread")]
 async fn analytics_over_whole_days_equals_summaries_in_every_time_zone() {
     let app = TestApp::spawn().await;
-    let org = app.create_org("acme").await;
-    let fx = seed(&app, &org).await;
+    let (org, fx) = seed(&app, "acme").await;
     let admin = app.token(&org, Role::Admin).await;
     let supervisor = app.token(&org, Role::Supervisor).await;
     let (from, to) = (at("2026-01-04T00:00:00Z"), at("2026-01-08T00:00:00Z"));
@@ -983,8 +930,7 @@ async fn analytics_over_whole_days_equals_summaries_in_every_time_zone() {
 #[tokio::test(flavor = "multi_thread")]
 async fn analytics_is_exact_in_a_half_hour_time_zone() {
     let app = TestApp::spawn().await;
-    let org = app.create_org("acme").await;
-    let fx = seed(&app, &org).await;
+    let (org, fx) = seed(&app, "acme").await;
     let admin = app.token(&org, Role::Admin).await;
     let changed = app
         .gql(
@@ -1065,8 +1011,7 @@ async fn analytics_is_exact_in_a_half_hour_time_zone() {
 #[tokio::test(flavor = "multi_thread")]
 async fn analytics_refuses_illegal_combinations_naming_the_problem() {
     let app = TestApp::spawn().await;
-    let org = app.create_org("acme").await;
-    seed(&app, &org).await;
+    let (org, _) = seed(&app, "acme").await;
     let supervisor = app.token(&org, Role::Supervisor).await;
     let long = json!({ "from": "2025-01-01T00:00:00Z", "to": "2026-03-01T00:00:00Z" });
     let two_months = json!({ "from": "2025-11-01T00:00:00Z", "to": "2026-01-01T00:00:00Z" });
@@ -1187,25 +1132,16 @@ fn outbound(
 #[tokio::test(flavor = "multi_thread")]
 async fn compliance_status_computes_uk_and_us_rates_and_levels() {
     let app = TestApp::spawn().await;
-    let org = app.create_org("acme").await;
-    let fx = seed(&app, &org).await;
+    let (org, fx) = seed_with(&app, "acme", |org| {
+        org.campaign(CampaignSpec::outbound("Warn"))
+            .campaign(CampaignSpec::outbound("Breach").max_abandon_rate(4.0))
+    })
+    .await;
     let mut conn = db::conn(&app.state.db).await.unwrap();
     let tenant = Tenant::for_system(org.id);
-    let campaign = |name, max| NewCampaign {
-        name,
-        direction: Direction::Outbound,
-        dial_mode: Some(DialMode::Predictive),
-        status: CampaignStatus::Active,
-        service_level_threshold_seconds: None,
-        service_level_target_percent: None,
-        max_abandon_rate_percent: max,
+    let [warn, breach] = org.campaigns[2..] else {
+        unreachable!()
     };
-    let warn = cc::insert_campaign(&mut conn, &tenant, &campaign("Warn", None))
-        .await
-        .unwrap();
-    let breach = cc::insert_campaign(&mut conn, &tenant, &campaign("Breach", Some(4.0)))
-        .await
-        .unwrap();
     let now = Utc::now();
     let mut n = 0;
     let mut calls = Vec::new();
@@ -1319,10 +1255,8 @@ async fn compliance_status_computes_uk_and_us_rates_and_levels() {
 #[tokio::test(flavor = "multi_thread")]
 async fn other_tenants_ids_are_refused_and_their_organizations_not_found() {
     let app = TestApp::spawn().await;
-    let org = app.create_org("acme").await;
-    let other = app.create_org("other").await;
-    seed(&app, &org).await;
-    let theirs = seed(&app, &other).await;
+    let (org, _) = seed(&app, "acme").await;
+    let (other, theirs) = seed(&app, "other").await;
     let supervisor = app.token(&org, Role::Supervisor).await;
     let foreign = with(&window(), json!({ "campaignIds": [theirs.care] }));
 

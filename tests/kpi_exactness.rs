@@ -12,18 +12,17 @@ mod common;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Timelike, Utc};
 use chrono_tz::Tz;
-use common::{GqlResponse, TestApp, TestOrg};
+use common::fixture::{CampaignSpec, DispositionSpec, FixtureOrg};
+use common::{GqlResponse, TestApp};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use omnivox::access::session;
 use omnivox::auth::{Role, Tenant};
-use omnivox::db::contact_centre::{self as cc, NewAgent, NewCampaign, NewDisposition, NewStateInterval};
+use omnivox::db;
+use omnivox::db::contact_centre::NewStateInterval;
 use omnivox::db::interactions::NewInteraction;
-use omnivox::db::{self, users};
-use omnivox::domain::{AgentState, AnsweredBy, CampaignStatus, DialMode, Direction, Outcome, Presence, RoutingState};
+use omnivox::domain::{AgentState, AnsweredBy, Direction, Outcome, Presence, RoutingState};
 use omnivox::kpi::facts::Counters;
 use omnivox::kpi::plan::{aggregate_windows, Sourcing};
 use omnivox::kpi::query::{AgentTime, Aggregates, Scope};
@@ -306,7 +305,7 @@ fn case_strategy() -> impl Strategy<Value = Case> {
 // ---------------------------------------------------------------------------------------------
 
 struct World {
-    org: TestOrg,
+    org: FixtureOrg,
     tenant: Tenant,
     /// [inbound with an SL override, outbound without].
     campaigns: [Uuid; 2],
@@ -315,93 +314,39 @@ struct World {
     dispositions: Vec<(Uuid, bool, bool)>,
 }
 
-async fn token(app: &TestApp, org: &TestOrg, role: Role) -> String {
-    let mut conn = db::conn(&app.state.db).await.unwrap();
-    let user = users::find_by_email(&mut conn, &org.user(role).email)
-        .await
-        .unwrap()
-        .unwrap();
-    session::access_token(&app.state, &user, Duration::from_secs(3_600))
-        .unwrap()
-        .0
-}
-
 async fn build_world(app: &TestApp, slug: &str, override_s: i64) -> World {
-    let org = app.create_org(slug).await;
-    let tenant = Tenant::for_system(org.id);
+    // (disposition, contact, success)
+    let kinds = [
+        (DispositionSpec::new("PLAIN"), false, false),
+        (DispositionSpec::new("HUMAN").human(), false, false),
+        (DispositionSpec::new("CONTACT").contact(), true, false),
+        (DispositionSpec::new("SALE").contact().success(), true, true),
+        (DispositionSpec::new("MACHINE").machine(), false, false),
+    ];
+    let org = FixtureOrg::builder(slug)
+        .dispositions(kinds.iter().map(|k| k.0))
+        .campaign(CampaignSpec::inbound("Support"))
+        .campaign(CampaignSpec::outbound("Sales"))
+        .agents(["Ada", "Ben", "Cy"])
+        .state_since(at("2026-01-01T00:00:00Z"))
+        .build(&app.state)
+        .await;
+    let tenant = org.tenant;
     let mut conn = db::conn(&app.state.db).await.unwrap();
-    let mut campaigns = [Uuid::nil(); 2];
-    for (i, (name, direction)) in [("Support", Direction::Inbound), ("Sales", Direction::Outbound)]
-        .into_iter()
-        .enumerate()
-    {
-        campaigns[i] = cc::insert_campaign(
-            &mut conn,
-            &tenant,
-            &NewCampaign {
-                name,
-                direction,
-                dial_mode: (direction == Direction::Outbound).then_some(DialMode::Predictive),
-                status: CampaignStatus::Active,
-                service_level_threshold_seconds: None,
-                service_level_target_percent: None,
-                max_abandon_rate_percent: None,
-            },
-        )
-        .await
-        .unwrap();
-    }
+    let campaigns: [Uuid; 2] = org.campaigns[..].try_into().unwrap();
+    let agents: [Uuid; 3] = org.agents[..].try_into().unwrap();
     diesel::sql_query("UPDATE campaigns SET service_level_threshold_seconds = $1 WHERE id = $2")
         .bind::<diesel::sql_types::Int4, _>(i32::try_from(override_s).unwrap())
         .bind::<diesel::sql_types::Uuid, _>(campaigns[0])
         .execute(&mut conn)
         .await
         .unwrap();
-    let mut agents = [Uuid::nil(); 3];
-    for (i, name) in ["Ada", "Ben", "Cy"].into_iter().enumerate() {
-        agents[i] = cc::insert_agent(
-            &mut conn,
-            &tenant,
-            &NewAgent {
-                user_id: None,
-                display_name: name,
-                extension: None,
-                team_id: None,
-                presence: Presence::Offline,
-                presence_reason: None,
-                routing_state: RoutingState::Idle,
-                state_since: at("2026-01-01T00:00:00Z"),
-            },
-        )
-        .await
-        .unwrap();
-    }
-    let kinds = [
-        ("PLAIN", false, false, false, false),
-        ("HUMAN", true, false, false, false),
-        ("CONTACT", true, true, false, false),
-        ("SALE", true, true, true, false),
-        ("MACHINE", false, false, false, true),
-    ];
-    let mut dispositions = Vec::new();
-    for (code, human_answered, contact, success, answering_machine) in kinds {
-        let id = cc::insert_disposition(
-            &mut conn,
-            &tenant,
-            &NewDisposition {
-                code,
-                label: code,
-                human_answered,
-                contact,
-                success,
-                answering_machine,
-                ..NewDisposition::default()
-            },
-        )
-        .await
-        .unwrap();
-        dispositions.push((id, contact, success));
-    }
+    let dispositions = org
+        .dispositions
+        .iter()
+        .zip(kinds)
+        .map(|(id, (_, c, s))| (*id, c, s))
+        .collect();
     World {
         org,
         tenant,
@@ -989,8 +934,8 @@ struct Coverage {
 
 async fn run_case(app: &TestApp, n: usize, case: &Case, coverage: &Coverage) -> Result<(), TestCaseError> {
     let world = build_world(app, &format!("p{n}"), case.campaign_override_s).await;
-    let admin = token(app, &world.org, Role::Admin).await;
-    let viewer = token(app, &world.org, Role::Viewer).await;
+    let admin = world.org.token(&app.state, Role::Admin).await;
+    let viewer = world.org.token(&app.state, Role::Viewer).await;
     let (base, tz, dst_day) = base_of(case);
     let mut version = 1;
     update_settings(app, &admin, &mut version, {

@@ -58,16 +58,14 @@
 
 mod common;
 
-use std::time::Duration;
-
 use chrono::{DateTime, TimeDelta, Utc};
-use common::{TestApp, TestOrg};
-use omnivox::access::session;
-use omnivox::auth::{Role, Tenant};
-use omnivox::db::contact_centre::{self as cc, NewAgent, NewCampaign, NewDisposition, NewStateInterval};
+use common::fixture::{CampaignSpec, DispositionSpec, FixtureOrg};
+use common::TestApp;
+use omnivox::auth::Role;
+use omnivox::db;
+use omnivox::db::contact_centre::NewStateInterval;
 use omnivox::db::interactions::NewInteraction;
-use omnivox::db::{self, users};
-use omnivox::domain::{AgentState, AnsweredBy, CampaignStatus, DialMode, Direction, Outcome, Presence, RoutingState};
+use omnivox::domain::{AgentState, AnsweredBy, Direction, Outcome, Presence, RoutingState};
 use omnivox::kpi::writer::{insert_calls, insert_state_intervals};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -93,22 +91,11 @@ fn t(hm: &str) -> DateTime<Utc> {
 }
 
 struct Fixture {
-    org: TestOrg,
+    org: FixtureOrg,
     support: Uuid,
     sales: Uuid,
     alice: Uuid,
     bob: Uuid,
-}
-
-async fn token(app: &TestApp, org: &TestOrg, role: Role) -> String {
-    let mut conn = db::conn(&app.state.db).await.unwrap();
-    let user = users::find_by_email(&mut conn, &org.user(role).email)
-        .await
-        .unwrap()
-        .unwrap();
-    session::access_token(&app.state, &user, Duration::from_secs(3_600))
-        .unwrap()
-        .0
 }
 
 /// One call of the table, in seconds; timestamps agree with the durations.
@@ -172,62 +159,27 @@ fn state(agent_id: Uuid, state: AgentState, from: &str, to: Option<&str>) -> New
 }
 
 async fn seed(app: &TestApp) -> Fixture {
-    let org = app.create_org("fixture").await;
-    let tenant = Tenant::for_system(org.id);
+    let org = FixtureOrg::builder("fixture")
+        .campaign(CampaignSpec::inbound("Support").service_level_threshold(30))
+        .campaign(CampaignSpec::outbound("Sales"))
+        .teams(["Blue"])
+        .agents(["Alice", "Bob"])
+        .state_since(at("2026-03-10T08:00:00Z"))
+        .disposition(DispositionSpec::new("RESOLVED"))
+        .disposition(DispositionSpec::new("SALE").contact().success())
+        .disposition(DispositionSpec::new("NOT_INTERESTED").contact())
+        .disposition(DispositionSpec::new("ANSWERING_MACHINE").machine())
+        .build(&app.state)
+        .await;
+    let tenant = org.tenant;
     let mut conn = db::conn(&app.state.db).await.unwrap();
-    let campaign = |name, direction, threshold| NewCampaign {
-        name,
-        direction,
-        dial_mode: (direction == Direction::Outbound).then_some(DialMode::Predictive),
-        status: CampaignStatus::Active,
-        service_level_threshold_seconds: threshold,
-        service_level_target_percent: None,
-        max_abandon_rate_percent: None,
+    let [support, sales] = org.campaigns[..] else {
+        unreachable!()
     };
-    let support = cc::insert_campaign(&mut conn, &tenant, &campaign("Support", Direction::Inbound, Some(30)))
-        .await
-        .unwrap();
-    let sales = cc::insert_campaign(&mut conn, &tenant, &campaign("Sales", Direction::Outbound, None))
-        .await
-        .unwrap();
-    let team = cc::insert_team(&mut conn, &tenant, "Blue").await.unwrap();
-    let agent = |name| NewAgent {
-        user_id: None,
-        display_name: name,
-        extension: None,
-        team_id: Some(team),
-        presence: Presence::Offline,
-        presence_reason: None,
-        routing_state: RoutingState::Idle,
-        state_since: at("2026-03-10T08:00:00Z"),
+    let [alice, bob] = org.agents[..] else { unreachable!() };
+    let [resolved, sale, not_interested, machine] = org.dispositions[..] else {
+        unreachable!()
     };
-    let alice = cc::insert_agent(&mut conn, &tenant, &agent("Alice")).await.unwrap();
-    let bob = cc::insert_agent(&mut conn, &tenant, &agent("Bob")).await.unwrap();
-    let disposition = |code, contact: bool, success: bool, machine: bool| NewDisposition {
-        code,
-        label: code,
-        human_answered: contact,
-        contact,
-        success,
-        answering_machine: machine,
-        ..NewDisposition::default()
-    };
-    let resolved = cc::insert_disposition(&mut conn, &tenant, &disposition("RESOLVED", false, false, false))
-        .await
-        .unwrap();
-    let sale = cc::insert_disposition(&mut conn, &tenant, &disposition("SALE", true, true, false))
-        .await
-        .unwrap();
-    let not_interested = cc::insert_disposition(&mut conn, &tenant, &disposition("NOT_INTERESTED", true, false, false))
-        .await
-        .unwrap();
-    let machine = cc::insert_disposition(
-        &mut conn,
-        &tenant,
-        &disposition("ANSWERING_MACHINE", false, false, true),
-    )
-    .await
-    .unwrap();
 
     use Direction::{Inbound as IN, Outbound as OUT};
     use Outcome::{Abandoned, Answered, Busy, InProgress, NoAnswer};
@@ -545,8 +497,8 @@ async fn set_settings(app: &TestApp, admin: &str, version: &mut i64, input: Valu
 async fn every_metric_of_the_worked_example() {
     let app = TestApp::spawn().await;
     let fx = seed(&app).await;
-    let admin = token(&app, &fx.org, Role::Admin).await;
-    let viewer = token(&app, &fx.org, Role::Viewer).await;
+    let admin = fx.org.token(&app.state, Role::Admin).await;
+    let viewer = fx.org.token(&app.state, Role::Viewer).await;
     let mut version = 1;
     set_settings(
         &app,
@@ -708,7 +660,7 @@ async fn every_metric_of_the_worked_example() {
 async fn filtered_views_of_the_worked_example() {
     let app = TestApp::spawn().await;
     let fx = seed(&app).await;
-    let viewer = token(&app, &fx.org, Role::Viewer).await;
+    let viewer = fx.org.token(&app.state, Role::Viewer).await;
 
     // Alice only: IN-1, IN-3, IN-5, OUT-1 (OUT-5 is not offered). Answered 4, handled 3
     // (IN-1 250 s, IN-3 200 s, OUT-1 340 s), within T: IN-1, IN-5, OUT-1 = 3 of 4.
@@ -809,7 +761,7 @@ async fn filtered_views_of_the_worked_example() {
 async fn every_ratio_is_null_on_an_empty_interval() {
     let app = TestApp::spawn().await;
     let fx = seed(&app).await;
-    let viewer = token(&app, &fx.org, Role::Viewer).await;
+    let viewer = fx.org.token(&app.state, Role::Viewer).await;
     // 12:00–13:00: no call; no closed agent state (Bob's LUNCH is still open).
     let values = summary(&app, &viewer, "12:00:00", "13:00:00", json!({})).await;
     let mut expected: Vec<(&str, Option<f64>)> = ["offered", "answered", "handled", "abandoned", "shortAbandoned"]
@@ -854,8 +806,8 @@ async fn every_ratio_is_null_on_an_empty_interval() {
 async fn short_abandons_leave_the_rates_when_the_organization_says_so() {
     let app = TestApp::spawn().await;
     let fx = seed(&app).await;
-    let admin = token(&app, &fx.org, Role::Admin).await;
-    let viewer = token(&app, &fx.org, Role::Viewer).await;
+    let admin = fx.org.token(&app.state, Role::Admin).await;
+    let viewer = fx.org.token(&app.state, Role::Viewer).await;
     let mut version = 1;
     set_settings(
         &app,

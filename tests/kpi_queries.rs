@@ -5,17 +5,15 @@
 
 mod common;
 
-use std::time::Duration;
-
 use chrono::{DateTime, TimeDelta, Timelike, Utc};
-use common::{GqlResponse, TestApp, TestOrg};
+use common::fixture::{CampaignSpec, FixtureOrg};
+use common::{GqlResponse, TestApp};
 use diesel_async::RunQueryDsl;
-use omnivox::access::session;
 use omnivox::auth::{Role, Tenant};
-use omnivox::db::contact_centre::{self as cc, NewAgent, NewCampaign};
+use omnivox::db;
+use omnivox::db::contact_centre as cc;
 use omnivox::db::interactions::NewInteraction;
-use omnivox::db::{self, users};
-use omnivox::domain::{AnsweredBy, CampaignStatus, Direction, Outcome, Presence, RoutingState};
+use omnivox::domain::{AnsweredBy, Direction, Outcome};
 use omnivox::kpi::writer::insert_calls;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -38,20 +36,9 @@ fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().to_utc()
 }
 
-async fn token(app: &TestApp, org: &TestOrg, role: Role) -> String {
-    let mut conn = db::conn(&app.state.db).await.unwrap();
-    let user = users::find_by_email(&mut conn, &org.user(role).email)
-        .await
-        .unwrap()
-        .unwrap();
-    session::access_token(&app.state, &user, Duration::from_secs(3_600))
-        .unwrap()
-        .0
-}
-
 /// Ids of what an organization's calls refer to.
 struct Seeded {
-    org: TestOrg,
+    org: FixtureOrg,
     tenant: Tenant,
     campaign: Uuid,
     team: Uuid,
@@ -59,53 +46,19 @@ struct Seeded {
 }
 
 async fn seed_org(app: &TestApp, slug: &str, agents: usize) -> Seeded {
-    let org = app.create_org(slug).await;
-    let tenant = Tenant::for_system(org.id);
-    let mut conn = db::conn(&app.state.db).await.unwrap();
-    let campaign = cc::insert_campaign(
-        &mut conn,
-        &tenant,
-        &NewCampaign {
-            name: "Support",
-            direction: Direction::Inbound,
-            dial_mode: None,
-            status: CampaignStatus::Active,
-            service_level_threshold_seconds: None,
-            service_level_target_percent: None,
-            max_abandon_rate_percent: None,
-        },
-    )
-    .await
-    .unwrap();
-    let team = cc::insert_team(&mut conn, &tenant, "Red").await.unwrap();
-    let mut ids = Vec::new();
-    for i in 0..agents {
-        let name = format!("Agent {i}");
-        ids.push(
-            cc::insert_agent(
-                &mut conn,
-                &tenant,
-                &NewAgent {
-                    user_id: None,
-                    display_name: &name,
-                    extension: None,
-                    team_id: Some(team),
-                    presence: Presence::Offline,
-                    presence_reason: None,
-                    routing_state: RoutingState::Idle,
-                    state_since: at("2026-01-01T00:00:00Z"),
-                },
-            )
-            .await
-            .unwrap(),
-        );
-    }
+    let org = FixtureOrg::builder(slug)
+        .campaign(CampaignSpec::inbound("Support"))
+        .teams(["Red"])
+        .agents((0..agents).map(|i| format!("Agent {i}")))
+        .state_since(at("2026-01-01T00:00:00Z"))
+        .build(&app.state)
+        .await;
     Seeded {
+        tenant: org.tenant,
+        campaign: org.campaigns[0],
+        team: org.teams[0],
+        agents: org.agents.clone(),
         org,
-        tenant,
-        campaign,
-        team,
-        agents: ids,
     }
 }
 
@@ -224,8 +177,8 @@ fn assert_bad_input(response: &GqlResponse, field: &str) {
 async fn dst_days_have_23_and_25_hourly_buckets_and_empty_buckets_are_present() {
     let app = TestApp::spawn().await;
     let seeded = seed_org(&app, "dst", 1).await;
-    let admin = token(&app, &seeded.org, Role::Admin).await;
-    let viewer = token(&app, &seeded.org, Role::Viewer).await;
+    let admin = seeded.org.token(&app.state, Role::Admin).await;
+    let viewer = seeded.org.token(&app.state, Role::Viewer).await;
     let (c, a) = (Some(seeded.campaign), Some(seeded.agents[0]));
     insert(
         &app,
@@ -323,8 +276,8 @@ async fn dst_days_have_23_and_25_hourly_buckets_and_empty_buckets_are_present() 
 async fn series_buckets_add_up_to_the_summary() {
     let app = TestApp::spawn().await;
     let seeded = seed_org(&app, "sums", 3).await;
-    let admin = token(&app, &seeded.org, Role::Admin).await;
-    let viewer = token(&app, &seeded.org, Role::Viewer).await;
+    let admin = seeded.org.token(&app.state, Role::Admin).await;
+    let viewer = seeded.org.token(&app.state, Role::Viewer).await;
     // 400 calls over 2026-03-27..2026-03-31 (the London DST change), at arbitrary milliseconds,
     // some exactly on hour and quarter-hour boundaries.
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
@@ -435,8 +388,8 @@ async fn each_organization_sees_only_its_own_calls() {
     insert(&app, &a, &calls_a).await;
     insert(&app, &b, &calls_b).await;
     let interval = filter(day, day + TimeDelta::hours(2));
-    let viewer_a = token(&app, &a.org, Role::Viewer).await;
-    let viewer_b = token(&app, &b.org, Role::Viewer).await;
+    let viewer_a = a.org.token(&app.state, Role::Viewer).await;
+    let viewer_b = b.org.token(&app.state, Role::Viewer).await;
 
     let seen_a = summary(&app, &viewer_a, interval.clone()).await;
     assert_eq!(
@@ -475,7 +428,7 @@ async fn each_organization_sees_only_its_own_calls() {
         .await;
     assert_eq!(own.ok()["kpiSummary"]["offered"], 3);
     for role in [Role::Viewer, Role::Agent, Role::Supervisor, Role::Admin] {
-        let token_a = token(&app, &a.org, role).await;
+        let token_a = a.org.token(&app.state, role).await;
         let foreign = app
             .gql(
                 Some(&token_a),
@@ -498,7 +451,7 @@ async fn each_organization_sees_only_its_own_calls() {
         .gql(Some(&viewer_a), SUMMARY, json!({ "f": interval, "org": "not-an-id" }))
         .await;
     assert_eq!(malformed.error_code(), Some("NOT_FOUND"), "{}", malformed.body);
-    let super_admin = token(&app, &a.org, Role::SuperAdmin).await;
+    let super_admin = a.org.token(&app.state, Role::SuperAdmin).await;
     let across = app
         .gql(
             Some(&super_admin),
@@ -537,7 +490,7 @@ async fn each_organization_sees_only_its_own_calls() {
 async fn bad_filters_are_refused_naming_the_field() {
     let app = TestApp::spawn().await;
     let seeded = seed_org(&app, "filters", 1).await;
-    let viewer = token(&app, &seeded.org, Role::Viewer).await;
+    let viewer = seeded.org.token(&app.state, Role::Viewer).await;
     let from = at("2026-03-10T09:00:00Z");
     let ask = |f: Value| app.gql(Some(&viewer), SUMMARY, json!({ "f": f }));
 
@@ -665,7 +618,7 @@ async fn every_role_can_read_kpis_and_anonymous_callers_cannot() {
 async fn team_filters_follow_the_agents_current_team() {
     let app = TestApp::spawn().await;
     let seeded = seed_org(&app, "teams", 2).await;
-    let viewer = token(&app, &seeded.org, Role::Viewer).await;
+    let viewer = seeded.org.token(&app.state, Role::Viewer).await;
     let (x, y) = (seeded.agents[0], seeded.agents[1]);
     let mut conn = db::conn(&app.state.db).await.unwrap();
     let blue = cc::insert_team(&mut conn, &seeded.tenant, "Blue").await.unwrap();

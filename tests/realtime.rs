@@ -10,7 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
-use common::{TestApp, WsClient, WsEvent};
+use common::ws::WsEvent;
+use common::TestApp;
 use diesel_async::RunQueryDsl;
 use ingest_support::{ev, fixture, record, with, Fixture};
 use omnivox::auth::Role;
@@ -37,49 +38,6 @@ const LIVE_KPIS: &str = "subscription($f: LiveKpiFilter) { liveKpis(filter: $f) 
 
 const INTERACTION_EVENTS: &str = "subscription($f: InteractionEventsFilter) {
     interactionEvents(filter: $f) { resync sequence interactions { interactionId externalId outcome agentId campaignId direction } } }";
-
-/// Opens a socket as `token` and subscribes (operation id "1").
-async fn subscribe(app: &TestApp, token: &str, query: &str, variables: Value) -> WsClient {
-    let mut ws = app.ws("graphql-transport-ws").await;
-    ws.send(json!({ "type": "connection_init", "payload": { "token": token } }))
-        .await;
-    assert_eq!(ws.expect_json().await["type"], "connection_ack");
-    ws.send(json!({ "id": "1", "type": "subscribe", "payload": { "query": query, "variables": variables } }))
-        .await;
-    ws
-}
-
-/// The next `next` message's data field, within `wait`.
-async fn next_data(ws: &mut WsClient, field: &str, wait: Duration) -> Option<Value> {
-    match ws.next(wait).await {
-        WsEvent::Json(message) => {
-            assert_eq!(message["type"], "next", "{message}");
-            assert!(message["payload"].get("errors").is_none(), "{message}");
-            Some(message["payload"]["data"][field].clone())
-        }
-        WsEvent::Timeout => None,
-        WsEvent::Closed(code) => panic!("socket closed ({code:?})"),
-    }
-}
-
-async fn expect_data(ws: &mut WsClient, field: &str) -> Value {
-    next_data(ws, field, Duration::from_secs(10))
-        .await
-        .unwrap_or_else(|| panic!("no {field} message in time"))
-}
-
-/// Messages until one satisfies `done` (within `wait`); returns it.
-async fn until(ws: &mut WsClient, field: &str, wait: Duration, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match next_data(ws, field, left).await {
-            Some(value) if done(&value) => return value,
-            Some(_) => continue,
-            None => panic!("no matching {field} message in time"),
-        }
-    }
-}
 
 fn member(update: &Value, id: Uuid) -> &Value {
     update["agents"]
@@ -180,15 +138,15 @@ async fn agent_states_snapshot_then_deltas_presence_rules_and_masking() {
     let supervisor = app.token(&f.org, Role::Supervisor).await;
 
     let filter = json!({ "f": { "agentIds": [a0.to_string(), a1.to_string()] } });
-    let mut wall = subscribe(&app, &viewer, AGENT_STATES, filter.clone()).await;
-    let mut boss = subscribe(&app, &supervisor, AGENT_STATES, filter).await;
-    let snapshot = expect_data(&mut wall, "agentStates").await;
+    let mut wall = app.subscribe(&viewer, AGENT_STATES, filter.clone()).await;
+    let mut boss = app.subscribe(&supervisor, AGENT_STATES, filter).await;
+    let snapshot = wall.expect_data("agentStates").await;
     assert_eq!(snapshot["kind"], "SNAPSHOT");
     assert_eq!(snapshot["resync"], false);
     assert_eq!(snapshot["agents"].as_array().unwrap().len(), 2, "{snapshot}");
     assert_eq!(member(&snapshot, a0)["presence"], "AVAILABLE");
     assert_eq!(member(&snapshot, a0)["routingState"], "IDLE");
-    expect_data(&mut boss, "agentStates").await;
+    boss.expect_data("agentStates").await;
 
     // The organization defines BREAK reasons: a BREAK then needs one of them.
     app.gql(Some(&f.admin), UPSERT_CODE, json!({ "c": "COFFEE", "p": "BREAK" }))
@@ -217,17 +175,18 @@ async fn agent_states_snapshot_then_deltas_presence_rules_and_masking() {
     // An AGENT sets their own presence: a delta reaches every subscriber.
     let set = set_presence(&app, &agent, None, "BREAK", Some("COFFEE")).await;
     assert_eq!(set.ok()["setAgentPresence"]["presence"], "BREAK");
-    let delta = expect_data(&mut wall, "agentStates").await;
+    let delta = wall.expect_data("agentStates").await;
     assert_eq!(delta["kind"], "DELTA");
     assert_eq!(delta["agents"].as_array().unwrap().len(), 1);
     assert_eq!(member(&delta, a0)["presence"], "BREAK");
     assert_eq!(member(&delta, a0)["presenceReason"], "COFFEE");
-    expect_data(&mut boss, "agentStates").await;
+    boss.expect_data("agentStates").await;
 
     // The same state again is a no-op: nothing published, so no delta.
     let mut published = app.state.bus.subscribe(omnivox::realtime::Topic::AgentState);
     set_presence(&app, &agent, None, "BREAK", Some("COFFEE")).await.ok();
-    assert!(next_data(&mut wall, "agentStates", Duration::from_millis(700))
+    assert!(wall
+        .next_data("agentStates", Duration::from_millis(700))
         .await
         .is_none());
     assert!(published.try_recv().is_err(), "a no-op publishes nothing");
@@ -240,20 +199,21 @@ async fn agent_states_snapshot_then_deltas_presence_rules_and_masking() {
     set_presence(&app, &supervisor, Some(a1), "LUNCH", None).await.ok();
     assert_eq!(audit_count(&app, "agent.presence_forced").await, 1);
     assert_eq!(audit_count(&app, "agent.presence").await, 1);
-    let delta = expect_data(&mut wall, "agentStates").await;
+    let delta = wall.expect_data("agentStates").await;
     assert_eq!(member(&delta, a1)["presence"], "LUNCH");
-    expect_data(&mut boss, "agentStates").await;
+    boss.expect_data("agentStates").await;
 
     // An agent outside the filter changes: nothing is sent.
     set_presence(&app, &supervisor, Some(a2), "AWAY", None).await.ok();
-    assert!(next_data(&mut wall, "agentStates", Duration::from_millis(700))
+    assert!(wall
+        .next_data("agentStates", Duration::from_millis(700))
         .await
         .is_none());
 
     // Back to AVAILABLE: the BREAK interval is closed, AVAILABLE is open.
     set_presence(&app, &agent, None, "AVAILABLE", None).await.ok();
-    expect_data(&mut wall, "agentStates").await;
-    expect_data(&mut boss, "agentStates").await;
+    wall.expect_data("agentStates").await;
+    boss.expect_data("agentStates").await;
     assert_eq!(
         presence_log(&app, a0).await,
         vec![
@@ -264,18 +224,20 @@ async fn agent_states_snapshot_then_deltas_presence_rules_and_masking() {
 
     // A call: the routing state and the current call; the number is masked below SUPERVISOR.
     record(&app, &f.admin, &on_call_events(&f, "CA-RT-1", a0)).await.ok();
-    let seen = until(&mut wall, "agentStates", Duration::from_secs(10), |d| {
-        member(d, a0)["routingState"] == "ON_CALL"
-    })
-    .await;
+    let seen = wall
+        .until("agentStates", Duration::from_secs(10), |d| {
+            member(d, a0)["routingState"] == "ON_CALL"
+        })
+        .await;
     let call = &member(&seen, a0)["currentCall"];
     assert_eq!(call["externalId"], "CA-RT-1");
     assert_eq!(call["direction"], "INBOUND");
     assert_eq!(call["customerNumber"], "+44******0123");
-    let seen = until(&mut boss, "agentStates", Duration::from_secs(10), |d| {
-        member(d, a0)["routingState"] == "ON_CALL"
-    })
-    .await;
+    let seen = boss
+        .until("agentStates", Duration::from_secs(10), |d| {
+            member(d, a0)["routingState"] == "ON_CALL"
+        })
+        .await;
     assert_eq!(member(&seen, a0)["currentCall"]["customerNumber"], "+447700900123");
 
     // OFFLINE is refused during a call, even when forced.
@@ -291,8 +253,8 @@ async fn a_lagging_subscriber_gets_a_resync_snapshot() {
     let app = TestApp::spawn_with(|s| s.live_updates_buffer = 1).await;
     let f = fixture(&app, "rtlag").await;
     let viewer = app.token(&f.org, Role::Viewer).await;
-    let mut wall = subscribe(&app, &viewer, AGENT_STATES, json!({})).await;
-    let snapshot = expect_data(&mut wall, "agentStates").await;
+    let mut wall = app.subscribe(&viewer, AGENT_STATES, json!({})).await;
+    let snapshot = wall.expect_data("agentStates").await;
     assert_eq!(snapshot["agents"].as_array().unwrap().len(), 3);
     let mut resynced = None;
     for round in 0..5 {
@@ -304,12 +266,12 @@ async fn a_lagging_subscriber_gets_a_resync_snapshot() {
             .collect();
         record(&app, &f.admin, &events).await.ok();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-        while let Some(update) = next_data(
-            &mut wall,
-            "agentStates",
-            deadline.saturating_duration_since(tokio::time::Instant::now()),
-        )
-        .await
+        while let Some(update) = wall
+            .next_data(
+                "agentStates",
+                deadline.saturating_duration_since(tokio::time::Instant::now()),
+            )
+            .await
         {
             if update["resync"] == true {
                 resynced = Some(update);
@@ -329,7 +291,8 @@ async fn a_lagging_subscriber_gets_a_resync_snapshot() {
             .collect();
         record(&app, &f.admin, &ends).await.ok();
         tokio::time::sleep(Duration::from_millis(300)).await;
-        while next_data(&mut wall, "agentStates", Duration::from_millis(300))
+        while wall
+            .next_data("agentStates", Duration::from_millis(300))
             .await
             .is_some()
         {}
@@ -428,22 +391,21 @@ async fn redis_outage_keeps_mutations_working_and_resyncs_subscribers() {
     let agent = app.token(&f.org, Role::Agent).await;
     let supervisor = app.token(&f.org, Role::Supervisor).await;
 
-    let mut wall = subscribe(&app, &viewer, AGENT_STATES, json!({})).await;
-    expect_data(&mut wall, "agentStates").await;
+    let mut wall = app.subscribe(&viewer, AGENT_STATES, json!({})).await;
+    wall.expect_data("agentStates").await;
     // Many subscriptions, one subscriber connection.
     let mut others = Vec::new();
     for _ in 0..3 {
-        let mut ws = subscribe(&app, &viewer, AGENT_STATES, json!({})).await;
-        expect_data(&mut ws, "agentStates").await;
+        let mut ws = app.subscribe(&viewer, AGENT_STATES, json!({})).await;
+        ws.expect_data("agentStates").await;
         others.push(ws);
     }
     assert_eq!(redis.subscriber_connections().await, 1);
 
     set_presence(&app, &agent, None, "BREAK", None).await.ok();
-    let delta = until(&mut wall, "agentStates", Duration::from_secs(5), |d| {
-        d["kind"] == "DELTA"
-    })
-    .await;
+    let delta = wall
+        .until("agentStates", Duration::from_secs(5), |d| d["kind"] == "DELTA")
+        .await;
     assert_eq!(member(&delta, a0)["presence"], "BREAK");
 
     redis.kill();
@@ -463,10 +425,9 @@ async fn redis_outage_keeps_mutations_working_and_resyncs_subscribers() {
     assert_eq!(ready["status"], "degraded", "{ready}");
 
     let _redis = OwnedRedis::start(port).await;
-    let resync = until(&mut wall, "agentStates", Duration::from_secs(20), |d| {
-        d["resync"] == true
-    })
-    .await;
+    let resync = wall
+        .until("agentStates", Duration::from_secs(20), |d| d["resync"] == true)
+        .await;
     assert_eq!(resync["kind"], "SNAPSHOT");
     assert_eq!(member(&resync, a0)["presence"], "LUNCH");
     assert_eq!(member(&resync, a1)["presence"], "MEETING");
@@ -492,17 +453,19 @@ async fn a_change_through_one_instance_reaches_a_subscriber_of_another() {
     let f = fixture(&a, "rttwo").await;
     let viewer = a.token(&f.org, Role::Viewer).await;
     let agent = a.token(&f.org, Role::Agent).await;
-    let mut on_b = subscribe(&b, &viewer, AGENT_STATES, json!({})).await;
-    expect_data(&mut on_b, "agentStates").await;
-    let mut on_a = subscribe(&a, &viewer, AGENT_STATES, json!({})).await;
-    expect_data(&mut on_a, "agentStates").await;
+    let mut on_b = b.subscribe(&viewer, AGENT_STATES, json!({})).await;
+    on_b.expect_data("agentStates").await;
+    let mut on_a = a.subscribe(&viewer, AGENT_STATES, json!({})).await;
+    on_a.expect_data("agentStates").await;
 
     set_presence(&a, &agent, None, "TRAINING", None).await.ok();
     for ws in [&mut on_b, &mut on_a] {
-        let delta = until(ws, "agentStates", Duration::from_secs(5), |d| d["kind"] == "DELTA").await;
+        let delta = ws
+            .until("agentStates", Duration::from_secs(5), |d| d["kind"] == "DELTA")
+            .await;
         assert_eq!(member(&delta, f.agents[0])["presence"], "TRAINING");
         // Delivered once: A's own event coming back from Redis is not delivered again.
-        assert!(next_data(ws, "agentStates", Duration::from_millis(500)).await.is_none());
+        assert!(ws.next_data("agentStates", Duration::from_millis(500)).await.is_none());
     }
     assert_eq!(b.state.bus.stats().received, 1, "B heard A's one event");
     assert_eq!(a.state.bus.stats().received, 0, "A skipped the echo of its own event");
@@ -521,10 +484,10 @@ async fn live_kpis_are_shared_per_filter_and_pushed_on_change() {
     let filter = json!({ "f": { "campaignIds": [f.inbound.to_string()] } });
     // The same filter written differently shares the computation.
     let same = json!({ "f": { "campaignIds": [f.inbound.to_string(), f.inbound.to_string()] } });
-    let mut one = subscribe(&app, &viewer, LIVE_KPIS, filter).await;
-    let mut two = subscribe(&app, &viewer, LIVE_KPIS, same).await;
-    let first = expect_data(&mut one, "liveKpis").await;
-    expect_data(&mut two, "liveKpis").await;
+    let mut one = app.subscribe(&viewer, LIVE_KPIS, filter).await;
+    let mut two = app.subscribe(&viewer, LIVE_KPIS, same).await;
+    let first = one.expect_data("liveKpis").await;
+    two.expect_data("liveKpis").await;
     assert_eq!(app.state.live.len(), 1);
     assert_eq!(first["timezone"], "Europe/London");
     assert_eq!(first["callsWaiting"], 0);
@@ -549,7 +512,7 @@ async fn live_kpis_are_shared_per_filter_and_pushed_on_change() {
         .await
         .ok();
     for ws in [&mut one, &mut two] {
-        let tiles = expect_data(ws, "liveKpis").await;
+        let tiles = ws.expect_data("liveKpis").await;
         assert_eq!(tiles["callsWaiting"], 1, "{tiles}");
         // The registry counts a call as offered once it is answered or abandoned.
         assert_eq!(tiles["today"]["offered"], 0);
@@ -560,7 +523,7 @@ async fn live_kpis_are_shared_per_filter_and_pushed_on_change() {
         .await
         .ok();
     for ws in [&mut one, &mut two] {
-        let tiles = expect_data(ws, "liveKpis").await;
+        let tiles = ws.expect_data("liveKpis").await;
         assert_eq!(tiles["callsWaiting"], 0, "{tiles}");
         assert_eq!(tiles["today"]["offered"], 1);
         assert_eq!(tiles["today"]["abandoned"], 1);
@@ -572,9 +535,7 @@ async fn live_kpis_are_shared_per_filter_and_pushed_on_change() {
     record(&app, &f.admin, &[with(out, "campaignId", f.outbound.to_string())])
         .await
         .ok();
-    assert!(next_data(&mut one, "liveKpis", Duration::from_millis(1_500))
-        .await
-        .is_none());
+    assert!(one.next_data("liveKpis", Duration::from_millis(1_500)).await.is_none());
 
     // The computation ends with its last subscriber.
     drop(one);
@@ -588,7 +549,7 @@ async fn interaction_events_are_for_supervisors_and_filtered() {
     let f = fixture(&app, "rtcalls").await;
     let agent = app.token(&f.org, Role::Agent).await;
     let supervisor = app.token(&f.org, Role::Supervisor).await;
-    let mut refused = subscribe(&app, &agent, INTERACTION_EVENTS, json!({})).await;
+    let mut refused = app.subscribe(&agent, INTERACTION_EVENTS, json!({})).await;
     match refused.next(Duration::from_secs(5)).await {
         WsEvent::Json(message) => {
             let errors = if message["type"] == "error" {
@@ -600,13 +561,13 @@ async fn interaction_events_are_for_supervisors_and_filtered() {
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
-    let mut ws = subscribe(
-        &app,
-        &supervisor,
-        INTERACTION_EVENTS,
-        json!({ "f": { "campaignIds": [f.inbound.to_string()] } }),
-    )
-    .await;
+    let mut ws = app
+        .subscribe(
+            &supervisor,
+            INTERACTION_EVENTS,
+            json!({ "f": { "campaignIds": [f.inbound.to_string()] } }),
+        )
+        .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let out = with(ev("CA-IE-OUT", "OFFERED", Utc::now()), "direction", "OUTBOUND");
     let inbound = with(ev("CA-IE-IN", "OFFERED", Utc::now()), "direction", "INBOUND");
@@ -620,7 +581,7 @@ async fn interaction_events_are_for_supervisors_and_filtered() {
     )
     .await
     .ok();
-    let message = expect_data(&mut ws, "interactionEvents").await;
+    let message = ws.expect_data("interactionEvents").await;
     assert_eq!(message["resync"], false);
     assert!(message["sequence"].as_u64().unwrap() >= 1);
     let calls = message["interactions"].as_array().unwrap();
@@ -651,7 +612,7 @@ async fn subscription_guards_follow_the_roles() {
     for (field, query, lowest) in cases {
         for (role, token) in &tokens {
             let role = *role;
-            let mut ws = subscribe(&app, token, query, json!({})).await;
+            let mut ws = app.subscribe(token, query, json!({})).await;
             let outcome = ws.next(Duration::from_millis(1_500)).await;
             let refused = match &outcome {
                 WsEvent::Json(m) if m["type"] == "error" => Some(m["payload"][0]["extensions"]["code"].clone()),
@@ -710,9 +671,11 @@ async fn compliance_alerts_are_edge_triggered() {
     record(&app, &f.admin, &outbound_calls(&f, "CA-LIVE", 50, 1)).await.ok();
     let query = "subscription($c: [ID!]) { complianceAlerts(campaignIds: $c) {
         campaignId window level previousLevel rate limit } }";
-    let mut ws = subscribe(&app, &supervisor, query, json!({ "c": [f.outbound.to_string()] })).await;
+    let mut ws = app
+        .subscribe(&supervisor, query, json!({ "c": [f.outbound.to_string()] }))
+        .await;
     assert!(
-        next_data(&mut ws, "complianceAlerts", Duration::from_millis(1_500))
+        ws.next_data("complianceAlerts", Duration::from_millis(1_500))
             .await
             .is_none(),
         "no alert while OK"
@@ -721,7 +684,7 @@ async fn compliance_alerts_are_edge_triggered() {
     record(&app, &f.admin, &outbound_calls(&f, "CA-DROP", 0, 2)).await.ok();
     let mut windows = Vec::new();
     for _ in 0..2 {
-        let alert = expect_data(&mut ws, "complianceAlerts").await;
+        let alert = ws.expect_data("complianceAlerts").await;
         assert_eq!(alert["campaignId"], f.outbound.to_string());
         assert_eq!(alert["level"], "BREACH", "{alert}");
         assert_eq!(alert["previousLevel"], "OK", "{alert}");
@@ -733,9 +696,7 @@ async fn compliance_alerts_are_edge_triggered() {
     assert_eq!(windows, ["UK_24H", "US_30D"]);
     // Still in breach after another call: no new alert (edge-triggered).
     record(&app, &f.admin, &outbound_calls(&f, "CA-MORE", 1, 0)).await.ok();
-    assert!(next_data(&mut ws, "complianceAlerts", Duration::from_secs(3))
-        .await
-        .is_none());
+    assert!(ws.next_data("complianceAlerts", Duration::from_secs(3)).await.is_none());
 }
 
 /// A team-filtered subscriber is told to drop an agent who moved to another team (the move
@@ -757,21 +718,17 @@ async fn an_agent_leaving_the_filtered_teams_is_removed_from_the_view() {
     .unwrap();
     let viewer = app.token(&f.org, Role::Viewer).await;
     let supervisor = app.token(&f.org, Role::Supervisor).await;
-    let mut wall = subscribe(
-        &app,
-        &viewer,
-        AGENT_STATES,
-        json!({ "f": { "teamIds": [blue.to_string()] } }),
-    )
-    .await;
-    let snapshot = expect_data(&mut wall, "agentStates").await;
+    let mut wall = app
+        .subscribe(&viewer, AGENT_STATES, json!({ "f": { "teamIds": [blue.to_string()] } }))
+        .await;
+    let snapshot = wall.expect_data("agentStates").await;
     assert_eq!(snapshot["agents"].as_array().unwrap().len(), 2, "{snapshot}");
 
     conn.batch_execute(&format!("UPDATE agents SET team_id = '{red}' WHERE id = '{a1}'"))
         .await
         .unwrap();
     set_presence(&app, &supervisor, Some(a1), "OFFLINE", None).await.ok();
-    let delta = expect_data(&mut wall, "agentStates").await;
+    let delta = wall.expect_data("agentStates").await;
     assert_eq!(delta["kind"], "DELTA");
     assert_eq!(delta["removedAgentIds"], json!([a1.to_string()]), "{delta}");
     assert_eq!(delta["agents"], json!([]));
@@ -779,7 +736,7 @@ async fn an_agent_leaving_the_filtered_teams_is_removed_from_the_view() {
     // Its later changes are not sent; the other Blue agent's are.
     set_presence(&app, &supervisor, Some(a1), "AVAILABLE", None).await.ok();
     set_presence(&app, &supervisor, Some(a2), "OFFLINE", None).await.ok();
-    let delta = expect_data(&mut wall, "agentStates").await;
+    let delta = wall.expect_data("agentStates").await;
     assert_eq!(delta["agents"].as_array().unwrap().len(), 1, "{delta}");
     assert_eq!(member(&delta, a2)["presence"], "OFFLINE");
 }
@@ -810,14 +767,14 @@ async fn agent_states_deltas_are_rendered_once_per_role_and_filter() {
     let all = json!({});
     let mut walls = Vec::new();
     for _ in 0..3 {
-        walls.push(subscribe(&app, &viewer, AGENT_STATES, all.clone()).await);
+        walls.push(app.subscribe(&viewer, AGENT_STATES, all.clone()).await);
     }
-    let mut boss = subscribe(&app, &supervisor, AGENT_STATES, all.clone()).await;
+    let mut boss = app.subscribe(&supervisor, AGENT_STATES, all.clone()).await;
     // Another filter is another stream, even for the same role.
     let only_a1 = json!({ "f": { "agentIds": [a1.to_string()] } });
-    let mut narrow = subscribe(&app, &viewer, AGENT_STATES, only_a1).await;
+    let mut narrow = app.subscribe(&viewer, AGENT_STATES, only_a1).await;
     for ws in walls.iter_mut().chain([&mut boss, &mut narrow]) {
-        assert_eq!(expect_data(ws, "agentStates").await["kind"], "SNAPSHOT");
+        assert_eq!(ws.expect_data("agentStates").await["kind"], "SNAPSHOT");
     }
     assert_eq!(metric(&app, "omnivox_ws_shared_streams").await, 3.0);
     let renders = metric(&app, "omnivox_ws_shared_renders_total").await;
@@ -828,7 +785,7 @@ async fn agent_states_deltas_are_rendered_once_per_role_and_filter() {
     set_presence(&app, &supervisor, Some(a0), "LUNCH", None).await.ok();
     let mut seen = Vec::new();
     for ws in walls.iter_mut().chain([&mut boss]) {
-        let delta = expect_data(ws, "agentStates").await;
+        let delta = ws.expect_data("agentStates").await;
         assert_eq!(delta["kind"], "DELTA");
         assert_eq!(member(&delta, a0)["presence"], "LUNCH");
         seen.push(delta);
@@ -837,7 +794,8 @@ async fn agent_states_deltas_are_rendered_once_per_role_and_filter() {
         seen.iter().all(|d| *d == seen[0]),
         "the same delta for everyone: {seen:?}"
     );
-    assert!(next_data(&mut narrow, "agentStates", Duration::from_millis(500))
+    assert!(narrow
+        .next_data("agentStates", Duration::from_millis(500))
         .await
         .is_none());
     assert_eq!(metric(&app, "omnivox_ws_shared_renders_total").await - renders, 2.0);
@@ -849,16 +807,18 @@ async fn agent_states_deltas_are_rendered_once_per_role_and_filter() {
     // A call: the viewers' shared render masks the customer number, the supervisor's does not.
     record(&app, &f.admin, &on_call_events(&f, "CA-SHARE-1", a0)).await.ok();
     for ws in &mut walls {
-        let seen = until(ws, "agentStates", Duration::from_secs(10), |d| {
+        let seen = ws
+            .until("agentStates", Duration::from_secs(10), |d| {
+                member(d, a0)["routingState"] == "ON_CALL"
+            })
+            .await;
+        assert_eq!(member(&seen, a0)["currentCall"]["customerNumber"], "+44******0123");
+    }
+    let seen = boss
+        .until("agentStates", Duration::from_secs(10), |d| {
             member(d, a0)["routingState"] == "ON_CALL"
         })
         .await;
-        assert_eq!(member(&seen, a0)["currentCall"]["customerNumber"], "+44******0123");
-    }
-    let seen = until(&mut boss, "agentStates", Duration::from_secs(10), |d| {
-        member(d, a0)["routingState"] == "ON_CALL"
-    })
-    .await;
     assert_eq!(member(&seen, a0)["currentCall"]["customerNumber"], "+447700900123");
 
     // A shared stream ends with its last subscriber.
@@ -902,8 +862,8 @@ async fn subscribers_joining_during_changes_miss_nothing_and_never_go_back() {
     let viewer = app.token(&f.org, Role::Viewer).await;
     let supervisor = app.token(&f.org, Role::Supervisor).await;
     let query = "subscription { agentStates { kind resync removedAgentIds agents { id presence presenceSince } } }";
-    let mut first = subscribe(&app, &viewer, query, json!({})).await;
-    let first_snapshot = expect_data(&mut first, "agentStates").await;
+    let mut first = app.subscribe(&viewer, query, json!({})).await;
+    let first_snapshot = first.expect_data("agentStates").await;
 
     // Changes at a steady pace while new subscribers join the shared stream.
     let changer = {
@@ -935,7 +895,7 @@ async fn subscribers_joining_during_changes_miss_nothing_and_never_go_back() {
     let mut joined = vec![first];
     for _ in 0..8 {
         tokio::time::sleep(Duration::from_millis(60)).await;
-        joined.push(subscribe(&app, &viewer, query, json!({})).await);
+        joined.push(app.subscribe(&viewer, query, json!({})).await);
     }
     let last = changer.await.unwrap();
     let mut views = Vec::new();
@@ -944,7 +904,7 @@ async fn subscribers_joining_during_changes_miss_nothing_and_never_go_back() {
         if i == 0 {
             fold_view(&mut view, &first_snapshot);
         }
-        while let Some(update) = next_data(ws, "agentStates", Duration::from_millis(1_500)).await {
+        while let Some(update) = ws.next_data("agentStates", Duration::from_millis(1_500)).await {
             assert_eq!(update["resync"], false, "nobody fell behind here: {update}");
             fold_view(&mut view, &update);
         }

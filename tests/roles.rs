@@ -8,10 +8,10 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{TestApp, TestOrg};
-use omnivox::access::session;
+use common::fixture::FixtureOrg;
+use common::ws::{WsEvent, GRAPHQL_TRANSPORT_WS};
+use common::TestApp;
 use omnivox::auth::Role;
-use omnivox::db::{self, users};
 use serde_json::{json, Value};
 
 /// Root fields that answer without credentials, on purpose: they are how credentials are
@@ -22,14 +22,14 @@ struct Operation {
     field: &'static str,
     lowest_role: Role,
     query: &'static str,
-    variables: fn(&TestOrg, Role) -> Value,
+    variables: fn(&FixtureOrg, Role) -> Value,
 }
 
-fn no_vars(_: &TestOrg, _: Role) -> Value {
+fn no_vars(_: &FixtureOrg, _: Role) -> Value {
     json!({})
 }
 
-fn kpi_filter(_: &TestOrg, _: Role) -> Value {
+fn kpi_filter(_: &FixtureOrg, _: Role) -> Value {
     json!({ "f": { "from": "2026-01-05T00:00:00Z", "to": "2026-01-06T00:00:00Z" } })
 }
 
@@ -283,14 +283,6 @@ fn every_root_field_is_guarded_or_public() {
     assert_eq!(in_schema, listed, "root fields and the role matrix disagree");
 }
 
-async fn token_for(app: &TestApp, email: &str) -> String {
-    let mut conn = db::conn(&app.state.db).await.unwrap();
-    let user = users::find_by_email(&mut conn, email).await.unwrap().unwrap();
-    session::access_token(&app.state, &user, Duration::from_secs(600))
-        .unwrap()
-        .0
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn role_matrix_of_queries_and_mutations() {
     let app = TestApp::spawn().await;
@@ -306,7 +298,7 @@ async fn role_matrix_of_queries_and_mutations() {
         );
         for role in Role::ALL {
             // Fresh token per call: `logoutEverywhere` revokes the caller's tokens.
-            let token = token_for(&app, &org.user(role).email).await;
+            let token = org.token_for(&app.state, role, Duration::from_secs(600)).await;
             let response = app.gql(Some(&token), op.query, (op.variables)(&org, role)).await;
             let code = response.error_code();
             if role >= op.lowest_role {
@@ -327,12 +319,11 @@ async fn role_matrix_of_queries_and_mutations() {
 async fn subscription_guard_refuses_without_credentials() {
     // The WebSocket refuses a connection_init without a valid token before any subscription.
     let app = TestApp::spawn().await;
-    let mut ws = app.ws("graphql-transport-ws").await;
-    ws.send(json!({ "type": "connection_init", "payload": { "token": "forged" } }))
-        .await;
+    let mut ws = app.ws(GRAPHQL_TRANSPORT_WS).await;
+    ws.send_init("forged").await;
     match ws.next(Duration::from_secs(5)).await {
-        common::WsEvent::Closed(_) => {}
-        common::WsEvent::Json(message) => assert_ne!(message["type"], "connection_ack", "forged token acknowledged"),
-        common::WsEvent::Timeout => panic!("no answer to a forged connection_init"),
+        WsEvent::Closed(_) => {}
+        WsEvent::Json(message) => assert_ne!(message["type"], "connection_ack", "forged token acknowledged"),
+        WsEvent::Timeout => panic!("no answer to a forged connection_init"),
     }
 }

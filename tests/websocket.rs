@@ -6,7 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestApp, WsEvent};
+use common::ws::{WsEvent, GRAPHQL_TRANSPORT_WS};
+use common::TestApp;
 use omnivox::auth::Role;
 use serde_json::json;
 
@@ -20,12 +21,11 @@ async fn graphql_transport_ws_snapshot_then_change() {
     let org = app.create_org("acme").await;
     let viewer = app.token(&org, Role::Viewer).await;
     let admin = app.token(&org, Role::Admin).await;
-    let mut ws = app.ws("graphql-transport-ws").await;
+    let mut ws = app.ws(GRAPHQL_TRANSPORT_WS).await;
     ws.send(json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {viewer}") } }))
         .await;
     assert_eq!(ws.expect_json().await["type"], "connection_ack");
-    ws.send(json!({ "id": "1", "type": "subscribe", "payload": { "query": SUBSCRIPTION } }))
-        .await;
+    ws.subscribe("1", SUBSCRIPTION).await;
     let snapshot = ws.expect_json().await;
     assert_eq!(snapshot["type"], "next");
     assert_eq!(snapshot["payload"]["data"]["businessSettingsChanged"]["version"], 1);
@@ -44,9 +44,7 @@ async fn legacy_graphql_ws_is_accepted() {
     let org = app.create_org("acme").await;
     let viewer = app.token(&org, Role::Viewer).await;
     let mut ws = app.ws("graphql-ws").await;
-    ws.send(json!({ "type": "connection_init", "payload": { "token": viewer } }))
-        .await;
-    assert_eq!(ws.expect_json().await["type"], "connection_ack");
+    ws.init(&viewer).await;
     ws.send(json!({ "id": "1", "type": "start", "payload": { "query": SUBSCRIPTION } }))
         .await;
     let first = ws.expect_json().await;
@@ -61,12 +59,9 @@ async fn other_tenants_changes_are_not_delivered() {
     let b = app.create_org("bravo").await;
     let viewer_a = app.token(&a, Role::Viewer).await;
     let admin_b = app.token(&b, Role::Admin).await;
-    let mut ws = app.ws("graphql-transport-ws").await;
-    ws.send(json!({ "type": "connection_init", "payload": { "token": viewer_a } }))
-        .await;
-    assert_eq!(ws.expect_json().await["type"], "connection_ack");
-    ws.send(json!({ "id": "1", "type": "subscribe", "payload": { "query": SUBSCRIPTION } }))
-        .await;
+    let mut ws = app.ws(GRAPHQL_TRANSPORT_WS).await;
+    ws.init(&viewer_a).await;
+    ws.subscribe("1", SUBSCRIPTION).await;
     ws.expect_json().await; // snapshot
     app.gql(Some(&admin_b), UPDATE, json!({ "v": 1 })).await.ok();
     assert!(
@@ -78,7 +73,7 @@ async fn other_tenants_changes_are_not_delivered() {
 #[tokio::test(flavor = "multi_thread")]
 async fn connection_without_token_is_refused() {
     let app = TestApp::spawn().await;
-    let mut ws = app.ws("graphql-transport-ws").await;
+    let mut ws = app.ws(GRAPHQL_TRANSPORT_WS).await;
     ws.send(json!({ "type": "connection_init", "payload": {} })).await;
     match ws.next(Duration::from_secs(5)).await {
         WsEvent::Closed(_) => {}

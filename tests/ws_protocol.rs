@@ -7,124 +7,24 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestApp, TestOrg};
-use futures_util::{SinkExt, StreamExt};
+use common::fixture::FixtureOrg;
+use common::ws::{WsClient, WsEvent, GRAPHQL_TRANSPORT_WS, WAIT};
+use common::TestApp;
 use omnivox::auth::Role;
 use omnivox::http::ws::open_sockets;
 use omnivox::realtime::BusEvent;
-use serde_json::{json, Value};
-use tokio::net::{TcpSocket, TcpStream};
+use serde_json::json;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
 
 const SUBSCRIPTION: &str = "subscription { businessSettingsChanged { version wrapUpLimitSeconds } }";
 const UPDATE: &str =
     "mutation($v: Int!) { updateBusinessSettings(expectedVersion: $v, input: { wrapUpLimitSeconds: 45 }) { version } }";
-const WAIT: Duration = Duration::from_secs(5);
 
-/// A bare WebSocket client that shows everything the server sends (pings included).
-struct Ws {
-    stream: WebSocketStream<TcpStream>,
-}
-
-#[derive(Debug)]
-enum Ev {
-    Json(Value),
-    Closed(Option<u16>),
-    Timeout,
-}
-
-impl Ws {
-    async fn connect(app: &TestApp, protocol: &str) -> Ws {
-        Self::connect_with(app, protocol, None).await
-    }
-
-    /// `recv_buffer`: a small kernel receive buffer, so a client that stops reading stalls the
-    /// server quickly.
-    async fn connect_with(app: &TestApp, protocol: &str, recv_buffer: Option<u32>) -> Ws {
-        let socket = TcpSocket::new_v4().unwrap();
-        if let Some(size) = recv_buffer {
-            socket.set_recv_buffer_size(size).unwrap();
-        }
-        let tcp = socket.connect(app.addr).await.unwrap();
-        let mut request = format!("ws://{}/graphql", app.addr).into_client_request().unwrap();
-        request
-            .headers_mut()
-            .insert("sec-websocket-protocol", protocol.parse().unwrap());
-        let (stream, _) = tokio_tungstenite::client_async(request, tcp).await.unwrap();
-        Ws { stream }
-    }
-
-    async fn send(&mut self, message: Value) {
-        self.send_text(&message.to_string()).await;
-    }
-
-    async fn send_text(&mut self, text: &str) {
-        self.stream.send(Message::text(text.to_owned())).await.unwrap();
-    }
-
-    /// The next JSON message or close, pings included.
-    async fn recv(&mut self, wait: Duration) -> Ev {
-        let deadline = Instant::now() + wait;
-        loop {
-            match tokio::time::timeout_at(deadline, self.stream.next()).await {
-                Err(_) => return Ev::Timeout,
-                Ok(None) | Ok(Some(Err(_))) => return Ev::Closed(None),
-                Ok(Some(Ok(Message::Text(text)))) => return Ev::Json(serde_json::from_str(&text).unwrap()),
-                Ok(Some(Ok(Message::Close(frame)))) => return Ev::Closed(frame.map(|f| u16::from(f.code))),
-                Ok(Some(Ok(_))) => continue,
-            }
-        }
-    }
-
-    /// The next JSON message or close, skipping server keep-alives.
-    async fn next(&mut self, wait: Duration) -> Ev {
-        let deadline = Instant::now() + wait;
-        loop {
-            match self.recv(deadline.saturating_duration_since(Instant::now())).await {
-                Ev::Json(value) if value["type"] == "ping" || value["type"] == "ka" => continue,
-                other => return other,
-            }
-        }
-    }
-
-    async fn expect(&mut self) -> Value {
-        match self.next(WAIT).await {
-            Ev::Json(value) => value,
-            other => panic!("expected a message, got {other:?}"),
-        }
-    }
-
-    /// The close code, skipping any message before it.
-    async fn expect_close(&mut self, wait: Duration) -> Option<u16> {
-        let deadline = Instant::now() + wait;
-        loop {
-            match self.recv(deadline.saturating_duration_since(Instant::now())).await {
-                Ev::Json(_) => continue,
-                Ev::Closed(code) => return code,
-                Ev::Timeout => panic!("the socket stayed open"),
-            }
-        }
-    }
-
-    async fn init(&mut self, token: &str) {
-        self.send(json!({ "type": "connection_init", "payload": { "token": token } }))
-            .await;
-        let ack = self.expect().await;
-        assert_eq!(ack["type"], "connection_ack", "{ack}");
-    }
-
-    async fn subscribe(&mut self, id: &str, query: &str) {
-        self.send(json!({ "id": id, "type": "subscribe", "payload": { "query": query } }))
-            .await;
-    }
-}
-
-async fn viewer_socket(app: &TestApp, org: &TestOrg) -> Ws {
+async fn viewer_socket(app: &TestApp, org: &FixtureOrg) -> WsClient {
     let token = app.token(org, Role::Viewer).await;
-    let mut ws = Ws::connect(app, "graphql-transport-ws").await;
+    let mut ws = app.ws(GRAPHQL_TRANSPORT_WS).await;
     ws.init(&token).await;
     ws
 }
@@ -149,7 +49,7 @@ async fn an_upgrade_without_a_graphql_subprotocol_is_400() {
 async fn no_connection_init_in_time_closes_4408() {
     let app = TestApp::spawn_with(|s| s.ws_init_timeout = Duration::from_millis(300)).await;
     let started = Instant::now();
-    let mut ws = Ws::connect(&app, "graphql-transport-ws").await;
+    let mut ws = app.ws(GRAPHQL_TRANSPORT_WS).await;
     assert_eq!(ws.expect_close(WAIT).await, Some(4408));
     assert!(started.elapsed() >= Duration::from_millis(250));
 }
@@ -157,7 +57,7 @@ async fn no_connection_init_in_time_closes_4408() {
 #[tokio::test(flavor = "multi_thread")]
 async fn invalid_json_closes_4400() {
     let app = TestApp::spawn().await;
-    let mut ws = Ws::connect(&app, "graphql-transport-ws").await;
+    let mut ws = app.ws(GRAPHQL_TRANSPORT_WS).await;
     ws.send_text("{ not json").await;
     assert_eq!(ws.expect_close(WAIT).await, Some(4400));
 }
@@ -165,16 +65,16 @@ async fn invalid_json_closes_4400() {
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_type_closes_4400() {
     let app = TestApp::spawn().await;
-    let mut ws = Ws::connect(&app, "graphql-transport-ws").await;
+    let mut ws = app.ws(GRAPHQL_TRANSPORT_WS).await;
     ws.send(json!({ "type": "bogus" })).await;
     assert_eq!(ws.expect_close(WAIT).await, Some(4400));
 
     // Legacy message types are unknown to graphql-transport-ws, and vice versa.
-    let mut ws = Ws::connect(&app, "graphql-transport-ws").await;
+    let mut ws = app.ws(GRAPHQL_TRANSPORT_WS).await;
     ws.send(json!({ "type": "start", "id": "1", "payload": { "query": "{ __typename }" } }))
         .await;
     assert_eq!(ws.expect_close(WAIT).await, Some(4400));
-    let mut ws = Ws::connect(&app, "graphql-ws").await;
+    let mut ws = app.ws("graphql-ws").await;
     ws.send(json!({ "type": "ping" })).await;
     assert_eq!(ws.expect_close(WAIT).await, Some(4400));
 }
@@ -193,14 +93,14 @@ async fn malformed_subscribe_closes_4400() {
     assert_eq!(ws.expect_close(WAIT).await, Some(4400), "subscribe without payload");
 
     let mut ws = viewer_socket(&app, &org).await;
-    ws.stream.send(Message::binary(b"{}".to_vec())).await.unwrap();
+    ws.send_message(Message::binary(b"{}".to_vec())).await;
     assert_eq!(ws.expect_close(WAIT).await, Some(4400), "binary message");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn subscribe_before_ack_closes_4401() {
     let app = TestApp::spawn().await;
-    let mut ws = Ws::connect(&app, "graphql-transport-ws").await;
+    let mut ws = app.ws(GRAPHQL_TRANSPORT_WS).await;
     ws.subscribe("1", SUBSCRIPTION).await;
     assert_eq!(ws.expect_close(WAIT).await, Some(4401));
 }
@@ -208,25 +108,23 @@ async fn subscribe_before_ack_closes_4401() {
 #[tokio::test(flavor = "multi_thread")]
 async fn refused_tokens_close_4403() {
     let app = TestApp::spawn().await;
-    let mut ws = Ws::connect(&app, "graphql-transport-ws").await;
-    ws.send(json!({ "type": "connection_init", "payload": { "token": "not-a-jwt" } }))
-        .await;
+    let mut ws = app.ws(GRAPHQL_TRANSPORT_WS).await;
+    ws.send_init("not-a-jwt").await;
     assert_eq!(ws.expect_close(WAIT).await, Some(4403));
 
-    let mut ws = Ws::connect(&app, "graphql-transport-ws").await;
+    let mut ws = app.ws(GRAPHQL_TRANSPORT_WS).await;
     ws.send(json!({ "type": "connection_init" })).await;
     assert_eq!(ws.expect_close(WAIT).await, Some(4403), "no payload");
 
-    let mut ws = Ws::connect(&app, "graphql-transport-ws").await;
+    let mut ws = app.ws(GRAPHQL_TRANSPORT_WS).await;
     ws.send(json!({ "type": "connection_init", "payload": { "Authorization": "Basic abc" } }))
         .await;
     assert_eq!(ws.expect_close(WAIT).await, Some(4403), "not a bearer token");
 
     // Legacy clients are told why before the close.
-    let mut ws = Ws::connect(&app, "graphql-ws").await;
-    ws.send(json!({ "type": "connection_init", "payload": { "token": "not-a-jwt" } }))
-        .await;
-    assert_eq!(ws.expect().await["type"], "connection_error");
+    let mut ws = app.ws("graphql-ws").await;
+    ws.send_init("not-a-jwt").await;
+    assert_eq!(ws.expect_json().await["type"], "connection_error");
     assert_eq!(ws.expect_close(WAIT).await, Some(4403));
 }
 
@@ -236,7 +134,7 @@ async fn duplicate_operation_id_closes_4409() {
     let org = app.create_org("acme").await;
     let mut ws = viewer_socket(&app, &org).await;
     ws.subscribe("1", SUBSCRIPTION).await;
-    assert_eq!(ws.expect().await["type"], "next");
+    assert_eq!(ws.expect_json().await["type"], "next");
     ws.subscribe("1", SUBSCRIPTION).await;
     assert_eq!(ws.expect_close(WAIT).await, Some(4409));
 }
@@ -246,10 +144,9 @@ async fn second_connection_init_closes_4429() {
     let app = TestApp::spawn().await;
     let org = app.create_org("acme").await;
     let token = app.token(&org, Role::Viewer).await;
-    let mut ws = Ws::connect(&app, "graphql-transport-ws").await;
+    let mut ws = app.ws(GRAPHQL_TRANSPORT_WS).await;
     ws.init(&token).await;
-    ws.send(json!({ "type": "connection_init", "payload": { "token": token } }))
-        .await;
+    ws.send_init(&token).await;
     assert_eq!(ws.expect_close(WAIT).await, Some(4429));
 }
 
@@ -264,9 +161,8 @@ async fn database_down_during_auth_closes_1011_not_4403() {
         s.db_wait_timeout = Duration::from_millis(500);
     })
     .await;
-    let mut ws = Ws::connect(&broken, "graphql-transport-ws").await;
-    ws.send(json!({ "type": "connection_init", "payload": { "token": token } }))
-        .await;
+    let mut ws = broken.ws(GRAPHQL_TRANSPORT_WS).await;
+    ws.send_init(&token).await;
     assert_eq!(ws.expect_close(Duration::from_secs(10)).await, Some(1011));
 }
 
@@ -280,16 +176,16 @@ async fn server_pings_and_answers_pings() {
     let mut ws = viewer_socket(&app, &org).await;
     for _ in 0..2 {
         match ws.recv(Duration::from_secs(2)).await {
-            Ev::Json(value) => assert_eq!(value, json!({ "type": "ping" })),
+            WsEvent::Json(value) => assert_eq!(value, json!({ "type": "ping" })),
             other => panic!("expected a server ping, got {other:?}"),
         }
     }
     ws.send(json!({ "type": "ping" })).await;
-    assert_eq!(ws.expect().await, json!({ "type": "pong" }));
+    assert_eq!(ws.expect_json().await, json!({ "type": "pong" }));
     // A pong is accepted silently.
     ws.send(json!({ "type": "pong" })).await;
     ws.subscribe("1", SUBSCRIPTION).await;
-    assert_eq!(ws.expect().await["type"], "next");
+    assert_eq!(ws.expect_json().await["type"], "next");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -297,22 +193,21 @@ async fn legacy_protocol_gets_keep_alives() {
     let app = TestApp::spawn_with(|s| s.ws_ping_interval = Duration::from_millis(200)).await;
     let org = app.create_org("acme").await;
     let token = app.token(&org, Role::Viewer).await;
-    let mut ws = Ws::connect(&app, "graphql-ws").await;
-    ws.send(json!({ "type": "connection_init", "payload": { "token": token } }))
-        .await;
-    let Ev::Json(ack) = ws.recv(WAIT).await else {
+    let mut ws = app.ws("graphql-ws").await;
+    ws.send_init(&token).await;
+    let WsEvent::Json(ack) = ws.recv(WAIT).await else {
         panic!("no ack")
     };
     assert_eq!(ack["type"], "connection_ack");
     for _ in 0..2 {
         match ws.recv(Duration::from_secs(2)).await {
-            Ev::Json(value) => assert_eq!(value, json!({ "type": "ka" })),
+            WsEvent::Json(value) => assert_eq!(value, json!({ "type": "ka" })),
             other => panic!("expected a keep-alive, got {other:?}"),
         }
     }
     ws.send(json!({ "id": "1", "type": "start", "payload": { "query": SUBSCRIPTION } }))
         .await;
-    assert_eq!(ws.expect().await["type"], "data");
+    assert_eq!(ws.expect_json().await["type"], "data");
     ws.send(json!({ "id": "1", "type": "stop" })).await;
     ws.send(json!({ "type": "connection_terminate" })).await;
     assert_eq!(ws.expect_close(WAIT).await, Some(1000));
@@ -334,10 +229,10 @@ async fn token_expiry_closes_4403_at_exp_not_exp_plus_leeway() {
     drop(conn);
     let minted = Instant::now();
     let (token, _) = omnivox::access::session::access_token(&app.state, &row, Duration::from_secs(2)).unwrap();
-    let mut ws = Ws::connect(&app, "graphql-transport-ws").await;
+    let mut ws = app.ws(GRAPHQL_TRANSPORT_WS).await;
     ws.init(&token).await;
     ws.subscribe("1", SUBSCRIPTION).await;
-    assert_eq!(ws.expect().await["type"], "next");
+    assert_eq!(ws.expect_json().await["type"], "next");
     assert_eq!(ws.expect_close(Duration::from_secs(8)).await, Some(4403));
     let lived = minted.elapsed();
     // exp = whole seconds, 1-2 s after minting; the JWT leeway (10 s) must not apply.
@@ -352,9 +247,9 @@ async fn deactivation_mid_stream_closes_4403() {
     let admin = app.token(&org, Role::Admin).await;
     let mut ws = viewer_socket(&app, &org).await;
     ws.subscribe("1", SUBSCRIPTION).await;
-    assert_eq!(ws.expect().await["type"], "next");
+    assert_eq!(ws.expect_json().await["type"], "next");
     // Still open across a few re-checks.
-    assert!(matches!(ws.next(Duration::from_millis(800)).await, Ev::Timeout));
+    assert!(matches!(ws.next(Duration::from_millis(800)).await, WsEvent::Timeout));
     app.gql(
         Some(&admin),
         "mutation($id: ID!) { deactivateUser(userId: $id) { active } }",
@@ -372,7 +267,7 @@ async fn role_change_mid_stream_closes_4403() {
     let admin = app.token(&org, Role::Admin).await;
     let mut ws = viewer_socket(&app, &org).await;
     ws.subscribe("1", SUBSCRIPTION).await;
-    assert_eq!(ws.expect().await["type"], "next");
+    assert_eq!(ws.expect_json().await["type"], "next");
     app.gql(
         Some(&admin),
         "mutation($id: ID!) { updateUserRole(userId: $id, role: AGENT) { role } }",
@@ -394,21 +289,21 @@ async fn complete_stops_an_operation_and_frees_its_id() {
     let mut ws = viewer_socket(&app, &org).await;
     ws.subscribe("1", SUBSCRIPTION).await;
     assert_eq!(
-        ws.expect().await["payload"]["data"]["businessSettingsChanged"]["version"],
+        ws.expect_json().await["payload"]["data"]["businessSettingsChanged"]["version"],
         1
     );
-    ws.send(json!({ "id": "1", "type": "complete" })).await;
+    ws.complete("1").await;
     // Round trip, so the complete has been handled before the change.
     ws.send(json!({ "type": "ping" })).await;
-    assert_eq!(ws.expect().await["type"], "pong");
+    assert_eq!(ws.expect_json().await["type"], "pong");
     app.gql(Some(&admin), UPDATE, json!({ "v": 1 })).await.ok();
     assert!(
-        matches!(ws.next(Duration::from_millis(800)).await, Ev::Timeout),
+        matches!(ws.next(Duration::from_millis(800)).await, WsEvent::Timeout),
         "a completed operation still sent data"
     );
     // The id may be used again.
     ws.subscribe("1", SUBSCRIPTION).await;
-    let again = ws.expect().await;
+    let again = ws.expect_json().await;
     assert_eq!(again["id"], "1");
     assert_eq!(again["payload"]["data"]["businessSettingsChanged"]["version"], 2);
 }
@@ -420,14 +315,14 @@ async fn a_query_gets_next_then_complete() {
     let mut ws = viewer_socket(&app, &org).await;
     ws.subscribe("q", "{ organization { businessSettings { version } } }")
         .await;
-    let next = ws.expect().await;
+    let next = ws.expect_json().await;
     assert_eq!(next["type"], "next");
     assert_eq!(next["id"], "q");
     assert_eq!(
         next["payload"]["data"]["organization"]["businessSettings"]["version"],
         1
     );
-    assert_eq!(ws.expect().await, json!({ "id": "q", "type": "complete" }));
+    assert_eq!(ws.expect_json().await, json!({ "id": "q", "type": "complete" }));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -436,7 +331,7 @@ async fn validation_error_is_an_error_message_and_the_socket_stays_usable() {
     let org = app.create_org("acme").await;
     let mut ws = viewer_socket(&app, &org).await;
     ws.subscribe("1", "subscription { noSuchField }").await;
-    let error = ws.expect().await;
+    let error = ws.expect_json().await;
     assert_eq!(error["type"], "error", "{error}");
     assert_eq!(error["id"], "1");
     assert!(
@@ -446,7 +341,7 @@ async fn validation_error_is_an_error_message_and_the_socket_stays_usable() {
     assert_eq!(error["payload"][0]["extensions"]["code"], "BAD_USER_INPUT");
     // No complete follows an error, and the id is free again.
     ws.subscribe("1", SUBSCRIPTION).await;
-    let next = ws.expect().await;
+    let next = ws.expect_json().await;
     assert_eq!(next["type"], "next", "{next}");
     assert_eq!(next["id"], "1");
 }
@@ -458,17 +353,17 @@ async fn operations_per_socket_are_capped_without_closing() {
     let mut ws = viewer_socket(&app, &org).await;
     for id in ["a", "b"] {
         ws.subscribe(id, SUBSCRIPTION).await;
-        assert_eq!(ws.expect().await["id"], id);
+        assert_eq!(ws.expect_json().await["id"], id);
     }
     ws.subscribe("c", SUBSCRIPTION).await;
-    let refused = ws.expect().await;
+    let refused = ws.expect_json().await;
     assert_eq!(refused["type"], "error", "{refused}");
     assert_eq!(refused["id"], "c");
     assert_eq!(refused["payload"][0]["extensions"]["code"], "RATE_LIMITED");
     // Completing one makes room.
-    ws.send(json!({ "id": "a", "type": "complete" })).await;
+    ws.complete("a").await;
     ws.subscribe("c", SUBSCRIPTION).await;
-    let next = ws.expect().await;
+    let next = ws.expect_json().await;
     assert_eq!((next["type"].as_str(), next["id"].as_str()), (Some("next"), Some("c")));
 }
 
@@ -478,27 +373,25 @@ async fn sockets_per_user_are_capped_with_4429() {
     let org = app.create_org("acme").await;
     let viewer_id = org.user(Role::Viewer).id;
     let token = app.token(&org, Role::Viewer).await;
-    let mut first = Ws::connect(&app, "graphql-transport-ws").await;
+    let mut first = app.ws(GRAPHQL_TRANSPORT_WS).await;
     first.init(&token).await;
-    let mut second = Ws::connect(&app, "graphql-transport-ws").await;
+    let mut second = app.ws(GRAPHQL_TRANSPORT_WS).await;
     second.init(&token).await;
     assert_eq!(open_sockets(viewer_id), 2);
-    let mut third = Ws::connect(&app, "graphql-transport-ws").await;
-    third
-        .send(json!({ "type": "connection_init", "payload": { "token": token } }))
-        .await;
+    let mut third = app.ws(GRAPHQL_TRANSPORT_WS).await;
+    third.send_init(&token).await;
     assert_eq!(third.expect_close(WAIT).await, Some(4429));
     // Another user of the same organization is not affected.
-    let mut agent = Ws::connect(&app, "graphql-transport-ws").await;
+    let mut agent = app.ws(GRAPHQL_TRANSPORT_WS).await;
     agent.init(&app.token(&org, Role::Agent).await).await;
 
-    first.stream.close(None).await.unwrap();
+    first.close().await;
     let deadline = Instant::now() + WAIT;
     while open_sockets(viewer_id) > 1 {
         assert!(Instant::now() < deadline, "the closed socket was never released");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let mut fourth = Ws::connect(&app, "graphql-transport-ws").await;
+    let mut fourth = app.ws(GRAPHQL_TRANSPORT_WS).await;
     fourth.init(&token).await;
     drop(second);
 }
@@ -509,7 +402,7 @@ async fn oversized_message_ends_the_connection() {
     let org = app.create_org("acme").await;
     let mut ws = viewer_socket(&app, &org).await;
     let huge = format!("{{\"type\":\"ping\",\"payload\":\"{}\"}}", "x".repeat(70 * 1024));
-    let _ = ws.stream.send(Message::text(huge)).await;
+    let _ = ws.try_send(Message::text(huge)).await;
     let code = ws.expect_close(WAIT).await;
     assert!(matches!(code, None | Some(1009)), "{code:?}");
 }
@@ -530,11 +423,11 @@ async fn a_client_that_never_reads_is_disconnected() {
     // A healthy client in another organization.
     let mut healthy = viewer_socket(&app, &bravo).await;
     healthy.subscribe("1", SUBSCRIPTION).await;
-    assert_eq!(healthy.expect().await["type"], "next");
+    assert_eq!(healthy.expect_json().await["type"], "next");
 
     // The stuck client: a tiny receive buffer, 20 subscriptions, then it stops reading.
     let token = app.token(&acme, Role::Viewer).await;
-    let mut stuck = Ws::connect_with(&app, "graphql-transport-ws", Some(4096)).await;
+    let mut stuck = WsClient::connect_with(app.addr, GRAPHQL_TRANSPORT_WS, Some(4096)).await;
     stuck.init(&token).await;
     let big = "subscription { businessSettingsChanged { version timezone serviceLevelThresholdSeconds \
                serviceLevelTargetPercent serviceLevelVariant shortAbandonSeconds maxAbandonRatePercent \
@@ -543,7 +436,7 @@ async fn a_client_that_never_reads_is_disconnected() {
         stuck.subscribe(&format!("op-{i}"), big).await;
     }
     for _ in 0..20 {
-        assert_eq!(stuck.expect().await["type"], "next");
+        assert_eq!(stuck.expect_json().await["type"], "next");
     }
     assert_eq!(open_sockets(stuck_user), 1);
 
@@ -563,23 +456,23 @@ async fn a_client_that_never_reads_is_disconnected() {
     // Everyone else is still served: the healthy socket, HTTP, and new sockets of the same user.
     let admin_b = app.token(&bravo, Role::Admin).await;
     app.gql(Some(&admin_b), UPDATE, json!({ "v": 1 })).await.ok();
-    let change = healthy.expect().await;
+    let change = healthy.expect_json().await;
     assert_eq!(change["payload"]["data"]["businessSettingsChanged"]["version"], 2);
-    let mut again = Ws::connect(&app, "graphql-transport-ws").await;
+    let mut again = app.ws(GRAPHQL_TRANSPORT_WS).await;
     again.init(&token).await;
     again.subscribe("1", SUBSCRIPTION).await;
-    assert_eq!(again.expect().await["type"], "next");
+    assert_eq!(again.expect_json().await["type"], "next");
 
     // The stuck client, reading at last, finds a bounded backlog and then the end.
     let mut backlog = 0usize;
     loop {
         match stuck.recv(Duration::from_secs(10)).await {
-            Ev::Json(_) => backlog += 1,
-            Ev::Closed(code) => {
+            WsEvent::Json(_) => backlog += 1,
+            WsEvent::Closed(code) => {
                 assert!(matches!(code, None | Some(1013)), "{code:?}");
                 break;
             }
-            Ev::Timeout => panic!("the stuck socket is still open after {backlog} messages"),
+            WsEvent::Timeout => panic!("the stuck socket is still open after {backlog} messages"),
         }
     }
 }

@@ -1,29 +1,31 @@
 //! The test harness: every test gets its own PostgreSQL database, cloned from a migrated
 //! template, and its own Redis key/channel prefix, so the whole suite runs in parallel against
 //! the real services. Helpers start the app on a random port and speak GraphQL over HTTP and
-//! WebSocket like a client would.
+//! WebSocket like a client would. The fixture organisation builder (`fixture.rs`) and the
+//! WebSocket client (`ws.rs`) are files of their own because the benchmarks include them too.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::HashMap;
+pub mod fixture;
+pub mod ws;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
-use futures_util::{SinkExt, StreamExt};
-use omnivox::auth::{password, Role, Tenant};
+use fixture::FixtureOrg;
+use omnivox::auth::Role;
 use omnivox::config::Settings;
-use omnivox::db::{self, orgs, users};
+use omnivox::db;
 use omnivox::state::AppState;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
+use ws::WsClient;
 
 pub const PG_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
-pub const TEST_PASSWORD: &str = "correct-horse-battery";
+pub const TEST_PASSWORD: &str = fixture::FIXTURE_PASSWORD;
 pub const TEST_JWT_SECRET: &str = "test-secret-that-is-at-least-32-bytes-long!";
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
 
@@ -171,35 +173,6 @@ pub fn test_settings(database_url: &str) -> Settings {
     settings
 }
 
-/// The password hash every test user shares (argon2 is slow on purpose; hash it once).
-async fn shared_password_hash() -> String {
-    static HASH: OnceCell<String> = OnceCell::const_new();
-    HASH.get_or_init(|| async { password::hash(TEST_PASSWORD.to_owned()).await.unwrap() })
-        .await
-        .clone()
-}
-
-#[derive(Debug, Clone)]
-pub struct TestUser {
-    pub id: Uuid,
-    pub email: String,
-    pub role: Role,
-}
-
-/// An organization with one user per role.
-#[derive(Debug, Clone)]
-pub struct TestOrg {
-    pub id: Uuid,
-    pub slug: String,
-    pub users: HashMap<Role, TestUser>,
-}
-
-impl TestOrg {
-    pub fn user(&self, role: Role) -> &TestUser {
-        &self.users[&role]
-    }
-}
-
 /// A running app on a random port, with its own database.
 pub struct TestApp {
     pub state: AppState,
@@ -288,34 +261,9 @@ impl TestApp {
         format!("http://{}{}", self.addr, path)
     }
 
-    /// Creates an organization with one user per role (`<role>@<slug>.test`).
-    pub async fn create_org(&self, slug: &str) -> TestOrg {
-        let mut conn = db::conn(&self.state.db).await.unwrap();
-        let org = orgs::create(&mut conn, slug, &format!("Org {slug}"), "Europe/London", "en-GB")
-            .await
-            .unwrap();
-        let tenant = Tenant::for_system(org.id);
-        let hash = shared_password_hash().await;
-        let mut map = HashMap::new();
-        for role in Role::ALL {
-            let email = format!("{}@{slug}.test", role.as_str().to_lowercase().replace('_', "-"));
-            let user = users::upsert_for_seed(&mut conn, &tenant, &email, &format!("{role} of {slug}"), role, &hash)
-                .await
-                .unwrap();
-            map.insert(
-                role,
-                TestUser {
-                    id: user.id,
-                    email,
-                    role,
-                },
-            );
-        }
-        TestOrg {
-            id: org.id,
-            slug: slug.to_owned(),
-            users: map,
-        }
+    /// Creates an organization with one user per role (`<role>@<slug>.test`) and nothing else.
+    pub async fn create_org(&self, slug: &str) -> FixtureOrg {
+        FixtureOrg::builder(slug).build(&self.state).await
     }
 
     /// POSTs a GraphQL request, with a bearer token when given.
@@ -350,67 +298,17 @@ impl TestApp {
         )
     }
 
-    pub async fn token(&self, org: &TestOrg, role: Role) -> String {
+    pub async fn token(&self, org: &FixtureOrg, role: Role) -> String {
         self.login(&org.user(role).email).await.0
     }
 
     /// Opens a WebSocket on /graphql with the given subprotocol.
     pub async fn ws(&self, protocol: &str) -> WsClient {
-        let mut request = format!("ws://{}/graphql", self.addr).into_client_request().unwrap();
-        request
-            .headers_mut()
-            .insert("sec-websocket-protocol", protocol.parse().unwrap());
-        let (stream, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-        WsClient { stream }
-    }
-}
-
-pub struct WsClient {
-    stream: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-}
-
-/// What the server did next on a socket.
-#[derive(Debug)]
-pub enum WsEvent {
-    Json(Value),
-    Closed(Option<u16>),
-    Timeout,
-}
-
-impl WsClient {
-    pub async fn send(&mut self, message: Value) {
-        self.stream.send(Message::text(message.to_string())).await.unwrap();
+        WsClient::connect(self.addr, protocol).await
     }
 
-    pub async fn send_raw(&mut self, text: &str) {
-        self.stream.send(Message::text(text.to_owned())).await.unwrap();
-    }
-
-    /// The next JSON message or close, skipping pings; gives up after `wait`.
-    pub async fn next(&mut self, wait: Duration) -> WsEvent {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            match tokio::time::timeout_at(deadline, self.stream.next()).await {
-                Err(_) => return WsEvent::Timeout,
-                Ok(None) => return WsEvent::Closed(None),
-                Ok(Some(Err(_))) => return WsEvent::Closed(None),
-                Ok(Some(Ok(Message::Text(text)))) => {
-                    let value: Value = serde_json::from_str(&text).unwrap();
-                    if value["type"] == "ping" || value["type"] == "ka" {
-                        continue;
-                    }
-                    return WsEvent::Json(value);
-                }
-                Ok(Some(Ok(Message::Close(frame)))) => return WsEvent::Closed(frame.map(|f| u16::from(f.code))),
-                Ok(Some(Ok(_))) => continue,
-            }
-        }
-    }
-
-    pub async fn expect_json(&mut self) -> Value {
-        match self.next(Duration::from_secs(5)).await {
-            WsEvent::Json(value) => value,
-            other => panic!("expected a message, got {other:?}"),
-        }
+    /// Opens a socket as `token` and subscribes (operation id "1").
+    pub async fn subscribe(&self, token: &str, query: &str, variables: Value) -> WsClient {
+        WsClient::subscribed(self.addr, token, query, variables).await
     }
 }

@@ -8,9 +8,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use omnivox::auth::{Role, Tenant};
 use omnivox::db;
-use omnivox::db::contact_centre::{self as cc, NewAgent, NewCampaign, NewDisposition};
 use omnivox::db::interactions::NewInteraction;
-use omnivox::domain::{AnsweredBy, CampaignStatus, DialMode, Direction, Outcome, Presence, RoutingState};
+use omnivox::domain::{AnsweredBy, Direction, Outcome, Presence};
 use omnivox::kpi::facts::Counters;
 use omnivox::kpi::plan::{aggregate_windows, Sourcing};
 use omnivox::kpi::query::Scope;
@@ -20,7 +19,8 @@ use rand::Rng;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::common::{GqlResponse, TestApp, TestOrg};
+use crate::common::fixture::{AgentSpec, CampaignSpec, DispositionSpec, FixtureOrg};
+use crate::common::{GqlResponse, TestApp};
 
 /// Organizations are backdated to this instant, so the fixed event times below are plausible.
 pub const ORG_CREATED: &str = "2026-01-01T00:00:00Z";
@@ -37,7 +37,7 @@ pub fn t(hms: &str) -> DateTime<Utc> {
 }
 
 pub struct Fixture {
-    pub org: TestOrg,
+    pub org: FixtureOrg,
     pub tenant: Tenant,
     pub admin: String,
     /// agents[0] is the AGENT user's own profile.
@@ -62,77 +62,34 @@ impl Fixture {
     }
 }
 
-pub async fn backdate(app: &TestApp, org: Uuid) {
-    let mut conn = AsyncPgConnection::establish(&app.database.url).await.unwrap();
-    diesel::sql_query("UPDATE organizations SET created_at = $2 WHERE id = $1")
-        .bind::<diesel::sql_types::Uuid, _>(org)
-        .bind::<diesel::sql_types::Timestamptz, _>(at(ORG_CREATED))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-}
-
+/// Three agents (agent 0 is the AGENT user's profile), an inbound and an outbound campaign, and
+/// SALE / NO_SALE / CALLBACK, in an organization backdated to [`ORG_CREATED`].
 pub async fn fixture(app: &TestApp, slug: &str) -> Fixture {
-    let org = app.create_org(slug).await;
-    backdate(app, org.id).await;
-    let tenant = Tenant::for_system(org.id);
-    let mut conn = db::conn(&app.state.db).await.unwrap();
-    let mut agents = Vec::new();
-    for (n, name) in ["Ada", "Ben", "Cleo"].into_iter().enumerate() {
-        let agent = NewAgent {
-            user_id: (n == 0).then(|| org.user(Role::Agent).id),
-            display_name: name,
-            extension: None,
-            team_id: None,
-            presence: Presence::Available,
-            presence_reason: None,
-            routing_state: RoutingState::Idle,
-            state_since: t("00:00:00"),
-        };
-        agents.push(cc::insert_agent(&mut conn, &tenant, &agent).await.unwrap());
-    }
-    let campaign = |name, direction, dial_mode| NewCampaign {
-        name,
-        direction,
-        dial_mode,
-        status: CampaignStatus::Active,
-        service_level_threshold_seconds: None,
-        service_level_target_percent: None,
-        max_abandon_rate_percent: None,
-    };
-    let inbound = cc::insert_campaign(&mut conn, &tenant, &campaign("Care", Direction::Inbound, None))
-        .await
-        .unwrap();
-    let outbound = cc::insert_campaign(
-        &mut conn,
-        &tenant,
-        &campaign("Sales", Direction::Outbound, Some(DialMode::Predictive)),
-    )
-    .await
-    .unwrap();
-    let disposition = |code, human, contact, success| NewDisposition {
-        code,
-        label: code,
-        human_answered: human,
-        contact,
-        success,
-        ..Default::default()
-    };
-    let sale = cc::insert_disposition(&mut conn, &tenant, &disposition("SALE", true, true, true))
-        .await
-        .unwrap();
-    let no_sale = cc::insert_disposition(&mut conn, &tenant, &disposition("NO_SALE", true, true, false))
-        .await
-        .unwrap();
-    let callback = cc::insert_disposition(&mut conn, &tenant, &disposition("CALLBACK", true, false, false))
-        .await
-        .unwrap();
+    let org = FixtureOrg::builder(slug)
+        .created_at(at(ORG_CREATED))
+        .agent(AgentSpec::new("Ada").user(Role::Agent))
+        .agents(["Ben", "Cleo"])
+        .presence(Presence::Available)
+        .state_since(t("00:00:00"))
+        .campaign(CampaignSpec::inbound("Care"))
+        .campaign(CampaignSpec::outbound("Sales"))
+        .disposition(DispositionSpec::new("SALE").contact().success())
+        .disposition(DispositionSpec::new("NO_SALE").contact())
+        .disposition(DispositionSpec::new("CALLBACK").human())
+        .build(&app.state)
+        .await;
     let admin = app.token(&org, Role::Admin).await;
+    let [inbound, outbound] = org.campaigns[..] else {
+        unreachable!()
+    };
+    let [sale, no_sale, callback] = org.dispositions[..] else {
+        unreachable!()
+    };
     Fixture {
+        tenant: org.tenant,
+        agents: org.agents.clone(),
         org,
-        tenant,
         admin,
-        agents,
         inbound,
         outbound,
         sale,
