@@ -4,6 +4,7 @@
 //! contact centre with a few days of history (see [`demo_data`]).
 
 pub mod demo_data;
+pub mod sim;
 
 use crate::auth::{password, Role, Tenant};
 use crate::db::{self, orgs, users};
