@@ -4,9 +4,11 @@
 //! contact centre with a few days of history (see [`demo_data`]).
 
 pub mod demo_data;
+pub mod generator;
 pub mod sim;
 
 use crate::auth::{password, Role, Tenant};
+use crate::db::contact_centre::NewDisposition;
 use crate::db::{self, orgs, users};
 use crate::error::AppResult;
 use crate::state::AppState;
@@ -58,4 +60,65 @@ pub async fn seed_demo(state: &AppState, password_text: &str) -> AppResult<DemoS
         created_organization: created,
         logins,
     })
+}
+
+/// The dispositions of a seeded organization, with the flags the metrics read, in the order of
+/// [`sim::DispositionIds`]' fields.
+fn dispositions() -> [NewDisposition<'static>; 9] {
+    let human = NewDisposition {
+        human_answered: true,
+        ..NewDisposition::default()
+    };
+    let contact = NewDisposition { contact: true, ..human };
+    [
+        NewDisposition {
+            code: "RESOLVED",
+            label: "Resolved",
+            ..contact
+        },
+        NewDisposition {
+            code: "SALE",
+            label: "Sale",
+            success: true,
+            ..contact
+        },
+        NewDisposition {
+            code: "CALLBACK",
+            label: "Callback requested",
+            callback: true,
+            ..contact
+        },
+        NewDisposition {
+            code: "NOT_INTERESTED",
+            label: "Not interested",
+            ..contact
+        },
+        NewDisposition {
+            code: "WRONG_PARTY",
+            label: "Wrong party",
+            ..human
+        },
+        NewDisposition {
+            code: "DO_NOT_CALL",
+            label: "Do not call",
+            do_not_call: true,
+            ..contact
+        },
+        NewDisposition {
+            code: "ANSWERING_MACHINE",
+            label: "Answering machine",
+            answering_machine: true,
+            ..NewDisposition::default()
+        },
+        NewDisposition {
+            code: "NO_ANSWER",
+            label: "No answer",
+            ..NewDisposition::default()
+        },
+        NewDisposition {
+            code: "BUSY",
+            label: "Busy",
+            ..NewDisposition::default()
+        },
+    ]
 }
