@@ -1,7 +1,13 @@
-//! The demo organization: idempotent, so `omnivox demo` can run on every start.
+//! Seeded organizations: the demo (idempotent, so `omnivox demo` can run on every start) and
+//! synthetic traffic at scale for benchmarks (`omnivox seed --calls …`). Both simulate their
+//! history with one model of a contact-centre day, so that it holds together the way real data
+//! does, and write it through the KPI engine's one writer.
 //!
-//! Creates (or refreshes) organization `demo` with one login per role, and — once — a small
-//! contact centre with a few days of history (see [`demo_data`]).
+//! * this module — organization `demo`, (re)created with one login per role;
+//! * [`demo_data`] — once, a small contact centre with a few days of history, fixed seed;
+//! * [`generator`] — millions of calls, planned at scale and bulk-loaded with their rollups;
+//! * [`sim`]       — the model both use: agents' shifts and breaks, who takes which call, how
+//!   it ends, the state log derived from the calls. Pure and deterministic.
 
 pub mod demo_data;
 pub mod generator;
@@ -61,6 +67,11 @@ pub async fn seed_demo(state: &AppState, password_text: &str) -> AppResult<DemoS
         logins,
     })
 }
+
+/// Index of NO_ANSWER in [`dispositions`].
+const NO_ANSWER: usize = 7;
+/// Index of BUSY, the last of [`dispositions`] (the demo has no BUSY code).
+const BUSY: usize = 8;
 
 /// The dispositions of a seeded organization, with the flags the metrics read, in the order of
 /// [`sim::DispositionIds`]' fields.
