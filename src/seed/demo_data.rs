@@ -19,7 +19,7 @@ use uuid::Uuid;
 use super::sim::curves::{bump, inbound_weight, local_time, Profile, CLOSE_MINUTE, OPEN_MINUTE};
 use super::sim::{
     self, BreakRule, CallMix, Campaign, Day, DispositionIds, History, Lognormal, Model, Overflow, Pacing, Shift,
-    Spread, WrapUp,
+    Spread, WrapUp, LUNCH, MORNING_BREAK,
 };
 use crate::auth::Tenant;
 use crate::db::contact_centre::{self as cc, NewAgent, NewAgentSkill, NewCampaign};
@@ -41,20 +41,7 @@ const OVERFLOW_PENALTY: TimeDelta = TimeDelta::seconds(30);
 /// regulator's 3 % ceiling, so the compliance views have something to show.
 const OUTBOUND_DROPPED_SHARE: f64 = 0.03;
 /// A 15-minute break two hours into the shift, lunch two hours later.
-const BREAKS: &[BreakRule] = &[
-    BreakRule {
-        state: Presence::Break,
-        after: TimeDelta::hours(2),
-        jitter_minutes: 30,
-        length: TimeDelta::minutes(15),
-    },
-    BreakRule {
-        state: Presence::Lunch,
-        after: TimeDelta::hours(4),
-        jitter_minutes: 30,
-        length: TimeDelta::minutes(30),
-    },
-];
+const BREAKS: &[BreakRule] = &[MORNING_BREAK, LUNCH];
 /// Talk times spread less than the generator's: a small, well-trained team.
 const TALK_SIGMA: f64 = 0.45;
 

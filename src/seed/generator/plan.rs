@@ -15,31 +15,12 @@ use crate::domain::{Direction, Presence};
 use crate::seed::sim::curves::{inbound_weight, local_time, Profile, CLOSE_MINUTE, OPEN_MINUTE};
 use crate::seed::sim::{
     self, BreakRule, CallMix, Campaign, Day, DispositionIds, History, Lognormal, Model, Overflow, Pacing, Shift,
-    Spread, WrapUp, OUTBOUND_HUMAN_SHARE,
+    Spread, WrapUp, AFTERNOON_BREAK, LUNCH, MORNING_BREAK, OUTBOUND_HUMAN_SHARE,
 };
 
 const SHIFT: TimeDelta = TimeDelta::hours(8);
 /// A 15-minute break, a 30-minute lunch and another 15-minute break, two hours apart.
-const BREAKS: &[BreakRule] = &[
-    BreakRule {
-        state: Presence::Break,
-        after: TimeDelta::hours(2),
-        jitter_minutes: 30,
-        length: TimeDelta::minutes(15),
-    },
-    BreakRule {
-        state: Presence::Lunch,
-        after: TimeDelta::hours(4),
-        jitter_minutes: 30,
-        length: TimeDelta::minutes(30),
-    },
-    BreakRule {
-        state: Presence::Break,
-        after: TimeDelta::hours(6),
-        jitter_minutes: 20,
-        length: TimeDelta::minutes(15),
-    },
-];
+const BREAKS: &[BreakRule] = &[MORNING_BREAK, LUNCH, AFTERNOON_BREAK];
 
 /// Seconds an agent is available per shift (8 h less 15 + 30 + 15 minutes of breaks).
 const PRODUCTIVE_SECONDS_PER_SHIFT: f64 = 7.0 * 3600.0;

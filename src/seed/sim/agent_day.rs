@@ -35,6 +35,28 @@ pub struct BreakRule {
     pub length: TimeDelta,
 }
 
+/// A 15-minute break two hours into the shift (give or take half an hour).
+pub const MORNING_BREAK: BreakRule = BreakRule {
+    state: Presence::Break,
+    after: TimeDelta::hours(2),
+    jitter_minutes: 30,
+    length: TimeDelta::minutes(15),
+};
+/// A 30-minute lunch four hours into the shift (give or take half an hour).
+pub const LUNCH: BreakRule = BreakRule {
+    state: Presence::Lunch,
+    after: TimeDelta::hours(4),
+    jitter_minutes: 30,
+    length: TimeDelta::minutes(30),
+};
+/// A 15-minute break six hours into the shift (give or take twenty minutes).
+pub const AFTERNOON_BREAK: BreakRule = BreakRule {
+    state: Presence::Break,
+    after: TimeDelta::hours(6),
+    jitter_minutes: 20,
+    length: TimeDelta::minutes(15),
+};
+
 #[derive(Clone, Copy, Debug)]
 struct PlannedBreak {
     state: Presence,

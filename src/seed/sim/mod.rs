@@ -36,7 +36,7 @@ use rand::rngs::StdRng;
 use uuid::Uuid;
 
 use agent_day::{AgentDay, PoolQueue};
-pub use agent_day::{BreakRule, Overflow, Shift};
+pub use agent_day::{BreakRule, Overflow, Shift, AFTERNOON_BREAK, LUNCH, MORNING_BREAK};
 pub use calls::{IMPATIENT_CALLER_SHARE, OUTBOUND_HUMAN_SHARE, OUTBOUND_MACHINE_SHARE, OUTBOUND_NO_ANSWER_SHARE};
 pub use curves::{Lognormal, Spread};
 
@@ -312,20 +312,7 @@ mod tests {
 
     type Span = (DateTime<Utc>, DateTime<Utc>);
 
-    const BREAKS: &[BreakRule] = &[
-        BreakRule {
-            state: Presence::Break,
-            after: TimeDelta::hours(2),
-            jitter_minutes: 30,
-            length: TimeDelta::minutes(15),
-        },
-        BreakRule {
-            state: Presence::Lunch,
-            after: TimeDelta::hours(4),
-            jitter_minutes: 30,
-            length: TimeDelta::minutes(30),
-        },
-    ];
+    const BREAKS: &[BreakRule] = &[MORNING_BREAK, LUNCH];
 
     fn model(overflow: Overflow, pacing: Pacing, log_idle: bool, scale: f64) -> Model {
         let ids: Vec<Uuid> = (1..=9).map(Uuid::from_u128).collect();
