@@ -51,9 +51,9 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncC
 use omnivox::auth::{password, Role, Tenant};
 use omnivox::config::Settings;
 use omnivox::db::{self, orgs, users};
-use omnivox::kpi::generator::{self, GeneratorReport, GeneratorSettings};
 use omnivox::kpi::plan::{aggregate_windows, Sourcing};
 use omnivox::kpi::query::{grouped_raw_counters, CounterMask, GroupSpec, GroupedQuery, Scope};
+use omnivox::seed::generator::{self, GeneratorReport, GeneratorSettings};
 use omnivox::state::AppState;
 use serde_json::{json, Value};
 

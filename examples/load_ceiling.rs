@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use futures_util::{SinkExt, TryStreamExt};
 use omnivox::db;
-use omnivox::kpi::generator::{self, GeneratorSettings};
+use omnivox::seed::generator::{self, GeneratorSettings};
 use tokio_postgres::{Client, NoTls};
 
 #[derive(Debug, Parser)]

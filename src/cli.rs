@@ -48,7 +48,7 @@ pub enum Command {
     },
     /// Seed data. `--demo` creates (idempotently) the demo organization. `--calls N` generates N
     /// synthetic calls — with the campaigns, dispositions, teams, agents, shifts and agent state
-    /// log they need — and bulk-loads them with their rollups (see `kpi::generator`).
+    /// log they need — and bulk-loads them with their rollups (see `seed::generator`).
     Seed {
         #[arg(long)]
         demo: bool,
@@ -70,16 +70,16 @@ pub enum Command {
         /// Organization (slug) to generate into: created (time zone Europe/London) when missing;
         /// when it exists the run adds to it (campaigns and dispositions reused by name, new
         /// teams and agents for the run).
-        #[arg(long, default_value = crate::kpi::generator::DEFAULT_ORG_SLUG, requires = "calls")]
+        #[arg(long, default_value = crate::seed::generator::DEFAULT_ORG_SLUG, requires = "calls")]
         org: String,
         /// Seed of the generator: the same seed on the same day gives the same traffic.
-        #[arg(long, default_value_t = crate::kpi::generator::DEFAULT_SEED, requires = "calls")]
+        #[arg(long, default_value_t = crate::seed::generator::DEFAULT_SEED, requires = "calls")]
         seed: u64,
         /// Calls per loading transaction (whole days are kept together).
-        #[arg(long, default_value_t = crate::kpi::generator::DEFAULT_BATCH_CALLS, requires = "calls")]
+        #[arg(long, default_value_t = crate::seed::generator::DEFAULT_BATCH_CALLS, requires = "calls")]
         batch_calls: usize,
         /// Batches loading at once, each on its own connection.
-        #[arg(long, default_value_t = crate::kpi::generator::DEFAULT_LOAD_WORKERS, requires = "calls")]
+        #[arg(long, default_value_t = crate::seed::generator::DEFAULT_LOAD_WORKERS, requires = "calls")]
         load_workers: usize,
         /// Enforce foreign keys with PostgreSQL's per-row triggers even when the role could
         /// check them once per batch (see `kpi::writer::ReferenceChecks`).
@@ -157,7 +157,7 @@ pub async fn run(settings: Settings, command: Command) -> AppResult<()> {
                 print_logins(&summary, &password);
             }
             let Some(calls) = calls else { return Ok(()) };
-            let generator = crate::kpi::generator::GeneratorSettings {
+            let generator = crate::seed::generator::GeneratorSettings {
                 org_slug: org,
                 calls,
                 days,
@@ -182,7 +182,7 @@ pub async fn run(settings: Settings, command: Command) -> AppResult<()> {
                 "generating {calls} calls over {days} days for {agents} agents and {campaigns} campaigns into `{}` (seed {seed})",
                 generator.org_slug
             );
-            let report = crate::kpi::generator::run(&settings.database_url, &pool, &generator, &mut |p| {
+            let report = crate::seed::generator::run(&settings.database_url, &pool, &generator, &mut |p| {
                 println!(
                     "  {:>11} / {} calls ({:>3.0} %)  {:>11} intervals  {:>7.1} s  {:>9.0} calls/s",
                     p.calls,

@@ -10,14 +10,17 @@
 //! * [`http`]     — the axum router: GraphQL over HTTP and WebSocket, webhooks, health.
 //! * [`graphql`]  — the schema, one module per domain; resolvers stay thin. Its `context` is
 //!   what every resolver reads (state, caller, tenant, ids); its `guards` guard fields.
-//! * [`seed`]     — the idempotent demo organization.
+//! * [`seed`]     — seeded organizations: the idempotent demo and synthetic traffic at scale
+//!   (`omnivox seed --calls …`, bulk-loaded through the KPI writer), both simulated by one
+//!   model of a contact-centre day (`seed::sim`).
 //! * [`access`], [`ingest`], [`management`] — the services: authentication and tenancy against
 //!   the database; telephony ingest (Twilio webhooks, call events, the call lifecycle); the
 //!   rules of the management surface (settings, users, presence).
 //! * [`state`]    — [`state::AppState`]: database pool, token keys, bus, configuration.
 //! * [`realtime`] — the event bus and its typed events, which carry "something changed" to
 //!   subscriptions; live agent boards and KPI tiles; the subscriptions' state machines.
-//! * [`kpi`]      — metrics, rollups and their one writer, the windows planner, analytics.
+//! * [`kpi`]      — metrics, rollups and their one writer (row by row and bulk), the windows
+//!   planner, analytics.
 //! * [`audit`]    — the hash-chained, append-only audit writer and its verifier.
 //! * [`db`]       — pool, migrations, the diesel schema and the queries of the tables it owns
 //!   (the KPI engine's own SQL lives in [`kpi`]).

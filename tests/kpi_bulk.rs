@@ -17,10 +17,10 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use omnivox::auth::Tenant;
 use omnivox::db;
 use omnivox::domain::Direction;
-use omnivox::kpi::generator::{self, GeneratorSettings};
 use omnivox::kpi::plan::{aggregate_windows, Sourcing};
 use omnivox::kpi::query::{Aggregates, Scope};
 use omnivox::kpi::writer::ReferenceChecks;
+use omnivox::seed::generator::{self, GeneratorSettings};
 use uuid::Uuid;
 
 fn hour_of(at: DateTime<Utc>) -> DateTime<Utc> {

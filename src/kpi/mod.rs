@@ -8,8 +8,8 @@
 //! * [`facts`]    — what one call contributes to the rollups (the single definition of answered,
 //!   abandoned, handled, within service level… used by the writer AND by the raw SQL);
 //! * [`writer`]   — the one entry point through which calls and state intervals are written
-//!   (row by row in the caller's transaction, or in bulk with COPY);
-//! * [`generator`] — synthetic traffic at scale (`omnivox seed --calls …`), loaded in bulk;
+//!   (row by row in the caller's transaction, or in bulk with COPY — the demo seed and the
+//!   traffic generator of `seed` come through it like ingest);
 //! * [`plan`]     — the one planner: which sources (daily and hourly rollups, raw facts at the
 //!   edges) answer any set of windows, grouped or not;
 //! * [`query`]    — its statements, one per source for every group of a request;
@@ -19,7 +19,6 @@
 pub mod analytics;
 pub mod facts;
 pub mod filter;
-pub mod generator;
 pub mod metrics;
 pub mod plan;
 pub mod query;

@@ -7,22 +7,24 @@
 //! agent state log is derived from those same calls. Each simulated day has its own fixed seed,
 //! so every fresh demo database tells the same story; only the dates follow "today".
 
-use std::collections::VecDeque;
 use std::ops::RangeInclusive;
 
-use chrono::{DateTime, Days, NaiveDate, SubsecRound, TimeDelta, TimeZone, Utc};
+use chrono::{DateTime, Days, NaiveDate, SubsecRound, TimeDelta, Utc};
 use chrono_tz::Tz;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use uuid::Uuid;
 
+use super::sim::curves::{bump, inbound_weight, local_time, Profile, CLOSE_MINUTE, OPEN_MINUTE};
+use super::sim::{
+    self, BreakRule, CallMix, Campaign, Day, DispositionIds, History, Lognormal, Model, Overflow, Pacing, Shift,
+    Spread, WrapUp, LUNCH, MORNING_BREAK,
+};
 use crate::auth::Tenant;
-use crate::db::contact_centre::{self as cc, NewAgent, NewAgentSkill, NewCampaign, NewDisposition, NewStateInterval};
-use crate::db::interactions::NewInteraction;
+use crate::db::contact_centre::{self as cc, NewAgent, NewAgentSkill, NewCampaign};
 use crate::db::orgs;
-use crate::domain::{AgentState, AnsweredBy, CampaignStatus, DialMode, Direction, Outcome, Presence, RoutingState};
+use crate::domain::{CampaignStatus, DialMode, Direction, Presence, RoutingState};
 use crate::error::{AppError, AppResult};
 
 /// Base seed; day `n` of the history (0 = the oldest) uses `DEMO_SEED + n`, so a day's calls do
@@ -30,21 +32,18 @@ use crate::error::{AppError, AppResult};
 const DEMO_SEED: u64 = 0x0DE0_5EED_2026;
 /// Full days of history before today.
 const FULL_DAYS: u64 = 3;
-/// Opening hours of the demo centre, local minutes since midnight.
-const OPEN_MINUTE: u32 = 8 * 60;
-const CLOSE_MINUTE: u32 = 20 * 60;
 const INBOUND_CALLS_PER_DAY: RangeInclusive<u32> = 380..=420;
 const OUTBOUND_CALLS_PER_DAY: RangeInclusive<u32> = 235..=265;
-/// Callers who hang up at some random point of their wait, however fast the queue is.
-const IMPATIENT_CALLER_SHARE: f64 = 0.08;
 /// An Outbound Sales agent takes an inbound call only when no Inbound Care agent can answer
 /// it within this much longer, so the sales team helps at peaks without doing the care work.
 const OVERFLOW_PENALTY: TimeDelta = TimeDelta::seconds(30);
-/// Shares of outbound connects by result; the rest ring out unanswered or busy.
-const OUTBOUND_HUMAN_SHARE: f64 = 0.60;
-const OUTBOUND_MACHINE_SHARE: f64 = 0.15;
+/// The share of dials the predictive dialler drops (a live person and no agent): at the
+/// regulator's 3 % ceiling, so the compliance views have something to show.
 const OUTBOUND_DROPPED_SHARE: f64 = 0.03;
-const OUTBOUND_NO_ANSWER_SHARE: f64 = 0.17;
+/// A 15-minute break two hours into the shift, lunch two hours later.
+const BREAKS: &[BreakRule] = &[MORNING_BREAK, LUNCH];
+/// Talk times spread less than the generator's: a small, well-trained team.
+const TALK_SIGMA: f64 = 0.45;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Team {
@@ -144,19 +143,6 @@ const AGENTS: [AgentSpec; 8] = [
     },
 ];
 
-/// The demo's disposition ids, one field per code.
-#[derive(Clone, Copy, Debug)]
-struct DispositionIds {
-    resolved: Uuid,
-    sale: Uuid,
-    callback: Uuid,
-    not_interested: Uuid,
-    wrong_party: Uuid,
-    do_not_call: Uuid,
-    answering_machine: Uuid,
-    no_answer: Uuid,
-}
-
 /// Creates the demo contact centre and its history, all in one transaction, unless the
 /// organization already has a team (then it was seeded before, or is managed by hand).
 pub async fn ensure(conn: &mut AsyncPgConnection, tenant: &Tenant, agent_user: Option<Uuid>) -> AppResult<()> {
@@ -248,97 +234,14 @@ pub async fn ensure(conn: &mut AsyncPgConnection, tenant: &Tenant, agent_user: O
         )
         .await?;
 
-        let human = NewDisposition {
-            human_answered: true,
-            ..NewDisposition::default()
-        };
-        let contact = NewDisposition { contact: true, ..human };
-        let dispositions = DispositionIds {
-            resolved: cc::insert_disposition(
-                conn,
-                tenant,
-                &NewDisposition {
-                    code: "RESOLVED",
-                    label: "Resolved",
-                    ..contact
-                },
-            )
-            .await?,
-            sale: cc::insert_disposition(
-                conn,
-                tenant,
-                &NewDisposition {
-                    code: "SALE",
-                    label: "Sale",
-                    success: true,
-                    ..contact
-                },
-            )
-            .await?,
-            callback: cc::insert_disposition(
-                conn,
-                tenant,
-                &NewDisposition {
-                    code: "CALLBACK",
-                    label: "Callback requested",
-                    callback: true,
-                    ..contact
-                },
-            )
-            .await?,
-            not_interested: cc::insert_disposition(
-                conn,
-                tenant,
-                &NewDisposition {
-                    code: "NOT_INTERESTED",
-                    label: "Not interested",
-                    ..contact
-                },
-            )
-            .await?,
-            wrong_party: cc::insert_disposition(
-                conn,
-                tenant,
-                &NewDisposition {
-                    code: "WRONG_PARTY",
-                    label: "Wrong party",
-                    ..human
-                },
-            )
-            .await?,
-            do_not_call: cc::insert_disposition(
-                conn,
-                tenant,
-                &NewDisposition {
-                    code: "DO_NOT_CALL",
-                    label: "Do not call",
-                    do_not_call: true,
-                    ..contact
-                },
-            )
-            .await?,
-            answering_machine: cc::insert_disposition(
-                conn,
-                tenant,
-                &NewDisposition {
-                    code: "ANSWERING_MACHINE",
-                    label: "Answering machine",
-                    answering_machine: true,
-                    ..NewDisposition::default()
-                },
-            )
-            .await?,
-            no_answer: cc::insert_disposition(
-                conn,
-                tenant,
-                &NewDisposition {
-                    code: "NO_ANSWER",
-                    label: "No answer",
-                    ..NewDisposition::default()
-                },
-            )
-            .await?,
-        };
+        // The demo has no BUSY code: its dialler files a busy line as NO_ANSWER.
+        let specs = super::dispositions();
+        let mut ids = [Uuid::nil(); 9];
+        for (id, spec) in ids.iter_mut().zip(&specs[..super::BUSY]) {
+            *id = cc::insert_disposition(conn, tenant, spec).await?;
+        }
+        ids[super::BUSY] = ids[super::NO_ANSWER];
+        let dispositions = DispositionIds::from_ids(ids);
 
         let plan = SimPlan {
             tz,
@@ -380,74 +283,54 @@ struct SimPlan {
     dispositions: DispositionIds,
 }
 
-struct History {
-    interactions: Vec<NewInteraction>,
-    intervals: Vec<NewStateInterval>,
-}
-
-/// How long talk lasts for one kind of conversation: log-normal around the median, clamped.
-#[derive(Clone, Copy, Debug)]
-struct TalkTime {
-    median_s: f64,
-    min_s: f64,
-    max_s: f64,
-}
-
-/// A disposition an agent may choose, how often, and how long such a call lasts.
-#[derive(Clone, Copy, Debug)]
-struct WrapUp {
-    disposition: Uuid,
-    weight: u32,
-    talk: TalkTime,
-}
-
 /// Inbound care calls: mostly resolved; talk 2–10 minutes whatever the outcome.
-fn inbound_wrapups(d: &DispositionIds) -> [WrapUp; 6] {
-    let talk = TalkTime {
+fn inbound_wrapups(d: &DispositionIds) -> Vec<WrapUp> {
+    let talk = Lognormal {
         median_s: 210.0,
+        sigma: TALK_SIGMA,
         min_s: 120.0,
         max_s: 600.0,
     };
-    [
-        (d.resolved, 80),
-        (d.callback, 9),
-        (d.sale, 5),
-        (d.not_interested, 2),
-        (d.wrong_party, 2),
-        (d.do_not_call, 2),
-    ]
-    .map(|(disposition, weight)| WrapUp {
-        disposition,
-        weight,
-        talk,
-    })
+    WrapUp::mix([
+        (d.resolved, 80, talk),
+        (d.callback, 9, talk),
+        (d.sale, 5, talk),
+        (d.not_interested, 2, talk),
+        (d.wrong_party, 2, talk),
+        (d.do_not_call, 2, talk),
+    ])
 }
 
-/// Renewal calls: a sale takes a while, a refusal or a wrong number is over quickly.
-fn outbound_wrapups(d: &DispositionIds) -> [WrapUp; 6] {
-    let talk = |median_s, min_s, max_s| TalkTime { median_s, min_s, max_s };
-    [
-        (d.sale, 17, talk(420.0, 180.0, 900.0)),
-        (d.callback, 14, talk(150.0, 60.0, 400.0)),
-        (d.not_interested, 42, talk(70.0, 20.0, 240.0)),
-        (d.wrong_party, 12, talk(25.0, 10.0, 90.0)),
-        (d.do_not_call, 5, talk(35.0, 10.0, 120.0)),
-        (d.resolved, 10, talk(200.0, 60.0, 600.0)),
-    ]
-    .map(|(disposition, weight, talk)| WrapUp {
-        disposition,
-        weight,
-        talk,
-    })
-}
-
-fn bump(hour: f64, centre: f64, width: f64) -> f64 {
-    (-0.5 * ((hour - centre) / width).powi(2)).exp()
-}
-
-/// Inbound arrivals: a late-morning peak and a smaller mid-afternoon one.
-fn inbound_weight(hour: f64) -> f64 {
-    0.3 + bump(hour, 11.0, 1.3) + 0.85 * bump(hour, 14.75, 1.4)
+/// The demo's contact centre: realistic handle times (hold 10 s–2 min, wrap-up 10–90 s), care
+/// callers who wait up to three minutes, Outbound Sales helping Inbound Care at peaks (never the
+/// other way round), a predictive dialler that waits for its agents, and IDLE logged.
+fn model(d: &DispositionIds) -> Model {
+    Model {
+        breaks: BREAKS,
+        inbound: CallMix {
+            wrapups: inbound_wrapups(d),
+            hold_share: 0.2,
+        },
+        outbound: CallMix {
+            wrapups: sim::outbound_wrapups(d, TALK_SIGMA),
+            hold_share: 0.1,
+        },
+        hold: Spread::Uniform {
+            min_ms: 10_000.0,
+            max_ms: 120_000.0,
+        },
+        wrap: Spread::Uniform {
+            min_ms: 10_000.0,
+            max_ms: 90_000.0,
+        },
+        handle_time_scale: 1.0,
+        patient_wait_ms: 100_000..=180_000,
+        inbound_overflow: Overflow::After(OVERFLOW_PENALTY),
+        outbound_overflow: Overflow::Never,
+        pacing: Pacing::WaitForAgent,
+        log_idle: true,
+        dispositions: *d,
+    }
 }
 
 /// Outbound connects: the dialler starts with the first sales shift and works hardest mid-morning
@@ -460,519 +343,78 @@ fn outbound_weight(hour: f64) -> f64 {
     }
 }
 
-/// A time-of-day distribution over opening hours, one weight per minute.
-struct Profile {
-    cumulative: Vec<f64>,
-}
-
-impl Profile {
-    fn new(weight: fn(f64) -> f64) -> Self {
-        let mut total = 0.0;
-        let cumulative = (OPEN_MINUTE..CLOSE_MINUTE)
-            .map(|minute| {
-                total += weight((f64::from(minute) + 0.5) / 60.0).max(0.0);
-                total
-            })
-            .collect();
-        Self { cumulative }
-    }
-
-    /// A random instant, as an offset from opening time.
-    fn sample(&self, rng: &mut StdRng) -> TimeDelta {
-        let total = self.cumulative.last().copied().unwrap_or(0.0);
-        let x = rng.gen::<f64>() * total;
-        let minute = self
-            .cumulative
-            .partition_point(|&c| c <= x)
-            .min(self.cumulative.len().saturating_sub(1));
-        TimeDelta::minutes(minute as i64) + ms(rng.gen_range(0..60_000))
-    }
-}
-
-fn ms(millis: i64) -> TimeDelta {
-    TimeDelta::milliseconds(millis)
-}
-
-/// A local wall-clock time of `date` in UTC (the earlier instant if the clock is ambiguous).
-fn local_time(tz: &Tz, date: NaiveDate, minute: u32) -> Option<DateTime<Utc>> {
-    let naive = date.and_hms_opt(minute / 60, minute % 60, 0)?;
-    tz.from_local_datetime(&naive).earliest().map(|t| t.with_timezone(&Utc))
-}
-
-/// Log-normal (Box–Muller), clamped to the range: most calls near the median, a long tail.
-fn log_normal_ms(rng: &mut StdRng, talk: TalkTime) -> i64 {
-    let u1 = 1.0 - rng.gen::<f64>();
-    let u2 = rng.gen::<f64>();
-    let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
-    let seconds = (talk.median_s * (0.45 * z).exp()).clamp(talk.min_s, talk.max_s);
-    (seconds * 1000.0).round() as i64
-}
-
-/// Numbers from Ofcom's range reserved for drama (07700 900000–900999): never a real person.
-fn customer_number(rng: &mut StdRng) -> String {
-    format!("+447700900{:03}", rng.gen_range(0..1000))
-}
-
-#[derive(Clone, Copy, Debug)]
-struct PlannedBreak {
-    state: Presence,
-    at: DateTime<Utc>,
-    length: TimeDelta,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct AgentCall {
-    answered: DateTime<Utc>,
-    ended: DateTime<Utc>,
-    wrap_ended: Option<DateTime<Utc>>,
-}
-
-/// One agent's day. `free_at` only moves forward and every call starts at or after it, so
-/// an agent's calls and breaks can never overlap.
-struct AgentDay {
-    agent: SimAgent,
-    shift_start: DateTime<Utc>,
-    shift_end: DateTime<Utc>,
-    /// Breaks not taken yet, in order. A break is taken late when a call runs over it.
-    pending: VecDeque<PlannedBreak>,
-    taken: Vec<(Presence, DateTime<Utc>, DateTime<Utc>)>,
-    calls: Vec<AgentCall>,
-    free_at: DateTime<Utc>,
-}
-
-impl AgentDay {
-    fn new(agent: SimAgent, tz: &Tz, date: NaiveDate, now: DateTime<Utc>, rng: &mut StdRng) -> Option<Self> {
-        // Drawn before any early return, so that a full day's random stream does not depend on `now`.
-        let break_jitter = TimeDelta::minutes(rng.gen_range(0..=30));
-        let lunch_jitter = TimeDelta::minutes(rng.gen_range(0..=30));
-        let shift_start = local_time(tz, date, agent.shift.0)?;
-        let shift_end = local_time(tz, date, agent.shift.1)?;
-        if shift_start >= now || shift_end <= shift_start {
-            return None;
-        }
-        let pending = VecDeque::from([
-            PlannedBreak {
-                state: Presence::Break,
-                at: shift_start + TimeDelta::hours(2) + break_jitter,
-                length: TimeDelta::minutes(15),
-            },
-            PlannedBreak {
-                state: Presence::Lunch,
-                at: shift_start + TimeDelta::hours(4) + lunch_jitter,
-                length: TimeDelta::minutes(30),
-            },
-        ]);
-        Some(Self {
-            agent,
-            shift_start,
-            shift_end,
-            pending,
-            taken: Vec::new(),
-            calls: Vec::new(),
-            free_at: shift_start,
-        })
-    }
-
-    /// When the agent could answer a call that is ready at `t`: after any call in progress and
-    /// after any break that falls due first; `None` once the shift is over.
-    fn earliest_start(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let mut free = self.free_at;
-        for b in &self.pending {
-            if t.max(free) < b.at {
-                break;
-            }
-            free = free.max(b.at) + b.length;
-        }
-        let start = t.max(free);
-        (start < self.shift_end).then_some(start)
-    }
-
-    /// Records a call answered at a time [`Self::earliest_start`] offered; first takes the
-    /// breaks that fell due before it, exactly as `earliest_start` assumed.
-    fn take_call(&mut self, call: AgentCall) {
-        self.take_breaks_due(call.answered);
-        self.free_at = call.wrap_ended.unwrap_or(call.ended);
-        self.calls.push(call);
-    }
-
-    fn take_breaks_due(&mut self, t: DateTime<Utc>) {
-        while let Some(b) = self.pending.front().copied() {
-            if t.max(self.free_at) < b.at {
-                break;
-            }
-            let start = self.free_at.max(b.at);
-            self.taken.push((b.state, start, start + b.length));
-            self.free_at = start + b.length;
-            self.pending.pop_front();
-        }
-    }
-
-    /// The agent's state log of the day, cut at `now`. PRESENCE: AVAILABLE around the breaks
-    /// from shift start until the shift ends (or the last call is wrapped up, if later).
-    /// ROUTING: IDLE between calls, ON_CALL while talking or holding, WRAP_UP after.
-    fn into_intervals(mut self, now: DateTime<Utc>, out: &mut Vec<NewStateInterval>) {
-        // Breaks still due are taken unless they no longer fit into the shift.
-        while let Some(b) = self.pending.pop_front() {
-            let start = self.free_at.max(b.at);
-            if start + b.length > self.shift_end {
-                break;
-            }
-            self.taken.push((b.state, start, start + b.length));
-            self.free_at = start + b.length;
-        }
-        let day_end = self.shift_end.max(self.free_at);
-        let id = self.agent.id;
-        let mut push = |state: AgentState, start: DateTime<Utc>, end: DateTime<Utc>| {
-            let end = end.min(now);
-            if start < end {
-                out.push(NewStateInterval {
-                    agent_id: id,
-                    state,
-                    reason: None,
-                    started_at: start,
-                    ended_at: Some(end),
-                });
-            }
-        };
-        let mut cursor = self.shift_start;
-        for &(state, start, end) in &self.taken {
-            push(AgentState::Presence(Presence::Available), cursor, start);
-            push(AgentState::Presence(state), start, end);
-            cursor = end;
-        }
-        push(AgentState::Presence(Presence::Available), cursor, day_end);
-
-        let mut cursor = self.shift_start;
-        for call in &self.calls {
-            push(AgentState::Routing(RoutingState::Idle), cursor, call.answered);
-            push(AgentState::Routing(RoutingState::OnCall), call.answered, call.ended);
-            cursor = call.ended;
-            if let Some(wrap_ended) = call.wrap_ended {
-                push(AgentState::Routing(RoutingState::WrapUp), call.ended, wrap_ended);
-                cursor = wrap_ended;
-            }
-        }
-        push(AgentState::Routing(RoutingState::Idle), cursor, day_end);
-    }
-}
-
-/// The agent who can answer soonest; agents of other teams only when `overflow_penalty` allows
-/// them, ranked as if they answered that much later. Ties go to the agent idle the longest.
-fn pick_agent(
-    agents: &[AgentDay],
-    ready: DateTime<Utc>,
-    home: Team,
-    overflow_penalty: Option<TimeDelta>,
-) -> Option<(usize, DateTime<Utc>)> {
-    agents
-        .iter()
-        .enumerate()
-        .filter_map(|(i, agent)| {
-            let penalty = if agent.agent.team == home {
-                TimeDelta::zero()
-            } else {
-                overflow_penalty?
-            };
-            let start = agent.earliest_start(ready)?;
-            Some(((start + penalty, agent.free_at), i, start))
-        })
-        .min_by_key(|(rank, _, _)| *rank)
-        .map(|(_, i, start)| (i, start))
-}
-
-/// Everything one simulated day needs besides its agents.
-struct DayContext<'p> {
-    plan: &'p SimPlan,
-    inbound_wrapups: [WrapUp; 6],
-    outbound_wrapups: [WrapUp; 6],
-}
-
-/// A call answered by an agent: talk, sometimes hold, then wrap-up. `None` when it would not be
-/// over by `now` (today's calls still in progress are left out).
-#[allow(clippy::too_many_arguments)]
-fn agent_call(
-    ctx: &DayContext<'_>,
-    rng: &mut StdRng,
-    agent: &mut AgentDay,
-    direction: Direction,
-    offered: DateTime<Utc>,
-    answered: DateTime<Utc>,
-    wrapup: WrapUp,
-    hold_share: f64,
-) -> Option<NewInteraction> {
-    let talk_ms = log_normal_ms(rng, wrapup.talk);
-    let hold_ms = if rng.gen_bool(hold_share) {
-        rng.gen_range(10_000..=120_000)
-    } else {
-        0
-    };
-    let wrap_ms = rng.gen_range(10_000..=90_000);
-    let ended = answered + ms(talk_ms + hold_ms);
-    let wrap_ended = ended + ms(wrap_ms);
-    if wrap_ended > ctx.plan.now {
-        return None;
-    }
-    agent.take_call(AgentCall {
-        answered,
-        ended,
-        wrap_ended: Some(wrap_ended),
-    });
-    Some(NewInteraction {
-        campaign_id: Some(match direction {
-            Direction::Inbound => ctx.plan.inbound_campaign,
-            Direction::Outbound => ctx.plan.outbound_campaign,
-        }),
-        agent_id: Some(agent.agent.id),
-        external_id: String::new(),
-        direction,
-        customer_number: Some(customer_number(rng)),
-        offered_at: offered,
-        answered_at: Some(answered),
-        ended_at: Some(ended),
-        wrap_ended_at: Some(wrap_ended),
-        wait_ms: Some((answered - offered).num_milliseconds()),
-        talk_ms,
-        hold_ms,
-        wrap_ms,
-        outcome: Outcome::Answered,
-        disposition_id: Some(wrapup.disposition),
-        answered_by: Some(AnsweredBy::Human),
-        notes: None,
-    })
-}
-
-/// A call no agent handled: abandoned, dropped, a machine, unanswered or busy.
-fn unattended_call(
-    ctx: &DayContext<'_>,
-    rng: &mut StdRng,
-    direction: Direction,
-    offered: DateTime<Utc>,
-    outcome: Outcome,
-    answered_by: Option<AnsweredBy>,
-    disposition_id: Option<Uuid>,
-) -> NewInteraction {
-    NewInteraction {
-        campaign_id: Some(match direction {
-            Direction::Inbound => ctx.plan.inbound_campaign,
-            Direction::Outbound => ctx.plan.outbound_campaign,
-        }),
-        agent_id: None,
-        external_id: String::new(),
-        direction,
-        customer_number: Some(customer_number(rng)),
-        offered_at: offered,
-        answered_at: None,
-        ended_at: None,
-        wrap_ended_at: None,
-        wait_ms: None,
-        talk_ms: 0,
-        hold_ms: 0,
-        wrap_ms: 0,
-        outcome,
-        disposition_id,
-        answered_by,
-        notes: None,
-    }
-}
-
-/// An inbound call: the caller waits in the queue until an agent is free or their patience
-/// runs out (a few hang up early whatever the queue, the rest wait up to three minutes).
-fn inbound_call(
-    ctx: &DayContext<'_>,
-    rng: &mut StdRng,
-    agents: &mut [AgentDay],
-    offered: DateTime<Utc>,
-) -> Option<NewInteraction> {
-    let queue_ms = rng.gen_range(2_000..=12_000);
-    let patience_ms: i64 = if rng.gen_bool(IMPATIENT_CALLER_SHARE) {
-        if rng.gen_bool(0.3) {
-            rng.gen_range(1_000..5_000)
-        } else {
-            rng.gen_range(5_000..=180_000)
-        }
-    } else {
-        rng.gen_range(100_000..=180_000)
-    };
-    let picked = pick_agent(
-        agents,
-        offered + ms(queue_ms),
-        Team::InboundCare,
-        Some(OVERFLOW_PENALTY),
-    );
-    if let Some((i, answered)) = picked.filter(|(_, answered)| *answered - offered <= ms(patience_ms)) {
-        let wrapup = *ctx.inbound_wrapups.choose_weighted(rng, |w| w.weight).ok()?;
-        let agent = agents.get_mut(i)?;
-        return agent_call(ctx, rng, agent, Direction::Inbound, offered, answered, wrapup, 0.2);
-    }
-    let ended = offered + ms(patience_ms);
-    if ended > ctx.plan.now {
-        return None;
-    }
-    Some(NewInteraction {
-        ended_at: Some(ended),
-        wait_ms: Some(patience_ms),
-        ..unattended_call(ctx, rng, Direction::Inbound, offered, Outcome::Abandoned, None, None)
-    })
-}
-
-/// An outbound connect of the predictive dialler. A live person is put through to a sales
-/// agent; the dialler paces itself to its agents, so the connect happens when one is free.
-fn outbound_call(
-    ctx: &DayContext<'_>,
-    rng: &mut StdRng,
-    agents: &mut [AgentDay],
-    planned: DateTime<Utc>,
-) -> Option<NewInteraction> {
-    let d = &ctx.plan.dispositions;
-    let roll: f64 = rng.gen();
-    if roll < OUTBOUND_HUMAN_SHARE {
-        let connect = ms(rng.gen_range(300..=1_500));
-        let (i, answered) = pick_agent(agents, planned + connect, Team::OutboundSales, None)?;
-        let wrapup = *ctx.outbound_wrapups.choose_weighted(rng, |w| w.weight).ok()?;
-        let agent = agents.get_mut(i)?;
-        return agent_call(
-            ctx,
-            rng,
-            agent,
-            Direction::Outbound,
-            answered - connect,
-            answered,
-            wrapup,
-            0.1,
-        );
-    }
-    let (ended, call) = if roll < OUTBOUND_HUMAN_SHARE + OUTBOUND_MACHINE_SHARE {
-        // Answering-machine detection listens for a few seconds, then the dialler hangs up.
-        let detect_ms = rng.gen_range(200..=800);
-        let talk_ms = rng.gen_range(3_000..=12_000);
-        let answered = planned + ms(detect_ms);
-        let ended = answered + ms(talk_ms);
-        let call = NewInteraction {
-            answered_at: Some(answered),
-            ended_at: Some(ended),
-            wait_ms: Some(detect_ms),
-            talk_ms,
-            ..unattended_call(
-                ctx,
-                rng,
-                Direction::Outbound,
-                planned,
-                Outcome::Answered,
-                Some(AnsweredBy::Machine),
-                Some(d.answering_machine),
-            )
-        };
-        (ended, call)
-    } else if roll < OUTBOUND_HUMAN_SHARE + OUTBOUND_MACHINE_SHARE + OUTBOUND_DROPPED_SHARE {
-        // A live person with no agent to take them: the dialler plays its message and drops.
-        let wait_ms = rng.gen_range(2_000..=4_000);
-        let ended = planned + ms(wait_ms);
-        let call = NewInteraction {
-            ended_at: Some(ended),
-            wait_ms: Some(wait_ms),
-            ..unattended_call(
-                ctx,
-                rng,
-                Direction::Outbound,
-                planned,
-                Outcome::Abandoned,
-                Some(AnsweredBy::Human),
-                None,
-            )
-        };
-        (ended, call)
-    } else {
-        let no_answer =
-            roll < OUTBOUND_HUMAN_SHARE + OUTBOUND_MACHINE_SHARE + OUTBOUND_DROPPED_SHARE + OUTBOUND_NO_ANSWER_SHARE;
-        let (outcome, ring_ms) = if no_answer {
-            (Outcome::NoAnswer, rng.gen_range(15_000..=35_000))
-        } else {
-            (Outcome::Busy, rng.gen_range(1_000..=4_000))
-        };
-        let ended = planned + ms(ring_ms);
-        let call = NewInteraction {
-            ended_at: Some(ended),
-            ..unattended_call(ctx, rng, Direction::Outbound, planned, outcome, None, Some(d.no_answer))
-        };
-        (ended, call)
-    };
-    (ended <= ctx.plan.now).then_some(call)
-}
-
 /// One day of calls and state log, up to `now` when the day is today.
-fn simulate_day(ctx: &DayContext<'_>, rng: &mut StdRng, date: NaiveDate, history: &mut History) {
-    let plan = ctx.plan;
+fn simulate_day(plan: &SimPlan, model: &Model, rng: StdRng, date: NaiveDate, history: &mut History) {
     let Some(open) = local_time(&plan.tz, date, OPEN_MINUTE) else {
         return;
     };
-    let mut agents: Vec<AgentDay> = plan
-        .agents
-        .iter()
-        .filter_map(|a| AgentDay::new(*a, &plan.tz, date, plan.now, rng))
-        .collect();
-    let inbound_profile = Profile::new(inbound_weight);
-    let outbound_profile = Profile::new(outbound_weight);
-    let mut arrivals = Vec::new();
-    for _ in 0..rng.gen_range(INBOUND_CALLS_PER_DAY) {
-        arrivals.push((open + inbound_profile.sample(rng), Direction::Inbound));
+    let mut day = Day::new(model, plan.now, rng);
+    for agent in &plan.agents {
+        let pool = match agent.team {
+            Team::InboundCare => Direction::Inbound,
+            Team::OutboundSales => Direction::Outbound,
+        };
+        let (start, end) = agent.shift;
+        let shift = Shift {
+            start_minute: start,
+            length: TimeDelta::minutes(i64::from(end.saturating_sub(start))),
+        };
+        day.add_agent(agent.id, pool, shift, &plan.tz, date);
     }
-    for _ in 0..rng.gen_range(OUTBOUND_CALLS_PER_DAY) {
-        arrivals.push((open + outbound_profile.sample(rng), Direction::Outbound));
+    let campaigns = [
+        Campaign {
+            id: plan.inbound_campaign,
+            direction: Direction::Inbound,
+            weight: 1.0,
+            dropped_share: 0.0,
+        },
+        Campaign {
+            id: plan.outbound_campaign,
+            direction: Direction::Outbound,
+            weight: 1.0,
+            dropped_share: OUTBOUND_DROPPED_SHARE,
+        },
+    ];
+    let mut arrivals = Vec::new();
+    let rng = day.rng();
+    for (campaign, profile, calls) in [
+        (&campaigns[0], Profile::new(inbound_weight), INBOUND_CALLS_PER_DAY),
+        (&campaigns[1], Profile::new(outbound_weight), OUTBOUND_CALLS_PER_DAY),
+    ] {
+        for _ in 0..rng.gen_range(calls) {
+            let offset = profile.sample(rng, CLOSE_MINUTE).unwrap_or_default();
+            arrivals.push((open + offset, campaign));
+        }
     }
     arrivals.sort_by_key(|(at, _)| *at);
-    for (at, direction) in arrivals {
+    for (at, campaign) in arrivals {
         if at >= plan.now {
             break;
         }
-        let call = match direction {
-            Direction::Inbound => inbound_call(ctx, rng, &mut agents, at),
-            Direction::Outbound => outbound_call(ctx, rng, &mut agents, at),
-        };
-        history.interactions.extend(call);
+        history.interactions.extend(day.call(campaign, at));
     }
-    for agent in agents {
-        agent.into_intervals(plan.now, &mut history.intervals);
-    }
+    day.finish(&mut history.intervals);
 }
 
 /// The last [`FULL_DAYS`] days and today up to `now`, then each agent's current state as an
 /// open interval from `now` (matching the agents' rows, whose `state_since` is `now`).
 fn simulate(plan: &SimPlan) -> History {
-    let ctx = DayContext {
-        plan,
-        inbound_wrapups: inbound_wrapups(&plan.dispositions),
-        outbound_wrapups: outbound_wrapups(&plan.dispositions),
-    };
-    let mut history = History {
-        interactions: Vec::new(),
-        intervals: Vec::new(),
-    };
+    let model = model(&plan.dispositions);
+    let mut history = History::default();
     let today = plan.now.with_timezone(&plan.tz).date_naive();
     for day in 0..=FULL_DAYS {
         let Some(date) = today.checked_sub_days(Days::new(FULL_DAYS - day)) else {
             continue;
         };
-        let mut rng = StdRng::seed_from_u64(DEMO_SEED.wrapping_add(day));
-        simulate_day(&ctx, &mut rng, date, &mut history);
+        let rng = StdRng::seed_from_u64(DEMO_SEED.wrapping_add(day));
+        simulate_day(plan, &model, rng, date, &mut history);
     }
     history.interactions.sort_by_key(|call| call.offered_at);
     for (n, call) in history.interactions.iter_mut().enumerate() {
         call.external_id = format!("DEMO-{:06}", n + 1);
     }
-    for agent in plan.agents.iter().filter(|a| a.presence_now != Presence::Offline) {
-        for state in [
-            AgentState::Presence(agent.presence_now),
-            AgentState::Routing(RoutingState::Idle),
-        ] {
-            history.intervals.push(NewStateInterval {
-                agent_id: agent.id,
-                state,
-                reason: None,
-                started_at: plan.now,
-                ended_at: None,
-            });
-        }
-    }
+    let now_states = plan.agents.iter().map(|a| (a.id, a.presence_now));
+    history.intervals.extend(sim::current_states(plan.now, now_states));
     history
 }
 
@@ -980,7 +422,12 @@ fn simulate(plan: &SimPlan) -> History {
 mod tests {
     use std::collections::{HashMap, HashSet};
 
+    use chrono::TimeZone;
+
     use super::*;
+    use crate::db::interactions::NewInteraction;
+    use crate::domain::{AgentState, AnsweredBy, Outcome};
+    use crate::seed::sim::curves::ms;
 
     /// A half-open time span; `None` ends never.
     type Span = (DateTime<Utc>, Option<DateTime<Utc>>);
@@ -1014,6 +461,7 @@ mod tests {
                 do_not_call: id(),
                 answering_machine: id(),
                 no_answer: id(),
+                busy: id(),
             },
         }
     }

@@ -1,11 +1,20 @@
-//! The demo organization: idempotent, so `omnivox demo` can run on every start.
+//! Seeded organizations: the demo (idempotent, so `omnivox demo` can run on every start) and
+//! synthetic traffic at scale for benchmarks (`omnivox seed --calls …`). Both simulate their
+//! history with one model of a contact-centre day, so that it holds together the way real data
+//! does, and write it through the KPI engine's one writer.
 //!
-//! Creates (or refreshes) organization `demo` with one login per role, and — once — a small
-//! contact centre with a few days of history (see [`demo_data`]).
+//! * this module — organization `demo`, (re)created with one login per role;
+//! * [`demo_data`] — once, a small contact centre with a few days of history, fixed seed;
+//! * [`generator`] — millions of calls, planned at scale and bulk-loaded with their rollups;
+//! * [`sim`]       — the model both use: agents' shifts and breaks, who takes which call, how
+//!   it ends, the state log derived from the calls. Pure and deterministic.
 
 pub mod demo_data;
+pub mod generator;
+pub mod sim;
 
 use crate::auth::{password, Role, Tenant};
+use crate::db::contact_centre::NewDisposition;
 use crate::db::{self, orgs, users};
 use crate::error::AppResult;
 use crate::state::AppState;
@@ -57,4 +66,70 @@ pub async fn seed_demo(state: &AppState, password_text: &str) -> AppResult<DemoS
         created_organization: created,
         logins,
     })
+}
+
+/// Index of NO_ANSWER in [`dispositions`].
+const NO_ANSWER: usize = 7;
+/// Index of BUSY, the last of [`dispositions`] (the demo has no BUSY code).
+const BUSY: usize = 8;
+
+/// The dispositions of a seeded organization, with the flags the metrics read, in the order of
+/// [`sim::DispositionIds`]' fields.
+fn dispositions() -> [NewDisposition<'static>; 9] {
+    let human = NewDisposition {
+        human_answered: true,
+        ..NewDisposition::default()
+    };
+    let contact = NewDisposition { contact: true, ..human };
+    [
+        NewDisposition {
+            code: "RESOLVED",
+            label: "Resolved",
+            ..contact
+        },
+        NewDisposition {
+            code: "SALE",
+            label: "Sale",
+            success: true,
+            ..contact
+        },
+        NewDisposition {
+            code: "CALLBACK",
+            label: "Callback requested",
+            callback: true,
+            ..contact
+        },
+        NewDisposition {
+            code: "NOT_INTERESTED",
+            label: "Not interested",
+            ..contact
+        },
+        NewDisposition {
+            code: "WRONG_PARTY",
+            label: "Wrong party",
+            ..human
+        },
+        NewDisposition {
+            code: "DO_NOT_CALL",
+            label: "Do not call",
+            do_not_call: true,
+            ..contact
+        },
+        NewDisposition {
+            code: "ANSWERING_MACHINE",
+            label: "Answering machine",
+            answering_machine: true,
+            ..NewDisposition::default()
+        },
+        NewDisposition {
+            code: "NO_ANSWER",
+            label: "No answer",
+            ..NewDisposition::default()
+        },
+        NewDisposition {
+            code: "BUSY",
+            label: "Busy",
+            ..NewDisposition::default()
+        },
+    ]
 }
