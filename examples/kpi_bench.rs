@@ -9,7 +9,7 @@
 //!
 //! 1. **Data.** A dedicated database (default `omnivox_bench`; its name must contain `bench`).
 //!    Without `--skip-seed` it is dropped and recreated, migrated, and filled by the traffic
-//!    generator (`omnivox::kpi::generator`, the code behind `omnivox seed --calls …`): org
+//!    generator (`omnivox::seed::generator`, the code behind `omnivox seed --calls …`): org
 //!    `bench` with `--calls` calls over `--days` days for `--agents` agents and `--campaigns`
 //!    campaigns, and org `bench2` with `--second-org-calls` calls (a tenth of the agents, a
 //!    quarter of the campaigns), so that every query also has to skip another tenant's rows.

@@ -1,6 +1,6 @@
 //! The bulk path of the rollup writer (`kpi::writer::bulk_load`: COPY, then the rollup code
 //! shared with the INSERT path, in one transaction) exercised through the traffic generator
-//! (`kpi::generator`): after loading ~20,000 generated calls — and a second run added to the
+//! (`seed::generator`): after loading ~20,000 generated calls — and a second run added to the
 //! same organization — every answer the planner assembles from the hourly rollups (plus raw
 //! edges) equals the direct computation over the raw rows, for aligned and unaligned windows
 //! and several scopes; the disposition rollups equal the raw counts; the generated history is

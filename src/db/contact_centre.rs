@@ -490,3 +490,44 @@ pub async fn disposition_directory(
         )
         .collect())
 }
+
+/// Names of the organization's teams that start with `prefix` (the generator numbers its runs
+/// by them).
+pub async fn team_names_starting_with(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    prefix: &str,
+) -> AppResult<Vec<String>> {
+    Ok(teams::table
+        .filter(teams::organization_id.eq(tenant.org_id()))
+        .filter(teams::name.like(format!("{prefix}%")))
+        .select(teams::name)
+        .load(conn)
+        .await?)
+}
+
+/// The campaign with this name: (id, stored direction).
+pub async fn campaign_by_name(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    name: &str,
+) -> AppResult<Option<(Uuid, String)>> {
+    Ok(campaigns::table
+        .filter(campaigns::organization_id.eq(tenant.org_id()))
+        .filter(campaigns::name.eq(name))
+        .select((campaigns::id, campaigns::direction))
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+/// The disposition with this code, active or not.
+pub async fn disposition_by_code(conn: &mut AsyncPgConnection, tenant: &Tenant, code: &str) -> AppResult<Option<Uuid>> {
+    Ok(dispositions::table
+        .filter(dispositions::organization_id.eq(tenant.org_id()))
+        .filter(dispositions::code.eq(code))
+        .select(dispositions::id)
+        .first(conn)
+        .await
+        .optional()?)
+}

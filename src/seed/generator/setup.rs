@@ -4,8 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use diesel::prelude::*;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use uuid::Uuid;
 
 use super::plan::{campaign_direction, day_quotas, Plan};
@@ -13,7 +12,6 @@ use super::{GeneratorSettings, DEFAULT_TIMEZONE};
 use crate::auth::Tenant;
 use crate::db::contact_centre::{self as cc, NewAgent, NewCampaign};
 use crate::db::orgs;
-use crate::db::schema::{campaigns, dispositions, teams};
 use crate::domain::{CampaignStatus, DialMode, Direction, Presence, RoutingState};
 use crate::error::{AppError, AppResult};
 use crate::seed::sim::DispositionIds;
@@ -113,12 +111,7 @@ pub(super) async fn setup(
 
 /// 1 + the highest run whose teams ("Run N …") the organization has.
 async fn next_run(conn: &mut AsyncPgConnection, tenant: &Tenant) -> AppResult<u32> {
-    let names: Vec<String> = teams::table
-        .filter(teams::organization_id.eq(tenant.org_id()))
-        .filter(teams::name.like("Run %"))
-        .select(teams::name)
-        .load(conn)
-        .await?;
+    let names = cc::team_names_starting_with(conn, tenant, "Run ").await?;
     let last = names
         .iter()
         .filter_map(|name| name.split(' ').nth(1).and_then(|n| n.parse::<u32>().ok()))
@@ -136,14 +129,7 @@ async fn ensure_campaigns(conn: &mut AsyncPgConnection, tenant: &Tenant, count: 
             Direction::Inbound => format!("Inbound {n:02}"),
             Direction::Outbound => format!("Outbound {n:02}"),
         };
-        let existing: Option<(Uuid, String)> = campaigns::table
-            .filter(campaigns::organization_id.eq(tenant.org_id()))
-            .filter(campaigns::name.eq(&name))
-            .select((campaigns::id, campaigns::direction))
-            .first(conn)
-            .await
-            .optional()?;
-        if let Some((id, existing_direction)) = existing {
+        if let Some((id, existing_direction)) = cc::campaign_by_name(conn, tenant, &name).await? {
             if existing_direction != direction.as_str() {
                 return Err(AppError::bad_input(format!(
                     "campaign {name:?} exists with direction {existing_direction}; the generator needs {}",
@@ -188,14 +174,7 @@ async fn ensure_dispositions(conn: &mut AsyncPgConnection, tenant: &Tenant) -> A
     let specs = crate::seed::dispositions();
     let mut ids = Vec::with_capacity(specs.len());
     for spec in &specs {
-        let existing: Option<Uuid> = dispositions::table
-            .filter(dispositions::organization_id.eq(tenant.org_id()))
-            .filter(dispositions::code.eq(spec.code))
-            .select(dispositions::id)
-            .first(conn)
-            .await
-            .optional()?;
-        ids.push(match existing {
+        ids.push(match cc::disposition_by_code(conn, tenant, spec.code).await? {
             Some(id) => id,
             None => cc::insert_disposition(conn, tenant, spec).await?,
         });
