@@ -404,6 +404,10 @@ fn routing_span(
 
 /// For each (agent, changed instant): the interval before it, the next stored transition and
 /// the interval in force there — three index lookups per point, one round trip per batch.
+/// The lookups order by `started_at` alone, which the index gives: a tie-break on `id` made
+/// PostgreSQL sort every earlier interval of the agent per point (359 ms instead of 16 ms for
+/// 900 points). Derived intervals never share a start; should a log written otherwise hold
+/// two, either one read here makes the stretch fall back to a wider, still exact, re-derivation.
 pub async fn change_neighbourhoods(
     conn: &mut AsyncPgConnection,
     tenant: &Tenant,
@@ -423,7 +427,7 @@ pub async fn change_neighbourhoods(
          LEFT JOIN LATERAL (
             SELECT l.state, l.started_at, l.ended_at FROM agent_state_log l
             WHERE l.organization_id = $1 AND l.agent_id = q.agent_id AND l.axis = 'ROUTING' AND l.started_at < q.at
-            ORDER BY l.started_at DESC, l.id DESC LIMIT 1) b ON true
+            ORDER BY l.started_at DESC LIMIT 1) b ON true
          LEFT JOIN LATERAL (
             SELECT t.at FROM agent_routing_transitions t
             WHERE t.organization_id = $1 AND t.agent_id = q.agent_id AND t.at > q.at
@@ -431,7 +435,7 @@ pub async fn change_neighbourhoods(
          LEFT JOIN LATERAL (
             SELECT l.state, l.started_at, l.ended_at FROM agent_state_log l
             WHERE l.organization_id = $1 AND l.agent_id = q.agent_id AND l.axis = 'ROUTING' AND l.started_at <= n.at
-            ORDER BY l.started_at DESC, l.id DESC LIMIT 1) x ON true",
+            ORDER BY l.started_at DESC LIMIT 1) x ON true",
     )
     .bind::<SqlUuid, _>(tenant.org_id())
     .bind::<Array<SqlUuid>, _>(agents)
