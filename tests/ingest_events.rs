@@ -236,34 +236,7 @@ async fn agent_time_and_occupancy_do_not_depend_on_arrival_order() {
         // Agent ids differ per organization: compare the logs and figures, not the ids.
         assert_eq!(got, want, "seed {seed}: agent time differs from in-order delivery");
         assert_all_rollups_match(&app, &f).await;
-        assert_agent_time_rollups_match(&app, &f).await;
-    }
-}
-
-/// The agent-time rollups of every hour equal the state log as it now stands (re-derived
-/// intervals took their old time out and put the new in).
-async fn assert_agent_time_rollups_match(app: &TestApp, f: &Fixture) {
-    let mut conn = db::conn(&app.state.db).await.unwrap();
-    let windows = hours("07:00:00", 7);
-    for agent in f.agents.iter().map(|a| Some(vec![*a])).chain([None]) {
-        let scope = Scope {
-            agent_ids: agent,
-            ..Scope::default()
-        };
-        let agent_time = async |conn: &mut AsyncPgConnection, sourcing| {
-            aggregate_windows(conn, &f.tenant, &windows, &scope, sourcing)
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|a| a.agents)
-                .collect::<Vec<_>>()
-        };
-        let rolled = agent_time(&mut conn, Sourcing::HourlyRollupsOnly).await;
-        let direct = agent_time(&mut conn, Sourcing::RawOnly).await;
-        assert_eq!(
-            rolled, direct,
-            "agent-time rollups differ from the state log for {scope:?}"
-        );
+        assert_agent_time_rollups_match(&app, &f, &hours("07:00:00", 7)).await;
     }
 }
 

@@ -585,3 +585,30 @@ pub async fn count_rows(app: &TestApp, table: &str, org: Uuid) -> i64 {
         .unwrap();
     row.n
 }
+
+/// The agent-time rollups of each window (whole UTC hours) equal the state log as it now
+/// stands, per agent and for all (re-derived intervals took their old time out and put the new
+/// in).
+pub async fn assert_agent_time_rollups_match(app: &TestApp, f: &Fixture, windows: &[(DateTime<Utc>, DateTime<Utc>)]) {
+    let mut conn = db::conn(&app.state.db).await.unwrap();
+    for agent in f.agents.iter().map(|a| Some(vec![*a])).chain([None]) {
+        let scope = Scope {
+            agent_ids: agent,
+            ..Scope::default()
+        };
+        let agent_time = async |conn: &mut AsyncPgConnection, sourcing| {
+            aggregate_windows(conn, &f.tenant, windows, &scope, sourcing)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|a| a.agents)
+                .collect::<Vec<_>>()
+        };
+        let rolled = agent_time(&mut conn, Sourcing::HourlyRollupsOnly).await;
+        let direct = agent_time(&mut conn, Sourcing::RawOnly).await;
+        assert_eq!(
+            rolled, direct,
+            "agent-time rollups differ from the state log for {scope:?}"
+        );
+    }
+}
