@@ -92,6 +92,33 @@ pub struct NewInteraction {
     pub notes: Option<String>,
 }
 
+impl NewInteraction {
+    /// A call that was offered and has nothing else recorded yet: no campaign, agent, number,
+    /// answer, end, durations, disposition or notes. Writers and fixtures fill in the rest
+    /// with struct-update syntax.
+    pub fn offered(external_id: String, direction: Direction, offered_at: DateTime<Utc>, outcome: Outcome) -> Self {
+        Self {
+            campaign_id: None,
+            agent_id: None,
+            external_id,
+            direction,
+            customer_number: None,
+            offered_at,
+            answered_at: None,
+            ended_at: None,
+            wrap_ended_at: None,
+            wait_ms: None,
+            talk_ms: 0,
+            hold_ms: 0,
+            wrap_ms: 0,
+            outcome,
+            disposition_id: None,
+            answered_by: None,
+            notes: None,
+        }
+    }
+}
+
 /// The columns of an interaction that its writers set (the id and timestamps are the
 /// database's). One shape for both writers: ingest's upsert and the bulk loader's insert.
 #[derive(Insertable)]

@@ -123,25 +123,7 @@ pub struct Spec {
 }
 
 fn row(external_id: &str, direction: Direction, offered_at: DateTime<Utc>, outcome: Outcome) -> NewInteraction {
-    NewInteraction {
-        campaign_id: None,
-        agent_id: None,
-        external_id: external_id.to_owned(),
-        direction,
-        customer_number: None,
-        offered_at,
-        answered_at: None,
-        ended_at: None,
-        wrap_ended_at: None,
-        wait_ms: None,
-        talk_ms: 0,
-        hold_ms: 0,
-        wrap_ms: 0,
-        outcome,
-        disposition_id: None,
-        answered_by: None,
-        notes: None,
-    }
+    NewInteraction::offered(external_id.to_owned(), direction, offered_at, outcome)
 }
 
 /// Twelve calls over three hours covering every outcome, hold, transfer, a call crossing an

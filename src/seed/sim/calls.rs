@@ -51,22 +51,8 @@ impl Day<'_> {
     fn base_call(&mut self, campaign: &Campaign, offered: DateTime<Utc>, outcome: Outcome) -> NewInteraction {
         NewInteraction {
             campaign_id: Some(campaign.id),
-            agent_id: None,
-            external_id: String::new(),
-            direction: campaign.direction,
             customer_number: Some(customer_number(&mut self.rng)),
-            offered_at: offered,
-            answered_at: None,
-            ended_at: None,
-            wrap_ended_at: None,
-            wait_ms: None,
-            talk_ms: 0,
-            hold_ms: 0,
-            wrap_ms: 0,
-            outcome,
-            disposition_id: None,
-            answered_by: None,
-            notes: None,
+            ..NewInteraction::offered(String::new(), campaign.direction, offered, outcome)
         }
     }
 
