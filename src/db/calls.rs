@@ -495,9 +495,17 @@ struct RoutingIntervalRow {
 pub type RoutingInterval = (Uuid, RoutingState, DateTime<Utc>, Option<DateTime<Utc>>);
 
 /// Deletes every ROUTING interval that starts within one of the stretches, and returns them
-/// (both bounds are index conditions: an open end is `'infinity'`, not an `OR`, which would
-/// leave PostgreSQL scanning the rest of the agent's history)
 /// (the closed ones still hold time in the rollups: the caller takes it out).
+///
+/// The shape of the statement is the point. Each stretch is looked up in a `LATERAL … OFFSET
+/// 0`: both bounds are index conditions of one range scan per stretch (an open end is
+/// `'infinity'`, not an `OR`, which would leave PostgreSQL scanning the rest of the agent's
+/// history), and the plan does not depend on statistics. Ingest grows a young organization's
+/// log faster than autovacuum re-analyses it; with a plain `USING unnest(…)` join the planner,
+/// believing the organization had a handful of intervals, read all of them once per stretch:
+/// 3.4 s for one batch of 447 stretches over 25,000 intervals, against 17 ms fenced (`OFFSET
+/// 0` keeps the subquery from being flattened back into that join). The ids are then deleted
+/// by primary key.
 pub async fn take_routing_intervals(
     conn: &mut AsyncPgConnection,
     tenant: &Tenant,
@@ -509,9 +517,13 @@ pub async fn take_routing_intervals(
     let StretchArrays { agents, from, until } = StretchArrays::new(stretches);
     let rows: Vec<RoutingIntervalRow> = diesel::sql_query(
         "DELETE FROM agent_state_log l
-         USING unnest($2::uuid[], $3::timestamptz[], $4::timestamptz[]) AS q(agent_id, from_at, until_at)
-         WHERE l.organization_id = $1 AND l.agent_id = q.agent_id AND l.axis = 'ROUTING'
-           AND l.started_at >= q.from_at AND l.started_at <= COALESCE(q.until_at, 'infinity')
+         WHERE l.id = ANY(ARRAY(
+            SELECT s.id FROM unnest($2::uuid[], $3::timestamptz[], $4::timestamptz[]) AS q(agent_id, from_at, until_at)
+            CROSS JOIN LATERAL (
+               SELECT s.id FROM agent_state_log s
+               WHERE s.organization_id = $1 AND s.agent_id = q.agent_id AND s.axis = 'ROUTING'
+                 AND s.started_at >= q.from_at AND s.started_at <= COALESCE(q.until_at, 'infinity')
+               OFFSET 0) s))
          RETURNING l.agent_id, l.state, l.started_at, l.ended_at",
     )
     .bind::<SqlUuid, _>(tenant.org_id())
@@ -547,7 +559,9 @@ struct TransitionQueryRow {
 /// One stored transition found in a stretch: (index of the stretch, instant, call, state).
 pub type StretchTransition = (usize, DateTime<Utc>, String, RoutingState);
 
-/// Every stored transition within each stretch (its bounds included), by stretch index.
+/// Every stored transition within each stretch (its bounds included), by stretch index: one
+/// index range scan per stretch, fenced for the reason given at [`take_routing_intervals`]
+/// (a plain join: 40 ms for the batch above, 3 ms fenced).
 pub async fn routing_transitions_within(
     conn: &mut AsyncPgConnection,
     tenant: &Tenant,
@@ -560,8 +574,11 @@ pub async fn routing_transitions_within(
     let rows: Vec<TransitionQueryRow> = diesel::sql_query(
         "SELECT q.n - 1 AS stretch, t.at, t.external_id, t.state
          FROM unnest($2::uuid[], $3::timestamptz[], $4::timestamptz[]) WITH ORDINALITY AS q(agent_id, from_at, until_at, n)
-         JOIN agent_routing_transitions t ON t.organization_id = $1 AND t.agent_id = q.agent_id
-              AND t.at >= q.from_at AND t.at <= COALESCE(q.until_at, 'infinity')",
+         CROSS JOIN LATERAL (
+            SELECT t.at, t.external_id, t.state FROM agent_routing_transitions t
+            WHERE t.organization_id = $1 AND t.agent_id = q.agent_id
+              AND t.at >= q.from_at AND t.at <= COALESCE(q.until_at, 'infinity')
+            OFFSET 0) t",
     )
     .bind::<SqlUuid, _>(tenant.org_id())
     .bind::<Array<SqlUuid>, _>(agents)
