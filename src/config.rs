@@ -32,6 +32,10 @@ pub struct Settings {
     /// PostgreSQL URL. The database is created when it does not exist.
     #[arg(long, global = true, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
     pub database_url: String,
+    /// PostgreSQL URL of a streaming read replica for KPI, analytics and compliance reads.
+    /// Unset, or down: those reads go to the primary (see `db::reads`).
+    #[arg(long, global = true, env = "OMNIVOX_DATABASE_READ_URL", hide_env_values = true)]
+    pub database_read_url: Option<String>,
     /// Maximum connections in the database pool.
     #[arg(long, global = true, env = "OMNIVOX_DB_POOL_SIZE", default_value_t = 16)]
     pub db_pool_size: usize,

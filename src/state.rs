@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::auth::jwt::JwtKeys;
 use crate::auth::principal::UserCache;
 use crate::config::Settings;
+use crate::db::reads::ReadPools;
 use crate::db::{self, DbPool};
 use crate::error::{AppError, AppResult};
 use crate::realtime::Bus;
@@ -14,6 +15,9 @@ use crate::realtime::Bus;
 #[derive(Clone)]
 pub struct AppState {
     pub db: DbPool,
+    /// Where KPI, analytics and compliance reads go: the read replica when configured and up,
+    /// else `db` (see `db::reads`).
+    pub reads: ReadPools,
     pub settings: Arc<Settings>,
     pub jwt: Arc<JwtKeys>,
     pub user_cache: Arc<UserCache>,
@@ -42,6 +46,19 @@ impl AppState {
             settings.db_wait_timeout,
             settings.db_statement_timeout,
         )?;
+        let reads = match &settings.database_read_url {
+            Some(url) => {
+                tracing::info!("KPI, analytics and compliance reads: read replica, primary as fallback");
+                let replica = db::build_pool(
+                    url,
+                    settings.db_pool_size,
+                    settings.db_wait_timeout,
+                    settings.db_statement_timeout,
+                )?;
+                ReadPools::with_replica(pool.clone(), replica)
+            }
+            None => ReadPools::primary_only(pool.clone()),
+        };
         let redis = settings
             .redis_url
             .as_deref()
@@ -60,6 +77,7 @@ impl AppState {
         };
         Ok(Self {
             db: pool,
+            reads,
             settings: Arc::new(settings),
             jwt: Arc::new(jwt),
             user_cache: Arc::new(UserCache::default()),

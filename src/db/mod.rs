@@ -14,6 +14,7 @@ pub mod interactions;
 pub mod models;
 pub mod orgs;
 pub mod presence;
+pub mod reads;
 pub mod schema;
 pub mod tokens;
 pub mod users;

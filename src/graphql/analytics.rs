@@ -17,7 +17,6 @@ use base64::Engine;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::auth::Permission;
-use crate::db;
 use crate::db::contact_centre as cc;
 use crate::domain::Direction;
 use crate::domain::ServiceLevelVariant;
@@ -619,7 +618,7 @@ impl AnalyticsQueries {
             .map_or(0, |o| o.saturating_add(1));
         let tenant = tenant_for(ctx, org_id.as_ref()).await?;
         let caller = principal(ctx)?;
-        let mut conn = db::conn(&state(ctx)?.db).await?;
+        let (mut conn, pool, _) = state(ctx)?.reads.conn().await?;
         let resolved = filter::resolve(&mut conn, &tenant, "filter", &filter.raw()).await?;
         let visibility = if caller.role.has(Permission::Supervise) {
             AgentVisibility::All
@@ -630,7 +629,7 @@ impl AnalyticsQueries {
             field: o.field,
             direction: o.direction,
         });
-        let mut spare = views::spare_connection(&state(ctx)?.db).await;
+        let mut spare = views::spare_connection(pool).await;
         let rows =
             views::agent_performance(&mut conn, spare.as_deref_mut(), &tenant, &resolved, visibility, order).await?;
         let total_count = i64::try_from(rows.len()).unwrap_or(i64::MAX);
@@ -660,7 +659,7 @@ impl AnalyticsQueries {
         org_id: Option<ID>,
     ) -> async_graphql::Result<Vec<CampaignPerformance>> {
         let tenant = tenant_for(ctx, org_id.as_ref()).await?;
-        let mut conn = db::conn(&state(ctx)?.db).await?;
+        let (mut conn, _, _) = state(ctx)?.reads.conn().await?;
         let resolved = filter::resolve(&mut conn, &tenant, "filter", &filter.raw()).await?;
         let rows = views::campaign_performance(&mut conn, &tenant, &resolved).await?;
         Ok(rows.into_iter().map(CampaignPerformance).collect())
@@ -678,7 +677,7 @@ impl AnalyticsQueries {
         org_id: Option<ID>,
     ) -> async_graphql::Result<DispositionBreakdown> {
         let tenant = tenant_for(ctx, org_id.as_ref()).await?;
-        let mut conn = db::conn(&state(ctx)?.db).await?;
+        let (mut conn, _, _) = state(ctx)?.reads.conn().await?;
         let resolved = filter::resolve(&mut conn, &tenant, "filter", &filter.raw()).await?;
         Ok(views::disposition_breakdown(&mut conn, &tenant, &resolved)
             .await?
@@ -697,7 +696,7 @@ impl AnalyticsQueries {
         org_id: Option<ID>,
     ) -> async_graphql::Result<AnalyticsResult> {
         let tenant = tenant_for(ctx, org_id.as_ref()).await?;
-        let mut conn = db::conn(&state(ctx)?.db).await?;
+        let (mut conn, pool, _) = state(ctx)?.reads.conn().await?;
         let request = AnalyticsRequest {
             metrics: query.metrics,
             group_by: query.group_by,
@@ -715,7 +714,7 @@ impl AnalyticsQueries {
                 .collect(),
             limit: query.limit,
         };
-        let mut spare = views::spare_connection(&state(ctx)?.db).await;
+        let mut spare = views::spare_connection(pool).await;
         let out = views::run_analytics(&mut conn, spare.as_deref_mut(), &tenant, &request, "query").await?;
         Ok(AnalyticsResult::new(out)?)
     }
@@ -733,7 +732,7 @@ impl AnalyticsQueries {
         org_id: Option<ID>,
     ) -> async_graphql::Result<Vec<ComplianceStatus>> {
         let tenant = tenant_for(ctx, org_id.as_ref()).await?;
-        let mut conn = db::conn(&state(ctx)?.db).await?;
+        let (mut conn, _, _) = state(ctx)?.reads.conn().await?;
         let ids: Option<Vec<String>> = campaign_ids.map(|ids| ids.into_iter().map(|id| id.0).collect());
         let rows = views::compliance_status(&mut conn, &tenant, "campaignIds", ids.as_deref(), Utc::now()).await?;
         Ok(rows.into_iter().map(Into::into).collect())

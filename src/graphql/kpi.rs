@@ -5,7 +5,6 @@ use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 
 use crate::auth::Permission;
-use crate::db;
 use crate::domain::Direction;
 use crate::domain::ServiceLevelVariant;
 use crate::error::{AppError, FieldError};
@@ -203,7 +202,7 @@ impl KpiQuery {
         org_id: Option<ID>,
     ) -> async_graphql::Result<KpiValues> {
         let tenant = tenant_for(ctx, org_id.as_ref()).await?;
-        let mut conn = db::conn(&state(ctx)?.db).await?;
+        let (mut conn, _, _) = state(ctx)?.reads.conn().await?;
         let resolved = filter::resolve(&mut conn, &tenant, "filter", &filter.raw()).await?;
         let rule = organization_rule(&mut conn, &tenant).await?;
         let mut values = evaluate_windows(
@@ -242,7 +241,7 @@ impl KpiQuery {
             .into());
         }
         let tenant = tenant_for(ctx, org_id.as_ref()).await?;
-        let mut conn = db::conn(&state(ctx)?.db).await?;
+        let (mut conn, _, _) = state(ctx)?.reads.conn().await?;
         let resolved = filter::resolve(&mut conn, &tenant, "filter", &filter.raw()).await?;
         let (rule, tz) = organization_rule(&mut conn, &tenant).await?;
         let windows = buckets(tz, resolved.from, resolved.to, granularity);

@@ -6,6 +6,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use crate::db;
+use crate::db::reads::ReplicaHealth;
 use crate::http::HttpState;
 
 /// The process is up.
@@ -15,7 +16,9 @@ pub async fn livez() -> Json<Value> {
 
 /// Ready to serve: 503 when PostgreSQL does not answer. When Redis is configured but down the
 /// answer is 200 "degraded": queries and mutations still work (Postgres is the truth), only
-/// cross-instance live events are impaired, so the instance should stay in rotation.
+/// cross-instance live events are impaired, so the instance should stay in rotation. A read
+/// replica that is down does not change the status either (its reads fall back to the
+/// primary); its state and replay lag are reported.
 pub async fn readyz(State(state): State<HttpState>) -> (StatusCode, Json<Value>) {
     let postgres = db::ping(&state.app.db).await;
     let redis = state.app.redis_ready().await;
@@ -23,6 +26,11 @@ pub async fn readyz(State(state): State<HttpState>) -> (StatusCode, Json<Value>)
         None => "not_configured",
         Some(true) => "up",
         Some(false) => "down",
+    };
+    let replica = match state.app.reads.replica_health().await {
+        ReplicaHealth::NotConfigured => json!({ "status": "not_configured" }),
+        ReplicaHealth::Down => json!({ "status": "down", "readsFrom": "primary" }),
+        ReplicaHealth::Up { lag_seconds } => json!({ "status": "up", "lagSeconds": lag_seconds }),
     };
     let (status, text) = match (postgres, redis) {
         (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
@@ -35,6 +43,7 @@ pub async fn readyz(State(state): State<HttpState>) -> (StatusCode, Json<Value>)
             "status": text,
             "postgres": if postgres { "up" } else { "down" },
             "redis": redis_text,
+            "replica": replica,
         })),
     )
 }
