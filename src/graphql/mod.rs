@@ -13,10 +13,13 @@ pub mod kpi;
 pub mod limits;
 pub mod org;
 pub mod pagination;
+pub mod persisted;
 pub mod plain;
+pub mod read_only;
 pub mod realtime;
 pub mod users;
 
+use async_graphql::extensions::apollo_persisted_queries::ApolloPersistedQueries;
 use async_graphql::{MergedObject, MergedSubscription, Schema};
 
 use crate::state::AppState;
@@ -62,12 +65,22 @@ pub fn build_schema(state: AppState) -> OmnivoxSchema {
     .limit_complexity(settings.max_complexity)
     .limit_recursive_depth(settings.max_depth.saturating_mul(4).max(32))
     .limit_directives(settings.max_directives)
+    // Extensions run in this order. The document size is checked before the persisted-queries
+    // extension parses a document to register it; `QueriesOnly` comes after it, to see the
+    // document a hash stands for.
     .extension(limits::DocumentLimits {
         max_aliases: settings.max_aliases,
         max_document_bytes: settings.max_document_bytes,
         refuse_introspection: !settings.introspection_enabled(),
     })
-    .data(state);
+    .extension(persisted::ProtocolErrors {
+        enabled: settings.persisted_queries > 0,
+    });
+    if let Some(entries) = std::num::NonZeroUsize::new(settings.persisted_queries) {
+        let cache = persisted::DocumentCache::new(entries, persisted::MAX_CACHED_NODES);
+        builder = builder.extension(ApolloPersistedQueries::new(cache));
+    }
+    builder = builder.extension(read_only::QueriesOnly).data(state);
     if !settings.introspection_enabled() {
         builder = builder.disable_introspection();
     }
@@ -90,3 +103,4 @@ pub fn sdl() -> String {
 
 /// The page size a paginated field uses when `first` is omitted.
 pub const DEFAULT_PAGE_SIZE: i32 = 20;
+
