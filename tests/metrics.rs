@@ -99,9 +99,12 @@ async fn http_and_graphql_operations_are_counted_and_timed() {
         .ok();
     let not_found = app.http.get(app.url("/no/such/path")).send().await.unwrap();
     assert_eq!(not_found.status(), 404);
+    let odd_method = reqwest::Method::from_bytes(b"BREW").unwrap();
+    app.http.request(odd_method, app.url("/livez")).send().await.unwrap();
     let after = Scrape::of(&app).await;
 
-    // HTTP: seven POSTs to /graphql (five 200, two 400), the first scrape, one unmatched path.
+    // HTTP: seven POSTs to /graphql (five 200, two 400), the first scrape, one unmatched path,
+    // one odd method.
     let requests = "omnivox_http_requests_total";
     let post = [("method", "POST"), ("route", "/graphql")];
     assert_eq!(
@@ -130,6 +133,15 @@ async fn http_and_graphql_operations_are_counted_and_timed() {
         .0
         .iter()
         .any(|(_, l, _)| l.get("route").is_some_and(|r| r.contains("no/such"))));
+    assert_eq!(
+        moved(&before, &after, requests, &[("method", "other"), ("route", "/livez")]),
+        1.0,
+        "a method outside the standard ones counts as `other`"
+    );
+    assert!(!after
+        .0
+        .iter()
+        .any(|(_, l, _)| l.get("method").is_some_and(|m| m == "BREW")));
     let seconds = "omnivox_http_request_duration_seconds_count";
     assert_eq!(moved(&before, &after, seconds, &[post[0], post[1]]), 7.0);
     assert_eq!(
