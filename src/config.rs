@@ -111,6 +111,10 @@ pub struct Settings {
     /// Maximum HTTP request body, in bytes.
     #[arg(long, global = true, env = "OMNIVOX_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Automatic persisted queries (Apollo's APQ protocol): documents kept by hash, least
+    /// recently used dropped first (their total size is bounded too). 0 turns the protocol off.
+    #[arg(long, global = true, env = "OMNIVOX_PERSISTED_QUERIES", default_value_t = 1_000)]
+    pub persisted_queries: usize,
     /// Time budget of one HTTP request.
     #[arg(long, global = true, env = "OMNIVOX_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,

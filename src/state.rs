@@ -33,6 +33,8 @@ pub struct AppState {
 impl AppState {
     /// Builds the state from settings. Does not touch the database (see [`db::run_migrations`]).
     pub fn new(settings: Settings) -> AppResult<Self> {
+        // Before anything records an event: the process's metrics recorder.
+        crate::telemetry::metrics::handle();
         let (jwt, generated) = JwtKeys::from_settings(&settings)?;
         if generated {
             tracing::warn!(

@@ -101,7 +101,7 @@ fn assert_refused_before_execution(raw: &Raw, case: &str) -> Value {
         raw.content_type()
     );
     let body = raw.json();
-    assert!(body["data"].is_null(), "{case}: something executed: {body}");
+    assert!(body.get("data").is_none(), "{case}: a `data` entry: {body}");
     assert!(body["errors"][0]["message"].is_string(), "{case}: {body}");
     body
 }
@@ -252,7 +252,7 @@ async fn parse_and_validation_errors_follow_the_media_type() {
         );
         assert!(body["data"].is_null(), "{case}: {body}");
 
-        // No Accept (and */*) mean graphql-response+json.
+        // No Accept and */* are answered as application/json (see the SHOULD tests below).
         let raw = post_raw(
             &app,
             None,
@@ -261,9 +261,9 @@ async fn parse_and_validation_errors_follow_the_media_type() {
             None,
         )
         .await;
-        assert_refused_before_execution(&raw, &format!("{case}, no Accept"));
+        assert_eq!(raw.status, 200, "{case}, no Accept: {}", raw.text);
         let raw = post_query(&app, "*/*", query, None).await;
-        assert_refused_before_execution(&raw, &format!("{case}, Accept */*"));
+        assert_eq!(raw.status, 200, "{case}, Accept */*: {}", raw.text);
     }
     // A successful request carries the negotiated media type too.
     let org = app.create_org("acme").await;
@@ -277,6 +277,76 @@ async fn parse_and_validation_errors_follow_the_media_type() {
             raw.content_type()
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. The spec's SHOULDs (the graphql-http audit suite checks the same in CI)
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wildcard_or_missing_accept_is_answered_as_application_json() {
+    // Audits 47DE and 80D8: clients that predate application/graphql-response+json send `*/*`
+    // or nothing, and expect application/json.
+    let app = TestApp::spawn().await;
+    let body = json!({ "query": "{ __typename }" }).to_string();
+    for accept in [None, Some("*/*"), Some("application/*")] {
+        let raw = post_raw(&app, accept, Some(APPLICATION_JSON), body.clone(), None).await;
+        assert_eq!(raw.status, 200, "{accept:?}: {}", raw.text);
+        assert!(
+            raw.content_type().starts_with(APPLICATION_JSON),
+            "{accept:?}: {}",
+            raw.content_type()
+        );
+        assert_eq!(raw.json()["data"]["__typename"], "Query", "{accept:?}");
+    }
+    // Over GET too.
+    let raw = send(app.http.get(app.url("/graphql?query=%7B__typename%7D"))).await;
+    assert_eq!(raw.status, 200, "{}", raw.text);
+    assert!(
+        raw.content_type().starts_with(APPLICATION_JSON),
+        "{}",
+        raw.content_type()
+    );
+    // Naming the newer type still gets it, even beside a wildcard.
+    let raw = post_raw(
+        &app,
+        Some("application/graphql-response+json, */*"),
+        Some(APPLICATION_JSON),
+        body,
+        None,
+    )
+    .await;
+    assert!(
+        raw.content_type().starts_with(GRAPHQL_RESPONSE_JSON),
+        "{}",
+        raw.content_type()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_that_never_executed_has_no_data_entry() {
+    // Audits D586 and 5E5B: a parse or validation failure answers `errors` only, no `data`
+    // (not even null), under either media type.
+    let app = TestApp::spawn().await;
+    for (case, query) in [
+        ("parse failure", "{"),
+        ("validation failure", "{ 8f31403dfe404bccbb0e835f2629c6a7 }"),
+        ("variable coercion failure", "query Q($id: ID!) { __typename }"),
+    ] {
+        for accept in [GRAPHQL_RESPONSE_JSON, APPLICATION_JSON] {
+            let raw = post_query(&app, accept, query, None).await;
+            let body = raw.json();
+            let object = body.as_object().unwrap();
+            assert!(!object.contains_key("data"), "{case} ({accept}): {body}");
+            assert!(body["errors"][0]["message"].is_string(), "{case} ({accept}): {body}");
+            let expected = if accept == GRAPHQL_RESPONSE_JSON { 400 } else { 200 };
+            assert_eq!(raw.status, expected, "{case} ({accept}): {body}");
+        }
+    }
+    // An execution error keeps its `data` entry (null where the error nulled it).
+    let raw = post_query(&app, GRAPHQL_RESPONSE_JSON, ME, None).await;
+    let body = raw.json();
+    assert!(body.as_object().unwrap().contains_key("data"), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -387,6 +457,225 @@ async fn get_with_variables_that_are_not_json_is_400() {
         assert_eq!(raw.status, 400, "variables {variables:?}: {}", raw.text);
         assert!(raw.json()["errors"][0]["message"].is_string());
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4b. Automatic persisted queries (Apollo's APQ protocol)
+// ---------------------------------------------------------------------------------------------
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
+fn persisted_extension(hash: &str) -> Value {
+    json!({ "persistedQuery": { "version": 1, "sha256Hash": hash } })
+}
+
+/// POSTs `{query?, extensions}` (no `query` key at all when None).
+async fn post_persisted(app: &TestApp, accept: &str, query: Option<&str>, hash: &str, token: Option<&str>) -> Raw {
+    let mut body = json!({ "extensions": persisted_extension(hash) });
+    if let Some(query) = query {
+        body["query"] = json!(query);
+    }
+    post_raw(app, Some(accept), Some(APPLICATION_JSON), body.to_string(), token).await
+}
+
+/// GET /graphql with only the persisted query's hash.
+async fn get_persisted(app: &TestApp, accept: &str, hash: &str, token: Option<&str>) -> Raw {
+    let extensions = persisted_extension(hash).to_string();
+    let url = url::Url::parse_with_params(&app.url("/graphql"), &[("extensions", extensions.as_str())]).unwrap();
+    let mut request = app.http.get(url.as_str()).header(ACCEPT, accept);
+    if let Some(token) = token {
+        request = request.header(AUTHORIZATION, format!("Bearer {token}"));
+    }
+    send(request).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn persisted_queries_register_then_run_by_hash_over_get_and_post() {
+    let app = TestApp::spawn().await;
+    let org = app.create_org("acme").await;
+    let token = app.token(&org, Role::Agent).await;
+    let me_id = org.user(Role::Agent).id.to_string();
+    let query = "query Me { me { id } }";
+    let hash = sha256_hex(query);
+
+    // Unknown hash: the protocol's error, so that the client sends the document. 404 under the
+    // newer media type (a 400 makes some clients give up on persisted queries), 200 under JSON.
+    let raw = get_persisted(&app, GRAPHQL_RESPONSE_JSON, &hash, Some(&token)).await;
+    assert_eq!(raw.status, 404, "{}", raw.text);
+    let body = raw.json();
+    assert_eq!(body["errors"][0]["message"], "PersistedQueryNotFound", "{body}");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "PERSISTED_QUERY_NOT_FOUND",
+        "{body}"
+    );
+    assert!(body.get("data").is_none(), "{body}");
+    let raw = post_persisted(&app, APPLICATION_JSON, None, &hash, Some(&token)).await;
+    assert_eq!(raw.status, 200, "{}", raw.text);
+    assert_eq!(raw.json()["errors"][0]["message"], "PersistedQueryNotFound");
+
+    // The document with its hash runs and registers it.
+    let raw = post_persisted(&app, GRAPHQL_RESPONSE_JSON, Some(query), &hash, Some(&token)).await;
+    assert_eq!(raw.status, 200, "{}", raw.text);
+    assert_eq!(raw.json()["data"]["me"]["id"], me_id.as_str());
+
+    // Now the hash alone runs it, over GET and POST, for any caller (each as themselves).
+    let raw = get_persisted(&app, GRAPHQL_RESPONSE_JSON, &hash, Some(&token)).await;
+    assert_eq!(raw.status, 200, "{}", raw.text);
+    assert_eq!(raw.json()["data"]["me"]["id"], me_id.as_str(), "{}", raw.text);
+    let raw = post_persisted(&app, GRAPHQL_RESPONSE_JSON, None, &hash, Some(&token)).await;
+    assert_eq!(raw.status, 200, "{}", raw.text);
+    assert_eq!(raw.json()["data"]["me"]["id"], me_id.as_str());
+    let admin = app.token(&org, Role::Admin).await;
+    let raw = get_persisted(&app, APPLICATION_JSON, &hash, Some(&admin)).await;
+    assert_eq!(raw.json()["data"]["me"]["id"], org.user(Role::Admin).id.to_string());
+    // Without a token the persisted query runs as anonymous, and is refused as such.
+    let raw = get_persisted(&app, GRAPHQL_RESPONSE_JSON, &hash, None).await;
+    assert_eq!(
+        raw.json()["errors"][0]["extensions"]["code"],
+        "UNAUTHENTICATED",
+        "{}",
+        raw.text
+    );
+
+    // A document whose hash is not the one sent: the protocol's refusal, nothing registered.
+    let other = "query Other { me { email } }";
+    let raw = post_persisted(&app, GRAPHQL_RESPONSE_JSON, Some(other), &hash, Some(&token)).await;
+    let body = assert_refused_before_execution(&raw, "hash mismatch");
+    assert_eq!(
+        body["errors"][0]["message"], "provided sha does not match query",
+        "{body}"
+    );
+    assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT", "{body}");
+    let raw = get_persisted(&app, GRAPHQL_RESPONSE_JSON, &sha256_hex(other), Some(&token)).await;
+    assert_eq!(
+        raw.status, 404,
+        "the mismatched document was not registered: {}",
+        raw.text
+    );
+    // ... and the registered hash still runs its own document.
+    let raw = get_persisted(&app, GRAPHQL_RESPONSE_JSON, &hash, Some(&token)).await;
+    assert_eq!(raw.json()["data"]["me"]["id"], me_id.as_str());
+
+    // Another version of the protocol, or a malformed extension: a clear 400.
+    for extensions in [
+        json!({ "persistedQuery": { "version": 2, "sha256Hash": hash } }),
+        json!({ "persistedQuery": "yes" }),
+    ] {
+        let body = json!({ "extensions": extensions }).to_string();
+        let raw = post_raw(
+            &app,
+            Some(GRAPHQL_RESPONSE_JSON),
+            Some(APPLICATION_JSON),
+            body,
+            Some(&token),
+        )
+        .await;
+        assert_refused_before_execution(&raw, &format!("extensions {extensions}"));
+    }
+    let raw = send(
+        app.http
+            .get(app.url("/graphql?extensions=%7Bnot%20json"))
+            .header(ACCEPT, GRAPHQL_RESPONSE_JSON),
+    )
+    .await;
+    assert_eq!(raw.status, 400, "{}", raw.text);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_persisted_mutation_is_still_refused_over_get() {
+    let app = TestApp::spawn().await;
+    let org = app.create_org("acme").await;
+    let token = app.token(&org, Role::Agent).await;
+    // Registered by an anonymous POST (which itself fails, UNAUTHENTICATED: nothing revoked).
+    let mutation = "mutation Out { logoutEverywhere }";
+    let hash = sha256_hex(mutation);
+    let raw = post_persisted(&app, GRAPHQL_RESPONSE_JSON, Some(mutation), &hash, None).await;
+    assert_eq!(
+        raw.json()["errors"][0]["extensions"]["code"],
+        "UNAUTHENTICATED",
+        "{}",
+        raw.text
+    );
+
+    for accept in [GRAPHQL_RESPONSE_JSON, APPLICATION_JSON] {
+        let raw = get_persisted(&app, accept, &hash, Some(&token)).await;
+        assert_eq!(raw.status, 405, "{accept}: {}", raw.text);
+        assert_eq!(raw.header("allow"), Some("POST"));
+        let body = raw.json();
+        assert!(
+            body["errors"][0]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("only queries"),
+            "{body}"
+        );
+        assert!(body.get("data").is_none(), "{body}");
+    }
+    // A subscription too.
+    let subscription = "subscription { businessSettingsChanged { version } }";
+    let hash = sha256_hex(subscription);
+    post_persisted(&app, GRAPHQL_RESPONSE_JSON, Some(subscription), &hash, Some(&token)).await;
+    let raw = get_persisted(&app, GRAPHQL_RESPONSE_JSON, &hash, Some(&token)).await;
+    assert_eq!(raw.status, 405, "{}", raw.text);
+
+    // Nothing ran: the token still works.
+    let me = app.gql(Some(&token), ME, json!({})).await;
+    assert_eq!(me.ok()["me"]["id"], org.user(Role::Agent).id.to_string());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn persisted_documents_obey_the_document_limits() {
+    let app = TestApp::spawn().await;
+    // Over the size limit: refused before it is parsed or registered.
+    let big = format!("{{ {} }}", "__typename ".repeat(2_000));
+    assert!(big.len() > app.state.settings.max_document_bytes);
+    let hash = sha256_hex(&big);
+    let raw = post_persisted(&app, GRAPHQL_RESPONSE_JSON, Some(&big), &hash, None).await;
+    let body = assert_refused_before_execution(&raw, "oversized persisted document");
+    assert!(
+        body["errors"][0]["message"].as_str().unwrap_or("").contains("bytes"),
+        "{body}"
+    );
+    let raw = get_persisted(&app, GRAPHQL_RESPONSE_JSON, &hash, None).await;
+    assert_eq!(raw.status, 404, "{}", raw.text);
+
+    // An alias bomb may be registered, but runs by hash into the same alias limit.
+    let aliases: String = (0..40).map(|i| format!("a{i}: __typename ")).collect();
+    let bomb = format!("{{ {aliases} }}");
+    let hash = sha256_hex(&bomb);
+    let raw = post_persisted(&app, GRAPHQL_RESPONSE_JSON, Some(&bomb), &hash, None).await;
+    assert_refused_before_execution(&raw, "alias bomb with its document");
+    let raw = get_persisted(&app, GRAPHQL_RESPONSE_JSON, &hash, None).await;
+    let body = assert_refused_before_execution(&raw, "alias bomb by hash");
+    assert!(
+        body["errors"][0]["message"].as_str().unwrap_or("").contains("aliases"),
+        "{body}"
+    );
+
+    // A nesting bomb with its hash: a clean 400, the server lives on.
+    let nest = format!("{{{}a{}}}", "a{".repeat(5_000), "}".repeat(5_000));
+    let raw = post_persisted(&app, GRAPHQL_RESPONSE_JSON, Some(&nest), &sha256_hex(&nest), None).await;
+    assert_refused_before_execution(&raw, "nesting bomb");
+    assert_eq!(get_path(&app, "/livez").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn persisted_queries_can_be_turned_off() {
+    let app = TestApp::spawn_with(|s| s.persisted_queries = 0).await;
+    let query = "{ __typename }";
+    let raw = post_persisted(&app, GRAPHQL_RESPONSE_JSON, Some(query), &sha256_hex(query), None).await;
+    let body = assert_refused_before_execution(&raw, "persisted queries off");
+    assert_eq!(body["errors"][0]["message"], "PersistedQueryNotSupported", "{body}");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "PERSISTED_QUERY_NOT_SUPPORTED",
+        "{body}"
+    );
+    // Plain requests are unaffected.
+    let raw = post_query(&app, GRAPHQL_RESPONSE_JSON, query, None).await;
+    assert_eq!(raw.json()["data"]["__typename"], "Query");
 }
 
 // ---------------------------------------------------------------------------------------------

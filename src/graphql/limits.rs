@@ -1,11 +1,13 @@
 //! Document limits that async-graphql has no setting for: document size and alias count.
+//! They hold for persisted documents too (the alias and introspection checks see the parsed
+//! document, whichever way it came).
 //! (Depth, complexity, recursion and directive limits are the schema builder's own.)
 
 use std::sync::Arc;
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest};
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
-use async_graphql::{ServerError, ServerResult, Variables};
+use async_graphql::{Request, ServerError, ServerResult, Variables};
 
 pub struct DocumentLimits {
     pub max_aliases: usize,
@@ -41,6 +43,24 @@ fn limit_error(message: String) -> ServerError {
 
 #[async_trait::async_trait]
 impl Extension for DocumentLimitsExtension {
+    /// The size limit applies before anything parses the document: registered first, this runs
+    /// before the persisted-queries extension (which parses a document it is asked to register).
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        if request.query.len() > self.max_document_bytes {
+            return Err(limit_error(format!(
+                "document is {} bytes; the limit is {} bytes",
+                request.query.len(),
+                self.max_document_bytes
+            )));
+        }
+        next.run(ctx, request).await
+    }
+
     async fn parse_query(
         &self,
         ctx: &ExtensionContext<'_>,
@@ -48,13 +68,6 @@ impl Extension for DocumentLimitsExtension {
         variables: &Variables,
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
-        if query.len() > self.max_document_bytes {
-            return Err(limit_error(format!(
-                "document is {} bytes; the limit is {} bytes",
-                query.len(),
-                self.max_document_bytes
-            )));
-        }
         let document = next.run(ctx, query, variables).await?;
         let aliases = count_aliases(&document);
         if aliases > self.max_aliases {

@@ -11,12 +11,16 @@ pub mod guards;
 pub mod interactions;
 pub mod kpi;
 pub mod limits;
+pub mod metrics;
 pub mod org;
 pub mod pagination;
+pub mod persisted;
 pub mod plain;
+pub mod read_only;
 pub mod realtime;
 pub mod users;
 
+use async_graphql::extensions::apollo_persisted_queries::ApolloPersistedQueries;
 use async_graphql::{MergedObject, MergedSubscription, Schema};
 
 use crate::state::AppState;
@@ -62,12 +66,23 @@ pub fn build_schema(state: AppState) -> OmnivoxSchema {
     .limit_complexity(settings.max_complexity)
     .limit_recursive_depth(settings.max_depth.saturating_mul(4).max(32))
     .limit_directives(settings.max_directives)
+    // Extensions run in this order. Metrics first, to time all the rest. The document size is
+    // checked before the persisted-queries extension parses a document to register it;
+    // `QueriesOnly` comes after it, to see the document a hash stands for.
+    .extension(metrics::OperationMetrics)
     .extension(limits::DocumentLimits {
         max_aliases: settings.max_aliases,
         max_document_bytes: settings.max_document_bytes,
         refuse_introspection: !settings.introspection_enabled(),
     })
-    .data(state);
+    .extension(persisted::ProtocolErrors {
+        enabled: settings.persisted_queries > 0,
+    });
+    if let Some(entries) = std::num::NonZeroUsize::new(settings.persisted_queries) {
+        let cache = persisted::DocumentCache::new(entries, persisted::MAX_CACHED_NODES);
+        builder = builder.extension(ApolloPersistedQueries::new(cache));
+    }
+    builder = builder.extension(read_only::QueriesOnly).data(state);
     if !settings.introspection_enabled() {
         builder = builder.disable_introspection();
     }
@@ -90,3 +105,55 @@ pub fn sdl() -> String {
 
 /// The page size a paginated field uses when `first` is omitted.
 pub const DEFAULT_PAGE_SIZE: i32 = 20;
+
+/// The root fields of `Subscription` (read once from the schema): the only values the
+/// subscriptions gauge takes as its `kind` label.
+pub fn subscription_fields() -> &'static [String] {
+    use async_graphql::parser::types::{TypeKind, TypeSystemDefinition};
+    static FIELDS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    FIELDS.get_or_init(|| {
+        let Ok(document) = async_graphql::parser::parse_schema(sdl()) else {
+            return Vec::new();
+        };
+        document
+            .definitions
+            .iter()
+            .filter_map(|definition| match definition {
+                TypeSystemDefinition::Type(ty) if ty.node.name.node.as_str() == "Subscription" => match &ty.node.kind {
+                    TypeKind::Object(object) => Some(object.fields.iter().map(|f| f.node.name.node.to_string())),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    })
+}
+
+/// The root field of the subscription `query` runs (by `operation_name`, or its only
+/// operation), when it is a subscription field of this schema.
+pub fn subscription_kind(query: &str, operation_name: Option<&str>) -> Option<&'static str> {
+    use async_graphql::parser::types::{OperationType, Selection};
+    let document = async_graphql::parser::parse_query(query).ok()?;
+    let operation = match operation_name {
+        Some(name) => {
+            document
+                .operations
+                .iter()
+                .find(|(n, _)| n.map(|n| n.as_str()) == Some(name))?
+                .1
+        }
+        None => document.operations.iter().next()?.1,
+    };
+    if operation.node.ty != OperationType::Subscription {
+        return None;
+    }
+    let Selection::Field(field) = &operation.node.selection_set.node.items.first()?.node else {
+        return None;
+    };
+    let name = field.node.name.node.as_str();
+    subscription_fields()
+        .iter()
+        .find(|f| f.as_str() == name)
+        .map(String::as_str)
+}

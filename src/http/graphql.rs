@@ -2,16 +2,19 @@
 //!
 //! async-graphql-axum's stock handler labels every answer 200 and would run a mutation sent
 //! over GET, so this module does its own transport (per the GraphQL-over-HTTP spec):
-//! * `Accept: application/graphql-response+json` (or no Accept) → that media type, and 400 for
-//!   a request that never executed (parse or validation failure, limits);
-//! * `Accept: application/json` → the legacy media type, 200 once the body was understood;
+//! * `Accept: application/graphql-response+json` → that media type, and 400 for a request that
+//!   never executed (parse or validation failure, limits);
+//! * `Accept: application/json`, `*/*` or no Accept → the legacy media type, 200 once the body
+//!   was understood (the spec's advice while clients move to the newer type);
+//! * a request that never executed has no `data` entry, whatever the media type;
 //! * malformed JSON, a missing query, a wrong content type → 400/415 in either case;
-//! * GET runs queries only: a mutation or subscription over GET is 405 with `Allow: POST`.
+//! * GET runs queries only: a mutation or subscription over GET is 405 with `Allow: POST`;
+//! * automatic persisted queries (`extensions.persistedQuery`, POST or GET, see
+//!   `graphql::persisted`): an unknown hash is 404 under the newer media type.
 
 use std::collections::HashMap;
 
 use async_graphql::http::GraphiQLSource;
-use async_graphql::parser::types::OperationType;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::ws::WebSocketUpgrade;
@@ -22,7 +25,8 @@ use axum::response::{Html, IntoResponse, Response};
 use crate::access::principal;
 use crate::auth::principal::bearer_token;
 use crate::error::AppError;
-use crate::graphql::RequestContext;
+use crate::graphql::read_only::{self, ReadOnlyRequest};
+use crate::graphql::{persisted, RequestContext};
 use crate::http::{errors, ws, HttpState, REQUEST_ID_HEADER};
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
@@ -44,23 +48,55 @@ impl MediaType {
 }
 
 /// Picks the response media type from `Accept`; None when the client accepts neither.
+///
+/// The GraphQL-over-HTTP spec (during its "watershed" period) asks that a request without
+/// `Accept`, or with only wildcards, be answered as if it accepted `application/json`: older
+/// clients do not know the newer media type. A client that names
+/// `application/graphql-response+json` gets it unless it prefers `application/json` by
+/// q-value; `q=0` refuses a type.
 fn negotiate(headers: &HeaderMap) -> Option<MediaType> {
     let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
-        return Some(MediaType::GraphqlResponseJson);
+        return Some(MediaType::Json);
     };
-    let types: Vec<String> = accept
-        .split(',')
-        .map(|part| part.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
-        .collect();
-    if types
-        .iter()
-        .any(|t| t == GRAPHQL_RESPONSE_JSON || t == "*/*" || t == "application/*")
-    {
-        Some(MediaType::GraphqlResponseJson)
-    } else if types.iter().any(|t| t == APPLICATION_JSON) {
-        Some(MediaType::Json)
-    } else {
-        None
+    // (q, specificity) of the most specific range matching each type: 2 exact, 1 `type/*`, 0 `*/*`.
+    let mut graphql_response: Option<(f32, u8)> = None;
+    let mut json: Option<(f32, u8)> = None;
+    for part in accept.split(',') {
+        let mut pieces = part.split(';');
+        let range = pieces.next().unwrap_or("").trim().to_ascii_lowercase();
+        let q = pieces
+            .filter_map(|p| p.trim().strip_prefix("q=").map(str::trim))
+            .find_map(|q| q.parse::<f32>().ok())
+            .unwrap_or(1.0);
+        let consider = |slot: &mut Option<(f32, u8)>, specificity: u8| {
+            if slot.is_none_or(|(_, s)| specificity > s) {
+                *slot = Some((q, specificity));
+            }
+        };
+        match range.as_str() {
+            GRAPHQL_RESPONSE_JSON => consider(&mut graphql_response, 2),
+            APPLICATION_JSON => consider(&mut json, 2),
+            "application/*" => {
+                consider(&mut graphql_response, 1);
+                consider(&mut json, 1);
+            }
+            "*/*" => {
+                consider(&mut graphql_response, 0);
+                consider(&mut json, 0);
+            }
+            _ => {}
+        }
+    }
+    let graphql_response = graphql_response.filter(|(q, _)| *q > 0.0);
+    let json = json.filter(|(q, _)| *q > 0.0);
+    match (graphql_response, json) {
+        (None, None) => None,
+        (Some(_), None) => Some(MediaType::GraphqlResponseJson),
+        (None, Some(_)) => Some(MediaType::Json),
+        // Named explicitly and not less wanted than JSON: the newer type.
+        (Some((qg, 2)), Some((qj, _))) if qg >= qj => Some(MediaType::GraphqlResponseJson),
+        (Some((qg, _)), Some((qj, _))) if qg > qj => Some(MediaType::GraphqlResponseJson),
+        _ => Some(MediaType::Json),
     }
 }
 
@@ -86,8 +122,10 @@ async fn execute(
     headers: &HeaderMap,
     request: async_graphql::Request,
     media: MediaType,
+    read_only: Option<ReadOnlyRequest>,
 ) -> Response {
-    if request.query.trim().is_empty() {
+    // A persisted query's hash stands for its document (the schema's extension looks it up).
+    if request.query.trim().is_empty() && !request.extensions.contains_key("persistedQuery") {
         return error_response(
             StatusCode::BAD_REQUEST,
             media,
@@ -99,10 +137,13 @@ async fn execute(
         Ok(auth) => auth,
         Err(error) => return error_response(errors::status_of(&error), media, &error),
     };
-    let request = request.data(RequestContext {
+    let mut request = request.data(RequestContext {
         auth,
         request_id: request_id(headers),
     });
+    if let Some(read_only) = &read_only {
+        request = request.data(read_only.clone());
+    }
     let budget = state.app.settings.request_timeout;
     let Ok(response) = tokio::time::timeout(budget, state.schema.execute(request)).await else {
         let error = AppError::Unavailable(format!("request exceeded its time budget of {} s", budget.as_secs()));
@@ -112,12 +153,34 @@ async fn execute(
     let never_executed = errors::never_executed(&response);
     let mut response = response;
     errors::add_default_codes(&mut response);
+    if read_only.as_ref().is_some_and(ReadOnlyRequest::refused) {
+        let error = AppError::bad_input(read_only::ONLY_QUERIES);
+        return get_refused(media, &error);
+    }
     let status = if never_executed && media == MediaType::GraphqlResponseJson {
-        StatusCode::BAD_REQUEST
+        // An unknown persisted-query hash is a 404 (as Apollo's servers answer): a client
+        // library may take a 400 for "this server has no persisted queries" and stop using them.
+        if first_code(&response) == Some(persisted::PERSISTED_QUERY_NOT_FOUND) {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::BAD_REQUEST
+        }
     } else {
         StatusCode::OK
     };
-    match serde_json::to_string(&response) {
+    // A request that never executed has no `data` entry at all (GraphQL spec, "Response"): not
+    // even `null`, which would read as "execution started and failed at the root".
+    let body = if never_executed {
+        serde_json::to_value(&response).and_then(|mut value| {
+            if let Some(object) = value.as_object_mut() {
+                object.remove("data");
+            }
+            serde_json::to_string(&value)
+        })
+    } else {
+        serde_json::to_string(&response)
+    };
+    match body {
         Ok(body) => {
             let mut http = (status, body).into_response();
             http.headers_mut()
@@ -129,6 +192,24 @@ async fn execute(
             error_response(errors::status_of(&error), media, &error)
         }
     }
+}
+
+/// `extensions.code` of the first error.
+fn first_code(response: &async_graphql::Response) -> Option<&str> {
+    let extensions = response.errors.first()?.extensions.as_ref()?;
+    match extensions.get("code")? {
+        async_graphql::Value::String(code) => Some(code.as_str()),
+        _ => None,
+    }
+}
+
+/// 405 with `Allow: POST`: a mutation or subscription over GET.
+fn get_refused(media: MediaType, error: &AppError) -> Response {
+    let mut response = error_response(StatusCode::METHOD_NOT_ALLOWED, media, error);
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("POST"));
+    response
 }
 
 /// `POST /graphql`: a JSON body `{query, variables?, operationName?, extensions?}`.
@@ -190,18 +271,7 @@ pub async fn post(State(state): State<HttpState>, headers: HeaderMap, body: Resu
             return error_response(StatusCode::BAD_REQUEST, media, &error);
         }
     };
-    execute(&state, &headers, request, media).await
-}
-
-/// The operation a GET request would run, when the document parses.
-fn operation_type(query: &str, operation_name: Option<&str>) -> Option<OperationType> {
-    let document = async_graphql::parser::parse_query(query).ok()?;
-    let mut operations = document.operations.iter();
-    let found = match operation_name {
-        Some(name) => operations.find(|(n, _)| n.map(|n| n.as_str()) == Some(name)),
-        None => operations.next(),
-    };
-    found.map(|(_, op)| op.node.ty)
+    execute(&state, &headers, request, media, None).await
 }
 
 /// `GET /graphql`: a WebSocket upgrade, or a query in the URL (`?query=…&variables=…`).
@@ -233,29 +303,10 @@ pub async fn get_or_websocket(State(state): State<HttpState>, request: Request) 
         .query()
         .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default();
-    let Some(query) = params.get("query") else {
-        return error_response(
-            StatusCode::BAD_REQUEST,
-            media,
-            &AppError::bad_input("the request has no query"),
-        );
-    };
-    let operation_name = params.get("operationName").filter(|n| !n.is_empty());
-    if let Some(ty) = operation_type(query, operation_name.map(String::as_str)) {
-        if ty != OperationType::Query {
-            let mut response = error_response(
-                StatusCode::METHOD_NOT_ALLOWED,
-                media,
-                &AppError::bad_input("only queries may be sent over GET; send mutations and subscriptions with POST"),
-            );
-            response
-                .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("POST"));
-            return response;
-        }
-    }
-    let mut gql = async_graphql::Request::new(query.clone());
-    if let Some(name) = operation_name {
+    // `query` may be left out when `extensions` carries a persisted query's hash.
+    let query = params.get("query").cloned().unwrap_or_default();
+    let mut gql = async_graphql::Request::new(query);
+    if let Some(name) = params.get("operationName").filter(|n| !n.is_empty()) {
         gql = gql.operation_name(name.clone());
     }
     if let Some(raw) = params.get("variables").filter(|v| !v.is_empty()) {
@@ -270,7 +321,21 @@ pub async fn get_or_websocket(State(state): State<HttpState>, request: Request) 
             }
         }
     }
-    execute(&state, &headers, gql, media).await
+    if let Some(raw) = params.get("extensions").filter(|v| !v.is_empty()) {
+        match serde_json::from_str::<async_graphql::Extensions>(raw) {
+            Ok(extensions) => gql.extensions = extensions,
+            Err(_) => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    media,
+                    &AppError::bad_input("`extensions` is not a JSON object"),
+                )
+            }
+        }
+    }
+    // Only a query runs: the schema refuses anything else before it executes (see
+    // `graphql::read_only`), whether the document is in the URL or persisted.
+    execute(&state, &headers, gql, media, Some(ReadOnlyRequest::default())).await
 }
 
 /// Reads the access token from a `connection_init` payload: `{"token": "…"}` or
@@ -310,16 +375,40 @@ mod tests {
     #[test]
     fn accept_negotiation_follows_the_spec() {
         let mut headers = HeaderMap::new();
-        assert_eq!(negotiate(&headers), Some(MediaType::GraphqlResponseJson));
-        headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
-        assert_eq!(negotiate(&headers), Some(MediaType::Json));
-        headers.insert(
-            header::ACCEPT,
-            HeaderValue::from_static("application/graphql-response+json;charset=utf-8, application/json;q=0.9"),
-        );
-        assert_eq!(negotiate(&headers), Some(MediaType::GraphqlResponseJson));
-        headers.insert(header::ACCEPT, HeaderValue::from_static("text/html"));
-        assert_eq!(negotiate(&headers), None);
+        assert_eq!(negotiate(&headers), Some(MediaType::Json), "no Accept");
+        let cases = [
+            ("application/json", Some(MediaType::Json)),
+            ("*/*", Some(MediaType::Json)),
+            ("application/*", Some(MediaType::Json)),
+            (
+                "application/graphql-response+json",
+                Some(MediaType::GraphqlResponseJson),
+            ),
+            (
+                "application/graphql-response+json;charset=utf-8, application/json;q=0.9",
+                Some(MediaType::GraphqlResponseJson),
+            ),
+            (
+                "application/json, application/graphql-response+json",
+                Some(MediaType::GraphqlResponseJson),
+            ),
+            (
+                "application/graphql-response+json, */*",
+                Some(MediaType::GraphqlResponseJson),
+            ),
+            (
+                "application/graphql-response+json;q=0.5, application/json",
+                Some(MediaType::Json),
+            ),
+            ("application/graphql-response+json;q=0, */*", Some(MediaType::Json)),
+            ("text/html, */*;q=0.1", Some(MediaType::Json)),
+            ("text/html", None),
+            ("application/json;q=0", None),
+        ];
+        for (accept, expected) in cases {
+            headers.insert(header::ACCEPT, HeaderValue::from_static(accept));
+            assert_eq!(negotiate(&headers), expected, "{accept}");
+        }
     }
 
     #[test]
@@ -335,18 +424,5 @@ mod tests {
         );
         assert_eq!(token_from_init_payload(&json!({"Authorization": "Basic abc"})), None);
         assert_eq!(token_from_init_payload(&json!("abc")), None);
-    }
-
-    #[test]
-    fn get_refuses_non_queries() {
-        assert_eq!(operation_type("{ me { id } }", None), Some(OperationType::Query));
-        assert_eq!(
-            operation_type("mutation { logoutEverywhere }", None),
-            Some(OperationType::Mutation)
-        );
-        assert_eq!(
-            operation_type("query A { me { id } } mutation B { logoutEverywhere }", Some("B")),
-            Some(OperationType::Mutation)
-        );
     }
 }

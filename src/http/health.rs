@@ -47,31 +47,3 @@ pub async fn readyz(State(state): State<HttpState>) -> (StatusCode, Json<Value>)
         })),
     )
 }
-
-/// Counters of the real-time layer in the Prometheus text format: the event bus, the shared
-/// live computations. Only process-wide counts — no tenant data — so it needs no credentials;
-/// expose it to the monitoring network only.
-pub async fn metrics(State(state): State<HttpState>) -> ([(axum::http::HeaderName, &'static str); 1], String) {
-    let bus = state.app.bus.stats();
-    let lines = [
-        format!("omnivox_bus_redis_mode {}", u8::from(bus.mode == "redis")),
-        format!("omnivox_bus_connected {}", u8::from(bus.connected)),
-        format!("omnivox_bus_reconnects_total {}", bus.reconnects),
-        format!("omnivox_bus_published_total {}", bus.published),
-        format!("omnivox_bus_publish_failures_total {}", bus.publish_failures),
-        format!("omnivox_bus_received_total {}", bus.received),
-        format!(
-            "omnivox_live_kpi_recomputes_total {}",
-            crate::realtime::live::recomputes()
-        ),
-        format!("omnivox_live_kpi_computations {}", state.app.live.len()),
-        format!("omnivox_live_agent_boards {}", state.app.boards.len()),
-        format!("omnivox_ws_shared_streams {}", state.shared.len()),
-        format!("omnivox_ws_shared_renders_total {}", state.shared.renders()),
-        format!("omnivox_ws_shared_deliveries_total {}", state.shared.deliveries()),
-    ];
-    (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        lines.join("\n") + "\n",
-    )
-}

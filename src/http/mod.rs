@@ -1,10 +1,11 @@
 //! The HTTP surface: GraphQL over HTTP (POST, and GET for queries) and WebSocket on
-//! `/graphql`, GraphiQL, health probes, and the middleware every request passes through
-//! (request id, tracing, body limit, timeout).
+//! `/graphql`, GraphiQL, health probes, Prometheus metrics, and the middleware every request
+//! passes through (request id, tracing, metrics, body limit, timeout).
 
 pub mod errors;
 pub mod graphql;
 pub mod health;
+pub mod metrics;
 pub mod webhooks;
 pub mod ws;
 
@@ -45,13 +46,18 @@ pub fn app(state: AppState) -> Router {
         .route("/graphql", get(graphql::get_or_websocket).post(graphql::post))
         .route("/livez", get(health::livez))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
+        .route("/metrics", get(metrics::metrics))
         .merge(webhooks::router(http_state.app.clone()));
     if settings.graphiql_enabled() {
         router = router.route("/graphiql", get(graphql::graphiql));
     }
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
-    router.with_state(http_state).layer(DefaultBodyLimit::max(settings.max_body_bytes)).layer(
+    router
+        .with_state(http_state)
+        .layer(DefaultBodyLimit::max(settings.max_body_bytes))
+        // Per route (axum applies a router's layers to each route), so it sees the route template.
+        .layer(axum::middleware::from_fn(metrics::track_http))
+        .layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
             .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {

@@ -35,6 +35,7 @@ use crate::http::errors;
 use crate::ingest::batcher::Batcher;
 use crate::ingest::{self, twilio};
 use crate::state::AppState;
+use crate::telemetry::metrics::{self as telemetry, IngestOutcome, IngestSource};
 
 /// Twilio's callbacks are a few hundred bytes; anything much larger is not one.
 pub const MAX_WEBHOOK_BODY_BYTES: usize = 64 * 1024;
@@ -144,7 +145,9 @@ fn verified_params(
     }
 }
 
+/// A refused callback (every use of this is one): counted as a rejected webhook event.
 fn reply(status: StatusCode, text: &str) -> Response {
+    telemetry::ingest_events(IngestSource::Webhook, IngestOutcome::Rejected, 1);
     (status, text.to_owned()).into_response()
 }
 
@@ -251,7 +254,15 @@ async fn twilio_voice_status(
     }
     let tenant = Tenant::for_system(account.organization_id);
     match state.batcher.submit(tenant, callback.call_sid, callback.event).await {
-        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Ok(stored) => {
+            let outcome = if stored {
+                IngestOutcome::Accepted
+            } else {
+                IngestOutcome::Duplicate
+            };
+            telemetry::ingest_events(IngestSource::Webhook, outcome, 1);
+            StatusCode::NO_CONTENT.into_response()
+        }
         Err(error) => errors::plain_text(&error),
     }
 }

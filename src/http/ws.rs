@@ -82,6 +82,7 @@ use crate::config::Settings;
 use crate::error::AppError;
 use crate::graphql::RequestContext;
 use crate::http::{errors, HttpState};
+use crate::telemetry::metrics as telemetry;
 
 pub use crate::http::graphql::token_from_init_payload;
 
@@ -328,6 +329,7 @@ struct Connection {
 }
 
 async fn serve(socket: WebSocket, state: HttpState, protocol: Protocol, request_id: Option<String>) {
+    let _open = telemetry::ws_connection();
     let limits = WsLimits::from_settings(&state.app.settings);
     let (sink, mut incoming) = socket.split();
     let (out, queue) = mpsc::channel(limits.outbound_queue);
@@ -488,6 +490,13 @@ fn operation_message(id: &str, kind: &str, payload: impl Serialize) -> String {
         } ] })
         .to_string()
     })
+}
+
+/// Runs an operation's task, holding `gauge` (its share of a gauge) until the task ends or is
+/// aborted.
+async fn counted(gauge: Option<telemetry::GaugeGuard>, task: impl std::future::Future<Output = OpEnd>) -> OpEnd {
+    let _gauge = gauge;
+    task.await
 }
 
 /// One operation: forwards its results to the queue. Never blocks on the queue.
@@ -711,21 +720,29 @@ impl Connection {
             request_id,
         };
         let key = payload.as_object().and_then(|p| ShareKey::of(&session.principal, p));
+        // A subscription counts on the gauge of its root field while its task runs.
+        let gauge = crate::graphql::subscription_kind(&request.query, request.operation_name.as_deref())
+            .map(telemetry::ws_subscription);
         let task = match key {
             // Rendered once for every socket with the same key (see `shared`).
-            Some(key) => self.tasks.spawn(shared::run_subscriber(
-                id.to_owned(),
-                self.protocol,
-                self.out.clone(),
-                self.state.schema.clone(),
-                Arc::clone(&self.state.shared),
-                key,
-                context,
+            Some(key) => self.tasks.spawn(counted(
+                gauge,
+                shared::run_subscriber(
+                    id.to_owned(),
+                    self.protocol,
+                    self.out.clone(),
+                    self.state.schema.clone(),
+                    Arc::clone(&self.state.shared),
+                    key,
+                    context,
+                ),
             )),
             None => {
                 let stream = self.state.schema.execute_stream(request.data(context));
-                self.tasks
-                    .spawn(run_operation(id.to_owned(), self.protocol, stream, self.out.clone()))
+                self.tasks.spawn(counted(
+                    gauge,
+                    run_operation(id.to_owned(), self.protocol, stream, self.out.clone()),
+                ))
             }
         };
         self.active.insert(id.to_owned(), task);

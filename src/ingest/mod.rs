@@ -37,6 +37,7 @@ use crate::domain::{CallEvent, EndReason, EventType, Source};
 use crate::error::{AppError, AppResult, FieldError};
 use crate::realtime::{AgentStateChange, Bus, BusEvent};
 use crate::state::AppState;
+use crate::telemetry::metrics::{self as telemetry, IngestOutcome, IngestSource};
 use store::Changes;
 
 /// Most events one `recordCallEvents` call may carry.
@@ -363,6 +364,10 @@ pub async fn record_events(
     };
     let applied = apply_in_transaction(&state.db, tenant, &items, Some(&make_audit)).await?;
     publish(&state.bus, tenant, &applied.changes);
+    let accepted = applied.stored.iter().filter(|s| **s).count();
+    count_events(IngestOutcome::Accepted, accepted);
+    count_events(IngestOutcome::Duplicate, items.len() - accepted);
+    count_events(IngestOutcome::Rejected, rejected);
     Ok(inputs
         .into_iter()
         .zip(validated)
@@ -385,6 +390,11 @@ pub async fn record_events(
             }
         })
         .collect())
+}
+
+/// Counts `n` events of the `recordCallEvents` mutation on `/metrics`.
+fn count_events(outcome: IngestOutcome, n: usize) {
+    telemetry::ingest_events(IngestSource::Api, outcome, n as u64);
 }
 
 /// Which calls a caller may see: every call of the tenant (SUPERVISOR+), or only those of

@@ -497,6 +497,7 @@ fn on_message(inner: &Inner, resync_channel: &str, message: &redis::Msg) {
         Ok(event) if event.origin == inner.instance => {}
         Ok(event) => {
             inner.counters.received.fetch_add(1, Ordering::Relaxed);
+            crate::telemetry::metrics::bus_lag(event.server_time);
             inner.deliver(event);
         }
         Err(error) => tracing::warn!(%error, channel = message.get_channel_name(), "ignored a malformed bus message"),

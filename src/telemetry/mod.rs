@@ -1,4 +1,7 @@
-//! Logging setup. `RUST_LOG` filters (default `info`); `--log-format json` for log shippers.
+//! Logging setup and metrics. `RUST_LOG` filters logs (default `info`); `--log-format json`
+//! for log shippers. [`metrics`] holds the Prometheus series and their names.
+
+pub mod metrics;
 
 use tracing_subscriber::EnvFilter;
 
