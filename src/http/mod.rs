@@ -1,10 +1,11 @@
 //! The HTTP surface: GraphQL over HTTP (POST, and GET for queries) and WebSocket on
-//! `/graphql`, GraphiQL, health probes, and the middleware every request passes through
-//! (request id, tracing, body limit, timeout).
+//! `/graphql`, GraphiQL, the built-in wallboard page, health probes, and the middleware every
+//! request passes through (request id, tracing, body limit, timeout).
 
 pub mod errors;
 pub mod graphql;
 pub mod health;
+pub mod wallboard;
 pub mod webhooks;
 pub mod ws;
 
@@ -46,6 +47,9 @@ pub fn app(state: AppState) -> Router {
         .route("/livez", get(health::livez))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .route("/wallboard", get(wallboard::page))
+        .route("/wallboard/wallboard.css", get(wallboard::style))
+        .route("/wallboard/wallboard.js", get(wallboard::script))
         .merge(webhooks::router(http_state.app.clone()));
     if settings.graphiql_enabled() {
         router = router.route("/graphiql", get(graphql::graphiql));
