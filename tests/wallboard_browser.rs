@@ -372,6 +372,9 @@ fn zone_at_noon() -> String {
     }
 }
 
+/// Agents of the sign-in test's organization: a wall screen's worth.
+const CROWD: usize = 60;
+
 const AGENT_NAMES: [&str; 12] = [
     "Ada Lovelace",
     "Ben Okafor",
@@ -387,17 +390,18 @@ const AGENT_NAMES: [&str; 12] = [
     "Lena Weber",
 ];
 
-async fn organization(state: &AppState, slug: &str) -> FixtureOrg {
+/// An organization with `agents` agents in two teams (the first twelve have real names).
+async fn organization(state: &AppState, slug: &str, agents: usize) -> FixtureOrg {
+    let name = |i: usize| {
+        AGENT_NAMES
+            .get(i)
+            .map_or_else(|| format!("Agent {}", i + 1), |n| (*n).to_owned())
+    };
     FixtureOrg::builder(slug)
         .timezone(&zone_at_noon())
         .created_at(Utc::now() - TimeDelta::days(1))
         .teams(["Blue team", "Red team"])
-        .agents(
-            AGENT_NAMES
-                .iter()
-                .enumerate()
-                .map(|(i, name)| AgentSpec::new(*name).team(i % 2)),
-        )
+        .agents((0..agents).map(|i| AgentSpec::new(name(i)).team(i % 2)))
         .presence(Presence::Available)
         .state_since(Utc::now() - TimeDelta::minutes(17))
         .campaign(CampaignSpec::inbound("Care"))
@@ -427,7 +431,7 @@ async fn wallboard_shows_live_changes_and_survives_a_server_restart() {
     let database = TestDatabase::new().await;
     let settings = test_settings(&database.url);
     let control = AppState::new(settings.clone()).unwrap();
-    let org = organization(&control, "wallboard").await;
+    let org = organization(&control, "wallboard", AGENT_NAMES.len()).await;
     let supervisor = org.token(&control, Role::Supervisor).await;
     let admin = org.token(&control, Role::Admin).await;
     let [care, sales] = org.campaigns[..] else {
@@ -670,7 +674,7 @@ async fn wallboard_signs_in_and_refreshes_its_session_without_a_gap() {
     // A short-lived access token, so that the page must refresh it twice within the test.
     settings.access_token_ttl = Duration::from_secs(8);
     let control = AppState::new(settings.clone()).unwrap();
-    let org = organization(&control, "wallboard-refresh").await;
+    let org = organization(&control, "wallboard-refresh", CROWD).await;
     let supervisor = org.token(&control, Role::Supervisor).await;
     let server = Server::start(settings, "127.0.0.1:0".parse().unwrap()).await;
     let base = server.url("");
@@ -742,6 +746,25 @@ async fn wallboard_signs_in_and_refreshes_its_session_without_a_gap() {
     let first_token = browser
         .js("return JSON.parse(sessionStorage.getItem('omnivox.wallboard.session')).accessToken")
         .await;
+    // A crowd of agents fits on one screen, on the laptop and on the wall, without scrolling.
+    for (width, height) in [(1366, 768), (1920, 1080)] {
+        browser.viewport(width, height).await;
+        browser
+            .wait_for(
+                &format!("{CROWD} agents on a {width}×{height} screen without scrolling"),
+                &format!(
+                    "var g = document.getElementById('agent-grid');
+                     return g.querySelectorAll('.agent').length === {CROWD} && g.scrollHeight <= g.clientHeight + 1
+                       && document.documentElement.scrollHeight <= window.innerHeight"
+                ),
+                Duration::from_secs(10),
+            )
+            .await;
+        browser
+            .screenshot(&format!("wallboard-{width}x{height}-{CROWD}-agents.png"))
+            .await;
+    }
+
     // A viewer sees the grid and the tiles; outbound compliance is for supervisors.
     browser
         .wait_for(

@@ -259,7 +259,7 @@
     clearTimeout(live.retryTimer);
     live.retryTimer = null;
     if (live.stopped || !session) return;
-    if (session.mode === 'password' && session.expiresAt - serverNow() < 10000) {
+    if (session.mode === 'password' && session.expiresAt - serverNow() < 3000) {
       // The access token is (nearly) expired: refresh first, or the server refuses it.
       setConnectionState('connecting', 'Renewing session…');
       refresh().then(function (outcome) {
@@ -317,6 +317,8 @@
   // 4403: the token was refused at init, or it expired, was revoked or the user changed.
   function onRefused(wasAcked) {
     live.refusals = wasAcked ? 1 : live.refusals + 1;
+    // The user's role may have changed: ask again what it may see.
+    compliance.allowed = null;
     if (session.mode === 'password') {
       setConnectionState('connecting', 'Renewing session…');
       refresh().then(function (outcome) {
@@ -360,7 +362,14 @@
     if (selectedTeam) filter.teamIds = [selectedTeam];
     conn.kpiOp = conn.subscribe(LIVE_KPIS, { f: filter }, {
       next: function (payload) { onKpis(conn, payload); },
-      error: function (errors) { reportErrors('liveKpis', errors); },
+      error: function (errors) {
+        reportErrors('liveKpis', errors);
+        // A team that is not (or no longer) the organization's: back to all teams.
+        if (selectedTeam && current(conn)) {
+          $('team-filter').value = '';
+          onTeamChosen();
+        }
+      },
       complete: function () { onUnexpectedComplete(conn); }
     });
   }
@@ -519,7 +528,8 @@
     list.sort(function (a, b) {
       var offA = a.presence === 'OFFLINE' ? 1 : 0;
       var offB = b.presence === 'OFFLINE' ? 1 : 0;
-      return offA - offB || a.name.localeCompare(b.name) || (a.id < b.id ? -1 : 1);
+      return offA - offB || a.name.localeCompare(b.name, undefined, { numeric: true }) ||
+        (a.id < b.id ? -1 : 1);
     });
     return list;
   }
@@ -570,7 +580,22 @@
     }
     grid.dataset.filtered = selectedTeam ? 'true' : 'false';
     $('agent-empty').hidden = list.length > 0;
+    if (list.length !== fittedCount) fitGrid(list.length);
     renderSummary(counts);
+  }
+
+  // A wall screen cannot scroll: with more agents than fit, cards get smaller (three rows per
+  // card, then two, then two in smaller type) until they all show.
+  var DENSITIES = ['normal', 'compact', 'dense'];
+  var fittedCount = -1;
+
+  function fitGrid(count) {
+    var grid = $('agent-grid');
+    fittedCount = count;
+    for (var i = 0; i < DENSITIES.length; i++) {
+      grid.dataset.density = DENSITIES[i];
+      if (grid.scrollHeight <= grid.clientHeight + 1) return;
+    }
   }
 
   function renderSummary(counts) {
@@ -597,7 +622,9 @@
       if (agent.teamId) teams.set(agent.teamId, agent.teamName || agent.teamId);
     });
     if (selectedTeam && !teams.has(selectedTeam)) teams.set(selectedTeam, 'Team (no agents)');
-    var sorted = Array.from(teams.entries()).sort(function (a, b) { return a[1].localeCompare(b[1]); });
+    var sorted = Array.from(teams.entries()).sort(function (a, b) {
+      return a[1].localeCompare(b[1], undefined, { numeric: true });
+    });
     var key = JSON.stringify(sorted);
     if (key === teamsKey) return;
     teamsKey = key;
@@ -951,6 +978,7 @@
       if (fragment().has('token')) boot();
     });
     window.addEventListener('online', function () { if (live.retryTimer) connectNow(); });
+    window.addEventListener('resize', function () { fitGrid(fittedCount); });
     setInterval(tick, 1000);
     setInterval(watchdog, 1000);
     setInterval(function () { fetchCompliance(COMPLIANCE_URGENT_MS); }, COMPLIANCE_POLL_MS);
