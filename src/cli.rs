@@ -230,6 +230,7 @@ pub async fn run(settings: Settings, command: Command) -> AppResult<()> {
                     println!("  GraphiQL:  http://{addr}/graphiql");
                 }
                 println!("  GraphQL:   http://{addr}/graphql  (POST, GET for queries, WebSocket)");
+                println!("  Wallboard: http://{addr}/wallboard  (sign in as viewer@ or supervisor@)");
                 println!("  Health:    http://{addr}/livez  http://{addr}/readyz\n");
                 print_logins(&summary, &password);
                 println!(

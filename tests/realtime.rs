@@ -32,7 +32,7 @@ const UPSERT_CODE: &str = "mutation($c: String!, $p: Presence!) {
 
 const LIVE_KPIS: &str = "subscription($f: LiveKpiFilter) { liveKpis(filter: $f) {
     computedAt timezone callsWaiting oldestWaitingSince longestCurrentWait
-    today { offered answered abandoned serviceLevel averageSpeedOfAnswer averageHandleTime }
+    today { offered answered abandoned serviceLevel averageSpeedOfAnswer averageHandleTime abandonRate }
     last15Minutes { offered } last60Minutes { offered }
     agentsByPresence { state count } agentsByRoutingState { state count } } }";
 
@@ -493,6 +493,7 @@ async fn live_kpis_are_shared_per_filter_and_pushed_on_change() {
     assert_eq!(first["callsWaiting"], 0);
     assert_eq!(first["today"]["offered"], 0);
     assert_eq!(first["today"]["serviceLevel"], Value::Null);
+    assert_eq!(first["today"]["abandonRate"], Value::Null, "no calls: no rate, not 0 %");
     let available: i64 = first["agentsByPresence"]
         .as_array()
         .unwrap()
@@ -527,6 +528,7 @@ async fn live_kpis_are_shared_per_filter_and_pushed_on_change() {
         assert_eq!(tiles["callsWaiting"], 0, "{tiles}");
         assert_eq!(tiles["today"]["offered"], 1);
         assert_eq!(tiles["today"]["abandoned"], 1);
+        assert_eq!(tiles["today"]["abandonRate"], 100.0);
         assert_eq!(tiles["last15Minutes"]["offered"], 1);
         assert_eq!(tiles["oldestWaitingSince"], Value::Null);
     }

@@ -304,6 +304,9 @@ pub struct LiveWindow {
     service_level: Option<f64>,
     average_speed_of_answer: Option<f64>,
     average_handle_time: Option<f64>,
+    /// Abandoned / offered, percent (short abandons excluded when the organization's
+    /// `excludeShortAbandonsFromAbandonRate` says so).
+    abandon_rate: Option<f64>,
 }
 
 impl From<&WindowTiles> for LiveWindow {
@@ -317,6 +320,7 @@ impl From<&WindowTiles> for LiveWindow {
             service_level: w.service_level,
             average_speed_of_answer: w.average_speed_of_answer,
             average_handle_time: w.average_handle_time,
+            abandon_rate: w.abandon_rate,
         }
     }
 }

@@ -1,11 +1,12 @@
 //! The HTTP surface: GraphQL over HTTP (POST, and GET for queries) and WebSocket on
-//! `/graphql`, GraphiQL, health probes, Prometheus metrics, and the middleware every request
-//! passes through (request id, tracing, metrics, body limit, timeout).
+//! `/graphql`, GraphiQL, the built-in wallboard page, health probes, Prometheus metrics, and the
+//! middleware every request passes through (request id, tracing, metrics, body limit, timeout).
 
 pub mod errors;
 pub mod graphql;
 pub mod health;
 pub mod metrics;
+pub mod wallboard;
 pub mod webhooks;
 pub mod ws;
 
@@ -47,6 +48,9 @@ pub fn app(state: AppState) -> Router {
         .route("/livez", get(health::livez))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))
+        .route("/wallboard", get(wallboard::page))
+        .route("/wallboard/wallboard.css", get(wallboard::style))
+        .route("/wallboard/wallboard.js", get(wallboard::script))
         .merge(webhooks::router(http_state.app.clone()));
     if settings.graphiql_enabled() {
         router = router.route("/graphiql", get(graphql::graphiql));

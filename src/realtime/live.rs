@@ -106,6 +106,8 @@ pub struct WindowTiles {
     pub service_level: Option<f64>,
     pub average_speed_of_answer: Option<f64>,
     pub average_handle_time: Option<f64>,
+    /// The registry's abandon rate (short abandons left out when the organization says so).
+    pub abandon_rate: Option<f64>,
 }
 
 impl WindowTiles {
@@ -119,6 +121,7 @@ impl WindowTiles {
             service_level: values.value(MetricName::ServiceLevel),
             average_speed_of_answer: values.value(MetricName::AverageSpeedOfAnswer),
             average_handle_time: values.value(MetricName::AverageHandleTime),
+            abandon_rate: values.value(MetricName::AbandonRate),
         }
     }
 
