@@ -1,8 +1,11 @@
 //! The subcommands of the `omnivox` binary. Each prints what an operator needs and nothing
 //! secret (tokens are printed only by `omnivox token`, which exists to print one).
+//!
+//! `serve` and `demo` drain on SIGTERM or Ctrl-C (see [`serve`]).
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
@@ -272,20 +275,76 @@ pub async fn prepare_database(settings: &Settings) -> AppResult<()> {
     Ok(())
 }
 
-/// Serves until SIGINT or SIGTERM; in-flight requests finish before the process exits.
+/// Serves until SIGINT or SIGTERM (or until something else starts draining `state.lifecycle`),
+/// then drains:
+///
+/// 1. readiness turns 503 and the listener closes: no new connection is accepted;
+/// 2. every WebSocket is closed 1001 "server going away" (clients reconnect elsewhere);
+/// 3. requests already read run to their response; keep-alive connections close after it;
+/// 4. work that outlives requests finishes: queued webhook deliveries are committed.
+///
+/// When all of it is done the process exits 0. Whatever is still running when
+/// `--drain-timeout` passes is cut: logged, and the command fails (exit status 1).
 pub async fn serve(state: AppState, on_listening: impl FnOnce(SocketAddr)) -> AppResult<()> {
     let bind = state.settings.bind;
+    let drain_timeout = state.settings.drain_timeout;
+    let lifecycle = state.lifecycle.clone();
     let listener = TcpListener::bind(bind)
         .await
         .map_err(|e| AppError::Unavailable(format!("cannot listen on {bind}: {e}")))?;
     let addr = listener.local_addr().map_err(AppError::internal)?;
     on_listening(addr);
-    axum::serve(listener, crate::http::app(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| AppError::internal(format!("server: {e}")))?;
-    tracing::info!("shut down cleanly");
-    Ok(())
+    let stop_accepting = {
+        let lifecycle = lifecycle.clone();
+        async move { lifecycle.draining().await }
+    };
+    let server = axum::serve(listener, crate::http::app(state))
+        .with_graceful_shutdown(stop_accepting)
+        .into_future();
+    tokio::pin!(server);
+    tokio::select! {
+        served = &mut server => {
+            // Only an accept loop that failed ends before a shutdown.
+            return served.map_err(|e| AppError::internal(format!("server: {e}")));
+        }
+        () = shutdown_signal() => {}
+        () = lifecycle.draining() => {}
+    }
+    lifecycle.start_draining();
+    let draining_since = Instant::now();
+    tracing::info!(
+        deadline_s = drain_timeout.as_secs_f64(),
+        "draining: readiness 503, no new connections, WebSockets closed 1001; finishing in-flight requests and ingest"
+    );
+    let drained = tokio::time::timeout(drain_timeout, async {
+        let served = (&mut server).await;
+        lifecycle.idle().await;
+        served
+    })
+    .await;
+    match drained {
+        Ok(served) => {
+            served.map_err(|e| AppError::internal(format!("server: {e}")))?;
+            tracing::info!(
+                elapsed_ms = draining_since.elapsed().as_millis() as u64,
+                "drained; shut down cleanly"
+            );
+            Ok(())
+        }
+        Err(_) => {
+            let work = lifecycle.work_in_flight();
+            tracing::warn!(
+                work_in_flight = work,
+                deadline_s = drain_timeout.as_secs_f64(),
+                "drain deadline passed: cutting the connections and work still open"
+            );
+            Err(AppError::Unavailable(format!(
+                "the drain deadline ({} s) passed with work still in flight ({work} background unit(s), \
+                 plus any open connection); it was cut",
+                drain_timeout.as_secs_f64()
+            )))
+        }
+    }
 }
 
 async fn shutdown_signal() {
@@ -309,5 +368,5 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
-    tracing::info!("shutdown signal received; finishing in-flight requests");
+    tracing::info!("shutdown signal received");
 }

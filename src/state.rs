@@ -1,4 +1,7 @@
-//! Application state shared by every request: pools, keys, bus, configuration.
+//! Application state shared by every request: pools, keys, bus, configuration, and the
+//! process's lifecycle (draining, work in flight: [`lifecycle`]).
+
+pub mod lifecycle;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +12,7 @@ use crate::config::Settings;
 use crate::db::{self, DbPool};
 use crate::error::{AppError, AppResult};
 use crate::realtime::Bus;
+pub use lifecycle::{Lifecycle, WorkGuard};
 
 /// Cheap to clone: every field is a handle.
 #[derive(Clone)]
@@ -24,6 +28,8 @@ pub struct AppState {
     pub live: Arc<crate::realtime::live::LiveRegistry>,
     /// Present when `REDIS_URL` is set.
     pub redis: Option<redis::Client>,
+    /// Draining or not, and the work that must finish before the process exits.
+    pub lifecycle: Lifecycle,
 }
 
 impl AppState {
@@ -67,6 +73,7 @@ impl AppState {
             boards: Arc::default(),
             live: Arc::default(),
             redis,
+            lifecycle: Lifecycle::default(),
         })
     }
 
