@@ -1,8 +1,13 @@
 //! The subcommands of the `omnivox` binary. Each prints what an operator needs and nothing
 //! secret (tokens are printed only by `omnivox token`, which exists to print one).
+//!
+//! `serve` and `demo` drain on SIGTERM or Ctrl-C (see [`serve`]); `demo` also runs the live
+//! call simulator ([`crate::seed::live`]) unless told not to.
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
@@ -86,12 +91,35 @@ pub enum Command {
         #[arg(long, requires = "calls")]
         per_row_fk_checks: bool,
     },
-    /// First run: migrate, seed the demo (idempotent), serve, and print where to look.
+    /// First run: migrate, seed the demo (idempotent), serve, and print where to look. A live
+    /// call simulator feeds calls and agent changes through the ingest path while it runs.
     Demo {
         /// Password of every demo login.
         #[arg(long, default_value = DEMO_PASSWORD)]
         password: String,
+        /// Speed of the live simulator: simulated seconds per real second (1 = real time; a
+        /// decimal number from 0.1 to 10000).
+        #[arg(long, default_value = "1", value_parser = crate::seed::live::parse_speed)]
+        speed: f64,
+        /// Serve the demo without the live simulator: the data stays still.
+        #[arg(long)]
+        no_simulator: bool,
+        /// Seed of the live simulator: the same seed gives the same calls on the same day.
+        #[arg(long = "simulator-seed", default_value_t = crate::seed::live::DEFAULT_SEED)]
+        simulator_seed: u64,
     },
+}
+
+static PROCESS_START: OnceLock<Instant> = OnceLock::new();
+
+/// Records the instant the process started (call first thing in `main`); the demo measures its
+/// start-up time from it.
+pub fn mark_process_start() {
+    let _ = PROCESS_START.set(Instant::now());
+}
+
+fn process_start() -> Instant {
+    *PROCESS_START.get_or_init(Instant::now)
 }
 
 /// Runs one subcommand to its end.
@@ -219,11 +247,24 @@ pub async fn run(settings: Settings, command: Command) -> AppResult<()> {
             );
             Ok(())
         }
-        Command::Demo { password } => {
+        Command::Demo {
+            password,
+            speed,
+            no_simulator,
+            simulator_seed,
+        } => {
             prepare_database(&settings).await?;
             let state = AppState::new(settings)?;
             let summary = seed::seed_demo(&state, &password).await?;
             let graphiql = state.settings.graphiql_enabled();
+            let (listening, listening_rx) = tokio::sync::oneshot::channel::<()>();
+            if !no_simulator {
+                let live = crate::seed::live::LiveSettings {
+                    speed,
+                    seed: simulator_seed,
+                };
+                tokio::spawn(run_simulator(state.clone(), live, listening_rx));
+            }
             serve(state, move |addr| {
                 println!("\nOmnivox demo is running.\n");
                 if graphiql {
@@ -236,7 +277,11 @@ pub async fn run(settings: Settings, command: Command) -> AppResult<()> {
                 println!(
                     "\nSign in with the `login` mutation and send the accessToken as `Authorization: Bearer <token>`."
                 );
+                if no_simulator {
+                    println!("Live simulator: off (--no-simulator); the data stays still.");
+                }
                 println!("Press Ctrl-C to stop.");
+                let _ = listening.send(());
             })
             .await
         }
@@ -263,6 +308,39 @@ fn print_logins(summary: &seed::DemoSummary, password: &str) {
     }
 }
 
+/// Starts the live simulator once the demo listens, and prints when it started and how long the
+/// process took from its start to the simulator's first committed event.
+async fn run_simulator(
+    state: AppState,
+    settings: crate::seed::live::LiveSettings,
+    listening: tokio::sync::oneshot::Receiver<()>,
+) {
+    if listening.await.is_err() {
+        return;
+    }
+    let simulator = match crate::seed::live::start(state, settings).await {
+        Ok(simulator) => simulator,
+        Err(error) => {
+            eprintln!("Live simulator could not start: {}", error.operator_message());
+            return;
+        }
+    };
+    println!(
+        "Live simulator: started at speed ×{} (seed {}), simulated clock at {}; --no-simulator turns it off.",
+        settings.speed,
+        settings.seed,
+        simulator.simulated_start_local()
+    );
+    if let Some(first) = simulator.first_event().await {
+        let elapsed = first.at.saturating_duration_since(process_start());
+        println!(
+            "Live simulator: first live event ({}) committed {:.2} s after process start.",
+            first.kind,
+            elapsed.as_secs_f64()
+        );
+    }
+}
+
 /// Creates the database when missing and applies pending migrations.
 pub async fn prepare_database(settings: &Settings) -> AppResult<()> {
     db::create_database_if_missing(&settings.database_url).await?;
@@ -273,20 +351,77 @@ pub async fn prepare_database(settings: &Settings) -> AppResult<()> {
     Ok(())
 }
 
-/// Serves until SIGINT or SIGTERM; in-flight requests finish before the process exits.
+/// Serves until SIGINT or SIGTERM (or until something else starts draining `state.lifecycle`),
+/// then drains:
+///
+/// 1. readiness turns 503 and the listener closes: no new connection is accepted;
+/// 2. every WebSocket is closed 1001 "server going away" (clients reconnect elsewhere);
+/// 3. requests already read run to their response; keep-alive connections close after it;
+/// 4. work that outlives requests finishes: queued webhook deliveries are committed and the
+///    live simulator ends its batch.
+///
+/// When all of it is done the process exits 0. Whatever is still running when
+/// `--drain-timeout` passes is cut: logged, and the command fails (exit status 1).
 pub async fn serve(state: AppState, on_listening: impl FnOnce(SocketAddr)) -> AppResult<()> {
     let bind = state.settings.bind;
+    let drain_timeout = state.settings.drain_timeout;
+    let lifecycle = state.lifecycle.clone();
     let listener = TcpListener::bind(bind)
         .await
         .map_err(|e| AppError::Unavailable(format!("cannot listen on {bind}: {e}")))?;
     let addr = listener.local_addr().map_err(AppError::internal)?;
     on_listening(addr);
-    axum::serve(listener, crate::http::app(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| AppError::internal(format!("server: {e}")))?;
-    tracing::info!("shut down cleanly");
-    Ok(())
+    let stop_accepting = {
+        let lifecycle = lifecycle.clone();
+        async move { lifecycle.draining().await }
+    };
+    let server = axum::serve(listener, crate::http::app(state))
+        .with_graceful_shutdown(stop_accepting)
+        .into_future();
+    tokio::pin!(server);
+    tokio::select! {
+        served = &mut server => {
+            // Only an accept loop that failed ends before a shutdown.
+            return served.map_err(|e| AppError::internal(format!("server: {e}")));
+        }
+        () = shutdown_signal() => {}
+        () = lifecycle.draining() => {}
+    }
+    lifecycle.start_draining();
+    let draining_since = Instant::now();
+    tracing::info!(
+        deadline_s = drain_timeout.as_secs_f64(),
+        "draining: readiness 503, no new connections, WebSockets closed 1001; finishing in-flight requests and ingest"
+    );
+    let drained = tokio::time::timeout(drain_timeout, async {
+        let served = (&mut server).await;
+        lifecycle.idle().await;
+        served
+    })
+    .await;
+    match drained {
+        Ok(served) => {
+            served.map_err(|e| AppError::internal(format!("server: {e}")))?;
+            tracing::info!(
+                elapsed_ms = draining_since.elapsed().as_millis() as u64,
+                "drained; shut down cleanly"
+            );
+            Ok(())
+        }
+        Err(_) => {
+            let work = lifecycle.work_in_flight();
+            tracing::warn!(
+                work_in_flight = work,
+                deadline_s = drain_timeout.as_secs_f64(),
+                "drain deadline passed: cutting the connections and work still open"
+            );
+            Err(AppError::Unavailable(format!(
+                "the drain deadline ({} s) passed with work still in flight ({work} background unit(s), \
+                 plus any open connection); it was cut",
+                drain_timeout.as_secs_f64()
+            )))
+        }
+    }
 }
 
 async fn shutdown_signal() {
@@ -310,5 +445,5 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
-    tracing::info!("shutdown signal received; finishing in-flight requests");
+    tracing::info!("shutdown signal received");
 }

@@ -118,6 +118,10 @@ pub struct Settings {
     /// Time budget of one HTTP request.
     #[arg(long, global = true, env = "OMNIVOX_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
+    /// On SIGTERM or Ctrl-C: how long in-flight requests, ingest batches and WebSocket closes
+    /// may take before the rest is cut (logged) and the process exits with an error.
+    #[arg(long, global = true, env = "OMNIVOX_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
     /// Log format.
     #[arg(long, global = true, env = "OMNIVOX_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,

@@ -12,11 +12,13 @@
 //!   what every resolver reads (state, caller, tenant, ids); its `guards` guard fields.
 //! * [`seed`]     — seeded organizations: the idempotent demo and synthetic traffic at scale
 //!   (`omnivox seed --calls …`, bulk-loaded through the KPI writer), both simulated by one
-//!   model of a contact-centre day (`seed::sim`).
+//!   model of a contact-centre day (`seed::sim`); the demo's live simulator (`seed::live`)
+//!   plays further days of it through the ingest and presence services.
 //! * [`access`], [`ingest`], [`management`] — the services: authentication and tenancy against
 //!   the database; telephony ingest (Twilio webhooks, call events, the call lifecycle); the
 //!   rules of the management surface (settings, users, presence).
-//! * [`state`]    — [`state::AppState`]: database pool, token keys, bus, configuration.
+//! * [`state`]    — [`state::AppState`]: database pool, token keys, bus, configuration, and the
+//!   process lifecycle (draining, work in flight) that a graceful shutdown waits on.
 //! * [`realtime`] — the event bus and its typed events, which carry "something changed" to
 //!   subscriptions; live agent boards and KPI tiles; the subscriptions' state machines.
 //! * [`kpi`]      — metrics, rollups and their one writer (row by row and bulk), the windows

@@ -8,6 +8,7 @@ use omnivox::telemetry;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    cli::mark_process_start();
     let args = Cli::parse();
     telemetry::init(args.settings.log_format);
     match cli::run(args.settings, args.command).await {

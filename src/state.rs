@@ -1,4 +1,7 @@
-//! Application state shared by every request: pools, keys, bus, configuration.
+//! Application state shared by every request: pools, keys, bus, configuration, and the
+//! process's lifecycle (draining, work in flight: [`lifecycle`]).
+
+pub mod lifecycle;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +13,7 @@ use crate::db::reads::ReadPools;
 use crate::db::{self, DbPool};
 use crate::error::{AppError, AppResult};
 use crate::realtime::Bus;
+pub use lifecycle::{Lifecycle, WorkGuard};
 
 /// Cheap to clone: every field is a handle.
 #[derive(Clone)]
@@ -28,6 +32,8 @@ pub struct AppState {
     pub live: Arc<crate::realtime::live::LiveRegistry>,
     /// Present when `REDIS_URL` is set.
     pub redis: Option<redis::Client>,
+    /// Draining or not, and the work that must finish before the process exits.
+    pub lifecycle: Lifecycle,
 }
 
 impl AppState {
@@ -87,6 +93,7 @@ impl AppState {
             boards: Arc::default(),
             live: Arc::default(),
             redis,
+            lifecycle: Lifecycle::default(),
         })
     }
 

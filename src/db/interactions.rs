@@ -379,3 +379,34 @@ pub async fn interaction_by_external_id(
         .await
         .optional()?)
 }
+
+/// Calls of the tenant offered since `since` whose external id starts with `prefix` and that
+/// have not run their course: not ended, or answered by an agent who has not wrapped up. Oldest
+/// first, at most `limit`. (The live demo simulator closes the calls a stopped run left open.)
+pub async fn open_calls_with_prefix(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    prefix: &str,
+    since: DateTime<Utc>,
+    limit: i64,
+) -> AppResult<Vec<InteractionRow>> {
+    let pattern = format!(
+        "{}%",
+        prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+    );
+    Ok(interactions::table
+        .filter(interactions::organization_id.eq(tenant.org_id()))
+        .filter(interactions::offered_at.ge(since))
+        .filter(interactions::external_id.like(pattern))
+        .filter(
+            interactions::ended_at.is_null().or(interactions::agent_id
+                .is_not_null()
+                .and(interactions::answered_at.is_not_null())
+                .and(interactions::wrap_ended_at.is_null())),
+        )
+        .order(interactions::offered_at)
+        .limit(limit)
+        .select(InteractionRow::as_select())
+        .load(conn)
+        .await?)
+}

@@ -14,12 +14,16 @@ pub async fn livez() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Ready to serve: 503 when PostgreSQL does not answer. When Redis is configured but down the
-/// answer is 200 "degraded": queries and mutations still work (Postgres is the truth), only
-/// cross-instance live events are impaired, so the instance should stay in rotation. A read
-/// replica that is down does not change the status either (its reads fall back to the
-/// primary); its state and replay lag are reported.
+/// Ready to serve: 503 when PostgreSQL does not answer, and 503 "draining" from the moment a
+/// shutdown began (so load balancers stop sending before the instance goes). When Redis is
+/// configured but down the answer is 200 "degraded": queries and mutations still work
+/// (Postgres is the truth), only cross-instance live events are impaired, so the instance
+/// should stay in rotation. A read replica that is down does not change the status either (its
+/// reads fall back to the primary); its state and replay lag are reported.
 pub async fn readyz(State(state): State<HttpState>) -> (StatusCode, Json<Value>) {
+    if state.app.lifecycle.is_draining() {
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "draining" })));
+    }
     let postgres = db::ping(&state.app.db).await;
     let redis = state.app.redis_ready().await;
     let redis_text = match redis {

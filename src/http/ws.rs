@@ -44,6 +44,11 @@
 //!    does not read; the connection is dropped after a short grace) and its operations are
 //!    dropped, so a stuck client costs a bounded amount of memory.
 //!
+//! 9. When the server starts draining (SIGTERM), every socket — acknowledged or not — is closed
+//!    **1001** "Server going away": clients reconnect, through the load balancer, to another
+//!    instance. An open socket counts as work in flight
+//!    ([`crate::state::Lifecycle::work`]) until its close frame is flushed.
+//!
 //! Messages larger than 64 KiB are refused by the WebSocket layer (the connection ends, with a
 //! 1009 close frame when possible).
 //!
@@ -107,6 +112,8 @@ const MAX_CLOSE_REASON_BYTES: usize = 123;
 pub mod close_code {
     /// Normal closure (legacy `connection_terminate`).
     pub const NORMAL: u16 = 1000;
+    /// The server is shutting down (draining); clients reconnect elsewhere.
+    pub const GOING_AWAY: u16 = 1001;
     /// A message larger than the limit.
     pub const MESSAGE_TOO_BIG: u16 = 1009;
     /// Authentication could not be checked (database unavailable); clients retry.
@@ -330,6 +337,8 @@ struct Connection {
 
 async fn serve(socket: WebSocket, state: HttpState, protocol: Protocol, request_id: Option<String>) {
     let _open = telemetry::ws_connection();
+    // Until the close frame is flushed: a draining process waits for it.
+    let _work = state.app.lifecycle.work();
     let limits = WsLimits::from_settings(&state.app.settings);
     let (sink, mut incoming) = socket.split();
     let (out, queue) = mpsc::channel(limits.outbound_queue);
@@ -531,8 +540,14 @@ impl Connection {
         tokio::pin!(deadline);
         let mut keep_alive: Option<Interval> = None;
         let mut reauth: Option<Interval> = None;
+        let lifecycle = self.state.app.lifecycle.clone();
+        let draining = lifecycle.draining();
+        tokio::pin!(draining);
         loop {
             tokio::select! {
+                () = &mut draining => {
+                    return Exit::close(close_code::GOING_AWAY, "Server going away");
+                }
                 message = incoming.next() => {
                     let message = match message {
                         None => return Exit::Gone,

@@ -7,6 +7,10 @@
 //! transaction through [`store::apply`], then answer every delivery of the batch. A delivery is
 //! answered only after its transaction committed, so a 2xx still means "stored". If a batch
 //! fails, its deliveries are retried one by one, so one bad delivery cannot fail the others.
+//!
+//! Every queued delivery counts as work in flight ([`crate::state::Lifecycle::work`]) until its
+//! transaction ended, even when its request is gone (the client hung up): a draining process
+//! exits only once the queue is empty, so nothing queued is lost to a shutdown.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
@@ -19,7 +23,7 @@ use crate::db;
 use crate::domain::CallEvent;
 use crate::error::{AppError, AppResult};
 use crate::ingest::{publish, store, with_retries};
-use crate::state::AppState;
+use crate::state::{AppState, WorkGuard};
 
 /// Most deliveries in one transaction.
 pub const MAX_BATCH: usize = 256;
@@ -36,6 +40,8 @@ struct Job {
     external_id: String,
     event: CallEvent,
     reply: oneshot::Sender<AppResult<bool>>,
+    /// Released once the job is answered (or its batch ended).
+    _work: WorkGuard,
 }
 
 /// The queue in front of the workers. Workers start with the first delivery (they need a
@@ -58,12 +64,14 @@ impl Batcher {
     pub async fn submit(&self, tenant: Tenant, external_id: String, event: CallEvent) -> AppResult<bool> {
         let sender = self.sender.get_or_init(|| spawn_workers(&self.state));
         let (reply, answer) = oneshot::channel();
+        let work = self.state.lifecycle.work();
         sender
             .send(Job {
                 tenant,
                 external_id,
                 event,
                 reply,
+                _work: work,
             })
             .await
             .map_err(|_| AppError::Unavailable("the ingest queue is closed".into()))?;

@@ -6,6 +6,10 @@
 //! call is taken by an agent who is on shift, not on a break and not already busy, and the
 //! agent state log is derived from those same calls. Each simulated day has its own fixed seed,
 //! so every fresh demo database tells the same story; only the dates follow "today".
+//!
+//! The live simulator ([`super::live`]) plays further days of the same contact centre, with the
+//! same model ([`model`], [`simulate_day`]), on the agents and campaigns read back from the
+//! database ([`load_plan`]).
 
 use std::ops::RangeInclusive;
 
@@ -44,6 +48,9 @@ const OUTBOUND_DROPPED_SHARE: f64 = 0.03;
 const BREAKS: &[BreakRule] = &[MORNING_BREAK, LUNCH];
 /// Talk times spread less than the generator's: a small, well-trained team.
 const TALK_SIGMA: f64 = 0.45;
+/// The demo's inbound and outbound campaigns, by name.
+const INBOUND_CAMPAIGN: &str = "Customer Care";
+const OUTBOUND_CAMPAIGN: &str = "Spring Renewals";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Team {
@@ -208,7 +215,7 @@ pub async fn ensure(conn: &mut AsyncPgConnection, tenant: &Tenant, agent_user: O
             conn,
             tenant,
             &NewCampaign {
-                name: "Customer Care",
+                name: INBOUND_CAMPAIGN,
                 direction: Direction::Inbound,
                 dial_mode: None,
                 status: CampaignStatus::Active,
@@ -222,7 +229,7 @@ pub async fn ensure(conn: &mut AsyncPgConnection, tenant: &Tenant, agent_user: O
             conn,
             tenant,
             &NewCampaign {
-                name: "Spring Renewals",
+                name: OUTBOUND_CAMPAIGN,
                 direction: Direction::Outbound,
                 dial_mode: Some(DialMode::Predictive),
                 status: CampaignStatus::Active,
@@ -267,20 +274,77 @@ pub async fn ensure(conn: &mut AsyncPgConnection, tenant: &Tenant, agent_user: O
 
 /// An agent as the simulation sees it.
 #[derive(Clone, Copy, Debug)]
-struct SimAgent {
-    id: Uuid,
+pub(super) struct SimAgent {
+    pub id: Uuid,
     team: Team,
     shift: (u32, u32),
     presence_now: Presence,
 }
 
-struct SimPlan {
-    tz: Tz,
-    now: DateTime<Utc>,
-    agents: Vec<SimAgent>,
+/// The demo contact centre as the model sees it.
+pub(super) struct SimPlan {
+    pub tz: Tz,
+    /// Nothing is simulated past this instant (a call not over by then is left out).
+    pub now: DateTime<Utc>,
+    pub agents: Vec<SimAgent>,
     inbound_campaign: Uuid,
     outbound_campaign: Uuid,
-    dispositions: DispositionIds,
+    pub dispositions: DispositionIds,
+}
+
+/// The demo contact centre of an organization seeded by [`ensure`], read back from the
+/// database: its active agents (matched by name), campaigns and dispositions. `None` when the
+/// organization does not have the demo's campaigns (it was not seeded as the demo).
+pub(super) async fn load_plan(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    now: DateTime<Utc>,
+) -> AppResult<Option<SimPlan>> {
+    let org = orgs::get(conn, tenant).await?;
+    let tz: Tz = org
+        .timezone
+        .parse()
+        .map_err(|_| AppError::internal(format!("organization time zone {:?} is not an IANA zone", org.timezone)))?;
+    let (Some((inbound_campaign, _)), Some((outbound_campaign, _))) = (
+        cc::campaign_by_name(conn, tenant, INBOUND_CAMPAIGN).await?,
+        cc::campaign_by_name(conn, tenant, OUTBOUND_CAMPAIGN).await?,
+    ) else {
+        return Ok(None);
+    };
+    let specs = super::dispositions();
+    let mut ids = [Uuid::nil(); 9];
+    for (id, spec) in ids.iter_mut().zip(&specs) {
+        if let Some(found) = cc::disposition_by_code(conn, tenant, spec.code).await? {
+            *id = found;
+        }
+    }
+    if ids[super::BUSY].is_nil() {
+        ids[super::BUSY] = ids[super::NO_ANSWER];
+    }
+    if ids.iter().any(Uuid::is_nil) {
+        return Ok(None);
+    }
+    let directory = cc::agent_directory(conn, tenant).await?;
+    let agents = AGENTS
+        .iter()
+        .filter_map(|spec| {
+            let entry = directory.iter().find(|a| a.active && a.display_name == spec.name)?;
+            Some(SimAgent {
+                id: entry.id,
+                team: spec.team,
+                shift: spec.shift,
+                presence_now: spec.presence_now,
+            })
+        })
+        .collect();
+    Ok(Some(SimPlan {
+        tz,
+        now,
+        agents,
+        inbound_campaign,
+        outbound_campaign,
+        dispositions: DispositionIds::from_ids(ids),
+    }))
 }
 
 /// Inbound care calls: mostly resolved; talk 2–10 minutes whatever the outcome.
@@ -304,7 +368,7 @@ fn inbound_wrapups(d: &DispositionIds) -> Vec<WrapUp> {
 /// The demo's contact centre: realistic handle times (hold 10 s–2 min, wrap-up 10–90 s), care
 /// callers who wait up to three minutes, Outbound Sales helping Inbound Care at peaks (never the
 /// other way round), a predictive dialler that waits for its agents, and IDLE logged.
-fn model(d: &DispositionIds) -> Model {
+pub(super) fn model(d: &DispositionIds) -> Model {
     Model {
         breaks: BREAKS,
         inbound: CallMix {
@@ -343,8 +407,9 @@ fn outbound_weight(hour: f64) -> f64 {
     }
 }
 
-/// One day of calls and state log, up to `now` when the day is today.
-fn simulate_day(plan: &SimPlan, model: &Model, rng: StdRng, date: NaiveDate, history: &mut History) {
+/// One day of calls and state log, up to `now` when the day is today. The calls' external ids
+/// are left empty for the caller to assign.
+pub(super) fn simulate_day(plan: &SimPlan, model: &Model, rng: StdRng, date: NaiveDate, history: &mut History) {
     let Some(open) = local_time(&plan.tz, date, OPEN_MINUTE) else {
         return;
     };
@@ -418,6 +483,28 @@ fn simulate(plan: &SimPlan) -> History {
     history
 }
 
+/// The demo's agents, campaigns and dispositions with fresh ids, in London, for unit tests.
+#[cfg(test)]
+pub(super) fn test_plan(now: DateTime<Utc>) -> SimPlan {
+    let id = Uuid::new_v4;
+    SimPlan {
+        tz: chrono_tz::Europe::London,
+        now,
+        agents: AGENTS
+            .iter()
+            .map(|spec| SimAgent {
+                id: id(),
+                team: spec.team,
+                shift: spec.shift,
+                presence_now: spec.presence_now,
+            })
+            .collect(),
+        inbound_campaign: id(),
+        outbound_campaign: id(),
+        dispositions: DispositionIds::from_ids([id(), id(), id(), id(), id(), id(), id(), id(), id()]),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::{HashMap, HashSet};
@@ -437,33 +524,7 @@ mod tests {
     }
 
     fn plan(now: DateTime<Utc>) -> SimPlan {
-        let id = Uuid::new_v4;
-        SimPlan {
-            tz: chrono_tz::Europe::London,
-            now,
-            agents: AGENTS
-                .iter()
-                .map(|spec| SimAgent {
-                    id: id(),
-                    team: spec.team,
-                    shift: spec.shift,
-                    presence_now: spec.presence_now,
-                })
-                .collect(),
-            inbound_campaign: id(),
-            outbound_campaign: id(),
-            dispositions: DispositionIds {
-                resolved: id(),
-                sale: id(),
-                callback: id(),
-                not_interested: id(),
-                wrong_party: id(),
-                do_not_call: id(),
-                answering_machine: id(),
-                no_answer: id(),
-                busy: id(),
-            },
-        }
+        test_plan(now)
     }
 
     /// Spans must not overlap.

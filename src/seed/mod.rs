@@ -6,11 +6,14 @@
 //! * this module — organization `demo`, (re)created with one login per role;
 //! * [`demo_data`] — once, a small contact centre with a few days of history, fixed seed;
 //! * [`generator`] — millions of calls, planned at scale and bulk-loaded with their rollups;
+//! * [`live`]      — the demo's live simulator: further days of the demo model, played in
+//!   (compressed) real time through the ingest, disposition and presence code of the API;
 //! * [`sim`]       — the model both use: agents' shifts and breaks, who takes which call, how
 //!   it ends, the state log derived from the calls. Pure and deterministic.
 
 pub mod demo_data;
 pub mod generator;
+pub mod live;
 pub mod sim;
 
 use crate::auth::{password, Role, Tenant};

@@ -2,9 +2,11 @@
 //! template, and its own Redis key/channel prefix, so the whole suite runs in parallel against
 //! the real services. Helpers start the app on a random port and speak GraphQL over HTTP and
 //! WebSocket like a client would. The fixture organisation builder (`fixture.rs`) and the
-//! WebSocket client (`ws.rs`) are files of their own because the benchmarks include them too.
+//! WebSocket client (`ws.rs`) are files of their own because the benchmarks include them too;
+//! `binary.rs` runs the `omnivox` binary itself as a child process.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod binary;
 pub mod fixture;
 pub mod ws;
 
