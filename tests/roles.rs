@@ -384,7 +384,13 @@ async fn api_key_scope_matrix_of_queries_and_mutations() {
                     response.body
                 );
             } else {
-                assert_eq!(code, Some("FORBIDDEN"), "{} with a {scope} key: {}", op.field, response.body);
+                assert_eq!(
+                    code,
+                    Some("FORBIDDEN"),
+                    "{} with a {scope} key: {}",
+                    op.field,
+                    response.body
+                );
             }
         }
     }

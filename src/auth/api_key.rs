@@ -66,7 +66,12 @@ pub enum Root {
 const CONTEXT_QUERIES: &[&str] = &["organization", "presenceReasonCodes"];
 
 impl Scope {
-    pub const ALL: [Scope; 4] = [Scope::KpiRead, Scope::ReportsRead, Scope::RealtimeRead, Scope::IngestWrite];
+    pub const ALL: [Scope; 4] = [
+        Scope::KpiRead,
+        Scope::ReportsRead,
+        Scope::RealtimeRead,
+        Scope::IngestWrite,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -102,7 +107,9 @@ impl Scope {
                 "dispositionBreakdown",
                 "complianceStatus",
             ],
-            (Scope::ReportsRead, Root::Query) => &["analytics", "interactions", "interaction", "interactionByExternalId"],
+            (Scope::ReportsRead, Root::Query) => {
+                &["analytics", "interactions", "interaction", "interactionByExternalId"]
+            }
             (Scope::RealtimeRead, Root::Subscription) => &[
                 "agentStates",
                 "liveKpis",
@@ -118,7 +125,8 @@ impl Scope {
     /// Whether this scope lets a key reach root field `field` of `root`.
     pub fn allows(self, root: Root, field: &str) -> bool {
         let read_scope = self != Scope::IngestWrite;
-        (read_scope && root == Root::Query && CONTEXT_QUERIES.contains(&field)) || self.root_fields(root).contains(&field)
+        (read_scope && root == Root::Query && CONTEXT_QUERIES.contains(&field))
+            || self.root_fields(root).contains(&field)
     }
 }
 
@@ -267,7 +275,10 @@ mod tests {
     fn a_grant_never_exceeds_the_creators_current_role() {
         let id = uuid::Uuid::new_v4();
         let grant = KeyGrant::new(id, Scope::ALL, Role::Supervisor);
-        assert_eq!(grant.scopes, vec![Scope::KpiRead, Scope::ReportsRead, Scope::RealtimeRead]);
+        assert_eq!(
+            grant.scopes,
+            vec![Scope::KpiRead, Scope::ReportsRead, Scope::RealtimeRead]
+        );
         assert!(!grant.allows(Root::Mutation, "recordCallEvents"));
         let viewer = KeyGrant::new(id, Scope::ALL, Role::Viewer);
         assert_eq!(viewer.scopes, vec![Scope::KpiRead, Scope::RealtimeRead]);

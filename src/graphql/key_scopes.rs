@@ -89,7 +89,12 @@ impl Extension for KeyScopes {
                 continue;
             }
             let mut fields = Vec::new();
-            root_fields(&document, &operation.node.selection_set.node, &mut HashSet::new(), &mut fields);
+            root_fields(
+                &document,
+                &operation.node.selection_set.node,
+                &mut HashSet::new(),
+                &mut fields,
+            );
             for (name, pos) in fields {
                 if !name.starts_with("__") && !grant.allows(Root::Subscription, name) {
                     return Err(refusal(name).extend().into_server_error(pos));

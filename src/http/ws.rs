@@ -676,7 +676,10 @@ impl Connection {
             return Err(self.refuse("token expired"));
         }
         // An API key has its own budget of sockets, apart from its creator's.
-        let owner = principal.api_key.as_ref().map_or(principal.user_id, |grant| grant.key_id);
+        let owner = principal
+            .api_key
+            .as_ref()
+            .map_or(principal.user_id, |grant| grant.key_id);
         let Some(slot) = SocketSlot::acquire(owner, self.limits.max_sockets_per_user) else {
             return Err(Exit::close(
                 close_code::TOO_MANY_REQUESTS,

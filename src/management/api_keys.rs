@@ -56,7 +56,10 @@ fn validate(input: &NewKeyInput, now: DateTime<Utc>) -> AppResult<Vec<Scope>> {
     let mut errors = Vec::new();
     let name = input.name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
-        errors.push(FieldError::new("name", format!("must be 1 to {MAX_NAME_CHARS} characters")));
+        errors.push(FieldError::new(
+            "name",
+            format!("must be 1 to {MAX_NAME_CHARS} characters"),
+        ));
     }
     if input.scopes.is_empty() {
         errors.push(FieldError::new("scopes", "name at least one scope"));
@@ -210,7 +213,11 @@ mod tests {
     fn every_bad_field_is_named() {
         let now = Utc::now();
         let Err(error) = validate(
-            &input("  ", &["kpi:read", "root:all"], Some(now - chrono::TimeDelta::seconds(1))),
+            &input(
+                "  ",
+                &["kpi:read", "root:all"],
+                Some(now - chrono::TimeDelta::seconds(1)),
+            ),
             now,
         ) else {
             panic!("accepted bad input");
