@@ -3,9 +3,11 @@
 //! the database to apply them.
 //!
 //! * [`principal`] turns a bearer token into the caller, re-reading the `users` row;
+//! * [`api_key`] does the same for an API key (see `auth::api_key`);
 //! * [`tenant`] decides which organization a request may touch;
 //! * [`session`] is login, refresh-token rotation and logout.
 
+pub mod api_key;
 pub mod principal;
 pub mod session;
 pub mod tenant;

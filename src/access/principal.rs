@@ -1,7 +1,8 @@
-//! Resolving a request's bearer token into its caller: the token is verified, then the
+//! Resolving a request's bearer token (or API key) into its caller: the token is verified, then the
 //! authoritative `users` row is read (cached ≤ [`USER_CACHE_TTL`](crate::auth::principal::USER_CACHE_TTL)) so deactivation and demotion
 //! take effect at once.
 
+use crate::auth::api_key;
 use crate::auth::jwt::{invalid_token, TokenKind};
 use crate::auth::principal::{bearer_token, CachedUser};
 use crate::auth::{Auth, Principal};
@@ -9,9 +10,18 @@ use crate::db::{self, users};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 
+/// Verifies a bearer credential: an API key (told apart by its `ovx_` prefix, see
+/// [`crate::access::api_key`]) or an access token. Anything malformed is UNAUTHENTICATED.
+pub async fn authenticate(state: &AppState, token: &str) -> AppResult<Principal> {
+    if api_key::looks_like_key(token) {
+        return crate::access::api_key::authenticate(state, token).await;
+    }
+    authenticate_jwt(state, token).await
+}
+
 /// Verifies an access token and loads its user: refused when the user is gone, inactive, moved
 /// to another organization, or its `token_version` moved on.
-pub async fn authenticate(state: &AppState, token: &str) -> AppResult<Principal> {
+async fn authenticate_jwt(state: &AppState, token: &str) -> AppResult<Principal> {
     let claims = state.jwt.verify(token, TokenKind::Access)?;
     let user = match state.user_cache.get(claims.sub) {
         Some(user) => user,
@@ -42,6 +52,7 @@ pub async fn authenticate(state: &AppState, token: &str) -> AppResult<Principal>
         email: user.email,
         display_name: user.display_name,
         token_expires_at: claims.exp,
+        api_key: None,
     })
 }
 

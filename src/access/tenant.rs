@@ -27,7 +27,8 @@ pub async fn resolve(
     let Some(org_id) = requested.filter(|id| *id != principal.org_id) else {
         return Ok(Tenant::of(principal));
     };
-    if principal.role != Role::SuperAdmin {
+    // An API key acts for its own organization only, whoever created it.
+    if principal.role != Role::SuperAdmin || principal.api_key.is_some() {
         return Err(organization_not_found());
     }
     let mut conn = db::conn(&state.db).await?;

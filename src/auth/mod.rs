@@ -3,12 +3,14 @@
 //! The pure half: nothing here reads the database (that is [`crate::access`]), so the data
 //! layer can take a [`Tenant`] without a cycle.
 //!
+//! * [`api_key`] is the API keys' secret format, digest and scopes;
 //! * [`jwt`] signs and verifies tokens; [`password`] hashes passwords;
 //! * [`principal`] is the caller ([`Principal`]), what credentials amount to ([`Auth`]) and the
 //!   short-lived cache of `users` rows;
 //! * [`roles`] is the permission table (the GraphQL field guards are built on it);
 //! * [`tenant`] is the handle every tenant-data function takes.
 
+pub mod api_key;
 pub mod jwt;
 pub mod password;
 pub mod principal;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
+use crate::auth::api_key::KeyGrant;
 use crate::auth::jwt::invalid_token;
 use crate::auth::Role;
 use crate::error::{AppError, AppResult};
@@ -26,7 +27,11 @@ pub struct Principal {
     pub email: String,
     pub display_name: String,
     /// `exp` of the presented token (Unix seconds): long-lived connections close at this time.
+    /// For an API key without expiry, far in the future.
     pub token_expires_at: i64,
+    /// Set when the caller presented an API key: the key and the scopes it may use. The user
+    /// fields above are then the key's creator, as the `users` row says now.
+    pub api_key: Option<KeyGrant>,
 }
 
 /// What the request's credentials amount to.

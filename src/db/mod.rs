@@ -7,6 +7,7 @@
 //! Tenant data is only reachable through functions that take a [`crate::auth::Tenant`], the
 //! one handle that names an organization the caller may act on (see `access::tenant`).
 
+pub mod api_keys;
 pub mod cached_sql;
 pub mod calls;
 pub mod contact_centre;

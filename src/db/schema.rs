@@ -51,6 +51,23 @@ diesel::table! {
 }
 
 diesel::table! {
+    api_keys (id) {
+        id -> Uuid,
+        organization_id -> Uuid,
+        created_by -> Uuid,
+        name -> Text,
+        prefix -> Text,
+        secret_hash -> Bytea,
+        scopes -> Array<Text>,
+        created_at -> Timestamptz,
+        expires_at -> Nullable<Timestamptz>,
+        last_used_at -> Nullable<Timestamptz>,
+        revoked_at -> Nullable<Timestamptz>,
+        revoked_by -> Nullable<Uuid>,
+    }
+}
+
+diesel::table! {
     audit_log (id) {
         id -> Int8,
         organization_id -> Nullable<Uuid>,
@@ -386,6 +403,7 @@ diesel::joinable!(kpi_daily -> organizations (organization_id));
 diesel::joinable!(kpi_hourly -> organizations (organization_id));
 diesel::joinable!(kpi_hourly_disposition -> organizations (organization_id));
 diesel::joinable!(presence_reason_codes -> organizations (organization_id));
+diesel::joinable!(api_keys -> organizations (organization_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(skills -> organizations (organization_id));
 diesel::joinable!(teams -> organizations (organization_id));
@@ -393,6 +411,7 @@ diesel::joinable!(telephony_settings -> organizations (organization_id));
 diesel::joinable!(users -> organizations (organization_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    api_keys,
     agent_routing_transitions,
     agent_skills,
     agent_state_log,

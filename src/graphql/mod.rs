@@ -2,13 +2,16 @@
 //!
 //! Resolvers are thin: they read arguments, ask [`context`] for the caller and tenant, call the
 //! domain module (`management`, `access::session`, `kpi`, …) and convert rows into output types.
-//! [`guards`] are the field guards, built on the role table in `auth::roles`.
+//! [`guards`] are the field guards, built on the role table in `auth::roles`; [`key_scopes`]
+//! confines requests made with an API key to the root fields of its scopes.
 
 pub mod analytics;
+pub mod api_keys;
 pub mod auth;
 pub mod context;
 pub mod guards;
 pub mod interactions;
+pub mod key_scopes;
 pub mod kpi;
 pub mod limits;
 pub mod metrics;
@@ -36,6 +39,7 @@ pub struct QueryRoot(
     interactions::InteractionsQuery,
     analytics::AnalyticsQueries,
     realtime::RealtimeQuery,
+    api_keys::ApiKeyQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -46,6 +50,7 @@ pub struct MutationRoot(
     org::OrgMutation,
     interactions::InteractionsMutation,
     realtime::RealtimeMutation,
+    api_keys::ApiKeyMutation,
 );
 
 #[derive(MergedSubscription, Default)]
@@ -82,7 +87,11 @@ pub fn build_schema(state: AppState) -> OmnivoxSchema {
         let cache = persisted::DocumentCache::new(entries, persisted::MAX_CACHED_NODES);
         builder = builder.extension(ApolloPersistedQueries::new(cache));
     }
-    builder = builder.extension(read_only::QueriesOnly).data(state);
+    // API keys reach only the root fields of their scopes (see `key_scopes`).
+    builder = builder
+        .extension(read_only::QueriesOnly)
+        .extension(key_scopes::KeyScopes)
+        .data(state);
     if !settings.introspection_enabled() {
         builder = builder.disable_introspection();
     }

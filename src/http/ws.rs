@@ -16,7 +16,7 @@
 //! 2. Its payload carries the access token (`{"token": …}` or `{"Authorization": "Bearer …"}`).
 //!    Missing or refused token → **4403** "Forbidden" (legacy clients first get a
 //!    `connection_error`). Database unavailable while checking it → **1011** (clients retry).
-//!    More than [`Settings::ws_max_sockets_per_user`] sockets for the user (default 20, counted
+//!    More than [`Settings::ws_max_sockets_per_user`] sockets for the user (or the API key; default 20, counted
 //!    per process) → **4429** "Too many sockets for this user". Otherwise `connection_ack`.
 //! 3. A second `connection_init` → **4429** "Too many initialisation requests"; `subscribe`
 //!    (legacy `start`) before the ack → **4401** "Unauthorized"; a message that is not JSON, has
@@ -34,7 +34,9 @@
 //! 6. The token's `exp` closes the socket **4403** at that instant (our own timer: the JWT leeway
 //!    does not apply). Every [`Settings::ws_reauth_interval`] (default 30 s) the token is checked
 //!    again; a deactivated user, a bumped token version or a changed role closes **4403**. A
-//!    database failure during that check keeps the socket open.
+//!    database failure during that check keeps the socket open. A socket opened with an API key
+//!    also listens on the bus: the key's revocation closes it **4403** at once, on every
+//!    instance (and the periodic check catches a notice lost to a bus outage).
 //! 7. Once acknowledged, the server sends `{"type":"ping"}` (legacy `{"type":"ka"}`, also
 //!    right after the ack) every [`Settings::ws_ping_interval`] (default 15 s). A client `ping`
 //!    gets a `pong` at any time; a client `pong` is ignored.
@@ -81,12 +83,15 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 use uuid::Uuid;
 
 use crate::access::principal;
+use crate::auth::api_key;
 use crate::auth::Auth;
 use crate::auth::Principal;
 use crate::config::Settings;
 use crate::error::AppError;
 use crate::graphql::RequestContext;
 use crate::http::{errors, HttpState};
+use crate::realtime::bus::{Received, Receiver};
+use crate::realtime::{BusEvent, Topic};
 use crate::telemetry::metrics as telemetry;
 
 pub use crate::http::graphql::token_from_init_payload;
@@ -333,6 +338,8 @@ struct Connection {
     tasks: JoinSet<OpEnd>,
     /// Client operation id → its task.
     active: HashMap<String, AbortHandle>,
+    /// API key sockets: revocation notices from the bus (see [`Connection::on_revocation`]).
+    revocations: Option<Receiver>,
 }
 
 async fn serve(socket: WebSocket, state: HttpState, protocol: Protocol, request_id: Option<String>) {
@@ -354,6 +361,7 @@ async fn serve(socket: WebSocket, state: HttpState, protocol: Protocol, request_
         session: None,
         tasks: JoinSet::new(),
         active: HashMap::new(),
+        revocations: None,
     };
     let exit = connection.run(&mut incoming).await;
     // Operations stop before the close frame is queued, so nothing follows it.
@@ -590,6 +598,11 @@ impl Connection {
                         return exit;
                     }
                 }
+                received = next_revocation(&mut self.revocations) => {
+                    if let Err(exit) = Box::pin(self.on_revocation(received)).await {
+                        return exit;
+                    }
+                }
                 () = tick(&mut reauth) => {
                     if let Err(exit) = Box::pin(self.reauthenticate()).await {
                         return exit;
@@ -661,6 +674,8 @@ impl Connection {
         let Some(token) = payload.and_then(token_from_init_payload) else {
             return Err(self.refuse("connection_init must carry a token"));
         };
+        // Listening before the key is checked: a revocation committed after the check is heard.
+        let revocations = api_key::looks_like_key(&token).then(|| self.state.app.bus.receiver(&[Topic::Access]));
         let principal = match principal::authenticate(&self.state.app, &token).await {
             Ok(principal) => principal,
             Err(AppError::Unauthenticated(_)) => return Err(self.refuse("invalid or expired token")),
@@ -675,7 +690,12 @@ impl Connection {
         if expiry_instant(principal.token_expires_at).is_none() {
             return Err(self.refuse("token expired"));
         }
-        let Some(slot) = SocketSlot::acquire(principal.user_id, self.limits.max_sockets_per_user) else {
+        // An API key has its own budget of sockets, apart from its creator's.
+        let owner = principal
+            .api_key
+            .as_ref()
+            .map_or(principal.user_id, |grant| grant.key_id);
+        let Some(slot) = SocketSlot::acquire(owner, self.limits.max_sockets_per_user) else {
             return Err(Exit::close(
                 close_code::TOO_MANY_REQUESTS,
                 format!(
@@ -689,6 +709,7 @@ impl Connection {
             token,
             _slot: slot,
         });
+        self.revocations = revocations;
         self.send(r#"{"type":"connection_ack"}"#.to_owned())?;
         if self.protocol == Protocol::Legacy {
             self.send(self.protocol.keep_alive().to_owned())?;
@@ -787,13 +808,42 @@ impl Connection {
         self.send(message)
     }
 
+    /// A notice from the bus on an API key socket: this key revoked → 4403 at once; notices may
+    /// have been missed (bus reconnect, lag) → check the key now rather than at the next tick.
+    async fn on_revocation(&mut self, received: Received) -> Result<(), Exit> {
+        let ours = self
+            .session
+            .as_ref()
+            .and_then(|session| session.principal.api_key.as_ref())
+            .map(|grant| grant.key_id);
+        match received {
+            Received::Event(event) => match &event.payload {
+                BusEvent::ApiKeyRevoked { key_id } if Some(*key_id) == ours => {
+                    Err(Exit::forbidden("credentials revoked"))
+                }
+                _ => Ok(()),
+            },
+            Received::Resync => self.reauthenticate().await,
+            Received::Closed => {
+                self.revocations = None;
+                Ok(())
+            }
+        }
+    }
+
     /// Checks the token again: a deactivated user, revoked tokens or a changed role close 4403.
     async fn reauthenticate(&mut self) -> Result<(), Exit> {
         let Some(session) = &self.session else {
             return Ok(());
         };
         match principal::authenticate(&self.state.app, &session.token).await {
-            Ok(now) if now.role == session.principal.role && now.org_id == session.principal.org_id => Ok(()),
+            Ok(now)
+                if now.role == session.principal.role
+                    && now.org_id == session.principal.org_id
+                    && now.api_key == session.principal.api_key =>
+            {
+                Ok(())
+            }
             Ok(_) => Err(Exit::forbidden("the user's role changed; reconnect")),
             Err(AppError::Unauthenticated(_)) => Err(Exit::forbidden("credentials revoked")),
             Err(error) => {
@@ -802,6 +852,14 @@ impl Connection {
                 Ok(())
             }
         }
+    }
+}
+
+/// The next revocation notice, or never when the socket does not listen for any.
+async fn next_revocation(revocations: &mut Option<Receiver>) -> Received {
+    match revocations {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -222,7 +222,10 @@ impl Boards {
 fn agent_of(event: &BusEvent) -> Option<Uuid> {
     match event {
         BusEvent::AgentState { agent_id, .. } => Some(*agent_id),
-        BusEvent::Interactions { .. } | BusEvent::KpiInvalidation { .. } | BusEvent::Settings { .. } => None,
+        BusEvent::Interactions { .. }
+        | BusEvent::KpiInvalidation { .. }
+        | BusEvent::Settings { .. }
+        | BusEvent::ApiKeyRevoked { .. } => None,
     }
 }
 

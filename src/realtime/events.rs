@@ -53,6 +53,8 @@ pub enum BusEvent {
     /// The business settings changed; `version` is the version after the change. Topic
     /// [`Topic::Settings`].
     Settings { version: i32 },
+    /// An API key was revoked: sockets authenticated with it close. Topic [`Topic::Access`].
+    ApiKeyRevoked { key_id: Uuid },
 }
 
 impl BusEvent {
@@ -63,6 +65,7 @@ impl BusEvent {
             BusEvent::Interactions { .. } => Topic::Interactions,
             BusEvent::KpiInvalidation { .. } => Topic::KpiInvalidation,
             BusEvent::Settings { .. } => Topic::Settings,
+            BusEvent::ApiKeyRevoked { .. } => Topic::Access,
         }
     }
 }

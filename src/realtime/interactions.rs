@@ -34,7 +34,10 @@ impl CallFilter {
     pub fn select(&self, event: &BusEvent) -> Vec<CallChange> {
         match event {
             BusEvent::Interactions { calls } => calls.iter().filter(|c| self.matches(c)).cloned().collect(),
-            BusEvent::AgentState { .. } | BusEvent::KpiInvalidation { .. } | BusEvent::Settings { .. } => Vec::new(),
+            BusEvent::AgentState { .. }
+            | BusEvent::KpiInvalidation { .. }
+            | BusEvent::Settings { .. }
+            | BusEvent::ApiKeyRevoked { .. } => Vec::new(),
         }
     }
 }

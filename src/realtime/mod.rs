@@ -42,16 +42,19 @@ pub enum Topic {
     ReportRuns,
     ComplianceAlerts,
     Settings,
+    /// Credentials revoked: open sockets that authenticated with them close at once.
+    Access,
 }
 
 impl Topic {
-    pub const ALL: [Topic; 6] = [
+    pub const ALL: [Topic; 7] = [
         Topic::AgentState,
         Topic::Interactions,
         Topic::KpiInvalidation,
         Topic::ReportRuns,
         Topic::ComplianceAlerts,
         Topic::Settings,
+        Topic::Access,
     ];
 
     /// Position in [`Topic::ALL`] (declaration order): the index of the topic's fan-out channel.

@@ -418,6 +418,7 @@ mod tests {
             email: "x@example.test".to_owned(),
             display_name: "X".to_owned(),
             token_expires_at: 0,
+            api_key: None,
         }
     }
 
