@@ -237,6 +237,7 @@ pub async fn start(state: AppState, settings: LiveSettings) -> AppResult<LiveSim
         email: actor.email,
         display_name: actor.display_name,
         token_expires_at: i64::MAX,
+        api_key: None,
     };
     let wall = Utc::now();
     let sim_start = timeline::simulated_start(wall, &plan.tz);
