@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use common::fixture::{CampaignSpec, FixtureOrg};
-use common::TEST_JWT_SECRET;
+use common::{spare_port, TEST_JWT_SECRET};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use omnivox::auth::Role;
 use omnivox::config::Settings;
@@ -59,14 +59,6 @@ fn running_as_root() -> bool {
         .arg("-u")
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
-fn spare_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Runs one of PostgreSQL's programs (as `postgres` when we are root) and fails loudly.

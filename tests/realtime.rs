@@ -313,14 +313,6 @@ struct OwnedRedis {
 }
 
 impl OwnedRedis {
-    fn spare_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    }
-
     async fn start(port: u16) -> Self {
         let mut child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--save", "", "--appendonly", "no"])
@@ -380,7 +372,7 @@ async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn redis_outage_keeps_mutations_working_and_resyncs_subscribers() {
-    let port = OwnedRedis::spare_port();
+    let port = common::spare_port();
     let mut redis = OwnedRedis::start(port).await;
     let url = redis.url();
     let app = TestApp::spawn_with(|s| s.redis_url = Some(url)).await;

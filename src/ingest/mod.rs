@@ -65,6 +65,25 @@ pub struct EventInput {
     pub end_reason: Option<EndReason>,
 }
 
+impl EventInput {
+    /// An event carrying only its call, type and time; set the rest with struct update syntax.
+    pub fn bare(external_id: impl Into<String>, event_type: EventType, occurred_at: DateTime<Utc>) -> Self {
+        Self {
+            external_id: external_id.into(),
+            event_type,
+            occurred_at,
+            sequence: None,
+            direction: None,
+            campaign_id: None,
+            agent_id: None,
+            customer_number: None,
+            answered_by: None,
+            disposition_code: None,
+            end_reason: None,
+        }
+    }
+}
+
 /// What became of one event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventStatus {

@@ -31,6 +31,15 @@ pub const TEST_PASSWORD: &str = fixture::FIXTURE_PASSWORD;
 pub const TEST_JWT_SECRET: &str = "test-secret-that-is-at-least-32-bytes-long!";
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
 
+/// A TCP port free on 127.0.0.1 a moment ago, for a server a test starts itself.
+pub fn spare_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn pg_url(database: &str) -> String {
     format!("{PG_SERVER}/{database}")
 }

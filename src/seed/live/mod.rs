@@ -525,19 +525,7 @@ impl Runner {
             let ended = row
                 .ended_at
                 .unwrap_or_else(|| (last + LEFT_OPEN_ENDS_AFTER).min(now).max(last));
-            let input = |event_type, occurred_at| EventInput {
-                external_id: row.external_id.clone(),
-                event_type,
-                occurred_at,
-                sequence: None,
-                direction: None,
-                campaign_id: None,
-                agent_id: None,
-                customer_number: None,
-                answered_by: None,
-                disposition_code: None,
-                end_reason: None,
-            };
+            let input = |event_type, occurred_at| EventInput::bare(row.external_id.clone(), event_type, occurred_at);
             if row.ended_at.is_none() {
                 inputs.push(input(EventType::Ended, ended));
             }

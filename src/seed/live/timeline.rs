@@ -272,17 +272,8 @@ impl Planner<'_> {
 
 fn event(call: &NewInteraction, event_type: EventType, at: DateTime<Utc>, sequence: i64) -> EventInput {
     EventInput {
-        external_id: call.external_id.clone(),
-        event_type,
-        occurred_at: at,
         sequence: Some(sequence),
-        direction: None,
-        campaign_id: None,
-        agent_id: None,
-        customer_number: None,
-        answered_by: None,
-        disposition_code: None,
-        end_reason: None,
+        ..EventInput::bare(call.external_id.clone(), event_type, at)
     }
 }
 
