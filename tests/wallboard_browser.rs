@@ -845,3 +845,113 @@ async fn wallboard_signs_in_and_refreshes_its_session_without_a_gap() {
     );
     browser.close().await;
 }
+
+/// Creates an API key as the bearer of `token`: (secret, id).
+async fn create_key(base: &str, token: &str, scopes: &[&str]) -> (String, String) {
+    let body = gql(
+        base,
+        token,
+        "mutation($s: [String!]!) { createApiKey(name: \"Lobby screen\", scopes: $s) { secret apiKey { id } } }",
+        json!({ "s": scopes }),
+    )
+    .await;
+    let created = &body["createApiKey"];
+    (
+        created["secret"].as_str().unwrap().to_owned(),
+        created["apiKey"]["id"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wallboard_runs_on_an_api_key_until_it_is_revoked() {
+    let database = TestDatabase::new().await;
+    let settings = test_settings(&database.url);
+    let control = AppState::new(settings.clone()).unwrap();
+    let org = organization(&control, "wallboard-key", AGENT_NAMES.len()).await;
+    let supervisor = org.token(&control, Role::Supervisor).await;
+    let server = Server::start(settings, "127.0.0.1:0".parse().unwrap()).await;
+    let base = server.url("");
+    let (secret, key_id) = create_key(&base, &supervisor, &["realtime:read", "kpi:read"]).await;
+    assert!(secret.starts_with("ovx_"));
+
+    let browser = Browser::launch().await;
+    browser.viewport(1920, 1080).await;
+    browser
+        .client()
+        .goto(&format!("{base}/wallboard#token={secret}"))
+        .await
+        .unwrap();
+    browser.wait_live(Duration::from_secs(15)).await;
+    let hash = browser.js("return location.hash").await;
+    assert!(
+        !hash.as_str().unwrap().contains("ovx_"),
+        "the key was left in the URL: {hash}"
+    );
+    // The page asks a key only what its scopes reach (the organization, not `me`), and a
+    // supervisor's key with kpi:read sees outbound compliance.
+    browser
+        .wait_for(
+            "the organization's name",
+            "return document.getElementById('org-name').textContent === 'Org wallboard-key'",
+            Duration::from_secs(10),
+        )
+        .await;
+    browser
+        .wait_for(
+            "the drop-rate tile to be read",
+            "return document.querySelector('#tile-drop-rate [data-field=\"sub\"]').textContent.indexOf('no live outbound') >= 0",
+            Duration::from_secs(10),
+        )
+        .await;
+    browser
+        .wait_for(
+            "every agent on screen",
+            &format!(
+                "return document.querySelectorAll('.agent').length === {}",
+                AGENT_NAMES.len()
+            ),
+            Duration::from_secs(10),
+        )
+        .await;
+    set_presence(&base, &supervisor, org.agents[2], "BREAK").await;
+    browser
+        .wait_card_state(org.agents[2], "BREAK", Duration::from_secs(5))
+        .await;
+    browser.screenshot("wallboard-api-key.png").await;
+
+    // Revoked: the socket is closed 4403, the key is refused again on reconnect, and the page
+    // says so and offers the sign-in form.
+    gql(
+        &base,
+        &supervisor,
+        "mutation($id: ID!) { revokeApiKey(id: $id) { id } }",
+        json!({ "id": key_id }),
+    )
+    .await;
+    browser
+        .wait_for(
+            "the sign-in form after the revocation",
+            "return document.body.dataset.connection === 'signed-out'
+               && document.getElementById('sign-in-error').textContent.indexOf('API key was refused') >= 0",
+            Duration::from_secs(10),
+        )
+        .await;
+
+    // A key without kpi:read: live tiles and grid, and the drop-rate tile says what it lacks.
+    let (live_only, _) = create_key(&base, &supervisor, &["realtime:read"]).await;
+    browser
+        .client()
+        .goto(&format!("{base}/wallboard#token={live_only}"))
+        .await
+        .unwrap();
+    browser.wait_live(Duration::from_secs(15)).await;
+    browser
+        .wait_for(
+            "the drop-rate tile to name the missing scope",
+            "return document.querySelector('#tile-drop-rate [data-field=\"sub\"]').textContent === 'needs an API key with kpi:read'",
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(browser.card_state(org.agents[2]).await, "BREAK");
+    browser.close().await;
+}

@@ -1,8 +1,9 @@
 // Omnivox wallboard: a plain client of the public GraphQL API, with no dependencies.
 //
 // * Sign-in: the `login` mutation, tokens kept in sessionStorage (this tab only), refreshed with
-//   `refreshSession` before the access token expires; or a kiosk URL `/wallboard#token=…`: the
-//   fragment never leaves the browser, and the token is taken out of the address bar at once.
+//   `refreshSession` before the access token expires; or a kiosk URL `/wallboard#token=…` with
+//   an access token or an API key (`ovx_…`, scopes `realtime:read` and `kpi:read`): the
+//   fragment never leaves the browser, and it is taken out of the address bar at once.
 // * Live data over `graphql-transport-ws` on /graphql: `agentStates` (a snapshot, then deltas),
 //   `liveKpis`, `businessSettingsChanged` and, for supervisors, `complianceAlerts`. Every
 //   (re)connection starts with fresh snapshots, so a gap never leaves stale tiles (resync).
@@ -38,6 +39,10 @@
     'serviceLevelThresholdSeconds maxAbandonRatePercent } }';
   var COMPLIANCE_ALERTS = 'subscription { complianceAlerts { campaignId level } }';
   var WHO = 'query { organization { name } me { role } }';
+  // An API key is no user: `me` is outside every scope, and the page learns whether outbound
+  // compliance is open to it from complianceStatus's own answer.
+  var WHO_FOR_KEY = 'query { organization { name } }';
+  var API_KEY_PREFIX = 'ovx_';
   var COMPLIANCE_STATUS = 'query { complianceStatus { campaignId campaignName limit status ' +
     'uk { rate limit status } us { rate limit status } } }';
   var LOGIN = 'mutation($e: String!, $p: String!) { login(email: $e, password: $p) ' +
@@ -328,7 +333,7 @@
       return;
     }
     if (live.refusals >= 2) {
-      signOut('The kiosk token was refused (expired or revoked). Sign in, or open a new kiosk URL.');
+      signOut('The kiosk token or API key was refused (expired or revoked). Sign in, or open a new kiosk URL.');
       return;
     }
     scheduleReconnect();
@@ -799,7 +804,7 @@
 
   function renderDropRate() {
     if (compliance.allowed === false) {
-      setTile('tile-drop-rate', '—', 'shown to supervisors', 'none');
+      setTile('tile-drop-rate', '—', usingKey() ? 'needs an API key with kpi:read' : 'shown to supervisors', 'none');
       return;
     }
     var rows = compliance.rows;
@@ -852,8 +857,12 @@
   // ------------------------------------------------------------------------------------------
   // Who is signed in
 
+  function usingKey() {
+    return !!session && session.accessToken.indexOf(API_KEY_PREFIX) === 0;
+  }
+
   function loadWho() {
-    gql(WHO, {}, true).then(function (body) {
+    gql(usingKey() ? WHO_FOR_KEY : WHO, {}, true).then(function (body) {
       var data = body.data;
       if (!data) return;
       if (data.organization) {
