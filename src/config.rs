@@ -122,9 +122,13 @@ pub struct Settings {
     /// may take before the rest is cut (logged) and the process exits with an error.
     #[arg(long, global = true, env = "OMNIVOX_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
-    /// Log format.
+    /// Log format: `json` (one object per line) for log shippers in production.
     #[arg(long, global = true, env = "OMNIVOX_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// OpenTelemetry: export traces over OTLP/HTTP to this base URL (`/v1/traces` is appended),
+    /// e.g. `http://127.0.0.1:4318`. Unset: no export. See `telemetry::traces`.
+    #[arg(long, global = true, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
     /// WebSocket: how long a new socket may wait before sending `connection_init` (then it is
     /// closed 4408). Default 5s.
     #[arg(long, global = true, env = "OMNIVOX_WS_INIT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]

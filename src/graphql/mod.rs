@@ -14,13 +14,13 @@ pub mod interactions;
 pub mod key_scopes;
 pub mod kpi;
 pub mod limits;
-pub mod metrics;
 pub mod org;
 pub mod pagination;
 pub mod persisted;
 pub mod plain;
 pub mod read_only;
 pub mod realtime;
+pub mod telemetry;
 pub mod users;
 
 use async_graphql::extensions::apollo_persisted_queries::ApolloPersistedQueries;
@@ -74,7 +74,7 @@ pub fn build_schema(state: AppState) -> OmnivoxSchema {
     // Extensions run in this order. Metrics first, to time all the rest. The document size is
     // checked before the persisted-queries extension parses a document to register it;
     // `QueriesOnly` comes after it, to see the document a hash stands for.
-    .extension(metrics::OperationMetrics)
+    .extension(telemetry::OperationTelemetry)
     .extension(limits::DocumentLimits {
         max_aliases: settings.max_aliases,
         max_document_bytes: settings.max_document_bytes,

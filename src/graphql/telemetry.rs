@@ -1,6 +1,8 @@
 //! Counts and times every GraphQL query and mutation executed through the schema
 //! (`omnivox_graphql_operations_total` and `omnivox_graphql_operation_duration_seconds`, see
-//! `telemetry::metrics`): by operation name, type and outcome (`ok`, or the first error's code).
+//! `telemetry::metrics`): by operation name, type and outcome (`ok`, or the first error's code);
+//! and runs it in a `graphql` span, exported under the operation's name (`query KpiBoard`) as
+//! the child of the HTTP request's span.
 //!
 //! Registered first, so its timing covers everything the request does, persisted-query lookup,
 //! parsing and validation included. The operation is the one of the parsed document the request
@@ -10,6 +12,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use tracing::field::Empty;
+use tracing::Instrument;
+
 use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest, NextRequest,
 };
@@ -17,14 +22,14 @@ use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, Opera
 use async_graphql::{Request, Response, ServerResult, Variables};
 
 use crate::error::ErrorCode;
-use crate::telemetry::metrics as telemetry;
+use crate::telemetry::metrics;
 
 /// The extension factory.
-pub struct OperationMetrics;
+pub struct OperationTelemetry;
 
-impl ExtensionFactory for OperationMetrics {
+impl ExtensionFactory for OperationTelemetry {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(OperationMetricsExtension::default())
+        Arc::new(OperationTelemetryExtension::default())
     }
 }
 
@@ -37,11 +42,11 @@ struct Seen {
 }
 
 #[derive(Default)]
-struct OperationMetricsExtension {
+struct OperationTelemetryExtension {
     seen: Mutex<Seen>,
 }
 
-impl OperationMetricsExtension {
+impl OperationTelemetryExtension {
     fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
         self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -58,14 +63,14 @@ fn type_label(ty: OperationType) -> &'static str {
 /// (name label, type label) of the operation `requested` picks in `document`.
 fn selected(document: &ExecutableDocument, requested: Option<&str>) -> Option<(String, &'static str)> {
     match (&document.operations, requested) {
-        (DocumentOperations::Single(op), None) => Some((telemetry::operation_label(None), type_label(op.node.ty))),
+        (DocumentOperations::Single(op), None) => Some((metrics::operation_label(None), type_label(op.node.ty))),
         (DocumentOperations::Multiple(ops), Some(name)) => ops
             .get_key_value(name)
-            .map(|(name, op)| (telemetry::operation_label(Some(name.as_str())), type_label(op.node.ty))),
+            .map(|(name, op)| (metrics::operation_label(Some(name.as_str())), type_label(op.node.ty))),
         (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops
             .iter()
             .next()
-            .map(|(name, op)| (telemetry::operation_label(Some(name.as_str())), type_label(op.node.ty))),
+            .map(|(name, op)| (metrics::operation_label(Some(name.as_str())), type_label(op.node.ty))),
         _ => None,
     }
 }
@@ -83,16 +88,31 @@ fn outcome(response: &Response) -> String {
 }
 
 #[async_trait::async_trait]
-impl Extension for OperationMetricsExtension {
+impl Extension for OperationTelemetryExtension {
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
+        let span = tracing::info_span!(
+            "graphql",
+            otel.status_code = Empty,
+            graphql.operation.name = Empty,
+            graphql.operation.type = Empty,
+            outcome = Empty,
+        );
         let started = Instant::now();
-        let response = next.run(ctx).await;
+        let response = next.run(ctx).instrument(span.clone()).await;
         let (operation, kind) = self
             .seen()
             .operation
             .take()
             .unwrap_or_else(|| ("unknown".to_owned(), "unknown"));
-        telemetry::graphql_operation(operation, kind, outcome(&response), started.elapsed());
+        let outcome = outcome(&response);
+        crate::telemetry::rename_exported_span(&span, format!("{kind} {operation}"));
+        span.record("graphql.operation.name", operation.as_str());
+        span.record("graphql.operation.type", kind);
+        span.record("outcome", outcome.as_str());
+        if outcome != "ok" {
+            span.record("otel.status_code", "ERROR");
+        }
+        metrics::graphql_operation(operation, kind, outcome, started.elapsed());
         response
     }
 

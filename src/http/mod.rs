@@ -62,24 +62,43 @@ pub fn app(state: AppState) -> Router {
         // Per route (axum applies a router's layers to each route), so it sees the route template.
         .layer(axum::middleware::from_fn(metrics::track_http))
         .layer(
-        ServiceBuilder::new()
-            .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
-            .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
-                let id = request
-                    .headers()
-                    .get(REQUEST_ID_HEADER)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("-");
-                tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
-            }))
-            .layer(PropagateRequestIdLayer::new(request_id))
-            .layer(axum::middleware::map_response(close_after_payload_too_large))
-            // Backstop only: GraphQL execution has its own, friendlier timeout.
-            .layer(TimeoutLayer::with_status_code(
-                StatusCode::SERVICE_UNAVAILABLE,
-                settings.request_timeout + std::time::Duration::from_secs(5),
-            )),
-    )
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(|request: &axum::http::Request<_>| {
+                            let id = request
+                                .headers()
+                                .get(REQUEST_ID_HEADER)
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("-");
+                            let span = tracing::info_span!(
+                                "request",
+                                method = %request.method(),
+                                path = %request.uri().path(),
+                                request_id = %id,
+                                otel.name = %format_args!("{} {}", request.method(), request.uri().path()),
+                                otel.kind = "server",
+                                http.response.status_code = tracing::field::Empty,
+                            );
+                            crate::telemetry::adopt_remote_parent(&span, request.headers());
+                            span
+                        })
+                        .on_response(
+                            |response: &axum::http::Response<_>, latency: std::time::Duration, span: &tracing::Span| {
+                                span.record("http.response.status_code", response.status().as_u16());
+                                tracing::debug!(status = response.status().as_u16(), ?latency, "response");
+                            },
+                        ),
+                )
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(axum::middleware::map_response(close_after_payload_too_large))
+                // Backstop only: GraphQL execution has its own, friendlier timeout.
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    settings.request_timeout + std::time::Duration::from_secs(5),
+                )),
+        )
 }
 
 /// A 413 is answered before its body is read, so the rest of the body is still on the

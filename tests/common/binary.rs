@@ -42,8 +42,14 @@ impl Process {
     /// Starts `omnivox <args>` against `database_url`, with the tests' JWT secret, JSON logs at
     /// `info` and no Redis (the in-process bus).
     pub fn spawn(args: &[&str], database_url: &str) -> Self {
+        Self::spawn_with_env(args, database_url, &[])
+    }
+
+    /// [`Process::spawn`] with extra environment variables.
+    pub fn spawn_with_env(args: &[&str], database_url: &str, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_omnivox"))
             .args(args)
+            .envs(env.iter().copied())
             .env("DATABASE_URL", database_url)
             .env("OMNIVOX_JWT_SECRET", TEST_JWT_SECRET)
             .env("OMNIVOX_LOG_FORMAT", "json")
