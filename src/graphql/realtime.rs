@@ -359,8 +359,8 @@ impl LiveKpis {
         self.0.rule.threshold_seconds
     }
     /// Today so far. As in every KPI, a call counts in the interval in which it was offered, and
-    /// counts as offered once it was answered or abandoned; calls still waiting are in
-    /// `callsWaiting`.
+    /// counts once it has ended, answered or abandoned (a call in conversation counts as offered
+    /// and answered when it ends); calls still waiting are in `callsWaiting`.
     async fn today(&self) -> LiveWindow {
         (&self.0.today).into()
     }
