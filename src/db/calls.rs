@@ -404,7 +404,8 @@ fn routing_span(
 
 /// For each (agent, changed instant): the interval before it, the next stored transition and
 /// the interval in force there — three index lookups per point, one round trip per batch.
-/// The lookups order by `started_at` alone, which the index gives: a tie-break on `id` made
+/// The lookups order by `started_at` alone, which the index (agent, axis, started_at) gives, so
+/// each is one backward index step whatever the statistics estimate; a tie-break on `id` made
 /// PostgreSQL sort every earlier interval of the agent per point (359 ms instead of 16 ms for
 /// 900 points). Derived intervals never share a start; should a log written otherwise hold
 /// two, either one read here makes the stretch fall back to a wider, still exact, re-derivation.
