@@ -317,6 +317,31 @@ impl Browser {
         }
     }
 
+    /// Opens the kiosk URL `/wallboard#token=<token>` and waits until the board is live; the
+    /// token must have left the address bar by then.
+    async fn open_kiosk(&self, base: &str, token: &str) {
+        self.client()
+            .goto(&format!("{base}/wallboard#token={token}"))
+            .await
+            .unwrap();
+        self.wait_live(Duration::from_secs(15)).await;
+        let hash = self.js("return location.hash").await;
+        assert!(
+            !hash.as_str().unwrap().contains("token"),
+            "token left in the URL: {hash}"
+        );
+    }
+
+    /// Waits until `count` agent cards are on screen.
+    async fn wait_agents(&self, count: usize) {
+        self.wait_for(
+            "every agent on screen",
+            &format!("return document.querySelectorAll('.agent').length === {count}"),
+            Duration::from_secs(10),
+        )
+        .await;
+    }
+
     async fn wait_live(&self, timeout: Duration) {
         self.wait_for(
             "the page to be live",
@@ -468,27 +493,8 @@ async fn wallboard_shows_live_changes_and_survives_a_server_restart() {
     browser.viewport(1920, 1080).await;
 
     // Kiosk URL: the token travels in the fragment and leaves the address bar at once.
-    browser
-        .client()
-        .goto(&format!("{base}/wallboard#token={supervisor}"))
-        .await
-        .unwrap();
-    browser.wait_live(Duration::from_secs(15)).await;
-    let hash = browser.js("return location.hash").await;
-    assert!(
-        !hash.as_str().unwrap().contains("token"),
-        "token left in the URL: {hash}"
-    );
-    browser
-        .wait_for(
-            "every agent on screen",
-            &format!(
-                "return document.querySelectorAll('.agent').length === {}",
-                AGENT_NAMES.len()
-            ),
-            Duration::from_secs(10),
-        )
-        .await;
+    browser.open_kiosk(&base, &supervisor).await;
+    browser.wait_agents(AGENT_NAMES.len()).await;
     assert_eq!(browser.card_state(agent(0)).await, "AVAILABLE");
     browser.wait_tile("tile-waiting", "0").await;
     // No calls yet: ratios have no denominator and show "—", not 0 %.
@@ -876,17 +882,7 @@ async fn wallboard_runs_on_an_api_key_until_it_is_revoked() {
 
     let browser = Browser::launch().await;
     browser.viewport(1920, 1080).await;
-    browser
-        .client()
-        .goto(&format!("{base}/wallboard#token={secret}"))
-        .await
-        .unwrap();
-    browser.wait_live(Duration::from_secs(15)).await;
-    let hash = browser.js("return location.hash").await;
-    assert!(
-        !hash.as_str().unwrap().contains("ovx_"),
-        "the key was left in the URL: {hash}"
-    );
+    browser.open_kiosk(&base, &secret).await;
     // The page asks a key only what its scopes reach (the organization, not `me`), and a
     // supervisor's key with kpi:read sees outbound compliance.
     browser
@@ -903,16 +899,7 @@ async fn wallboard_runs_on_an_api_key_until_it_is_revoked() {
             Duration::from_secs(10),
         )
         .await;
-    browser
-        .wait_for(
-            "every agent on screen",
-            &format!(
-                "return document.querySelectorAll('.agent').length === {}",
-                AGENT_NAMES.len()
-            ),
-            Duration::from_secs(10),
-        )
-        .await;
+    browser.wait_agents(AGENT_NAMES.len()).await;
     set_presence(&base, &supervisor, org.agents[2], "BREAK").await;
     browser
         .wait_card_state(org.agents[2], "BREAK", Duration::from_secs(5))
@@ -939,12 +926,7 @@ async fn wallboard_runs_on_an_api_key_until_it_is_revoked() {
 
     // A key without kpi:read: live tiles and grid, and the drop-rate tile says what it lacks.
     let (live_only, _) = create_key(&base, &supervisor, &["realtime:read"]).await;
-    browser
-        .client()
-        .goto(&format!("{base}/wallboard#token={live_only}"))
-        .await
-        .unwrap();
-    browser.wait_live(Duration::from_secs(15)).await;
+    browser.open_kiosk(&base, &live_only).await;
     browser
         .wait_for(
             "the drop-rate tile to name the missing scope",
