@@ -17,6 +17,8 @@
 //! * [`access`], [`ingest`], [`management`] — the services: authentication and tenancy against
 //!   the database; telephony ingest (Twilio webhooks, call events, the call lifecycle); the
 //!   rules of the management surface (settings, users, presence).
+//! * [`reports`]  — saved reports (stored analytics queries with a range and a presentation),
+//!   their templates, results and CSV/JSON exports, all answered by the one analytics engine.
 //! * [`state`]    — [`state::AppState`]: database pool, token keys, bus, configuration, and the
 //!   process lifecycle (draining, work in flight) that a graceful shutdown waits on.
 //! * [`realtime`] — the event bus and its typed events, which carry "something changed" to
@@ -46,6 +48,7 @@ pub mod ingest;
 pub mod kpi;
 pub mod management;
 pub mod realtime;
+pub mod reports;
 pub mod seed;
 pub mod state;
 pub mod telemetry;

@@ -18,7 +18,7 @@ const LAYERS: &[&[&str]] = &[
     &["kpi"],
     &["realtime"],
     &["state"],
-    &["access", "ingest", "management"],
+    &["access", "ingest", "management", "reports"],
     &["seed"],
     &["graphql"],
     &["http"],

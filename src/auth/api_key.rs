@@ -45,7 +45,8 @@ pub enum Scope {
     /// KPI summaries and series, per-agent and per-campaign performance, dispositions,
     /// compliance status (the latter four need a SUPERVISOR+ creator, as for a person).
     KpiRead,
-    /// Reports and raw data for BI: ad-hoc analytics and call records.
+    /// Reports and raw data for BI: ad-hoc analytics, call records, saved reports and their
+    /// templates (read, with results), and report exports over plain HTTP.
     ReportsRead,
     /// Subscriptions: live wallboards, agent states, call events, alerts, settings changes.
     RealtimeRead,
@@ -53,13 +54,18 @@ pub enum Scope {
     IngestWrite,
 }
 
-/// The kind of root a field belongs to.
+/// The kind of root a field belongs to, or plain HTTP for the endpoints outside GraphQL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Root {
     Query,
     Mutation,
     Subscription,
+    /// Plain HTTP endpoints, named by method and route (e.g. [`HTTP_REPORT_EXPORT`]).
+    Http,
 }
+
+/// `GET /api/reports/{id}.csv` and `.json`: a saved report's export for BI tools.
+pub const HTTP_REPORT_EXPORT: &str = "GET /api/reports/{id}";
 
 /// Root fields that every read scope may reach: context a client needs to present what it
 /// reads (the organization's time zone and settings, the presence reason codes).
@@ -107,9 +113,16 @@ impl Scope {
                 "dispositionBreakdown",
                 "complianceStatus",
             ],
-            (Scope::ReportsRead, Root::Query) => {
-                &["analytics", "interactions", "interaction", "interactionByExternalId"]
-            }
+            (Scope::ReportsRead, Root::Query) => &[
+                "analytics",
+                "interactions",
+                "interaction",
+                "interactionByExternalId",
+                "reports",
+                "report",
+                "reportTemplates",
+            ],
+            (Scope::ReportsRead, Root::Http) => &[HTTP_REPORT_EXPORT],
             (Scope::RealtimeRead, Root::Subscription) => &[
                 "agentStates",
                 "liveKpis",
@@ -284,6 +297,18 @@ mod tests {
         assert_eq!(viewer.scopes, vec![Scope::KpiRead, Scope::RealtimeRead]);
         assert!(viewer.allows(Root::Subscription, "liveKpis"));
         assert!(!viewer.allows(Root::Query, "analytics"));
+    }
+
+    #[test]
+    fn report_exports_need_the_reports_scope() {
+        let id = uuid::Uuid::new_v4();
+        let reports = KeyGrant::new(id, [Scope::ReportsRead], Role::Supervisor);
+        assert!(reports.allows(Root::Http, HTTP_REPORT_EXPORT));
+        assert!(reports.allows(Root::Query, "report"));
+        assert!(!reports.allows(Root::Mutation, "createReport"));
+        let kpi = KeyGrant::new(id, [Scope::KpiRead, Scope::RealtimeRead], Role::Admin);
+        assert!(!kpi.allows(Root::Http, HTTP_REPORT_EXPORT));
+        assert!(!kpi.allows(Root::Query, "reports"));
     }
 
     #[test]

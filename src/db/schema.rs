@@ -345,6 +345,22 @@ diesel::table! {
 }
 
 diesel::table! {
+    reports (id) {
+        id -> Uuid,
+        organization_id -> Uuid,
+        owner_id -> Uuid,
+        title -> Text,
+        description -> Nullable<Text>,
+        shared -> Bool,
+        definition -> Jsonb,
+        template_key -> Nullable<Text>,
+        version -> Int4,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     skills (id) {
         id -> Uuid,
         organization_id -> Uuid,
@@ -405,6 +421,7 @@ diesel::joinable!(kpi_hourly_disposition -> organizations (organization_id));
 diesel::joinable!(presence_reason_codes -> organizations (organization_id));
 diesel::joinable!(api_keys -> organizations (organization_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
+diesel::joinable!(reports -> organizations (organization_id));
 diesel::joinable!(skills -> organizations (organization_id));
 diesel::joinable!(teams -> organizations (organization_id));
 diesel::joinable!(telephony_settings -> organizations (organization_id));
@@ -432,6 +449,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     organizations,
     presence_reason_codes,
     refresh_tokens,
+    reports,
     skills,
     teams,
     telephony_settings,

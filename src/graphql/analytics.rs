@@ -307,12 +307,12 @@ impl From<views::ComplianceRow> for ComplianceStatus {
 /// (one of its groupBy) or `bucketStart: true` (when it has a granularity).
 #[derive(InputObject, Clone, Copy)]
 pub struct AnalyticsOrder {
-    metric: Option<MetricName>,
-    dimension: Option<Dimension>,
-    bucket_start: Option<bool>,
+    pub(crate) metric: Option<MetricName>,
+    pub(crate) dimension: Option<Dimension>,
+    pub(crate) bucket_start: Option<bool>,
     /// Null metric values and "none" groups sort last in either direction.
     #[graphql(default)]
-    direction: SortDirection,
+    pub(crate) direction: SortDirection,
 }
 
 /// An ad-hoc aggregate for BI tools: registry metrics per combination of dimension values.
@@ -530,7 +530,8 @@ fn analytics_value(metric: MetricName, e: &Evaluated) -> AnalyticsValue {
 }
 
 impl AnalyticsResult {
-    fn new(out: views::AnalyticsOutput) -> AppResult<Self> {
+    /// The output type of an engine answer (`analytics`, and a saved report's `result`).
+    pub(crate) fn new(out: views::AnalyticsOutput) -> AppResult<Self> {
         let metrics = out
             .metrics
             .iter()

@@ -40,6 +40,22 @@ impl Guard for PermissionGuard {
     }
 }
 
+/// Passes for the roles that read reports: VIEWER (shared reports) and SUPERVISOR and above;
+/// not AGENT (see `reports`: the one exception to "a higher role holds every permission of the
+/// lower ones").
+pub struct ReportReaderGuard;
+
+impl Guard for ReportReaderGuard {
+    async fn check(&self, ctx: &Context<'_>) -> async_graphql::Result<()> {
+        let caller = principal(ctx)?;
+        if crate::reports::may_read(caller.role) {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden("reports are for VIEWER (shared reports) and SUPERVISOR or higher".into()).into())
+        }
+    }
+}
+
 /// Passes when the target user is the caller, or the caller's role is at least `role`.
 pub struct SelfOrRoleGuard {
     pub target_user_id: Option<ID>,

@@ -20,6 +20,7 @@ pub mod persisted;
 pub mod plain;
 pub mod read_only;
 pub mod realtime;
+pub mod reports;
 pub mod telemetry;
 pub mod users;
 
@@ -40,6 +41,7 @@ pub struct QueryRoot(
     analytics::AnalyticsQueries,
     realtime::RealtimeQuery,
     api_keys::ApiKeyQuery,
+    reports::ReportQueries,
 );
 
 #[derive(MergedObject, Default)]
@@ -51,6 +53,7 @@ pub struct MutationRoot(
     interactions::InteractionsMutation,
     realtime::RealtimeMutation,
     api_keys::ApiKeyMutation,
+    reports::ReportMutations,
 );
 
 #[derive(MergedSubscription, Default)]

@@ -34,6 +34,34 @@ pub fn graphql_body(error: &AppError) -> String {
     .to_string()
 }
 
+/// An error of a plain HTTP endpoint (report exports): the status of its code and the GraphQL
+/// error shape, so a client reads every error of the API the same way —
+/// `{"errors": [{message, extensions: {code, fields?}}]}`. A 401 says how to authenticate.
+pub fn json_response(error: &AppError) -> Response {
+    let gql = error.extend(); // logs internal detail once; the message is the client's
+    let mut extensions = json!({ "code": error.code().as_str() });
+    if let AppError::BadUserInput { fields, .. } = error {
+        if !fields.is_empty() {
+            extensions["fields"] = json!(fields);
+        }
+    }
+    let body = json!({ "errors": [ { "message": gql.message, "extensions": extensions } ] }).to_string();
+    let status = status_of(error);
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    if status == StatusCode::UNAUTHORIZED {
+        headers.insert(
+            axum::http::header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("Bearer"),
+        );
+    }
+    response
+}
+
 /// A response that never executed: parse, validation or limit errors, no data, no path.
 pub fn never_executed(response: &async_graphql::Response) -> bool {
     response.data == async_graphql::Value::Null
@@ -76,6 +104,19 @@ mod tests {
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
         let response = plain_text(&AppError::NotFound("unknown organization".into()));
         assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn plain_http_errors_carry_their_code_status_and_fields() {
+        let response = json_response(&AppError::invalid_fields(vec![crate::error::FieldError::new(
+            "from", "bad",
+        )]));
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let response = json_response(&AppError::Unauthenticated("no".into()));
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert!(response.headers().contains_key(axum::http::header::WWW_AUTHENTICATE));
+        let response = json_response(&AppError::internal("secret detail"));
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 
     #[test]

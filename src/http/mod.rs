@@ -1,11 +1,13 @@
 //! The HTTP surface: GraphQL over HTTP (POST, and GET for queries) and WebSocket on
-//! `/graphql`, GraphiQL, the built-in wallboard page, health probes, Prometheus metrics, and the
-//! middleware every request passes through (request id, tracing, metrics, body limit, timeout).
+//! `/graphql`, GraphiQL, report exports (`/api/reports/…`), the built-in wallboard page,
+//! health probes, Prometheus metrics, and the middleware every request passes through
+//! (request id, tracing, metrics, body limit, timeout).
 
 pub mod errors;
 pub mod graphql;
 pub mod health;
 pub mod metrics;
+pub mod reports;
 pub mod wallboard;
 pub mod webhooks;
 pub mod ws;
@@ -48,6 +50,7 @@ pub fn app(state: AppState) -> Router {
         .route("/livez", get(health::livez))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))
+        .route(reports::ROUTE, get(reports::export))
         .route("/wallboard", get(wallboard::page))
         .route("/wallboard/wallboard.css", get(wallboard::style))
         .route("/wallboard/wallboard.js", get(wallboard::script))

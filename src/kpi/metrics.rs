@@ -41,8 +41,10 @@ pub(crate) use with_metric_names;
 macro_rules! metric_name_enum {
     ($($variant:ident => $name:literal),+ $(,)?) => {
         /// A metric of the registry (the names `KpiValues.explain` reports), as an enum value.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, async_graphql::Enum)]
+        /// Stored (saved reports) under its GraphQL name, e.g. `AVERAGE_HANDLE_TIME`.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, async_graphql::Enum, serde::Serialize, serde::Deserialize)]
         #[graphql(rename_items = "SCREAMING_SNAKE_CASE")]
+        #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
         pub enum MetricName {
             $($variant),+
         }

@@ -5,8 +5,9 @@
 use chrono::{DateTime, Datelike, Days, LocalResult, Months, NaiveDate, NaiveTime, TimeDelta, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, async_graphql::Enum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, async_graphql::Enum, serde::Serialize, serde::Deserialize)]
 #[graphql(rename_items = "SCREAMING_SNAKE_CASE")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Granularity {
     FifteenMinutes,
     Hour,
@@ -17,7 +18,7 @@ pub enum Granularity {
 
 /// Local midnight of `date` as an instant. Where midnight does not exist (a DST jump at
 /// 00:00) the day starts at the first instant that does.
-fn local_midnight(tz: Tz, date: NaiveDate) -> DateTime<Utc> {
+pub fn local_midnight(tz: Tz, date: NaiveDate) -> DateTime<Utc> {
     let mut time = NaiveTime::MIN;
     for _ in 0..4 {
         match tz.from_local_datetime(&date.and_time(time)) {

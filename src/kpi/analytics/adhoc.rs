@@ -5,6 +5,7 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use chrono_tz::Tz;
 use diesel_async::AsyncPgConnection;
 use uuid::Uuid;
 
@@ -14,11 +15,11 @@ use crate::auth::Tenant;
 use crate::db::contact_centre::{self as cc, AgentDirectoryEntry, CampaignDirectoryEntry, DispositionDirectoryEntry};
 use crate::domain::Direction;
 use crate::error::{AppError, AppResult, FieldError};
-use crate::kpi::filter::{self, RawFilter};
+use crate::kpi::filter::{self, RawFilter, ResolvedFilter};
 use crate::kpi::metrics::MetricName;
 use crate::kpi::metrics::{self, Evaluated, MetricDef, ServiceLevelRule, Unit};
 use crate::kpi::plan::*;
-use crate::kpi::query::{Aggregates, GroupKey, GroupSpec};
+use crate::kpi::query::{Aggregates, GroupKey, GroupSpec, TimeSlots};
 use crate::kpi::time::{bucket_count_estimate, Granularity};
 use crate::kpi::{organization_rule, NONE_KEY};
 
@@ -39,8 +40,11 @@ pub const MAX_RAW_DAYS: i64 = 31;
 
 /// What an analytics query can group by. DATE, HOUR_OF_DAY (0–23) and DAY_OF_WEEK (ISO: 1 =
 /// Monday … 7 = Sunday) are in the organization's time zone. TEAM is the agent's current team.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, async_graphql::Enum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, async_graphql::Enum, serde::Serialize, serde::Deserialize,
+)]
 #[graphql(rename_items = "SCREAMING_SNAKE_CASE")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Dimension {
     Campaign,
     Agent,
@@ -53,7 +57,8 @@ pub enum Dimension {
 }
 
 impl Dimension {
-    fn api_name(self) -> &'static str {
+    /// The GraphQL (and stored) name of the dimension.
+    pub fn api_name(self) -> &'static str {
         match self {
             Dimension::Campaign => "CAMPAIGN",
             Dimension::Agent => "AGENT",
@@ -241,23 +246,16 @@ struct RowKey {
     team: Option<Uuid>,
 }
 
-/// Answers an analytics query: validates it (BAD_USER_INPUT naming every problem), reads each
-/// source once grouped by every requested dimension, evaluates the requested registry metrics
-/// per group, orders and limits the rows.
-pub async fn run_analytics(
-    conn: &mut AsyncPgConnection,
-    spare: Option<&mut AsyncPgConnection>,
-    tenant: &Tenant,
-    req: &AnalyticsRequest,
-    prefix: &str,
-) -> AppResult<AnalyticsOutput> {
-    let errors = validate_request(req, prefix);
-    if !errors.is_empty() {
-        return Err(AppError::invalid_fields(errors));
-    }
-    let resolved = filter::resolve(conn, tenant, &format!("{prefix}.filter"), &req.filter).await?;
-    let (rule, tz) = organization_rule(conn, tenant).await?;
-    let defs: Vec<&'static MetricDef> = req.metrics.iter().map(|m| m.def()).collect::<AppResult<_>>()?;
+/// The time plan of a request: the slots and classes of its time dimensions (None without
+/// any) and the sources that answer its interval.
+struct Planned {
+    plan: Option<(TimeSlots, Vec<TimeClass>)>,
+    sources: Sources,
+}
+
+/// Plans the request's interval in `tz`; refuses a plan that would read more than
+/// [`MAX_RAW_DAYS`] of raw facts, naming the field that causes it.
+fn plan_request(req: &AnalyticsRequest, tz: Tz, prefix: &str) -> AppResult<Planned> {
     let has = |d: Dimension| req.group_by.contains(&d);
     let time_dims = TimeDimensions {
         date: has(Dimension::Date),
@@ -265,10 +263,10 @@ pub async fn run_analytics(
         day_of_week: has(Dimension::DayOfWeek),
         granularity: req.granularity,
     };
-    let plan = time_plan(tz, resolved.from, resolved.to, time_dims);
+    let (from, to) = (req.filter.from, req.filter.to);
+    let plan = time_plan(tz, from, to, time_dims);
     let boundaries: Vec<DateTime<Utc>> = plan.as_ref().map(|(s, _)| s.starts.clone()).unwrap_or_default();
-    let sources =
-        plan_sources(resolved.from, resolved.to, &boundaries, has(Dimension::Disposition)).with_days(tz, &boundaries);
+    let sources = plan_sources(from, to, &boundaries, has(Dimension::Disposition)).with_days(tz, &boundaries);
     if sources.raw_span() > TimeDelta::days(MAX_RAW_DAYS) {
         let (field, cause) = if has(Dimension::Disposition) {
             ("groupBy", "DISPOSITION is answered from raw calls")
@@ -282,6 +280,84 @@ pub async fn run_analytics(
             format!("{cause}: narrow the interval to at most {MAX_RAW_DAYS} days"),
         )]));
     }
+    Ok(Planned { plan, sources })
+}
+
+/// A request that passed every check made before reading facts.
+struct Prepared {
+    resolved: ResolvedFilter,
+    rule: ServiceLevelRule,
+    tz: Tz,
+    planned: Planned,
+}
+
+/// Every check made before a fact is read, in order: the request's own rules, the filter (ids
+/// of this tenant, an ordered interval of at most 400 days), the plan in the organization's
+/// zone. BAD_USER_INPUT naming every problem (paths under `prefix`).
+async fn prepare(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    req: &AnalyticsRequest,
+    prefix: &str,
+) -> AppResult<Prepared> {
+    let errors = validate_request(req, prefix);
+    if !errors.is_empty() {
+        return Err(AppError::invalid_fields(errors));
+    }
+    let resolved = filter::resolve(conn, tenant, &format!("{prefix}.filter"), &req.filter).await?;
+    let (rule, tz) = organization_rule(conn, tenant).await?;
+    let planned = plan_request(req, tz, prefix)?;
+    Ok(Prepared {
+        resolved,
+        rule,
+        tz,
+        planned,
+    })
+}
+
+/// Validates an analytics request exactly as [`run_analytics`] does before it reads a fact
+/// (the same code), without running it: saved reports are checked with it before they are
+/// stored. Only the group count (at most [`MAX_GROUPS`]) depends on the data and is left to
+/// the run.
+pub async fn validate_analytics(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    req: &AnalyticsRequest,
+    prefix: &str,
+) -> AppResult<()> {
+    prepare(conn, tenant, req, prefix).await.map(|_| ())
+}
+
+/// The checks of [`validate_analytics`] that need no database, in zone `tz`: the request's own
+/// rules, the interval and the plan. For requests that name no ids (the report templates,
+/// checked by unit tests); anything stored goes through [`validate_analytics`].
+pub fn check_request(req: &AnalyticsRequest, tz: Tz, prefix: &str) -> AppResult<()> {
+    let mut errors = validate_request(req, prefix);
+    filter::check_interval(&format!("{prefix}.filter"), req.filter.from, req.filter.to, &mut errors);
+    if !errors.is_empty() {
+        return Err(AppError::invalid_fields(errors));
+    }
+    plan_request(req, tz, prefix).map(|_| ())
+}
+
+/// Answers an analytics query: validates it (BAD_USER_INPUT naming every problem), reads each
+/// source once grouped by every requested dimension, evaluates the requested registry metrics
+/// per group, orders and limits the rows.
+pub async fn run_analytics(
+    conn: &mut AsyncPgConnection,
+    spare: Option<&mut AsyncPgConnection>,
+    tenant: &Tenant,
+    req: &AnalyticsRequest,
+    prefix: &str,
+) -> AppResult<AnalyticsOutput> {
+    let Prepared {
+        resolved,
+        rule,
+        tz,
+        planned: Planned { plan, sources },
+    } = prepare(conn, tenant, req, prefix).await?;
+    let defs: Vec<&'static MetricDef> = req.metrics.iter().map(|m| m.def()).collect::<AppResult<_>>()?;
+    let has = |d: Dimension| req.group_by.contains(&d);
     let (slots, classes) = match plan {
         Some((slots, classes)) => (Some(slots), classes),
         None => (None, Vec::new()),

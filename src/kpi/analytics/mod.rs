@@ -59,8 +59,9 @@ pub use compliance::*;
 pub use dispositions::*;
 pub use performance::*;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, async_graphql::Enum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, async_graphql::Enum, serde::Serialize, serde::Deserialize)]
 #[graphql(rename_items = "SCREAMING_SNAKE_CASE")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum SortDirection {
     #[default]
     Asc,
