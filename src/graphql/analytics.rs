@@ -315,6 +315,18 @@ pub struct AnalyticsOrder {
     pub(crate) direction: SortDirection,
 }
 
+impl AnalyticsOrder {
+    /// The engine's ordering term (saved reports store the same term).
+    pub fn term(&self) -> OrderTerm {
+        OrderTerm {
+            metric: self.metric,
+            dimension: self.dimension,
+            bucket: self.bucket_start.unwrap_or(false),
+            direction: self.direction,
+        }
+    }
+}
+
 /// An ad-hoc aggregate for BI tools: registry metrics per combination of dimension values.
 ///
 /// * `groupBy`: at most 4 dimensions. DATE, HOUR_OF_DAY and DAY_OF_WEEK are in the
@@ -703,16 +715,7 @@ impl AnalyticsQueries {
             group_by: query.group_by,
             filter: query.filter.raw(),
             granularity: query.granularity,
-            order_by: query
-                .order_by
-                .iter()
-                .map(|o| OrderTerm {
-                    metric: o.metric,
-                    dimension: o.dimension,
-                    bucket: o.bucket_start.unwrap_or(false),
-                    direction: o.direction,
-                })
-                .collect(),
+            order_by: query.order_by.iter().map(AnalyticsOrder::term).collect(),
             limit: query.limit,
         };
         let mut spare = views::spare_connection(pool).await;

@@ -193,16 +193,7 @@ fn domain_input(input: ReportInput) -> AppResult<DomainInput> {
                 group_by: query.group_by,
                 filter,
                 granularity: query.granularity,
-                order_by: query
-                    .order_by
-                    .iter()
-                    .map(|o| ReportOrder {
-                        metric: o.metric,
-                        dimension: o.dimension,
-                        bucket: o.bucket_start.unwrap_or(false),
-                        direction: o.direction,
-                    })
-                    .collect(),
+                order_by: query.order_by.iter().map(|o| ReportOrder::from(o.term())).collect(),
                 limit: query.limit,
             },
             range,

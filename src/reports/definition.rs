@@ -68,7 +68,8 @@ pub struct ReportFilter {
     pub direction: Option<Direction>,
 }
 
-/// One ordering term, as `analytics` takes it.
+/// One ordering term, as `analytics` takes it. The stored (JSON) shape of the engine's
+/// `OrderTerm`, kept as its own type so that stored definitions do not change with the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReportOrder {
@@ -80,6 +81,28 @@ pub struct ReportOrder {
     pub bucket: bool,
     #[serde(default)]
     pub direction: SortDirection,
+}
+
+impl From<OrderTerm> for ReportOrder {
+    fn from(t: OrderTerm) -> Self {
+        ReportOrder {
+            metric: t.metric,
+            dimension: t.dimension,
+            bucket: t.bucket,
+            direction: t.direction,
+        }
+    }
+}
+
+impl From<ReportOrder> for OrderTerm {
+    fn from(o: ReportOrder) -> Self {
+        OrderTerm {
+            metric: o.metric,
+            dimension: o.dimension,
+            bucket: o.bucket,
+            direction: o.direction,
+        }
+    }
 }
 
 /// The period a report covers: fixed instants, or a period relative to the run.
@@ -391,16 +414,7 @@ impl ReportQuery {
                 direction: self.filter.direction,
             },
             granularity: self.granularity,
-            order_by: self
-                .order_by
-                .iter()
-                .map(|o| OrderTerm {
-                    metric: o.metric,
-                    dimension: o.dimension,
-                    bucket: o.bucket,
-                    direction: o.direction,
-                })
-                .collect(),
+            order_by: self.order_by.iter().copied().map(OrderTerm::from).collect(),
             limit: self.limit,
         }
     }
