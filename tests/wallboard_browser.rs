@@ -883,8 +883,8 @@ async fn wallboard_runs_on_an_api_key_until_it_is_revoked() {
     let browser = Browser::launch().await;
     browser.viewport(1920, 1080).await;
     browser.open_kiosk(&base, &secret).await;
-    // The page asks a key only what its scopes reach (the organization, not `me`), and a
-    // supervisor's key with kpi:read sees outbound compliance.
+    // The organization's name comes through a key (which `me` would not), and a supervisor's
+    // key with kpi:read sees outbound compliance.
     browser
         .wait_for(
             "the organization's name",
