@@ -201,6 +201,13 @@ impl From<diesel_async::pooled_connection::deadpool::PoolError> for AppError {
     }
 }
 
+/// A file error (export files): internal, its detail logged and masked.
+impl From<std::io::Error> for AppError {
+    fn from(err: std::io::Error) -> Self {
+        AppError::Internal(format!("file: {err}"))
+    }
+}
+
 impl From<serde_json::Error> for AppError {
     fn from(err: serde_json::Error) -> Self {
         AppError::Internal(format!("json: {err}"))

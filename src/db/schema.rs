@@ -345,6 +345,47 @@ diesel::table! {
 }
 
 diesel::table! {
+    report_files (run_id, chunk) {
+        run_id -> Uuid,
+        chunk -> Int4,
+        data -> Bytea,
+    }
+}
+
+diesel::table! {
+    report_runs (id) {
+        id -> Uuid,
+        organization_id -> Uuid,
+        report_id -> Uuid,
+        report_version -> Int4,
+        requested_by -> Nullable<Uuid>,
+        api_key_id -> Nullable<Uuid>,
+        schedule_id -> Nullable<Uuid>,
+        fire_at -> Nullable<Timestamptz>,
+        format -> Text,
+        range_from -> Timestamptz,
+        range_to -> Timestamptz,
+        bom -> Bool,
+        status -> Text,
+        attempt -> Int4,
+        max_attempts -> Int4,
+        not_before -> Timestamptz,
+        claimed_by -> Nullable<Text>,
+        heartbeat_at -> Nullable<Timestamptz>,
+        cancel_requested -> Bool,
+        rows_written -> Int8,
+        bytes -> Nullable<Int8>,
+        content_type -> Nullable<Text>,
+        filename -> Nullable<Text>,
+        error -> Nullable<Text>,
+        created_at -> Timestamptz,
+        started_at -> Nullable<Timestamptz>,
+        finished_at -> Nullable<Timestamptz>,
+        expires_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     reports (id) {
         id -> Uuid,
         organization_id -> Uuid,
@@ -406,6 +447,8 @@ diesel::table! {
 }
 
 diesel::joinable!(agents -> organizations (organization_id));
+diesel::joinable!(report_files -> report_runs (run_id));
+diesel::joinable!(report_runs -> reports (report_id));
 diesel::joinable!(audit_log -> organizations (organization_id));
 diesel::joinable!(business_settings -> organizations (organization_id));
 diesel::joinable!(call_events -> organizations (organization_id));
@@ -449,6 +492,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     organizations,
     presence_reason_codes,
     refresh_tokens,
+    report_files,
+    report_runs,
     reports,
     skills,
     teams,

@@ -12,10 +12,12 @@
 
 use std::collections::HashMap;
 
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use tokio_util::io::ReaderStream;
 use uuid::Uuid;
 
 use crate::access::principal;
@@ -24,7 +26,8 @@ use crate::auth::jwt::invalid_token;
 use crate::auth::Auth;
 use crate::error::{AppError, AppResult, FieldError};
 use crate::http::{errors, HttpState, REQUEST_ID_HEADER};
-use crate::reports::run::{self, ExportFormat, ExportRequest};
+use crate::reports::formats::ExportFormat;
+use crate::reports::run::{self, ExportRequest};
 use crate::reports::saved;
 
 /// The route, with `{file}` = `<report id>.<csv|json>`.
@@ -117,10 +120,12 @@ async fn serve(
         .map(str::to_owned);
     let export = run::export(&state.app, &caller, request, request_id).await?;
     let disposition = format!("attachment; filename=\"{}\"", export.filename);
-    let mut response = export.body.into_response();
+    let body = Body::from_stream(ReaderStream::new(tokio::fs::File::from_std(export.file)));
+    let mut response = body.into_response();
     let out = response.headers_mut();
     out.insert(header::CONTENT_TYPE, HeaderValue::from_static(export.content_type));
     out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    out.insert(header::CONTENT_LENGTH, HeaderValue::from(export.bytes));
     if let Ok(value) = HeaderValue::from_str(&disposition) {
         out.insert(header::CONTENT_DISPOSITION, value);
     }

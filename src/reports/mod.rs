@@ -12,7 +12,9 @@
 //! * [`range`]: relative ranges resolved in the organization's zone (a pure function);
 //! * [`templates`]: the templates, in code;
 //! * [`saved`]: create, read, update (optimistic), duplicate, delete, all audited;
-//! * [`run`]: a report's result, its totals and its exports (CSV per RFC 4180, JSON), audited.
+//! * [`run`]: a report's result, its totals and its exports, audited;
+//! * [`table`]: an answer laid out as the presentation asks, for a file;
+//! * [`formats`]: the file writers (CSV per RFC 4180, JSON), fed row by row.
 //!
 //! Who may do what (DESIGN §4, with the brief's one exception): SUPERVISOR and above create
 //! reports; the owner or an ADMIN changes or deletes one; a report is private to its owner or
@@ -23,9 +25,11 @@
 //! NOT_FOUND; a visible report the caller may not change is FORBIDDEN.
 
 pub mod definition;
+pub mod formats;
 pub mod range;
 pub mod run;
 pub mod saved;
+pub mod table;
 pub mod templates;
 
 use crate::auth::{Permission, Principal, Role};
