@@ -370,6 +370,8 @@ pub async fn serve(state: AppState, on_listening: impl FnOnce(SocketAddr)) -> Ap
         .await
         .map_err(|e| AppError::Unavailable(format!("cannot listen on {bind}: {e}")))?;
     let addr = listener.local_addr().map_err(AppError::internal)?;
+    // Report runs queued by any instance; stops claiming when draining.
+    crate::reports::jobs::spawn(&state);
     on_listening(addr);
     let stop_accepting = {
         let lifecycle = lifecycle.clone();

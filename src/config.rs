@@ -163,6 +163,21 @@ pub struct Settings {
     /// request's Host header.
     #[arg(long, global = true, env = "OMNIVOX_PUBLIC_BASE_URL", value_parser = parse_public_base_url)]
     pub public_base_url: Option<String>,
+    /// Reports: how long a run's file stays downloadable before it is deleted. Default 7d.
+    #[arg(long, global = true, env = "OMNIVOX_EXPORT_RETENTION", default_value = "7d", value_parser = parse_duration)]
+    pub export_retention: Duration,
+    /// Reports: report runs one instance executes at once (0: none; other instances run them).
+    /// Default 2.
+    #[arg(long, global = true, env = "OMNIVOX_REPORT_WORKERS", default_value_t = 2)]
+    pub report_workers: usize,
+    /// Reports: a running run whose instance has not reported for this long (it died) is
+    /// taken over by another instance. Default 30s.
+    #[arg(long, global = true, env = "OMNIVOX_REPORT_TAKEOVER_AFTER", default_value = "30s", value_parser = parse_duration)]
+    pub report_takeover_after: Duration,
+    /// Reports: a pause after each row a run writes. Zero in production; tests and demos of
+    /// progress, cancellation and takeover set it to make a small run last.
+    #[arg(long, global = true, env = "OMNIVOX_REPORT_ROW_DELAY", default_value = "0ms", value_parser = parse_duration, hide = true)]
+    pub report_row_delay: Duration,
 }
 
 impl Settings {

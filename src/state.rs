@@ -34,6 +34,9 @@ pub struct AppState {
     pub redis: Option<redis::Client>,
     /// Draining or not, and the work that must finish before the process exits.
     pub lifecycle: Lifecycle,
+    /// Wakes this instance's report-run worker when a run is queued here (other instances
+    /// find it on their next poll).
+    pub report_runs_queued: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -94,6 +97,7 @@ impl AppState {
             live: Arc::default(),
             redis,
             lifecycle: Lifecycle::default(),
+            report_runs_queued: Arc::default(),
         })
     }
 

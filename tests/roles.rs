@@ -20,7 +20,17 @@ const PUBLIC: &[&str] = &["Mutation.login", "Mutation.refreshSession", "Mutation
 
 /// The one exception to "a higher role holds every permission of the lower ones": reports are
 /// read by VIEWER (BI accounts, shared reports) and SUPERVISOR and above, never by AGENT.
-const NOT_FOR_AGENTS: &[&str] = &["Query.reports", "Query.report", "Query.reportTemplates"];
+const NOT_FOR_AGENTS: &[&str] = &[
+    "Query.reports",
+    "Query.report",
+    "Query.reportTemplates",
+    "Query.reportRun",
+    "Query.reportRuns",
+    "Mutation.runReport",
+    "Mutation.cancelReportRun",
+    "Mutation.createReportDownloadLink",
+    "Subscription.reportRunUpdated",
+];
 
 fn passes(op: &Operation, role: Role) -> bool {
     role >= op.lowest_role && !(role == Role::Agent && NOT_FOR_AGENTS.contains(&op.field))
@@ -276,8 +286,46 @@ fn operations() -> Vec<Operation> {
             query: "mutation($i: ID!) { deleteReport(id: $i) }",
             variables: |_, _| json!({ "i": uuid::Uuid::new_v4() }),
         },
+        // Report runs: unknown reports and runs, so callers that pass the guard get NOT_FOUND.
+        Operation {
+            field: "Query.reportRun",
+            lowest_role: Role::Viewer,
+            query: "query($i: ID!) { reportRun(id: $i) { id } }",
+            variables: |_, _| json!({ "i": uuid::Uuid::new_v4() }),
+        },
+        Operation {
+            field: "Query.reportRuns",
+            lowest_role: Role::Viewer,
+            query: "{ reportRuns { id } }",
+            variables: no_vars,
+        },
+        Operation {
+            field: "Mutation.runReport",
+            lowest_role: Role::Viewer,
+            query: "mutation($i: ID!) { runReport(id: $i, format: CSV) { id } }",
+            variables: |_, _| json!({ "i": uuid::Uuid::new_v4() }),
+        },
+        Operation {
+            field: "Mutation.cancelReportRun",
+            lowest_role: Role::Viewer,
+            query: "mutation($i: ID!) { cancelReportRun(id: $i) { id } }",
+            variables: |_, _| json!({ "i": uuid::Uuid::new_v4() }),
+        },
+        Operation {
+            field: "Mutation.createReportDownloadLink",
+            lowest_role: Role::Viewer,
+            query: "mutation($i: ID!) { createReportDownloadLink(runId: $i) { url } }",
+            variables: |_, _| json!({ "i": uuid::Uuid::new_v4() }),
+        },
         // Subscriptions: their guards are checked over WebSocket in tests/realtime.rs
-        // (`subscription_guards_follow_the_roles`).
+        // (`subscription_guards_follow_the_roles`); `reportRunUpdated`'s in
+        // tests/report_runs.rs.
+        Operation {
+            field: "Subscription.reportRunUpdated",
+            lowest_role: Role::Viewer,
+            query: "",
+            variables: no_vars,
+        },
         Operation {
             field: "Subscription.agentStates",
             lowest_role: Role::Viewer,
@@ -410,7 +458,12 @@ fn scopes_reaching(field: &str) -> &'static [&'static str] {
         | "Query.interactionByExternalId"
         | "Query.reports"
         | "Query.report"
-        | "Query.reportTemplates" => &["reports:read"],
+        | "Query.reportTemplates"
+        | "Query.reportRun"
+        | "Query.reportRuns"
+        | "Mutation.runReport"
+        | "Mutation.createReportDownloadLink"
+        | "Subscription.reportRunUpdated" => &["reports:read"],
         "Mutation.recordCallEvents" => &["ingest:write"],
         f if f.starts_with("Subscription.") => &["realtime:read"],
         _ => &[],

@@ -66,6 +66,8 @@ pub enum Root {
 
 /// `GET /api/reports/{id}.csv` and `.json`: a saved report's export for BI tools.
 pub const HTTP_REPORT_EXPORT: &str = "GET /api/reports/{id}";
+/// `GET /exports/{runId}`: the file of a report run.
+pub const HTTP_RUN_DOWNLOAD: &str = "GET /exports/{runId}";
 
 /// Root fields that every read scope may reach: context a client needs to present what it
 /// reads (the organization's time zone and settings, the presence reason codes).
@@ -121,8 +123,13 @@ impl Scope {
                 "reports",
                 "report",
                 "reportTemplates",
+                "reportRun",
+                "reportRuns",
             ],
-            (Scope::ReportsRead, Root::Http) => &[HTTP_REPORT_EXPORT],
+            // Running a report is how a BI tool reads it as a file: no report changes.
+            (Scope::ReportsRead, Root::Mutation) => &["runReport", "createReportDownloadLink"],
+            (Scope::ReportsRead, Root::Subscription) => &["reportRunUpdated"],
+            (Scope::ReportsRead, Root::Http) => &[HTTP_REPORT_EXPORT, HTTP_RUN_DOWNLOAD],
             (Scope::RealtimeRead, Root::Subscription) => &[
                 "agentStates",
                 "liveKpis",

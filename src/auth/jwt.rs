@@ -63,6 +63,10 @@ pub struct JwtKeys {
     audience: String,
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
+    /// Signs download links (`reports::downloads`): derived from the token secret, so every
+    /// instance that accepts the same tokens accepts the same links, and a link can never pass
+    /// for a token.
+    link_key: [u8; 32],
 }
 
 impl JwtKeys {
@@ -116,7 +120,26 @@ impl JwtKeys {
             audience: audience.to_owned(),
             access_ttl,
             refresh_ttl,
+            link_key: hmac_sha256(secret, b"omnivox download links v1"),
         }
+    }
+
+    /// The signature of a download link's `message` (hex).
+    pub fn sign_link(&self, message: &str) -> String {
+        hex::encode(hmac_sha256(&self.link_key, message.as_bytes()))
+    }
+
+    /// Whether `signature` (hex) signs `message`; compared in constant time.
+    pub fn verify_link(&self, message: &str, signature: &str) -> bool {
+        use hmac::Mac;
+        let Ok(signature) = hex::decode(signature) else {
+            return false;
+        };
+        let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.link_key) else {
+            return false;
+        };
+        mac.update(message.as_bytes());
+        mac.verify_slice(&signature).is_ok()
     }
 
     /// Mints a token; returns it with its claims.
@@ -165,4 +188,15 @@ impl JwtKeys {
 
 pub fn invalid_token() -> AppError {
     AppError::Unauthenticated("invalid or expired token".into())
+}
+
+/// HMAC-SHA256 of `message` under `key`.
+fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    use hmac::Mac;
+    // HMAC takes a key of any length: `new_from_slice` cannot fail for it.
+    let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(key) else {
+        return [0; 32];
+    };
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }

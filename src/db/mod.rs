@@ -16,6 +16,7 @@ pub mod models;
 pub mod orgs;
 pub mod presence;
 pub mod reads;
+pub mod report_runs;
 pub mod reports;
 pub mod schema;
 pub mod tokens;

@@ -20,6 +20,7 @@ pub mod persisted;
 pub mod plain;
 pub mod read_only;
 pub mod realtime;
+pub mod report_runs;
 pub mod reports;
 pub mod telemetry;
 pub mod users;
@@ -42,6 +43,7 @@ pub struct QueryRoot(
     realtime::RealtimeQuery,
     api_keys::ApiKeyQuery,
     reports::ReportQueries,
+    report_runs::ReportRunQueries,
 );
 
 #[derive(MergedObject, Default)]
@@ -54,11 +56,16 @@ pub struct MutationRoot(
     realtime::RealtimeMutation,
     api_keys::ApiKeyMutation,
     reports::ReportMutations,
+    report_runs::ReportRunMutations,
 );
 
 #[derive(MergedSubscription, Default)]
 #[graphql(name = "Subscription")]
-pub struct SubscriptionRoot(org::OrgSubscription, realtime::RealtimeSubscription);
+pub struct SubscriptionRoot(
+    org::OrgSubscription,
+    realtime::RealtimeSubscription,
+    report_runs::ReportRunSubscription,
+);
 
 pub type OmnivoxSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 

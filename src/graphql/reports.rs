@@ -123,7 +123,7 @@ pub struct ReportInput {
     presentation: ReportPresentationInput,
 }
 
-fn range_of(input: &ReportRangeInput, field: &str) -> Result<ReportRange, FieldError> {
+pub fn range_of(input: &ReportRangeInput, field: &str) -> Result<ReportRange, FieldError> {
     match (input.relative, input.from, input.to) {
         (Some(period), None, None) => Ok(ReportRange::Relative { period }),
         (None, Some(from), Some(to)) => Ok(ReportRange::Absolute { from, to }),

@@ -4,6 +4,7 @@
 //! (request id, tracing, metrics, body limit, timeout).
 
 pub mod errors;
+pub mod exports;
 pub mod graphql;
 pub mod health;
 pub mod metrics;
@@ -51,6 +52,7 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))
         .route(reports::ROUTE, get(reports::export))
+        .route(exports::ROUTE, get(exports::download))
         .route("/wallboard", get(wallboard::page))
         .route("/wallboard/wallboard.css", get(wallboard::style))
         .route("/wallboard/wallboard.js", get(wallboard::script))

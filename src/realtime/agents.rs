@@ -225,7 +225,8 @@ fn agent_of(event: &BusEvent) -> Option<Uuid> {
         BusEvent::Interactions { .. }
         | BusEvent::KpiInvalidation { .. }
         | BusEvent::Settings { .. }
-        | BusEvent::ApiKeyRevoked { .. } => None,
+        | BusEvent::ApiKeyRevoked { .. }
+        | BusEvent::ReportRun { .. } => None,
     }
 }
 

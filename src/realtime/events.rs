@@ -55,6 +55,9 @@ pub enum BusEvent {
     Settings { version: i32 },
     /// An API key was revoked: sockets authenticated with it close. Topic [`Topic::Access`].
     ApiKeyRevoked { key_id: Uuid },
+    /// A report run moved on (claimed, rows written, ended); `reportRunUpdated` re-reads it.
+    /// Topic [`Topic::ReportRuns`].
+    ReportRun { run_id: Uuid },
 }
 
 impl BusEvent {
@@ -66,6 +69,7 @@ impl BusEvent {
             BusEvent::KpiInvalidation { .. } => Topic::KpiInvalidation,
             BusEvent::Settings { .. } => Topic::Settings,
             BusEvent::ApiKeyRevoked { .. } => Topic::Access,
+            BusEvent::ReportRun { .. } => Topic::ReportRuns,
         }
     }
 }

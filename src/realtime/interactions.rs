@@ -37,7 +37,8 @@ impl CallFilter {
             BusEvent::AgentState { .. }
             | BusEvent::KpiInvalidation { .. }
             | BusEvent::Settings { .. }
-            | BusEvent::ApiKeyRevoked { .. } => Vec::new(),
+            | BusEvent::ApiKeyRevoked { .. }
+            | BusEvent::ReportRun { .. } => Vec::new(),
         }
     }
 }

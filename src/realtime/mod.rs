@@ -31,8 +31,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// A fan-out channel of the bus. Its serde name is the envelope's `type`; an event's topic
-/// follows from its [`BusEvent`] variant. `ReportRuns` and `ComplianceAlerts` are reserved
-/// (the design names them) and carry no event yet.
+/// follows from its [`BusEvent`] variant. `ComplianceAlerts` is reserved (the design names
+/// it) and carries no event yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Topic {

@@ -14,7 +14,12 @@
 //! * [`saved`]: create, read, update (optimistic), duplicate, delete, all audited;
 //! * [`run`]: a report's result, its totals and its exports, audited;
 //! * [`table`]: an answer laid out as the presentation asks, for a file;
-//! * [`formats`]: the file writers (CSV per RFC 4180, JSON), fed row by row.
+//! * [`formats`]: the file writers (CSV per RFC 4180, JSON), fed row by row;
+//! * [`jobs`]: runs as jobs — queued in PostgreSQL, claimed and executed by a worker in every
+//!   instance, taken over when an instance dies;
+//! * [`runs`]: runs as their requesters see them (request, read, list, cancel, follow);
+//! * [`files`]: a run's file, stored in PostgreSQL in chunks;
+//! * [`downloads`]: `GET /exports/{runId}` with a token or a signed link.
 //!
 //! Who may do what (DESIGN §4, with the brief's one exception): SUPERVISOR and above create
 //! reports; the owner or an ADMIN changes or deletes one; a report is private to its owner or
@@ -25,9 +30,13 @@
 //! NOT_FOUND; a visible report the caller may not change is FORBIDDEN.
 
 pub mod definition;
+pub mod downloads;
+pub mod files;
 pub mod formats;
+pub mod jobs;
 pub mod range;
 pub mod run;
+pub mod runs;
 pub mod saved;
 pub mod table;
 pub mod templates;

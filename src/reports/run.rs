@@ -32,7 +32,7 @@ use crate::kpi::metrics::{self, Evaluated};
 use crate::kpi::organization_rule;
 use crate::kpi::query::Aggregates;
 use crate::reports::definition::ReportRange;
-use crate::reports::formats::{self, ExportFormat};
+use crate::reports::formats::{self, ExportFormat, ExportMeta};
 use crate::reports::saved::{self, SavedReport};
 use crate::reports::table::Table;
 use crate::state::AppState;
@@ -122,6 +122,38 @@ async fn totals(
     }
 }
 
+/// The report's answer over its range (or `range`, its fields named under `range_prefix`)
+/// laid out for a file, with the totals row when the presentation asks for one, and the
+/// file's header. Exports and report runs both start here.
+pub async fn prepare(
+    state: &AppState,
+    tenant: &Tenant,
+    report: &SavedReport,
+    range: Option<ReportRange>,
+    range_prefix: &str,
+) -> AppResult<(Table, ExportMeta)> {
+    let (mut conn, pool, _) = state.reads.conn().await?;
+    let mut spare = spare_connection(pool).await;
+    let answer = answer(
+        &mut conn,
+        spare.as_deref_mut(),
+        tenant,
+        report,
+        range,
+        range_prefix,
+        Utc::now(),
+    )
+    .await?;
+    let totals = if report.definition.presentation.totals {
+        Some(totals(&mut conn, spare.as_deref_mut(), tenant, &answer.request).await?)
+    } else {
+        None
+    };
+    let table = Table::build(&report.definition, &answer.output, totals.as_deref(), answer.tz);
+    let meta = table.meta(report, &answer.output, answer.tz, Utc::now());
+    Ok((table, meta))
+}
+
 /// What an export asks for.
 #[derive(Debug, Clone, Copy)]
 pub struct ExportRequest {
@@ -173,22 +205,12 @@ pub async fn export(
     let report = saved::get(state, principal, request.report_id).await?;
     let tenant = Tenant::of(principal);
     let range = request.range.map(|(from, to)| ReportRange::Absolute { from, to });
-    let (answer, totals) = {
-        let (mut conn, pool, _) = state.reads.conn().await?;
-        let mut spare = spare_connection(pool).await;
-        let answer = answer(&mut conn, spare.as_deref_mut(), &tenant, &report, range, "", Utc::now()).await?;
-        let totals = if report.definition.presentation.totals {
-            Some(totals(&mut conn, spare.as_deref_mut(), &tenant, &answer.request).await?)
-        } else {
-            None
-        };
-        (answer, totals)
-    };
-    let table = Table::build(&report.definition, &answer.output, totals.as_deref(), answer.tz);
-    let mut meta = table.meta(&report, &answer.output, answer.tz, Utc::now());
+    let (table, mut meta) = prepare(state, &tenant, &report, range, "").await?;
     meta.bom = request.bom;
     let format = request.format;
-    let file = tokio::task::spawn_blocking(move || -> AppResult<(std::fs::File, u64)> {
+    let rows = table.rows.len();
+    let (from, to) = (meta.from, meta.to);
+    let (file, bytes) = tokio::task::spawn_blocking(move || -> AppResult<(std::fs::File, u64)> {
         let mut file = tempfile::tempfile()?;
         formats::write_all(format, &meta, file.try_clone()?, &table.rows, table.totals.as_deref())?;
         let bytes = file.seek(SeekFrom::End(0))?;
@@ -197,7 +219,6 @@ pub async fn export(
     })
     .await
     .map_err(|e| AppError::internal(format!("export writer: {e}")))??;
-    let rows = answer.output.rows.len();
     let event = AuditEvent::new(
         Some(tenant.org_id()),
         Some(Actor {
@@ -211,10 +232,10 @@ pub async fn export(
         "title": report.title,
         "version": report.version,
         "format": request.format.extension(),
-        "from": answer.output.from,
-        "to": answer.output.to,
+        "from": from,
+        "to": to,
         "rows": rows,
-        "bytes": file.1,
+        "bytes": bytes,
         "apiKeyId": principal.api_key.as_ref().map(|k| k.key_id),
     }))
     .request_id(request_id);
@@ -223,8 +244,8 @@ pub async fn export(
     Ok(ExportFile {
         content_type: request.format.content_type(),
         filename: format!("{}.{}", file_stem(&report.title), request.format.extension()),
-        file: file.0,
-        bytes: file.1,
+        file,
+        bytes,
     })
 }
 

@@ -256,6 +256,15 @@ pub async fn get(state: &AppState, principal: &Principal, id: Uuid) -> AppResult
     visible(&mut conn, principal, id).await
 }
 
+/// One of the organization's reports, whoever may see it: for system jobs (report runs,
+/// schedules) that checked access when the work was asked for.
+pub async fn load(conn: &mut AsyncPgConnection, tenant: &Tenant, id: Uuid) -> AppResult<Option<SavedReport>> {
+    rows::get(conn, tenant, id)
+        .await?
+        .map(SavedReport::try_from)
+        .transpose()
+}
+
 async fn visible(conn: &mut AsyncPgConnection, principal: &Principal, id: Uuid) -> AppResult<SavedReport> {
     let row = rows::get(conn, &Tenant::of(principal), id)
         .await?

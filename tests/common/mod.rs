@@ -255,6 +255,8 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let router = omnivox::http::app(state.clone());
+        // As `omnivox serve` does: this instance executes report runs.
+        omnivox::reports::jobs::spawn(&state);
         let server = tokio::spawn(async move {
             axum::serve(listener, router).await.unwrap();
         });

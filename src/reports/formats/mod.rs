@@ -136,8 +136,9 @@ pub trait TableWriter: Send {
     fn finish(self: Box<Self>, totals: Option<&[Cell]>) -> AppResult<()>;
 }
 
-/// The formats of an export.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The formats of an export (GraphQL `ReportFormat`; stored by [`ExportFormat::name`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, async_graphql::Enum)]
+#[graphql(name = "ReportFormat", rename_items = "SCREAMING_SNAKE_CASE")]
 pub enum ExportFormat {
     Csv,
     Json,
@@ -151,6 +152,19 @@ impl ExportFormat {
             "json" => Some(ExportFormat::Json),
             _ => None,
         }
+    }
+
+    /// The stored and GraphQL name (`CSV`, `JSON`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ExportFormat::Csv => "CSV",
+            ExportFormat::Json => "JSON",
+        }
+    }
+
+    /// The format of a stored name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::from_extension(&name.to_ascii_lowercase())
     }
 
     pub fn extension(self) -> &'static str {
