@@ -16,6 +16,8 @@ pub mod models;
 pub mod orgs;
 pub mod presence;
 pub mod reads;
+pub mod report_deliveries;
+pub mod report_schedules;
 pub mod reports;
 pub mod schema;
 pub mod tokens;

@@ -14,7 +14,12 @@
 //! * [`saved`]: create, read, update (optimistic), duplicate, delete, all audited;
 //! * [`run`]: a report's result, its totals and its exports, audited;
 //! * [`table`]: an answer laid out as the presentation asks, for a file;
-//! * [`formats`]: the file writers (CSV per RFC 4180, JSON), fed row by row.
+//! * [`formats`]: the file writers (CSV per RFC 4180, JSON), fed row by row;
+//! * [`schedules`]: report schedules (create, update, pause, resume, delete, fire times),
+//!   audited; [`cron`]: the pattern dialect and its daylight-saving rules;
+//! * [`scheduler`]: every instance's loop that turns each due fire into exactly one run;
+//! * [`delivery`]: every instance's loop that sends finished scheduled runs by e-mail (SMTP)
+//!   and signed webhook, with retries and recorded failures.
 //!
 //! Who may do what (DESIGN §4, with the brief's one exception): SUPERVISOR and above create
 //! reports; the owner or an ADMIN changes or deletes one; a report is private to its owner or
@@ -24,11 +29,16 @@
 //! everyone's. Another organization's report, or a report the caller may not see, is
 //! NOT_FOUND; a visible report the caller may not change is FORBIDDEN.
 
+pub mod cron;
 pub mod definition;
+pub mod delivery;
 pub mod formats;
 pub mod range;
 pub mod run;
 pub mod saved;
+mod schedule_shim;
+pub mod scheduler;
+pub mod schedules;
 pub mod table;
 pub mod templates;
 
