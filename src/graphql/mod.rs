@@ -20,6 +20,7 @@ pub mod persisted;
 pub mod plain;
 pub mod read_only;
 pub mod realtime;
+pub mod report_schedules;
 pub mod reports;
 pub mod telemetry;
 pub mod users;
@@ -42,6 +43,7 @@ pub struct QueryRoot(
     realtime::RealtimeQuery,
     api_keys::ApiKeyQuery,
     reports::ReportQueries,
+    report_schedules::ReportScheduleQueries,
 );
 
 #[derive(MergedObject, Default)]
@@ -54,6 +56,7 @@ pub struct MutationRoot(
     realtime::RealtimeMutation,
     api_keys::ApiKeyMutation,
     reports::ReportMutations,
+    report_schedules::ReportScheduleMutations,
 );
 
 #[derive(MergedSubscription, Default)]
