@@ -371,8 +371,8 @@ pub async fn serve(state: AppState, on_listening: impl FnOnce(SocketAddr)) -> Ap
         .map_err(|e| AppError::Unavailable(format!("cannot listen on {bind}: {e}")))?;
     let addr = listener.local_addr().map_err(AppError::internal)?;
     // Report schedules and their deliveries: every instance runs both (claims are exclusive).
-    crate::reports::scheduler::spawn(state.clone());
-    crate::reports::delivery::spawn(state.clone());
+    crate::reports::scheduler::spawn(&state);
+    crate::reports::delivery::spawn(&state);
     on_listening(addr);
     let stop_accepting = {
         let lifecycle = lifecycle.clone();

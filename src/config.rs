@@ -187,7 +187,12 @@ pub struct Settings {
     #[arg(long, global = true, env = "OMNIVOX_SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<String>,
     /// The From address of report e-mails.
-    #[arg(long, global = true, env = "OMNIVOX_SMTP_FROM", default_value = "Omnivox Reports <reports@omnivox.invalid>")]
+    #[arg(
+        long,
+        global = true,
+        env = "OMNIVOX_SMTP_FROM",
+        default_value = "Omnivox Reports <reports@omnivox.invalid>"
+    )]
     pub smtp_from: String,
     /// Report e-mails attach files up to this many bytes; a larger file is sent as a signed
     /// download link instead. Default 10 MiB.

@@ -97,7 +97,13 @@ async fn a_due_fire_is_claimed_once_across_three_instances() {
     let (token, report) = shared_report(&app, &org).await;
     let mut ids = Vec::new();
     for _ in 0..30 {
-        let (id, _) = schedule(&app, &token, &report, input("0 0 1 1 *", "UTC", &["ops@example.com"], None)).await;
+        let (id, _) = schedule(
+            &app,
+            &token,
+            &report,
+            input("0 0 1 1 *", "UTC", &["ops@example.com"], None),
+        )
+        .await;
         ids.push(id);
     }
     make_due(&app.database.url, &ids, at("2026-01-01T00:00:00Z")).await;
@@ -145,7 +151,13 @@ async fn two_processes_fire_each_due_schedule_once() {
     let (token, report) = shared_report(&app, &org).await;
     let mut ids = Vec::new();
     for _ in 0..20 {
-        let (id, _) = schedule(&app, &token, &report, input("0 0 1 1 *", "UTC", &[], Some("http://127.0.0.1:9/hook"))).await;
+        let (id, _) = schedule(
+            &app,
+            &token,
+            &report,
+            input("0 0 1 1 *", "UTC", &[], Some("http://127.0.0.1:9/hook")),
+        )
+        .await;
         ids.push(id);
     }
     let env = [("OMNIVOX_SCHEDULE_TICK", "100ms"), ("OMNIVOX_DELIVERY_POLL", "1h")];
@@ -182,7 +194,13 @@ async fn after_downtime_only_the_latest_missed_fire_runs() {
     let app = TestApp::spawn().await;
     let org = app.create_org("missed").await;
     let (token, report) = shared_report(&app, &org).await;
-    let (id, _) = schedule(&app, &token, &report, input("0 * * * *", "UTC", &["ops@example.com"], None)).await;
+    let (id, _) = schedule(
+        &app,
+        &token,
+        &report,
+        input("0 * * * *", "UTC", &["ops@example.com"], None),
+    )
+    .await;
     let now = Utc::now();
     let hour = now.duration_trunc(chrono::Duration::hours(1)).unwrap();
     make_due(&app.database.url, &[id], hour - chrono::Duration::hours(4)).await;
@@ -206,10 +224,19 @@ async fn bad_inputs_name_their_field_and_store_nothing() {
     let cases = [
         (input("0 25 * * *", "UTC", &["a@example.com"], None), "input.cron"),
         (input("0 6 * * * *", "UTC", &["a@example.com"], None), "input.cron"),
-        (input("0 6 * * *", "Europe/Atlantis", &["a@example.com"], None), "input.timezone"),
+        (
+            input("0 6 * * *", "Europe/Atlantis", &["a@example.com"], None),
+            "input.timezone",
+        ),
         (input("0 6 * * *", "UTC", &[], None), "input.recipients"),
-        (input("0 6 * * *", "UTC", &["a@example.com", "nobody"], None), "input.recipients[1]"),
-        (input("0 6 * * *", "UTC", &[], Some("ftp://example.com/x")), "input.webhookUrl"),
+        (
+            input("0 6 * * *", "UTC", &["a@example.com", "nobody"], None),
+            "input.recipients[1]",
+        ),
+        (
+            input("0 6 * * *", "UTC", &[], Some("ftp://example.com/x")),
+            "input.webhookUrl",
+        ),
         (input("0 6 * * *", "UTC", &[], Some("not a url")), "input.webhookUrl"),
         (
             json!({ "cron": "0 6 * * *", "timezone": "UTC", "format": "DOCX", "recipients": ["a@example.com"] }),
@@ -218,7 +245,12 @@ async fn bad_inputs_name_their_field_and_store_nothing() {
     ];
     for (bad, field) in cases {
         let response = app.gql(Some(&token), CREATE, json!({ "r": report, "i": bad })).await;
-        assert_eq!(response.error_code(), Some("BAD_USER_INPUT"), "{bad}: {}", response.body);
+        assert_eq!(
+            response.error_code(),
+            Some("BAD_USER_INPUT"),
+            "{bad}: {}",
+            response.body
+        );
         assert_eq!(field_of(&response), [field], "{bad}");
     }
     // Everything wrong at once: every field named.
@@ -230,10 +262,20 @@ async fn bad_inputs_name_their_field_and_store_nothing() {
     );
     assert_eq!(stored_schedules(&app.database.url).await, 0);
     // An update with a bad field changes nothing either.
-    let (id, _) = schedule(&app, &token, &report, input("0 6 * * *", "UTC", &["a@example.com"], None)).await;
+    let (id, _) = schedule(
+        &app,
+        &token,
+        &report,
+        input("0 6 * * *", "UTC", &["a@example.com"], None),
+    )
+    .await;
     let update = "mutation($i: ID!, $in: ReportScheduleInput!) { updateReportSchedule(id: $i, expectedVersion: 1, input: $in) { version } }";
     let response = app
-        .gql(Some(&token), update, json!({ "i": id, "in": input("0 6 * * *", "Mars/Base", &["a@example.com"], None) }))
+        .gql(
+            Some(&token),
+            update,
+            json!({ "i": id, "in": input("0 6 * * *", "Mars/Base", &["a@example.com"], None) }),
+        )
         .await;
     assert_eq!(field_of(&response), ["input.timezone"]);
     let got = app.gql(Some(&token), GET, json!({ "i": id })).await;
@@ -258,22 +300,41 @@ async fn roles_and_tenants() {
     let stranger = app.token(&other, Role::Admin).await;
     for (document, variables) in [
         (GET, json!({ "i": id })),
-        ("mutation($i: ID!) { pauseReportSchedule(id: $i) { id } }", json!({ "i": id })),
+        (
+            "mutation($i: ID!) { pauseReportSchedule(id: $i) { id } }",
+            json!({ "i": id }),
+        ),
         ("mutation($i: ID!) { deleteReportSchedule(id: $i) }", json!({ "i": id })),
-        ("query($i: ID!) { reportSchedules(reportId: $i) { id } }", json!({ "i": report })),
+        (
+            "query($i: ID!) { reportSchedules(reportId: $i) { id } }",
+            json!({ "i": report }),
+        ),
         (CREATE, json!({ "r": report, "i": good })),
     ] {
         let response = app.gql(Some(&stranger), document, variables).await;
-        assert_eq!(response.error_code(), Some("NOT_FOUND"), "{document}: {}", response.body);
+        assert_eq!(
+            response.error_code(),
+            Some("NOT_FOUND"),
+            "{document}: {}",
+            response.body
+        );
     }
     // The owner's schedule: an ADMIN of the organization may pause it.
     let admin = app.token(&org, Role::Admin).await;
     let paused = app
-        .gql(Some(&admin), "mutation($i: ID!) { pauseReportSchedule(id: $i) { paused version } }", json!({ "i": id }))
+        .gql(
+            Some(&admin),
+            "mutation($i: ID!) { pauseReportSchedule(id: $i) { paused version } }",
+            json!({ "i": id }),
+        )
         .await;
     assert_eq!(paused.ok()["pauseReportSchedule"]["paused"], true);
     let listed = app
-        .gql(Some(&supervisor), "query($i: ID!) { reportSchedules(reportId: $i) { id paused } }", json!({ "i": report }))
+        .gql(
+            Some(&supervisor),
+            "query($i: ID!) { reportSchedules(reportId: $i) { id paused } }",
+            json!({ "i": report }),
+        )
         .await;
     assert_eq!(listed.ok()["reportSchedules"].as_array().unwrap().len(), 1);
 }
@@ -286,7 +347,11 @@ async fn lifecycle_of_a_schedule() {
     let org = app.create_org("sched-life").await;
     let (token, report) = shared_report(&app, &org).await;
     let response = app
-        .gql(Some(&token), CREATE, json!({ "r": report, "i": input("30 2 * * *", "Europe/Paris", &["a@example.com"], None) }))
+        .gql(
+            Some(&token),
+            CREATE,
+            json!({ "r": report, "i": input("30 2 * * *", "Europe/Paris", &["a@example.com"], None) }),
+        )
         .await;
     let created = &response.ok()["createReportSchedule"];
     assert!(created["webhookSecret"].as_str().unwrap().starts_with("whsec_"));
@@ -299,14 +364,22 @@ async fn lifecycle_of_a_schedule() {
     let id: Uuid = created["schedule"]["id"].as_str().unwrap().parse().unwrap();
     let update = "mutation($i: ID!, $v: Int!, $in: ReportScheduleInput!) { updateReportSchedule(id: $i, expectedVersion: $v, input: $in) { version cron } }";
     let hourly = input("0 * * * *", "UTC", &["a@example.com"], None);
-    let stale = app.gql(Some(&token), update, json!({ "i": id, "v": 7, "in": hourly })).await;
+    let stale = app
+        .gql(Some(&token), update, json!({ "i": id, "v": 7, "in": hourly }))
+        .await;
     assert_eq!(stale.error_code(), Some("CONFLICT"));
-    let updated = app.gql(Some(&token), update, json!({ "i": id, "v": 1, "in": hourly })).await;
+    let updated = app
+        .gql(Some(&token), update, json!({ "i": id, "v": 1, "in": hourly }))
+        .await;
     assert_eq!(updated.ok()["updateReportSchedule"]["version"], 2);
     // Paused: no fire times, and a due fire does not run.
-    app.gql(Some(&token), "mutation($i: ID!) { pauseReportSchedule(id: $i) { id } }", json!({ "i": id }))
-        .await
-        .ok();
+    app.gql(
+        Some(&token),
+        "mutation($i: ID!) { pauseReportSchedule(id: $i) { id } }",
+        json!({ "i": id }),
+    )
+    .await
+    .ok();
     let got = app.gql(Some(&token), GET, json!({ "i": id })).await;
     assert_eq!(got.ok()["reportSchedule"]["nextFireTimes"], json!([]));
     assert!(got.ok()["reportSchedule"]["nextFireAt"].is_null());
@@ -314,7 +387,11 @@ async fn lifecycle_of_a_schedule() {
     assert!(scheduler::tick_once(&app.state, Utc::now()).await.unwrap().is_empty());
     // Resumed: from the next hour on (the missed fire does not run).
     let resumed = app
-        .gql(Some(&token), "mutation($i: ID!) { resumeReportSchedule(id: $i) { nextFireAt version } }", json!({ "i": id }))
+        .gql(
+            Some(&token),
+            "mutation($i: ID!) { resumeReportSchedule(id: $i) { nextFireAt version } }",
+            json!({ "i": id }),
+        )
         .await;
     let next = at(resumed.ok()["resumeReportSchedule"]["nextFireAt"].as_str().unwrap());
     assert!(next > Utc::now() && next <= Utc::now() + chrono::Duration::hours(1));
@@ -322,9 +399,16 @@ async fn lifecycle_of_a_schedule() {
     // Fire once, then delete: the run stays, without its schedule.
     let hour = Utc::now().duration_trunc(chrono::Duration::hours(1)).unwrap();
     make_due(&app.database.url, &[id], hour).await;
-    assert_eq!(runs_claimed(&scheduler::tick_once(&app.state, Utc::now()).await.unwrap()), [id]);
+    assert_eq!(
+        runs_claimed(&scheduler::tick_once(&app.state, Utc::now()).await.unwrap()),
+        [id]
+    );
     let deleted = app
-        .gql(Some(&token), "mutation($i: ID!) { deleteReportSchedule(id: $i) }", json!({ "i": id }))
+        .gql(
+            Some(&token),
+            "mutation($i: ID!) { deleteReportSchedule(id: $i) }",
+            json!({ "i": id }),
+        )
         .await;
     assert_eq!(deleted.ok()["deleteReportSchedule"], id.to_string());
     assert!(scheduled_runs(&app.database.url).await.is_empty());
@@ -334,7 +418,9 @@ async fn lifecycle_of_a_schedule() {
         action: String,
     }
     let audit: Vec<String> = diesel_async::RunQueryDsl::load::<Action>(
-        diesel::sql_query("SELECT action FROM audit_log WHERE action LIKE 'report\\_schedule.%' ORDER BY occurred_at, chain_seq"),
+        diesel::sql_query(
+            "SELECT action FROM audit_log WHERE action LIKE 'report\\_schedule.%' ORDER BY occurred_at, chain_seq",
+        ),
         &mut schedules_support::db(&app.database.url).await,
     )
     .await
@@ -401,13 +487,24 @@ async fn email_attaches_small_files_and_links_large_ones() {
     let app = TestApp::spawn_with(|s| quick(s, Some(&smtp))).await;
     let org = app.create_org("mail").await;
     let (token, report) = shared_report(&app, &org).await;
-    let (small, _) = schedule(&app, &token, &report, input("0 6 * * *", "UTC", &["a@example.com", "b@example.com"], None)).await;
+    let (small, _) = schedule(
+        &app,
+        &token,
+        &report,
+        input("0 6 * * *", "UTC", &["a@example.com", "b@example.com"], None),
+    )
+    .await;
     let run = fire(&app, small, "0 6 * * *").await;
     // Nothing is sent before the run has finished.
     deliver_all_pending_check(&app).await;
     finish_run(&app.database.url, run, b"agent,handled\r\nAda,3\r\n").await;
     let states = deliver_all(&app.state).await;
-    assert!(states.iter().all(|d| d.status == "SENT" && d.attempts == 1 && !d.sent_link), "{states:?}");
+    assert!(
+        states
+            .iter()
+            .all(|d| d.status == "SENT" && d.attempts == 1 && !d.sent_link),
+        "{states:?}"
+    );
     let mails = smtp.mails();
     assert_eq!(mails.len(), 2, "one message per recipient");
     let mut to: Vec<String> = mails.iter().flat_map(|m| m.to.clone()).collect();
@@ -419,7 +516,13 @@ async fn email_attaches_small_files_and_links_large_ones() {
         assert!(mail.data.contains("report.csv"));
     }
     // Above the limit (100 bytes): a link instead of the file.
-    let (large, _) = schedule(&app, &token, &report, input("0 7 * * *", "UTC", &["c@example.com"], None)).await;
+    let (large, _) = schedule(
+        &app,
+        &token,
+        &report,
+        input("0 7 * * *", "UTC", &["c@example.com"], None),
+    )
+    .await;
     let run = fire(&app, large, "0 7 * * *").await;
     finish_run(&app.database.url, run, &[b'x'; 500]).await;
     let states = deliver_all(&app.state).await;
@@ -427,14 +530,31 @@ async fn email_attaches_small_files_and_links_large_ones() {
     assert!(c.status == "SENT" && c.sent_link, "{c:?}");
     let mail = smtp.mails().into_iter().find(|m| m.to == ["c@example.com"]).unwrap();
     assert!(!mail.data.contains("Content-Disposition: attachment"));
-    assert!(mail.data.contains(&format!("/reports/runs/{run}")), "{}", mail.data);
+    // The link (quoted-printable: soft line breaks undone) names the run.
+    let text = mail.data.replace("=\r\n", "").replace("=\n", "");
+    assert!(
+        text.contains(&run.to_string()) && text.contains("http"),
+        "{}",
+        mail.data
+    );
     // A failed run: the recipients hear that it failed, and why.
-    let (failing, _) = schedule(&app, &token, &report, input("0 8 * * *", "UTC", &["d@example.com"], None)).await;
+    let (failing, _) = schedule(
+        &app,
+        &token,
+        &report,
+        input("0 8 * * *", "UTC", &["d@example.com"], None),
+    )
+    .await;
     let run = fire(&app, failing, "0 8 * * *").await;
     fail_run(&app.database.url, run, "statement timeout").await;
     deliver_all(&app.state).await;
     let mail = smtp.mails().into_iter().find(|m| m.to == ["d@example.com"]).unwrap();
-    assert!(mail.data.contains("Subject: Agents yesterday: the scheduled report") && mail.data.contains("statement timeout"), "{}", mail.data);
+    assert!(
+        mail.data.contains("Subject: Agents yesterday: the scheduled report")
+            && mail.data.contains("statement timeout"),
+        "{}",
+        mail.data
+    );
 }
 
 /// Before its run finishes, a delivery is not even claimed.
@@ -451,22 +571,42 @@ async fn smtp_refusals_are_retried_then_recorded() {
     let (token, report) = shared_report(&app, &org).await;
     // Temporary refusal (451): three attempts (two waits), then FAILED with the server's word.
     smtp.rcpt_reply.store(451, std::sync::atomic::Ordering::SeqCst);
-    let (id, _) = schedule(&app, &token, &report, input("0 6 * * *", "UTC", &["a@example.com"], None)).await;
+    let (id, _) = schedule(
+        &app,
+        &token,
+        &report,
+        input("0 6 * * *", "UTC", &["a@example.com"], None),
+    )
+    .await;
     let run = fire(&app, id, "0 6 * * *").await;
     finish_run(&app.database.url, run, b"x\r\n").await;
     let states = deliver_all(&app.state).await;
     assert_eq!(states.len(), 1);
     let d = &states[0];
-    assert_eq!((d.status.as_str(), d.attempts, d.response_status), ("FAILED", 3, Some(451)), "{d:?}");
+    assert_eq!(
+        (d.status.as_str(), d.attempts, d.response_status),
+        ("FAILED", 3, Some(451)),
+        "{d:?}"
+    );
     assert!(d.last_error.as_deref().unwrap().contains("try again later"));
     // Permanent refusal (550): FAILED after one attempt.
     smtp.rcpt_reply.store(550, std::sync::atomic::Ordering::SeqCst);
-    let (id, _) = schedule(&app, &token, &report, input("0 7 * * *", "UTC", &["b@example.com"], None)).await;
+    let (id, _) = schedule(
+        &app,
+        &token,
+        &report,
+        input("0 7 * * *", "UTC", &["b@example.com"], None),
+    )
+    .await;
     let run = fire(&app, id, "0 7 * * *").await;
     finish_run(&app.database.url, run, b"x\r\n").await;
     let states = deliver_all(&app.state).await;
     let d = states.iter().find(|d| d.target == "b@example.com").unwrap();
-    assert_eq!((d.status.as_str(), d.attempts, d.response_status), ("FAILED", 1, Some(550)), "{d:?}");
+    assert_eq!(
+        (d.status.as_str(), d.attempts, d.response_status),
+        ("FAILED", 1, Some(550)),
+        "{d:?}"
+    );
     assert!(smtp.mails().is_empty());
     // Shown on the schedule.
     let got = app.gql(Some(&token), GET, json!({ "i": id })).await;
@@ -484,7 +624,8 @@ fn verify(secret: &str, hook: &schedules_support::Hook) -> Value {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(format!("{t}.").as_bytes());
     mac.update(&hook.body);
-    mac.verify_slice(&hex::decode(v1).unwrap()).expect("the signature verifies");
+    mac.verify_slice(&hex::decode(v1).unwrap())
+        .expect("the signature verifies");
     serde_json::from_slice(&hook.body).unwrap()
 }
 
@@ -495,18 +636,30 @@ async fn webhooks_are_signed_retried_and_failures_recorded() {
     let (token, report) = shared_report(&app, &org).await;
     // A receiver that answers 500 once, then 200: sent on the second attempt, same delivery id.
     let flaky = Receiver::start(500).await;
-    let (id, secret) = schedule(&app, &token, &report, input("0 6 * * *", "UTC", &[], Some(&flaky.url()))).await;
+    let (id, secret) = schedule(
+        &app,
+        &token,
+        &report,
+        input("0 6 * * *", "UTC", &[], Some(&flaky.url())),
+    )
+    .await;
     let run = fire(&app, id, "0 6 * * *").await;
     finish_run(&app.database.url, run, b"a,b\r\n1,2\r\n").await;
     let senders = Senders::new(&app.state).unwrap();
     assert_eq!(delivery::deliver_due(&app.state, &senders).await.unwrap(), 1);
     flaky.status.store(200, std::sync::atomic::Ordering::SeqCst);
     let states = deliver_all(&app.state).await;
-    assert_eq!((states[0].status.as_str(), states[0].attempts, states[0].response_status), ("SENT", 2, Some(200)));
+    assert_eq!(
+        (states[0].status.as_str(), states[0].attempts, states[0].response_status),
+        ("SENT", 2, Some(200))
+    );
     let hooks = flaky.hooks();
     assert_eq!(hooks.len(), 2);
     let bodies: Vec<Value> = hooks.iter().map(|h| verify(&secret, h)).collect();
-    assert_eq!(hooks[0].headers["omnivox-delivery"], hooks[1].headers["omnivox-delivery"]);
+    assert_eq!(
+        hooks[0].headers["omnivox-delivery"],
+        hooks[1].headers["omnivox-delivery"]
+    );
     assert_eq!(hooks[0].headers["omnivox-event"], "report.run.finished");
     let body = &bodies[1];
     assert_eq!(body["runId"], run.to_string());
@@ -522,12 +675,22 @@ async fn webhooks_are_signed_retried_and_failures_recorded() {
 
     // Always 500: three attempts, then FAILED with the status.
     let broken = Receiver::start(500).await;
-    let (id, _) = schedule(&app, &token, &report, input("0 7 * * *", "UTC", &[], Some(&broken.url()))).await;
+    let (id, _) = schedule(
+        &app,
+        &token,
+        &report,
+        input("0 7 * * *", "UTC", &[], Some(&broken.url())),
+    )
+    .await;
     let run = fire(&app, id, "0 7 * * *").await;
     finish_run(&app.database.url, run, b"x\r\n").await;
     let states = deliver_all(&app.state).await;
     let d = states.iter().find(|d| d.target == broken.url()).unwrap();
-    assert_eq!((d.status.as_str(), d.attempts, d.response_status), ("FAILED", 3, Some(500)), "{d:?}");
+    assert_eq!(
+        (d.status.as_str(), d.attempts, d.response_status),
+        ("FAILED", 3, Some(500)),
+        "{d:?}"
+    );
     assert_eq!(broken.hooks().len(), 3);
 
     // Down (nothing listens): three attempts, then FAILED with the connection error.
@@ -537,6 +700,10 @@ async fn webhooks_are_signed_retried_and_failures_recorded() {
     fail_run(&app.database.url, run, "boom").await;
     let states = deliver_all(&app.state).await;
     let d = states.iter().find(|d| d.target == down).unwrap();
-    assert_eq!((d.status.as_str(), d.attempts, d.response_status), ("FAILED", 3, None), "{d:?}");
+    assert_eq!(
+        (d.status.as_str(), d.attempts, d.response_status),
+        ("FAILED", 3, None),
+        "{d:?}"
+    );
     assert!(d.last_error.as_deref().unwrap().contains("no answer"), "{d:?}");
 }

@@ -239,11 +239,11 @@ pub async fn record_fire(conn: &mut AsyncPgConnection, tenant: &Tenant, id: Uuid
             >("COALESCE(")
             .bind::<diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>, _>(fired.fire_at)
             .sql(", last_fire_at)")),
-            report_schedules::last_run_id.eq(diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Uuid>>(
-                "COALESCE(",
-            )
-            .bind::<diesel::sql_types::Nullable<diesel::sql_types::Uuid>, _>(fired.run_id)
-            .sql(", last_run_id)")),
+            report_schedules::last_run_id.eq(
+                diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Uuid>>("COALESCE(")
+                    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Uuid>, _>(fired.run_id)
+                    .sql(", last_run_id)"),
+            ),
             report_schedules::missed_fires.eq(report_schedules::missed_fires + fired.missed),
             report_schedules::last_error.eq(fired.error),
         ))

@@ -104,7 +104,9 @@ impl ReportSchedule {
     }
     /// The report (NOT_FOUND if the caller no longer sees it).
     async fn report(&self, ctx: &Context<'_>) -> async_graphql::Result<Report> {
-        Ok(Report(saved::get(state(ctx)?, principal(ctx)?, self.0.report_id).await?))
+        Ok(Report(
+            saved::get(state(ctx)?, principal(ctx)?, self.0.report_id).await?,
+        ))
     }
     /// The user who created (and owns) the schedule.
     async fn owner_id(&self) -> ID {

@@ -164,13 +164,21 @@ mod tests {
         let fires = pattern.next_n(paris, utc("2026-03-28T12:00:00Z"), 3);
         assert_eq!(
             local(paris, &fires),
-            ["2026-03-29 03:00 +02:00", "2026-03-30 02:30 +02:00", "2026-03-31 02:30 +02:00"]
+            [
+                "2026-03-29 03:00 +02:00",
+                "2026-03-30 02:30 +02:00",
+                "2026-03-31 02:30 +02:00"
+            ]
         );
         let new_york: Tz = "America/New_York".parse().unwrap();
         let fires = pattern.next_n(new_york, utc("2026-03-07T12:00:00Z"), 3);
         assert_eq!(
             local(new_york, &fires),
-            ["2026-03-08 03:00 -04:00", "2026-03-09 02:30 -04:00", "2026-03-10 02:30 -04:00"]
+            [
+                "2026-03-08 03:00 -04:00",
+                "2026-03-09 02:30 -04:00",
+                "2026-03-10 02:30 -04:00"
+            ]
         );
     }
 
@@ -184,13 +192,20 @@ mod tests {
             .next_n(paris, utc("2026-10-24T12:00:00Z"), 3);
         assert_eq!(
             local(paris, &fires),
-            ["2026-10-25 02:30 +02:00", "2026-10-26 02:30 +01:00", "2026-10-27 02:30 +01:00"]
+            [
+                "2026-10-25 02:30 +02:00",
+                "2026-10-26 02:30 +01:00",
+                "2026-10-27 02:30 +01:00"
+            ]
         );
         let new_york: Tz = "America/New_York".parse().unwrap();
         let fires = parse("30 1 * * *")
             .unwrap()
             .next_n(new_york, utc("2026-10-31T12:00:00Z"), 2);
-        assert_eq!(local(new_york, &fires), ["2026-11-01 01:30 -04:00", "2026-11-02 01:30 -05:00"]);
+        assert_eq!(
+            local(new_york, &fires),
+            ["2026-11-01 01:30 -04:00", "2026-11-02 01:30 -05:00"]
+        );
         // An interval pattern follows elapsed time: both passes of the repeated hour fire.
         let fires = parse("30 * * * *")
             .unwrap()

@@ -85,7 +85,8 @@ impl Senders {
 
 /// Starts the senders' loop; it stops when the instance starts draining (a send in flight
 /// finishes first).
-pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
+pub fn spawn(state: &AppState) -> tokio::task::JoinHandle<()> {
+    let state = state.clone();
     tokio::spawn(async move {
         let senders = match Senders::new(&state) {
             Ok(senders) => senders,
@@ -169,8 +170,12 @@ async fn deliver(state: &AppState, senders: &Senders, delivery: DeliveryRow) {
     .await;
     match recorded {
         Ok(true) => {}
-        Ok(false) => tracing::info!(delivery_id = %delivery.id, "report delivery was taken over; its outcome is the new attempt's"),
-        Err(e) => tracing::warn!(delivery_id = %delivery.id, error = %e.operator_message(), "report delivery outcome not recorded; it is tried again after its lease"),
+        Ok(false) => {
+            tracing::info!(delivery_id = %delivery.id, "report delivery was taken over; its outcome is the new attempt's")
+        }
+        Err(e) => {
+            tracing::warn!(delivery_id = %delivery.id, error = %e.operator_message(), "report delivery outcome not recorded; it is tried again after its lease")
+        }
     }
 }
 
@@ -263,7 +268,10 @@ fn local(at: DateTime<Utc>, timezone: Option<&str>) -> String {
 
 /// The e-mail of a finished run to one recipient.
 fn message(from: Mailbox, to: Mailbox, f: &Finished) -> Result<Message, String> {
-    let when = local(f.context.fire_at.unwrap_or(f.link_expires_at), f.context.timezone.as_deref());
+    let when = local(
+        f.context.fire_at.unwrap_or(f.link_expires_at),
+        f.context.timezone.as_deref(),
+    );
     let title = &f.context.report_title;
     let builder = Message::builder().from(from).to(to);
     let built = if f.run.status != "SUCCEEDED" {
@@ -291,7 +299,9 @@ fn message(from: Mailbox, to: Mailbox, f: &Finished) -> Result<Message, String> 
                     .content_type
                     .as_deref()
                     .and_then(|c| ContentType::parse(c).ok())
-                    .unwrap_or_else(|| ContentType::parse("application/octet-stream").unwrap_or(ContentType::TEXT_PLAIN));
+                    .unwrap_or_else(|| {
+                        ContentType::parse("application/octet-stream").unwrap_or(ContentType::TEXT_PLAIN)
+                    });
                 let text = format!("The scheduled report \"{title}\" of {when} ({rows} rows) is attached.\n");
                 builder.subject(subject).multipart(
                     MultiPart::mixed()

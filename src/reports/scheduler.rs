@@ -49,7 +49,12 @@ pub const MAX_PER_TICK: usize = 500;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claimed {
     /// A run was enqueued for the fire (its id), with this many earlier fires skipped.
-    Run { schedule_id: Uuid, run_id: Uuid, fire_at: DateTime<Utc>, missed: i64 },
+    Run {
+        schedule_id: Uuid,
+        run_id: Uuid,
+        fire_at: DateTime<Utc>,
+        missed: i64,
+    },
     /// The fire already had a run (another path got there first): nothing new.
     AlreadyRun { schedule_id: Uuid, fire_at: DateTime<Utc> },
     /// The fire could not make a run; the reason is on the schedule.
@@ -57,7 +62,8 @@ pub enum Claimed {
 }
 
 /// Starts the loop; it stops when the instance starts draining.
-pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
+pub fn spawn(state: &AppState) -> tokio::task::JoinHandle<()> {
+    let state = state.clone();
     tokio::spawn(async move {
         let tick = state.settings.schedule_tick.max(Duration::from_millis(50));
         let lifecycle = state.lifecycle.clone();
@@ -73,7 +79,9 @@ pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
                     tracing::debug!(claimed = claimed.len(), "report schedules fired");
                 }
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e.operator_message(), "report scheduler tick failed; retrying next tick"),
+                Err(e) => {
+                    tracing::warn!(error = %e.operator_message(), "report scheduler tick failed; retrying next tick")
+                }
             }
         }
     })
@@ -101,7 +109,11 @@ pub async fn tick_once(state: &AppState, now: DateTime<Utc>) -> AppResult<Vec<Cl
 }
 
 /// Claims one due schedule and fires it, in one transaction; None when nothing is due.
-pub async fn claim_one(state: &AppState, conn: &mut AsyncPgConnection, now: DateTime<Utc>) -> AppResult<Option<Claimed>> {
+pub async fn claim_one(
+    state: &AppState,
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+) -> AppResult<Option<Claimed>> {
     let max_attempts = state.settings.delivery_backoff.max_attempts();
     conn.transaction(async |conn| -> AppResult<Option<Claimed>> {
         let Some(row) = rows::claim_due(conn, now).await? else {
@@ -199,6 +211,9 @@ async fn prepare(
         from,
         to,
         bom: false,
-        origin: RunOrigin::Schedule { schedule_id: row.id, fire_at },
+        origin: RunOrigin::Schedule {
+            schedule_id: row.id,
+            fire_at,
+        },
     }))
 }

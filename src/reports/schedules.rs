@@ -258,7 +258,9 @@ fn require_scheduler(principal: &Principal) -> AppResult<()> {
     if may_create(principal.role) {
         Ok(())
     } else {
-        Err(AppError::Forbidden("schedules require role SUPERVISOR or higher".into()))
+        Err(AppError::Forbidden(
+            "schedules require role SUPERVISOR or higher".into(),
+        ))
     }
 }
 
@@ -273,7 +275,9 @@ async fn visible_report(conn: &mut AsyncPgConnection, principal: &Principal, rep
 
 /// A schedule of a report the caller sees (NOT_FOUND otherwise).
 async fn visible(conn: &mut AsyncPgConnection, principal: &Principal, id: Uuid) -> AppResult<ScheduleRow> {
-    let row = rows::get(conn, &Tenant::of(principal), id).await?.ok_or_else(not_found)?;
+    let row = rows::get(conn, &Tenant::of(principal), id)
+        .await?
+        .ok_or_else(not_found)?;
     visible_report(conn, principal, row.report_id)
         .await
         .map_err(|_| not_found())?;
@@ -580,7 +584,12 @@ mod tests {
             ..input()
         };
         assert!(check(&hook_only, now).is_ok());
-        for url in ["hooks.example.com", "https://user:pw@example.com/", "https://a.example/#f", "mailto:x@example.com"] {
+        for url in [
+            "hooks.example.com",
+            "https://user:pw@example.com/",
+            "https://a.example/#f",
+            "mailto:x@example.com",
+        ] {
             assert!(check_webhook_url(url).is_err(), "{url}");
         }
     }
