@@ -372,6 +372,9 @@ pub async fn serve(state: AppState, on_listening: impl FnOnce(SocketAddr)) -> Ap
     let addr = listener.local_addr().map_err(AppError::internal)?;
     // Report runs queued by any instance; stops claiming when draining.
     crate::reports::jobs::spawn(&state);
+    // Report schedules and their deliveries: every instance runs both (claims are exclusive).
+    crate::reports::scheduler::spawn(&state);
+    crate::reports::delivery::spawn(&state);
     on_listening(addr);
     let stop_accepting = {
         let lifecycle = lifecycle.clone();

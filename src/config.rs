@@ -178,6 +178,44 @@ pub struct Settings {
     /// progress, cancellation and takeover set it to make a small run last.
     #[arg(long, global = true, env = "OMNIVOX_REPORT_ROW_DELAY", default_value = "0ms", value_parser = parse_duration, hide = true)]
     pub report_row_delay: Duration,
+    /// Report schedules: how often each instance looks for due schedules (a fire starts at most
+    /// this late). Default 5s.
+    #[arg(long, global = true, env = "OMNIVOX_SCHEDULE_TICK", default_value = "5s", value_parser = parse_duration)]
+    pub schedule_tick: Duration,
+    /// Report deliveries: how often each instance looks for finished scheduled runs to send.
+    /// Default 2s.
+    #[arg(long, global = true, env = "OMNIVOX_DELIVERY_POLL", default_value = "2s", value_parser = parse_duration)]
+    pub delivery_poll: Duration,
+    /// Report deliveries: the waits between attempts, comma-separated; a delivery is tried once
+    /// more than there are waits, then recorded FAILED. Default 30s,2m,10m,1h,6h (six attempts
+    /// over about 7 h 42 min).
+    #[arg(long, global = true, env = "OMNIVOX_DELIVERY_BACKOFF", default_value = "30s,2m,10m,1h,6h", value_parser = parse_backoff)]
+    pub delivery_backoff: Backoff,
+    /// Report deliveries: time budget of one attempt (SMTP session or webhook request). An
+    /// instance that dies mid-attempt leaves the delivery to another after twice this.
+    /// Default 30s.
+    #[arg(long, global = true, env = "OMNIVOX_DELIVERY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub delivery_timeout: Duration,
+    /// SMTP server for report e-mails: `smtp://host:port` (plain, e.g. a local relay),
+    /// `smtp://host:587?tls=required` (STARTTLS), `smtps://host:465` (TLS); credentials as
+    /// `smtp://user:password@host`. Unset: e-mail deliveries fail (recorded) until it is set.
+    #[arg(long, global = true, env = "OMNIVOX_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// The From address of report e-mails.
+    #[arg(
+        long,
+        global = true,
+        env = "OMNIVOX_SMTP_FROM",
+        default_value = "Omnivox Reports <reports@omnivox.invalid>"
+    )]
+    pub smtp_from: String,
+    /// Report e-mails attach files up to this many bytes; a larger file is sent as a signed
+    /// download link instead. Default 10 MiB.
+    #[arg(long, global = true, env = "OMNIVOX_REPORT_ATTACHMENT_LIMIT", default_value_t = 10 * 1024 * 1024)]
+    pub report_attachment_limit: u64,
+    /// How long the signed download links of report e-mails and webhooks work. Default 7d.
+    #[arg(long, global = true, env = "OMNIVOX_REPORT_LINK_TTL", default_value = "7d", value_parser = parse_duration)]
+    pub report_link_ttl: Duration,
 }
 
 impl Settings {
@@ -220,6 +258,37 @@ pub fn parse_public_base_url(text: &str) -> Result<String, String> {
     Ok(text.trim_end_matches('/').to_owned())
 }
 
+/// The waits between delivery attempts (see `--delivery-backoff`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backoff(pub Vec<Duration>);
+
+impl Backoff {
+    /// Attempts in all: one more than there are waits.
+    pub fn max_attempts(&self) -> i32 {
+        i32::try_from(self.0.len()).unwrap_or(i32::MAX - 1).saturating_add(1)
+    }
+
+    /// The wait after failed attempt `attempt` (1-based), or None when it was the last.
+    pub fn after(&self, attempt: i32) -> Option<Duration> {
+        let index = usize::try_from(attempt.checked_sub(1)?).ok()?;
+        self.0.get(index).copied()
+    }
+}
+
+/// Parses `30s,2m,10m` (empty: no retry).
+pub fn parse_backoff(text: &str) -> Result<Backoff, String> {
+    let waits = text
+        .split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .map(parse_duration)
+        .collect::<Result<Vec<_>, _>>()?;
+    if waits.len() > 20 {
+        return Err("at most 20 waits".into());
+    }
+    Ok(Backoff(waits))
+}
+
 /// Parses `90s`, `15m`, `1h`, `7d`, `250ms` (a bare number is seconds).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -257,6 +326,17 @@ mod tests {
         assert!(parse_duration("1w").is_err());
         assert!(parse_duration("abc").is_err());
         assert!(parse_duration("99999999999999999999d").is_err());
+    }
+
+    #[test]
+    fn backoffs_parse_as_lists_of_durations() {
+        let backoff = parse_backoff("30s, 2m,10m").unwrap();
+        assert_eq!(backoff.max_attempts(), 4);
+        assert_eq!(backoff.after(1), Some(Duration::from_secs(30)));
+        assert_eq!(backoff.after(3), Some(Duration::from_secs(600)));
+        assert_eq!(backoff.after(4), None);
+        assert_eq!(parse_backoff("").unwrap().max_attempts(), 1);
+        assert!(parse_backoff("30s,soon").is_err());
     }
 
     #[test]

@@ -317,6 +317,56 @@ fn operations() -> Vec<Operation> {
             query: "mutation($i: ID!) { createReportDownloadLink(runId: $i) { url } }",
             variables: |_, _| json!({ "i": uuid::Uuid::new_v4() }),
         },
+        // Report schedules: an unknown report or schedule, so callers that pass the guard get
+        // NOT_FOUND and nothing is stored. VIEWER reads reports but schedules none.
+        Operation {
+            field: "Query.reportSchedules",
+            lowest_role: Role::Supervisor,
+            query: "query($i: ID!) { reportSchedules(reportId: $i) { id } }",
+            variables: |_, _| json!({ "i": uuid::Uuid::new_v4() }),
+        },
+        Operation {
+            field: "Query.reportSchedule",
+            lowest_role: Role::Supervisor,
+            query: "query($i: ID!) { reportSchedule(id: $i) { id } }",
+            variables: |_, _| json!({ "i": uuid::Uuid::new_v4() }),
+        },
+        Operation {
+            field: "Mutation.createReportSchedule",
+            lowest_role: Role::Supervisor,
+            query: "mutation($i: ID!) { createReportSchedule(reportId: $i, input: { cron: \"0 6 * * *\", timezone: \"UTC\", format: \"CSV\", recipients: [\"m@example.com\"] }) { webhookSecret } }",
+            variables: |_, _| json!({ "i": uuid::Uuid::new_v4() }),
+        },
+        Operation {
+            field: "Mutation.updateReportSchedule",
+            lowest_role: Role::Supervisor,
+            query: "mutation($i: ID!) { updateReportSchedule(id: $i, expectedVersion: 1, input: { cron: \"0 6 * * *\", timezone: \"UTC\", format: \"CSV\", recipients: [\"m@example.com\"] }) { id } }",
+            variables: |_, _| json!({ "i": uuid::Uuid::new_v4() }),
+        },
+        Operation {
+            field: "Mutation.pauseReportSchedule",
+            lowest_role: Role::Supervisor,
+            query: "mutation($i: ID!) { pauseReportSchedule(id: $i) { id } }",
+            variables: |_, _| json!({ "i": uuid::Uuid::new_v4() }),
+        },
+        Operation {
+            field: "Mutation.resumeReportSchedule",
+            lowest_role: Role::Supervisor,
+            query: "mutation($i: ID!) { resumeReportSchedule(id: $i) { id } }",
+            variables: |_, _| json!({ "i": uuid::Uuid::new_v4() }),
+        },
+        Operation {
+            field: "Mutation.rotateReportScheduleSecret",
+            lowest_role: Role::Supervisor,
+            query: "mutation($i: ID!) { rotateReportScheduleSecret(id: $i) { webhookSecret } }",
+            variables: |_, _| json!({ "i": uuid::Uuid::new_v4() }),
+        },
+        Operation {
+            field: "Mutation.deleteReportSchedule",
+            lowest_role: Role::Supervisor,
+            query: "mutation($i: ID!) { deleteReportSchedule(id: $i) }",
+            variables: |_, _| json!({ "i": uuid::Uuid::new_v4() }),
+        },
         // Subscriptions: their guards are checked over WebSocket in tests/realtime.rs
         // (`subscription_guards_follow_the_roles`); `reportRunUpdated`'s in
         // tests/report_runs.rs.

@@ -446,9 +446,55 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    report_schedules (id) {
+        id -> Uuid,
+        organization_id -> Uuid,
+        report_id -> Uuid,
+        owner_id -> Uuid,
+        cron -> Text,
+        timezone -> Text,
+        format -> Text,
+        recipients -> Array<Text>,
+        webhook_url -> Nullable<Text>,
+        webhook_secret -> Text,
+        paused -> Bool,
+        next_fire_at -> Nullable<Timestamptz>,
+        last_fire_at -> Nullable<Timestamptz>,
+        last_run_id -> Nullable<Uuid>,
+        missed_fires -> Int8,
+        last_error -> Nullable<Text>,
+        version -> Int4,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    report_deliveries (id) {
+        id -> Uuid,
+        organization_id -> Uuid,
+        run_id -> Uuid,
+        schedule_id -> Nullable<Uuid>,
+        kind -> Text,
+        target -> Text,
+        status -> Text,
+        attempts -> Int4,
+        max_attempts -> Int4,
+        next_attempt_at -> Timestamptz,
+        last_error -> Nullable<Text>,
+        response_status -> Nullable<Int4>,
+        sent_link -> Bool,
+        created_at -> Timestamptz,
+        delivered_at -> Nullable<Timestamptz>,
+    }
+}
+
 diesel::joinable!(agents -> organizations (organization_id));
 diesel::joinable!(report_files -> report_runs (run_id));
 diesel::joinable!(report_runs -> reports (report_id));
+diesel::joinable!(report_schedules -> reports (report_id));
+diesel::joinable!(report_deliveries -> report_runs (run_id));
 diesel::joinable!(audit_log -> organizations (organization_id));
 diesel::joinable!(business_settings -> organizations (organization_id));
 diesel::joinable!(call_events -> organizations (organization_id));
@@ -492,8 +538,10 @@ diesel::allow_tables_to_appear_in_same_query!(
     organizations,
     presence_reason_codes,
     refresh_tokens,
+    report_deliveries,
     report_files,
     report_runs,
+    report_schedules,
     reports,
     skills,
     teams,

@@ -21,6 +21,7 @@ pub mod plain;
 pub mod read_only;
 pub mod realtime;
 pub mod report_runs;
+pub mod report_schedules;
 pub mod reports;
 pub mod telemetry;
 pub mod users;
@@ -44,6 +45,7 @@ pub struct QueryRoot(
     api_keys::ApiKeyQuery,
     reports::ReportQueries,
     report_runs::ReportRunQueries,
+    report_schedules::ReportScheduleQueries,
 );
 
 #[derive(MergedObject, Default)]
@@ -57,6 +59,7 @@ pub struct MutationRoot(
     api_keys::ApiKeyMutation,
     reports::ReportMutations,
     report_runs::ReportRunMutations,
+    report_schedules::ReportScheduleMutations,
 );
 
 #[derive(MergedSubscription, Default)]

@@ -20,6 +20,11 @@
 //! * [`runs`]: runs as their requesters see them (request, read, list, cancel, follow);
 //! * [`files`]: a run's file, stored in PostgreSQL in chunks;
 //! * [`downloads`]: `GET /exports/{runId}` with a token or a signed link.
+//! * [`schedules`]: report schedules (create, update, pause, resume, delete, fire times),
+//!   audited; [`cron`]: the pattern dialect and its daylight-saving rules;
+//! * [`scheduler`]: every instance's loop that turns each due fire into exactly one run;
+//! * [`delivery`]: every instance's loop that sends finished scheduled runs by e-mail (SMTP)
+//!   and signed webhook, with retries and recorded failures.
 //!
 //! Who may do what (DESIGN §4, with the brief's one exception): SUPERVISOR and above create
 //! reports; the owner or an ADMIN changes or deletes one; a report is private to its owner or
@@ -29,7 +34,9 @@
 //! everyone's. Another organization's report, or a report the caller may not see, is
 //! NOT_FOUND; a visible report the caller may not change is FORBIDDEN.
 
+pub mod cron;
 pub mod definition;
+pub mod delivery;
 pub mod downloads;
 pub mod files;
 pub mod formats;
@@ -38,6 +45,8 @@ pub mod range;
 pub mod run;
 pub mod runs;
 pub mod saved;
+pub mod scheduler;
+pub mod schedules;
 pub mod table;
 pub mod templates;
 
