@@ -98,6 +98,17 @@ pub struct TableColumn {
     pub kind: ColumnKind,
 }
 
+impl TableColumn {
+    /// The heading of formats that show durations as `h:mm:ss` (XLSX, PDF): a label that
+    /// announces seconds (`… (s)`, the default of duration metrics) says `(h:mm:ss)` instead.
+    pub fn display_label(&self) -> String {
+        match (self.kind, self.label.strip_suffix(" (s)")) {
+            (ColumnKind::Metric(Unit::Seconds), Some(stem)) => format!("{stem} (h:mm:ss)"),
+            _ => self.label.clone(),
+        }
+    }
+}
+
 /// The chart of an export, in column positions: the category axis and the plotted series.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChartSpec {

@@ -172,7 +172,7 @@ impl TableWriter for PdfWriter {
         let texts =
             |row: &[Cell]| -> Vec<String> { kinds.iter().zip(row).map(|(kind, cell)| text(*kind, cell)).collect() };
         let table = Rc::new(TextTable {
-            labels: meta.columns.iter().map(|c| c.label.clone()).collect(),
+            labels: meta.columns.iter().map(|c| c.display_label()).collect(),
             right: kinds.iter().map(|k| right_aligned(*k)).collect(),
             rows: rows.iter().map(|r| texts(r)).collect(),
             totals: totals.map(texts),
@@ -428,8 +428,7 @@ impl TableElement {
         cache: &genpdfi::fonts::FontCache,
         widths: &[f32],
         cells: &[String],
-        y: f32,
-        row_height: f32,
+        (y, row_height): (f32, f32),
         style: Style,
     ) -> Result<(), genpdfi::error::Error> {
         let text_y = y + (row_height - f(style.line_height(cache))) / 2.0;
@@ -477,7 +476,7 @@ impl Element for TableElement {
         }
         let bold = style.bold();
         rect(&area, 0.0, 0.0, table_width, row_height, HEADER_FILL);
-        self.draw_row(&area, cache, &widths, &self.data.labels, 0.0, row_height, bold)?;
+        self.draw_row(&area, cache, &widths, &self.data.labels, (0.0, row_height), bold)?;
         line(&area, &[(0.0, row_height), (table_width, row_height)], 0.3, RULE);
         let mut y = row_height;
         if rows_left == 0 {
@@ -501,7 +500,7 @@ impl Element for TableElement {
                 rect(&area, 0.0, y, table_width, row_height, STRIPE);
             }
             let row = &self.data.rows[self.next];
-            self.draw_row(&area, cache, &widths, row, y, row_height, style)?;
+            self.draw_row(&area, cache, &widths, row, (y, row_height), style)?;
             y += row_height;
             self.next += 1;
         }
@@ -518,7 +517,7 @@ impl Element for TableElement {
                 0.4,
                 Color::Rgb(60, 60, 60),
             );
-            self.draw_row(&area, cache, &widths, totals, y + 0.5, row_height, bold)?;
+            self.draw_row(&area, cache, &widths, totals, (y + 0.5, row_height), bold)?;
             y += row_height + 0.5;
             self.totals_done = true;
         }
@@ -631,14 +630,38 @@ struct ChartElement {
     data: Rc<ChartData>,
 }
 
+/// A value axis: ticks every `step` from 0 to `top`, labelled in the unit of `kind`.
+struct Scale {
+    kind: ColumnKind,
+    step: f64,
+    top: f64,
+}
+
+impl Scale {
+    fn new(kind: ColumnKind, max: f64) -> Scale {
+        // Seconds ticks at whole minutes read better than at 0:01:23.
+        let step = match kind {
+            ColumnKind::Metric(Unit::Seconds) if max > 60.0 => nice_step(max / 60.0, 5.0).max(1.0) * 60.0,
+            _ => nice_step(max, 5.0),
+        };
+        let top = if max > 0.0 { (max / step).ceil() * step } else { step };
+        Scale { kind, step, top }
+    }
+
+    fn labels(&self) -> Vec<String> {
+        (0..=((self.top / self.step).round() as usize))
+            .map(|k| format_value(self.kind, k as f64 * self.step))
+            .collect()
+    }
+}
+
 impl ChartElement {
     fn legend(
         &self,
         area: &Area<'_>,
         cache: &genpdfi::fonts::FontCache,
         style: Style,
-        x: f32,
-        y: f32,
+        (x, y): (f32, f32),
         width: f32,
         entries: &[(String, Color)],
     ) -> Result<(), genpdfi::error::Error> {
@@ -719,7 +742,7 @@ impl ChartElement {
             a += share * std::f64::consts::TAU;
         }
         let legend_x = cx + radius + 12.0;
-        self.legend(area, cache, style, legend_x, 8.0, width - legend_x, &entries)
+        self.legend(area, cache, style, (legend_x, 8.0), width - legend_x, &entries)
     }
 
     fn axes(
@@ -732,7 +755,26 @@ impl ChartElement {
         let data = &self.data;
         let stacked = data.kind == ChartKind::StackedBar;
         let n = data.categories.len().max(1);
-        let max = if stacked {
+        // The first series' unit on the left axis; series of another unit (a percent beside
+        // counts) on a right one, as lines — except in a stack, whose parts share one axis.
+        let primary = data.series.first().map_or(ColumnKind::Metric(Unit::Count), |s| s.1);
+        let on_right = |kind: ColumnKind| !stacked && kind != primary;
+        let right_kinds: Vec<ColumnKind> = data.series.iter().map(|s| s.1).filter(|k| on_right(*k)).collect();
+        let right_kind = match right_kinds.first() {
+            Some(first) if right_kinds.iter().all(|k| k == first) => Some(*first),
+            // Several other units: plain numbers.
+            Some(_) => Some(ColumnKind::Metric(Unit::Count)),
+            None => None,
+        };
+        let max_of = |right: bool| -> f64 {
+            data.series
+                .iter()
+                .filter(|s| on_right(s.1) == right)
+                .flat_map(|s| s.2.iter().flatten())
+                .copied()
+                .fold(0.0, f64::max)
+        };
+        let left_max = if stacked {
             (0..n)
                 .map(|i| {
                     data.series
@@ -743,46 +785,30 @@ impl ChartElement {
                 })
                 .fold(0.0, f64::max)
         } else {
-            data.series
-                .iter()
-                .flat_map(|s| s.2.iter().flatten())
-                .copied()
-                .fold(0.0, f64::max)
+            max_of(false)
         };
-        let kinds: Vec<ColumnKind> = data.series.iter().map(|s| s.1).collect();
-        let axis_kind = match kinds.first() {
-            Some(first) if kinds.iter().all(|k| k == first) => *first,
-            // Mixed units: plain numbers.
-            _ => ColumnKind::Metric(Unit::Count),
-        };
-        // Seconds ticks at whole minutes or hours read better than at 1:23:20.
-        let step = match axis_kind {
-            ColumnKind::Metric(Unit::Seconds) if max > 60.0 => {
-                let minutes = nice_step(max / 60.0, 5.0).max(1.0);
-                minutes * 60.0
-            }
-            _ => nice_step(max, 5.0),
-        };
-        let top = if max > 0.0 { (max / step).ceil() * step } else { step };
+        let left = Scale::new(primary, left_max);
+        let right = right_kind.map(|kind| Scale::new(kind, max_of(true)));
         let small = style.with_font_size(7);
         let legend_width = 48.0;
-        let tick_labels: Vec<String> = (0..=((top / step).round() as usize))
-            .map(|k| format_value(axis_kind, k as f64 * step))
-            .collect();
-        let left = tick_labels
-            .iter()
-            .map(|t| f(small.str_width(cache, t)))
-            .fold(0.0, f32::max)
-            + 3.0;
+        let widest = |scale: &Scale| {
+            scale
+                .labels()
+                .iter()
+                .map(|t| f(small.str_width(cache, t)))
+                .fold(0.0, f32::max)
+        };
         let line_height = f(small.line_height(cache));
         let (plot_top, plot_bottom) = (4.0, CHART_HEIGHT - 2.0 * line_height - 4.0);
-        let (plot_left, plot_right) = (left, width - legend_width - 4.0);
+        let right_width = right.as_ref().map_or(0.0, |r| widest(r) + 3.0);
+        let (plot_left, plot_right) = (widest(&left) + 3.0, width - legend_width - 4.0 - right_width);
         let plot_w = plot_right - plot_left;
         let plot_h = plot_bottom - plot_top;
-        let y_of = |v: f64| plot_bottom - (v / top) as f32 * plot_h;
+        let y_on = |scale: &Scale, v: f64| plot_bottom - (v / scale.top) as f32 * plot_h;
+        let y_of = |v: f64| y_on(&left, v);
 
-        for (k, label) in tick_labels.iter().enumerate() {
-            let y = y_of(k as f64 * step);
+        for (k, label) in left.labels().iter().enumerate() {
+            let y = y_of(k as f64 * left.step);
             if k > 0 {
                 line(
                     area,
@@ -799,46 +825,81 @@ impl ChartElement {
                 label,
             )?;
         }
+        if let Some(right) = &right {
+            for (k, label) in right.labels().iter().enumerate() {
+                let y = y_on(right, k as f64 * right.step);
+                area.print_str(
+                    cache,
+                    Position::new(mm(plot_right + 1.5), mm(y - line_height / 2.0)),
+                    small,
+                    label,
+                )?;
+            }
+            line(
+                area,
+                &[(plot_right, plot_top), (plot_right, plot_bottom)],
+                0.3,
+                Color::Rgb(60, 60, 60),
+            );
+        }
 
         let slot = plot_w / n as f32;
         let x_of = |i: usize| plot_left + slot * (i as f32 + 0.5);
-        let series_count = data.series.len().max(1);
-        match data.kind {
-            ChartKind::Line => {
-                for (s, (_, _, values)) in data.series.iter().enumerate() {
-                    let color = PALETTE[s % PALETTE.len()];
-                    let mut run: Vec<(f32, f32)> = Vec::new();
-                    for (i, v) in values.iter().enumerate() {
-                        match v {
-                            Some(v) => run.push((x_of(i), y_of(*v))),
-                            None => {
-                                if run.len() > 1 {
-                                    line(area, &run, 0.6, color);
-                                }
-                                run.clear();
-                            }
-                        }
-                        if let Some(v) = v {
-                            if n <= CHART_POINTS {
-                                rect(area, x_of(i) - 0.8, y_of(*v) - 0.8, 1.6, 1.6, color);
-                            }
-                        }
+        let draw_line = |s: usize, values: &[Option<f64>], scale: &Scale| {
+            let color = PALETTE[s % PALETTE.len()];
+            let mut run: Vec<(f32, f32)> = Vec::new();
+            for (i, v) in values.iter().enumerate() {
+                match v {
+                    Some(v) => {
+                        let point = (x_of(i), y_on(scale, *v));
+                        rect(area, point.0 - 0.8, point.1 - 0.8, 1.6, 1.6, color);
+                        run.push(point);
                     }
-                    if run.len() > 1 {
-                        line(area, &run, 0.6, color);
+                    None => {
+                        if run.len() > 1 {
+                            line(area, &run, 0.6, color);
+                        }
+                        run.clear();
                     }
                 }
             }
+            if run.len() > 1 {
+                line(area, &run, 0.6, color);
+            }
+        };
+        match data.kind {
+            ChartKind::Line => {
+                for (s, (_, kind, values)) in data.series.iter().enumerate() {
+                    let scale = if on_right(*kind) {
+                        right.as_ref().unwrap_or(&left)
+                    } else {
+                        &left
+                    };
+                    draw_line(s, values, scale);
+                }
+            }
             ChartKind::Bar => {
+                let bars = data.series.iter().filter(|s| !on_right(s.1)).count().max(1);
                 let group = slot * 0.8;
-                let bar = group / series_count as f32;
-                for (s, (_, _, values)) in data.series.iter().enumerate() {
+                let bar = group / bars as f32;
+                let mut b = 0;
+                for (s, (_, kind, values)) in data.series.iter().enumerate() {
+                    if on_right(*kind) {
+                        continue;
+                    }
                     let color = PALETTE[s % PALETTE.len()];
                     for (i, v) in values.iter().enumerate() {
                         if let Some(v) = v.filter(|v| *v > 0.0) {
-                            let x = x_of(i) - group / 2.0 + bar * s as f32;
+                            let x = x_of(i) - group / 2.0 + bar * b as f32;
                             rect(area, x, y_of(v), bar * 0.92, plot_bottom - y_of(v), color);
                         }
+                    }
+                    b += 1;
+                }
+                // Series of the right axis, as lines over the bars.
+                for (s, (_, kind, values)) in data.series.iter().enumerate() {
+                    if let (true, Some(scale)) = (on_right(*kind), right.as_ref()) {
+                        draw_line(s, values, scale);
                     }
                 }
             }
@@ -918,17 +979,17 @@ impl ChartElement {
             .series
             .iter()
             .enumerate()
-            .map(|(s, (label, _, _))| (label.clone(), PALETTE[s % PALETTE.len()]))
+            .map(|(s, (label, kind, _))| {
+                let label = if right.is_some() && on_right(*kind) {
+                    format!("{label} (right)")
+                } else {
+                    label.clone()
+                };
+                (label, PALETTE[s % PALETTE.len()])
+            })
             .collect();
-        self.legend(
-            area,
-            cache,
-            style,
-            plot_right + 6.0,
-            plot_top,
-            legend_width - 2.0,
-            &entries,
-        )
+        let legend_x = plot_right + right_width + 6.0;
+        self.legend(area, cache, style, (legend_x, plot_top), legend_width - 2.0, &entries)
     }
 }
 
@@ -1027,6 +1088,6 @@ mod tests {
         assert_eq!(refused.code(), ErrorCode::BadUserInput);
         let message = refused.client_message();
         assert!(message.contains("CSV or XLSX"), "{message}");
-        assert_eq!(too_many_rows(MAX_ROWS).client_message().contains("50,000"), true);
+        assert!(too_many_rows(MAX_ROWS).client_message().contains("50,000"));
     }
 }

@@ -94,7 +94,7 @@ fn column_width(column: &TableColumn) -> f64 {
         ColumnKind::Metric(Unit::Seconds) => 10,
         ColumnKind::Metric(_) => 9,
     };
-    let label = column.label.chars().count() + 3;
+    let label = column.display_label().chars().count() + 3;
     label.max(values).min(60) as f64
 }
 
@@ -163,11 +163,14 @@ impl XlsxWriter {
         let sheet = self.workbook.add_worksheet_with_constant_memory();
         sheet.set_name(name).map_err(failed)?;
         sheet.set_freeze_panes(1, 0).map_err(failed)?;
+        // Printed: landscape, one page wide, the header on every page.
+        sheet.set_landscape().set_print_fit_to_pages(1, 0);
+        sheet.set_repeat_rows(0, 0).map_err(failed)?;
         for (c, column) in self.meta.columns.iter().enumerate() {
             let c = col(c)?;
             sheet.set_column_width(c, column_width(column)).map_err(failed)?;
             sheet
-                .write_string_with_format(0, c, &column.label, &self.header)
+                .write_string_with_format(0, c, column.display_label(), &self.header)
                 .map_err(failed)?;
         }
         self.next = 1;
@@ -220,13 +223,30 @@ impl XlsxWriter {
         } else {
             &spec.series
         };
-        for &s in series {
-            let s = u16::try_from(s).ok()?;
-            chart
+        // Series of the first series' unit on the primary axis, the others (a percent beside
+        // counts, say) on a secondary one, each axis formatted for its unit. Columns on two
+        // axes would hide each other: beside columns, the secondary series are lines.
+        let kind_of = |c: usize| self.meta.columns.get(c).map_or(ColumnKind::Text, |c| c.kind);
+        let primary = series.first().map(|c| kind_of(*c));
+        let mut secondary = None;
+        let mut lines = Chart::new(ChartType::Line);
+        for &c in series {
+            let on_secondary = spec.kind != ChartKind::StackedBar && Some(kind_of(c)) != primary;
+            let s = u16::try_from(c).ok()?;
+            let target = if on_secondary && spec.kind == ChartKind::Bar {
+                &mut lines
+            } else {
+                &mut chart
+            };
+            target
                 .add_series()
                 .set_name((data.as_str(), 0, s))
                 .set_categories((data.as_str(), 1, category, rows, category))
-                .set_values((data.as_str(), 1, s, rows, s));
+                .set_values((data.as_str(), 1, s, rows, s))
+                .set_secondary_axis(on_secondary);
+            if on_secondary {
+                secondary.get_or_insert(kind_of(c));
+            }
         }
         chart.title().set_name(&self.meta.title);
         if spec.kind != ChartKind::Pie {
@@ -234,19 +254,16 @@ impl XlsxWriter {
             if let Some(label) = category_label {
                 chart.x_axis().set_name(&label);
             }
-            // One unit on the axis when every series shares it.
-            let kinds: Vec<ColumnKind> = spec
-                .series
-                .iter()
-                .filter_map(|s| self.meta.columns.get(*s).map(|c| c.kind))
-                .collect();
-            if let Some(first) = kinds.first() {
-                if kinds.iter().all(|k| k == first) {
-                    if let Some(format) = number_format(*first) {
-                        chart.y_axis().set_num_format(format);
-                    }
-                }
+            if let Some(format) = primary.and_then(number_format) {
+                chart.y_axis().set_num_format(format);
             }
+            if let Some(format) = secondary.and_then(number_format) {
+                chart.y2_axis().set_num_format(format);
+                lines.y2_axis().set_num_format(format);
+            }
+        }
+        if spec.kind == ChartKind::Bar && secondary.is_some() {
+            chart.combine(&lines);
         }
         chart.legend().set_position(ChartLegendPosition::Bottom);
         chart.set_width(720).set_height(400);
@@ -264,7 +281,9 @@ impl XlsxWriter {
         }
         lines.push(("From".to_owned(), local(meta.from)));
         lines.push(("To".to_owned(), local(meta.to)));
-        lines.push(("Time zone".to_owned(), tz.name().to_owned()));
+        if !meta.parameters.iter().any(|(label, _)| label == "Time zone") {
+            lines.push(("Time zone".to_owned(), tz.name().to_owned()));
+        }
         lines.push(("Generated at".to_owned(), local(meta.generated_at)));
         lines.extend(meta.parameters.iter().cloned());
         let mut rows = format!("{}", self.rows);
