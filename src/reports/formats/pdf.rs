@@ -494,7 +494,14 @@ impl Element for TableElement {
             y += row_height;
         }
         while self.next < self.data.rows.len() {
-            if y + row_height > height {
+            // The last row stays with the totals row: never the totals alone on a page.
+            let last_with_totals = self.next + 1 == self.data.rows.len() && self.data.totals.is_some();
+            let needed = if last_with_totals {
+                2.0 * row_height + 0.5
+            } else {
+                row_height
+            };
+            if y + needed > height {
                 return Ok(RenderResult {
                     size: Size::new(mm(width), mm(y)),
                     has_more: true,
