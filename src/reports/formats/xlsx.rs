@@ -463,6 +463,61 @@ mod tests {
         assert!(text.contains(&"Metrics".to_owned()));
     }
 
+    /// A part of the workbook at `path`, as text.
+    fn part(path: &std::path::Path, name: &str) -> String {
+        use std::io::Read;
+        let mut archive = zip::ZipArchive::new(File::open(path).unwrap()).unwrap();
+        let mut text = String::new();
+        archive.by_name(name).unwrap().read_to_string(&mut text).unwrap();
+        text
+    }
+
+    #[test]
+    fn each_chart_kind_is_its_native_excel_chart_over_the_data_cells() {
+        let (rows, totals) = sample_rows(5);
+        for (kind, expected) in [
+            (ChartKind::Line, vec!["<c:lineChart>"]),
+            (ChartKind::Bar, vec!["<c:barChart>", r#"<c:grouping val="clustered"/>"#]),
+            (
+                ChartKind::StackedBar,
+                vec!["<c:barChart>", r#"<c:grouping val="stacked"/>"#],
+            ),
+            (ChartKind::Pie, vec!["<c:pieChart>"]),
+        ] {
+            let meta = meta(Some(ChartSpec {
+                kind,
+                category: 0,
+                series: vec![2],
+            }));
+            let path = written(&meta, &rows, Some(&totals), SHEET_ROWS);
+            let chart = part(&path, "xl/charts/chart1.xml");
+            for expected in expected {
+                assert!(chart.contains(expected), "{kind:?}: {expected}");
+            }
+            // The rows, not the totals row.
+            assert!(chart.contains("Data!$C$2:$C$6"), "{kind:?}");
+            assert!(chart.contains("Data!$A$2:$A$6"), "{kind:?}");
+        }
+        // Counts and a percent: the percent on a secondary axis, as a line beside the columns.
+        let mixed = meta(Some(ChartSpec {
+            kind: ChartKind::Bar,
+            category: 0,
+            series: vec![2, 4],
+        }));
+        let path = written(&mixed, &rows, Some(&totals), SHEET_ROWS);
+        let chart = part(&path, "xl/charts/chart1.xml");
+        assert!(chart.contains("<c:barChart>") && chart.contains("<c:lineChart>"));
+        assert!(chart.contains("Data!$E$2:$E$6"));
+        assert!(
+            chart.contains(r#"<c:numFmt formatCode="0.0%" sourceLinked="0"/>"#),
+            "{chart}"
+        );
+        // No chart asked, none drawn.
+        let path = written(&meta(None), &rows, None, SHEET_ROWS);
+        let archive = zip::ZipArchive::new(File::open(&path).unwrap()).unwrap();
+        assert!(!archive.file_names().any(|n| n.starts_with("xl/charts/")));
+    }
+
     #[test]
     fn rows_past_a_sheet_go_on_in_new_sheets_with_the_header_repeated() {
         let meta = meta(Some(ChartSpec {
