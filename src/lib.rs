@@ -18,7 +18,8 @@
 //!   the database; telephony ingest (Twilio webhooks, call events, the call lifecycle); the
 //!   rules of the management surface (settings, users, presence).
 //! * [`reports`]  — saved reports (stored analytics queries with a range and a presentation),
-//!   their templates, results and CSV/JSON exports, all answered by the one analytics engine.
+//!   their templates, results and CSV, JSON, XLSX and PDF exports, all answered by the one
+//!   analytics engine.
 //! * [`state`]    — [`state::AppState`]: database pool, token keys, bus, configuration, and the
 //!   process lifecycle (draining, work in flight) that a graceful shutdown waits on.
 //! * [`realtime`] — the event bus and its typed events, which carry "something changed" to

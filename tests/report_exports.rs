@@ -8,123 +8,11 @@ mod reports_support;
 
 use reports_support::*;
 
-use chrono::{DateTime, TimeDelta, Utc};
-use common::fixture::{AgentSpec, CampaignSpec, DispositionSpec, FixtureOrg};
+use chrono::DateTime;
 use common::TestApp;
 use omnivox::auth::Role;
-use omnivox::db;
-use omnivox::db::contact_centre::NewStateInterval;
-use omnivox::db::interactions::NewInteraction;
-use omnivox::domain::{AgentState, Direction, Outcome, Presence};
-use omnivox::kpi::writer::{insert_calls, insert_state_intervals};
 use serde_json::{json, Value};
 use uuid::Uuid;
-
-/// An organization with calls on 5 and 6 January 2026 (London, GMT) and yesterday, and agent
-/// time: three agents in two teams, two campaigns.
-async fn seeded(app: &TestApp, slug: &str) -> FixtureOrg {
-    let org = FixtureOrg::builder(slug)
-        .teams(["Blue", "Red"])
-        .agent(AgentSpec::new("Alice").team(0))
-        .agent(AgentSpec::new("Bob").team(0))
-        .agent(AgentSpec::new("Carol, \"CJ\"").team(1))
-        .campaign(CampaignSpec::inbound("Care"))
-        .campaign(CampaignSpec::outbound("Sales"))
-        .disposition(DispositionSpec::new("SALE").label("Sale").contact().success())
-        .created_at(at("2025-12-01T00:00:00Z"))
-        .build(&app.state)
-        .await;
-    let yesterday_noon = {
-        let (from, _) = omnivox::reports::range::resolve(
-            omnivox::reports::RelativeRange::Yesterday,
-            chrono_tz::Europe::London,
-            Utc::now(),
-        );
-        from + TimeDelta::hours(12)
-    };
-    let mut calls = Vec::new();
-    let mut intervals = Vec::new();
-    for (d, day) in [
-        at("2026-01-05T00:00:00Z"),
-        at("2026-01-06T00:00:00Z"),
-        yesterday_noon - TimeDelta::hours(12),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        for (a, agent) in org.agents.iter().enumerate() {
-            let start = day + TimeDelta::hours(8);
-            intervals.push(NewStateInterval {
-                agent_id: *agent,
-                state: AgentState::Presence(Presence::Available),
-                reason: None,
-                started_at: start,
-                ended_at: Some(start + TimeDelta::hours(6 + a as i64)),
-            });
-            for k in 0..(3 + a + d) {
-                let offered = start + TimeDelta::minutes((k * 37 + a * 11) as i64);
-                let wait = ((k * 13 + a * 7 + d) % 50) as i64;
-                let answered = (k + a) % 4 != 3;
-                let inbound = (k + d) % 3 != 0;
-                let talk = 60 + ((k * 41 + a * 17) % 240) as i64;
-                let mut call = NewInteraction::offered(
-                    format!("CA-{d}-{a}-{k}"),
-                    if inbound {
-                        Direction::Inbound
-                    } else {
-                        Direction::Outbound
-                    },
-                    offered,
-                    if answered {
-                        Outcome::Answered
-                    } else {
-                        Outcome::Abandoned
-                    },
-                );
-                call.campaign_id = Some(org.campaigns[usize::from(!inbound)]);
-                call.wait_ms = Some(wait * 1_000);
-                if answered {
-                    let answered_at = offered + TimeDelta::seconds(wait);
-                    let ended = answered_at + TimeDelta::seconds(talk);
-                    call.agent_id = Some(*agent);
-                    call.answered_at = Some(answered_at);
-                    call.ended_at = Some(ended);
-                    call.wrap_ended_at = Some(ended + TimeDelta::seconds(20));
-                    call.talk_ms = talk * 1_000;
-                    call.wrap_ms = 20_000;
-                    call.disposition_id = (k % 2 == 0).then(|| org.dispositions[0]);
-                } else {
-                    call.ended_at = Some(offered + TimeDelta::seconds(wait));
-                }
-                calls.push(call);
-            }
-        }
-    }
-    let mut conn = db::conn(&app.state.db).await.unwrap();
-    insert_calls(&mut conn, &org.tenant, &calls).await.unwrap();
-    insert_state_intervals(&mut conn, &org.tenant, &intervals)
-        .await
-        .unwrap();
-    org
-}
-
-/// `analytics` for a query over `[from, to)`, every field.
-async fn analytics(app: &TestApp, token: &str, query: &Value, from: &Value, to: &Value) -> Value {
-    let mut query = query.clone();
-    let filter = query["filter"].as_object().cloned().unwrap_or_default();
-    let mut filter = Value::Object(filter);
-    filter["from"] = from.clone();
-    filter["to"] = to.clone();
-    query["filter"] = filter;
-    let response = app
-        .gql(
-            Some(token),
-            &format!("query($q: AnalyticsQuery!) {{ analytics(query: $q) {{ {RESULT} }} }}"),
-            json!({ "q": query }),
-        )
-        .await;
-    response.ok()["analytics"].clone()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reports_result_is_the_analytics_answer_for_the_same_query_and_range() {
@@ -198,38 +86,6 @@ async fn a_reports_result_is_the_analytics_answer_for_the_same_query_and_range()
         )
         .await;
     assert_eq!(field_of(&bad), ["range"]);
-}
-
-async fn get(app: &TestApp, token: Option<&str>, path: &str) -> reqwest::Response {
-    let mut request = app.http.get(app.url(path));
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    request.send().await.unwrap()
-}
-
-/// The CSV report of the export tests: columns reordered and relabelled, a totals row.
-fn export_report() -> Value {
-    json!({
-        "title": "Agents by day",
-        "shared": true,
-        "query": { "metrics": ["OFFERED", "HANDLED", "SERVICE_LEVEL", "AVERAGE_HANDLE_TIME", "OCCUPANCY", "LONGEST_WAIT"],
-                   "groupBy": ["AGENT"], "granularity": "DAY" },
-        "range": { "relative": "LAST_7_DAYS" },
-        "presentation": {
-            "columns": [
-                { "dimension": "AGENT", "label": "Agent" },
-                { "bucket": "START", "label": "Day" },
-                { "metric": "HANDLED", "label": "Handled calls" },
-                { "metric": "SERVICE_LEVEL", "label": "SL, %" },
-                { "metric": "OFFERED" },
-                { "metric": "AVERAGE_HANDLE_TIME" },
-                { "metric": "OCCUPANCY" },
-                { "metric": "LONGEST_WAIT" }
-            ],
-            "totals": true
-        }
-    })
 }
 
 /// A CSV cell's number, read by the parser that read the GraphQL answers (serde_json's
@@ -433,7 +289,7 @@ async fn exports_answer_tokens_and_keys_with_the_right_status_and_code() {
         expect(404, "NOT_FOUND")
     );
     assert_eq!(
-        code(get(&app, Some(&supervisor), &format!("/api/reports/{id}.xlsx")).await).await,
+        code(get(&app, Some(&supervisor), &format!("/api/reports/{id}.xls")).await).await,
         expect(404, "NOT_FOUND")
     );
     let bad = get(

@@ -159,6 +159,26 @@ async fn a_run_is_queued_executed_stored_and_downloaded_equal_to_the_direct_expo
         "labelled in the first column (the period start)"
     );
 
+    // XLSX and PDF through the same worker (their contents are checked in tests/report_files.rs).
+    for (format, content_type, magic) in [
+        (
+            "XLSX",
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            &b"PK"[..],
+        ),
+        ("PDF", "application/pdf", &b"%PDF"[..]),
+    ] {
+        let run = run_report(&app, &supervisor, &id, format).await.ok()["runReport"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let run = ended(&app, &supervisor, &run).await;
+        assert_eq!(run["status"], "SUCCEEDED", "{format}: {run}");
+        let file = get(&app, Some(&supervisor), run["downloadPath"].as_str().unwrap()).await;
+        assert_eq!(file.headers()["content-type"], content_type);
+        assert!(file.bytes().await.unwrap().starts_with(magic), "{format}");
+    }
+
     // Listed, newest first; audited: requested, run, downloaded.
     let listed = app
         .gql(
@@ -168,8 +188,8 @@ async fn a_run_is_queued_executed_stored_and_downloaded_equal_to_the_direct_expo
         )
         .await;
     let listed = listed.ok()["reportRuns"].as_array().unwrap().clone();
-    assert_eq!(listed.len(), 2);
-    assert_eq!(listed[1]["id"], run_id.as_str());
+    assert_eq!(listed.len(), 4);
+    assert_eq!(listed[3]["id"], run_id.as_str());
     let actions: Vec<String> = report_audit(&app).await.into_iter().map(|a| a.action).collect();
     for action in ["report.run.request", "report.run", "report.download"] {
         assert!(actions.iter().any(|a| a == action), "{action} in {actions:?}");

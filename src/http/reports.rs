@@ -1,5 +1,6 @@
-//! `GET /api/reports/{id}.csv` and `GET /api/reports/{id}.json`: a saved report's export over
-//! plain HTTP, for BI tools that cannot speak GraphQL (Excel, Power BI, a cron job with curl).
+//! `GET /api/reports/{id}.{csv,json,xlsx,pdf}`: a saved report's export over plain HTTP, for BI
+//! tools that cannot speak GraphQL (Excel, Power BI, a cron job with curl) and for people (the
+//! XLSX workbook and the PDF document; `reports::formats` says what each holds).
 //!
 //! Authenticated like `/graphql`: `Authorization: Bearer` with an access token or an API key;
 //! a key needs the `reports:read` scope (`auth::api_key::HTTP_REPORT_EXPORT`). The caller
@@ -30,7 +31,7 @@ use crate::reports::formats::ExportFormat;
 use crate::reports::run::{self, ExportRequest};
 use crate::reports::saved;
 
-/// The route, with `{file}` = `<report id>.<csv|json>`.
+/// The route, with `{file}` = `<report id>.<csv|json|xlsx|pdf>`.
 pub const ROUTE: &str = "/api/reports/{file}";
 
 /// An RFC 3339 instant. A `+` of an offset sent unencoded in a URL arrives as a space; it is
@@ -196,10 +197,7 @@ mod tests {
             )),
             ["from", "to", "bom"]
         );
-        assert_eq!(
-            fields(export_request(&format!("{id}.xlsx"), &params(&[]))),
-            ["NotFound"]
-        );
+        assert_eq!(fields(export_request(&format!("{id}.xls"), &params(&[]))), ["NotFound"]);
         assert_eq!(fields(export_request("not-a-uuid.csv", &params(&[]))), ["NotFound"]);
         assert_eq!(fields(export_request(&id.to_string(), &params(&[]))), ["NotFound"]);
     }

@@ -9,10 +9,17 @@
 //!
 //! * [`csv`]: RFC 4180, UTF-8, optional byte-order mark for Excel;
 //! * [`json`]: one JSON document (metadata, columns, rows as arrays, totals), written as a
-//!   stream.
+//!   stream;
+//! * [`xlsx`]: an Excel workbook with typed, formatted cells, a native chart and an About
+//!   sheet, written in constant memory (rows past a sheet's limit go on in new sheets);
+//! * [`pdf`]: a laid-out document (title, parameters, chart, paginated table, page numbers).
+//!   The one format that holds its rows until the end — pages are laid out once every row is
+//!   known — so it refuses more than [`pdf::MAX_ROWS`] rows.
 
 pub mod csv;
 pub mod json;
+pub mod pdf;
+pub mod xlsx;
 
 use std::fs::File;
 
@@ -91,6 +98,17 @@ pub struct TableColumn {
     pub kind: ColumnKind,
 }
 
+impl TableColumn {
+    /// The heading of formats that show durations as `h:mm:ss` (XLSX, PDF): a label that
+    /// announces seconds (`… (s)`, the default of duration metrics) says `(h:mm:ss)` instead.
+    pub fn display_label(&self) -> String {
+        match (self.kind, self.label.strip_suffix(" (s)")) {
+            (ColumnKind::Metric(Unit::Seconds), Some(stem)) => format!("{stem} (h:mm:ss)"),
+            _ => self.label.clone(),
+        }
+    }
+}
+
 /// The chart of an export, in column positions: the category axis and the plotted series.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChartSpec {
@@ -142,23 +160,29 @@ pub trait TableWriter: Send {
 pub enum ExportFormat {
     Csv,
     Json,
+    Xlsx,
+    Pdf,
 }
 
 impl ExportFormat {
-    /// The format of a file extension (`csv`, `json`).
+    /// The format of a file extension (`csv`, `json`, `xlsx`, `pdf`).
     pub fn from_extension(extension: &str) -> Option<Self> {
         match extension {
             "csv" => Some(ExportFormat::Csv),
             "json" => Some(ExportFormat::Json),
+            "xlsx" => Some(ExportFormat::Xlsx),
+            "pdf" => Some(ExportFormat::Pdf),
             _ => None,
         }
     }
 
-    /// The stored and GraphQL name (`CSV`, `JSON`).
+    /// The stored and GraphQL name (`CSV`, `JSON`, `XLSX`, `PDF`).
     pub fn name(self) -> &'static str {
         match self {
             ExportFormat::Csv => "CSV",
             ExportFormat::Json => "JSON",
+            ExportFormat::Xlsx => "XLSX",
+            ExportFormat::Pdf => "PDF",
         }
     }
 
@@ -171,6 +195,8 @@ impl ExportFormat {
         match self {
             ExportFormat::Csv => "csv",
             ExportFormat::Json => "json",
+            ExportFormat::Xlsx => "xlsx",
+            ExportFormat::Pdf => "pdf",
         }
     }
 
@@ -178,6 +204,8 @@ impl ExportFormat {
         match self {
             ExportFormat::Csv => "text/csv; charset=utf-8",
             ExportFormat::Json => "application/json",
+            ExportFormat::Xlsx => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            ExportFormat::Pdf => "application/pdf",
         }
     }
 
@@ -186,6 +214,8 @@ impl ExportFormat {
         Ok(match self {
             ExportFormat::Csv => Box::new(csv::CsvWriter::create(meta, file)?),
             ExportFormat::Json => Box::new(json::JsonWriter::create(meta, file)?),
+            ExportFormat::Xlsx => Box::new(xlsx::XlsxWriter::create(meta, file)?),
+            ExportFormat::Pdf => Box::new(pdf::PdfWriter::create(meta, file)?),
         })
     }
 }
@@ -203,4 +233,89 @@ pub fn write_all(
         writer.row(row)?;
     }
     writer.finish(totals)
+}
+
+/// A report's header and rows for the writers' unit tests: an organization in London, a July
+/// interval (so local times are +01:00), one column of each unit.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    #![allow(clippy::unwrap_used)]
+
+    use chrono::{DateTime, Utc};
+
+    use super::{Cell, ChartSpec, ColumnKind, ExportMeta, TableColumn};
+    use crate::kpi::metrics::Unit;
+
+    pub fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+    }
+
+    pub fn meta(chart: Option<ChartSpec>) -> ExportMeta {
+        let column = |key: &str, label: &str, kind| TableColumn {
+            key: key.to_owned(),
+            label: label.to_owned(),
+            kind,
+        };
+        ExportMeta {
+            report_id: uuid::Uuid::nil(),
+            report_version: 3,
+            title: "Agents today".to_owned(),
+            description: Some("Handled calls and service level per agent.".to_owned()),
+            timezone: chrono_tz::Europe::London,
+            from: at("2026-07-01T00:00:00Z"),
+            to: at("2026-07-02T00:00:00Z"),
+            generated_at: at("2026-07-02T06:30:00Z"),
+            parameters: vec![
+                (
+                    "Metrics".to_owned(),
+                    "Handled, Average handle time, Service level".to_owned(),
+                ),
+                ("Group by".to_owned(), "Agent, day".to_owned()),
+            ],
+            columns: vec![
+                column("AGENT", "Agent", ColumnKind::Text),
+                column("BUCKET_START", "Day", ColumnKind::Time),
+                column("HANDLED", "Handled", ColumnKind::Metric(Unit::Count)),
+                column(
+                    "AVERAGE_HANDLE_TIME",
+                    "Average handle time",
+                    ColumnKind::Metric(Unit::Seconds),
+                ),
+                column("SERVICE_LEVEL", "Service level", ColumnKind::Metric(Unit::Percent)),
+                column("CALLS_PER_HOUR", "Calls per hour", ColumnKind::Metric(Unit::PerHour)),
+            ],
+            chart,
+            total_rows: None,
+            truncated: false,
+            bom: false,
+        }
+    }
+
+    /// `n` rows (agent `i`: `10 + i` handled, AHT `143.5 + i` s, service level 87.5 % on even
+    /// rows and none on odd ones) and their totals row.
+    pub fn sample_rows(n: usize) -> (Vec<Vec<Cell>>, Vec<Cell>) {
+        let day = Cell::local_time(at("2026-07-01T00:00:00Z"), chrono_tz::Europe::London);
+        let rows = (0..n)
+            .map(|i| {
+                vec![
+                    Cell::Text(format!("Agent {i}")),
+                    day.clone(),
+                    Cell::Number(Some(10.0 + i as f64)),
+                    Cell::Number(Some(143.5 + i as f64)),
+                    Cell::Number((i % 2 == 0).then_some(87.5)),
+                    Cell::Number(Some(12.25)),
+                ]
+            })
+            .collect();
+        let handled: f64 = (0..n).map(|i| 10.0 + i as f64).sum();
+        let totals = vec![
+            Cell::Text("Total".to_owned()),
+            Cell::Empty,
+            Cell::Number(Some(handled)),
+            Cell::Number(Some(150.0)),
+            Cell::Number(Some(90.0)),
+            Cell::Number(Some(12.25)),
+        ];
+        (rows, totals)
+    }
 }
