@@ -3,6 +3,7 @@
 //! fragments defined here, and the property tests check that both agree.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -270,13 +271,12 @@ pub struct DispositionCounters {
 impl DispositionCounters {
     /// One call with counters `c`, or its removal (`sign` -1).
     pub fn of_call(c: &Counters, sign: i64) -> Self {
+        /// Where each of [`DISPOSITION_COUNTERS`] is in [`Counters::ADDITIVE`] (found once; a
+        /// unit test checks that each is there).
+        static PLACES: LazyLock<[Option<usize>; DISPOSITION_COUNTERS.len()]> =
+            LazyLock::new(|| DISPOSITION_COUNTERS.map(|name| Counters::ADDITIVE.iter().position(|c| *c == name)));
         let values = c.additive_values();
-        let counters = DISPOSITION_COUNTERS.map(|name| {
-            Counters::ADDITIVE
-                .iter()
-                .position(|c| *c == name)
-                .map_or(0, |i| values[i] * sign)
-        });
+        let counters = PLACES.map(|place| place.map_or(0, |i| values[i] * sign));
         DispositionCounters { calls: sign, counters }
     }
 
