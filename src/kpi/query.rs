@@ -149,7 +149,8 @@ impl CounterMask {
     }
 
     /// Whether a call read with this mask may be kept prepared ([`CachedSql`]): with every
-    /// counter its text is one of a few shapes (grouping × level × source); with a subset it
+    /// counter (or every counter of the disposition rollups, which their reads always take)
+    /// its text is one of a few shapes (grouping × level × source); with a subset it
     /// would have one text per set of metrics a client asks for, each left prepared on every
     /// pooled connection, so such reads are parsed every time instead.
     fn is_bounded_text(self) -> bool {
