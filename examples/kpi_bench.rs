@@ -21,8 +21,9 @@
 //! 3. **Queries,** each sent `--iterations` times in a row over HTTP (after a tenth as many
 //!    warm-up requests), warm: `kpiSummary` for today in the organization's time zone and for
 //!    the last 30 days, `kpiSeries` by HOUR over the last 7 days, and — when the schema has
-//!    them — `agentPerformance` over 30 days (first 50 agents by handled calls) and `analytics`
-//!    agent × date over 30 days with 6 metrics. Reported: p50, p99 and mean latency, from
+//!    them — `agentPerformance` over 30 days (first 50 agents by handled calls), `analytics`
+//!    agent × date over 30 days with 6 metrics, and `analytics` disposition × campaign over 90
+//!    days with the five counts (the disposition rollups). Reported: p50, p99 and mean latency, from
 //!    sending the request to receiving the whole response body (the body is parsed and checked
 //!    for errors after the clock stops). Each
 //!    measurement stops early when it exceeds `--budget-seconds` (after at least 5 runs); the
@@ -30,7 +31,10 @@
 //! 4. **Baseline:** the same 30-day summary computed by one SQL scan of the raw calls with the
 //!    same counting rules (`omnivox::kpi::query::grouped_raw_counters`, ungrouped, over one
 //!    window), timed the same way with `--baseline-iterations`; and, for reference, the planner alone
-//!    (`aggregate_windows`, in-process, no HTTP). The speed-up is baseline p50 ÷ API p50.
+//!    (`aggregate_windows`, in-process, no HTTP). The speed-up is baseline p50 ÷ API p50. The
+//!    90-day disposition × campaign answer is checked group by group against the same grouping
+//!    computed from the raw calls (`grouped_raw_counters`, timed once: how analytics answered
+//!    DISPOSITION before the disposition rollups).
 //!
 //! The results are printed as a markdown table, ready for README.md. Latencies depend on the
 //! machine and on what else runs on it; the table says what was measured where.
@@ -257,6 +261,10 @@ const ANALYTICS: &str = "query($f: KpiFilter!) {
     analytics(query: { metrics: [OFFERED, HANDLED, SERVICE_LEVEL, AVERAGE_HANDLE_TIME, ABANDON_RATE, OCCUPANCY],
                        groupBy: [AGENT, DATE], filter: $f, limit: 10000 }) {
       totalRows truncated rows { dimensions { agent { id name } date } values } } }";
+const DISPOSITIONS: &str = "query($f: KpiFilter!) {
+    analytics(query: { metrics: [OFFERED, ANSWERED, HANDLED, ABANDONED, SHORT_ABANDONED],
+                       groupBy: [DISPOSITION, CAMPAIGN], filter: $f, limit: 10000 }) {
+      totalRows truncated rows { dimensions { disposition { id code } campaign { id name } } values } } }";
 
 fn filter(from: DateTime<Utc>, to: DateTime<Utc>) -> Value {
     json!({ "f": { "from": from.to_rfc3339(), "to": to.to_rfc3339() } })
@@ -412,6 +420,7 @@ async fn main() {
         .unwrap()
         .with_timezone(&Utc);
     let month = (now - TimeDelta::days(30), now);
+    let quarter = (now - TimeDelta::days(90), now);
     let sdl = omnivox::graphql::sdl();
     let mut cases: Vec<(&str, &str, Value, bool)> = vec![
         (
@@ -440,9 +449,16 @@ async fn main() {
         filter(month.0, month.1),
         sdl.contains("analytics("),
     ));
+    cases.push((
+        "analytics disposition × campaign, 90 days, 5 counts",
+        DISPOSITIONS,
+        filter(quarter.0, quarter.1),
+        sdl.contains("analytics("),
+    ));
     let budget = Duration::from_secs(args.budget_seconds);
     let mut rows: Vec<(String, Option<Stats>, String)> = Vec::new();
     let mut summary_30_p50 = None;
+    let mut dispositions_first = None;
     for (name, query, variables, present) in cases {
         if !present {
             println!("{name}: not in this schema; skipped");
@@ -455,6 +471,9 @@ async fn main() {
                 let note = describe(&first);
                 if name.starts_with("kpiSummary, last 30") {
                     summary_30_p50 = Some(stats.p50);
+                }
+                if name.starts_with("analytics disposition") {
+                    dispositions_first = Some(first.clone());
                 }
                 rows.push((name.to_owned(), Some(stats), note));
             }
@@ -520,6 +539,62 @@ async fn main() {
     }
     let planner = Stats::of(samples);
 
+    // The 90-day disposition × campaign answer against the raw calls, group by group.
+    let mut disposition_raw = None;
+    if let Some(first) = dispositions_first {
+        println!("checking disposition × campaign over 90 days against the raw calls …");
+        let by_disposition = GroupSpec {
+            campaign: true,
+            disposition: true,
+            ..GroupSpec::default()
+        };
+        let raw_read = GroupedQuery {
+            group: &by_disposition,
+            ..raw_scan
+        };
+        let run = Instant::now();
+        let raw_groups = grouped_raw_counters(&mut conn, &tenant, raw_read, &[quarter])
+            .await
+            .unwrap();
+        let elapsed = run.elapsed();
+        let id = |v: &Value| {
+            v["id"]
+                .as_str()
+                .map(|s| s.parse::<uuid::Uuid>().unwrap())
+                .unwrap_or(omnivox::kpi::NONE_KEY)
+        };
+        let api: std::collections::BTreeMap<(uuid::Uuid, uuid::Uuid), Vec<i64>> = first["data"]["analytics"]["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let d = &r["dimensions"];
+                let values = r["values"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap() as i64)
+                    .collect();
+                ((id(&d["disposition"]), id(&d["campaign"])), values)
+            })
+            .collect();
+        let raw: std::collections::BTreeMap<(uuid::Uuid, uuid::Uuid), Vec<i64>> = raw_groups
+            .iter()
+            .map(|(k, c)| {
+                let key = (k.disposition.unwrap(), k.campaign.unwrap());
+                (
+                    key,
+                    vec![c.offered, c.answered, c.handled, c.abandoned, c.short_abandoned],
+                )
+            })
+            .collect();
+        assert_eq!(
+            api, raw,
+            "disposition × campaign over 90 days: rollups and raw calls agree"
+        );
+        disposition_raw = Some((elapsed, raw.len()));
+    }
+
     // 5. Results.
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!("\n## KPI benchmark\n");
@@ -581,6 +656,12 @@ async fn main() {
         ms(baseline.p99),
         ms(baseline.mean)
     );
+    if let Some((elapsed, groups)) = disposition_raw {
+        println!(
+            "| baseline: disposition × campaign over 90 days from the raw calls (one SQL statement, `grouped_raw_counters`) | 1 | {} | – | – | {groups} groups, equal to the API's |",
+            ms(elapsed)
+        );
+    }
     if let Some(p50) = summary_30_p50 {
         println!(
             "\nSpeed-up of the 30-day kpiSummary (HTTP + GraphQL + rollups) over the raw scan (SQL only), p50: ×{:.2}; \

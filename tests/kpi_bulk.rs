@@ -290,7 +290,8 @@ async fn generated_traffic_loaded_by_copy_has_rollups_equal_to_the_raw_facts() {
     };
     let mut from_rollups: Vec<DispositionCount> = load(
         "SELECT disposition_id, sum(calls)::int8 AS calls FROM kpi_hourly_disposition
-         WHERE organization_id = $1 AND campaign_key = $2 AND agent_key = $2 GROUP BY 1",
+         WHERE organization_id = $1 AND campaign_key = $2 AND agent_key = $2
+           AND disposition_id <> '00000000-0000-0000-0000-000000000000' GROUP BY 1",
     )
     .load(&mut conn)
     .await

@@ -990,6 +990,26 @@ async fn run_case(app: &TestApp, n: usize, case: &Case, coverage: &Coverage) -> 
         case.granularity,
     )
     .await?;
+    check_disposition_rollups(
+        &mut conn,
+        &world.tenant,
+        &calls[..split],
+        &rules,
+        "before the settings change",
+    )
+    .await?;
+    for range in [ranges[0], ranges[3]] {
+        check_analytics_by_disposition(
+            app,
+            &admin,
+            &world,
+            &calls[..split],
+            &rules,
+            range,
+            "before the settings change",
+        )
+        .await?;
+    }
 
     // Thresholds change after the fact: history is re-stated; later calls use the new rules.
     update_settings(app, &admin, &mut version, case.second.input()).await;
@@ -1070,6 +1090,10 @@ async fn run_case(app: &TestApp, n: usize, case: &Case, coverage: &Coverage) -> 
     );
     check_analytics_by_date(app, &admin, tz, &calls, &rules, whole, "after the settings change").await?;
     check_daily_rollups(&mut conn, &world.tenant, "after the settings change").await?;
+    check_disposition_rollups(&mut conn, &world.tenant, &calls, &rules, "after the settings change").await?;
+    for range in ranges.iter().copied() {
+        check_analytics_by_disposition(app, &admin, &world, &calls, &rules, range, "after the settings change").await?;
+    }
 
     // A new time zone re-keys the daily rollups by the new local dates, in the same transaction.
     let other = if tz == chrono_tz::Europe::London {
@@ -1080,6 +1104,7 @@ async fn run_case(app: &TestApp, n: usize, case: &Case, coverage: &Coverage) -> 
     update_settings(app, &admin, &mut version, json!({ "timezone": other.name() })).await;
     check_daily_rollups(&mut conn, &world.tenant, "after the time-zone change").await?;
     check_analytics_by_date(app, &admin, other, &calls, &rules, whole, "after the time-zone change").await?;
+    check_analytics_by_disposition(app, &admin, &world, &calls, &rules, whole, "after the time-zone change").await?;
 
     bump(&coverage.offered, want.offered);
     bump(&coverage.short_abandoned, want.short_abandoned);
@@ -1090,6 +1115,154 @@ async fn run_case(app: &TestApp, n: usize, case: &Case, coverage: &Coverage) -> 
         &coverage.not_within,
         want.offered - want.answered_within_sl - want.abandoned_within_sl,
     );
+    Ok(())
+}
+
+/// The hourly disposition rollups hold, for every (hour, campaign key, agent key, direction,
+/// disposition or none) at the four levels, the calls and the counts computed in plain Rust
+/// from the generated calls with the rules in force: row for row, no row missing, none extra
+/// (rows whose numbers are all zero aside).
+async fn check_disposition_rollups(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    calls: &[NewInteraction],
+    rules: &Rules,
+    when: &str,
+) -> Result<(), TestCaseError> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+        hour: DateTime<Utc>,
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        campaign_key: Uuid,
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        agent_key: Uuid,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        direction: String,
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        disposition_id: Uuid,
+        #[diesel(sql_type = diesel::sql_types::Array<diesel::sql_types::BigInt>)]
+        numbers: Vec<i64>,
+    }
+    type Key = (DateTime<Utc>, Uuid, Uuid, String, Uuid);
+    let stored: Vec<Row> = diesel::sql_query(
+        "SELECT hour, campaign_key, agent_key, direction, disposition_id,
+                ARRAY[calls, offered, answered, handled, abandoned, short_abandoned] AS numbers
+         FROM kpi_hourly_disposition WHERE organization_id = $1",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(tenant.org_id())
+    .load(conn)
+    .await
+    .unwrap();
+    let got: HashMap<Key, Vec<i64>> = stored
+        .into_iter()
+        .filter(|r| r.numbers.iter().any(|n| *n != 0))
+        .map(|r| {
+            (
+                (r.hour, r.campaign_key, r.agent_key, r.direction, r.disposition_id),
+                r.numbers,
+            )
+        })
+        .collect();
+    let (none, all) = (omnivox::kpi::NONE_KEY, omnivox::kpi::ALL_KEY);
+    let mut want: HashMap<Key, Vec<i64>> = HashMap::new();
+    let forever = (at("2000-01-01T00:00:00Z"), at("2100-01-01T00:00:00Z"));
+    for call in calls {
+        let c = expected_counters(std::slice::from_ref(call), rules, forever, &Scope::default());
+        let numbers = [1, c.offered, c.answered, c.handled, c.abandoned, c.short_abandoned];
+        let hour = call.offered_at
+            - TimeDelta::nanoseconds(
+                call.offered_at
+                    .timestamp_nanos_opt()
+                    .unwrap()
+                    .rem_euclid(3_600_000_000_000),
+            );
+        let (campaign, agent) = (call.campaign_id.unwrap_or(none), call.agent_id.unwrap_or(none));
+        for (c_key, a_key) in [(campaign, agent), (campaign, all), (all, agent), (all, all)] {
+            let key = (
+                hour,
+                c_key,
+                a_key,
+                call.direction.as_str().to_owned(),
+                call.disposition_id.unwrap_or(none),
+            );
+            let sum = want.entry(key).or_insert_with(|| vec![0; 6]);
+            for (s, n) in sum.iter_mut().zip(numbers) {
+                *s += n;
+            }
+        }
+    }
+    prop_assert_eq!(got.len(), want.len(), "disposition rollup rows {}", when);
+    for (key, numbers) in &want {
+        prop_assert_eq!(got.get(key), Some(numbers), "disposition rollup {:?} {}", key, when);
+    }
+    Ok(())
+}
+
+/// analytics grouped by DISPOSITION × CAMPAIGN (daily and hourly disposition rollups, raw
+/// edges) equals the counts computed in Rust for every (disposition or none, campaign or none).
+async fn check_analytics_by_disposition(
+    app: &TestApp,
+    token: &str,
+    world: &World,
+    calls: &[NewInteraction],
+    rules: &Rules,
+    range: (DateTime<Utc>, DateTime<Utc>),
+    when: &str,
+) -> Result<(), TestCaseError> {
+    const ANALYTICS: &str = "query($q: AnalyticsQuery!) { analytics(query: $q) {
+        rows { dimensions { disposition { id } campaign { id } } values } } }";
+    let q = json!({
+        "metrics": ["OFFERED", "ANSWERED", "HANDLED", "ABANDONED", "SHORT_ABANDONED"],
+        "groupBy": ["DISPOSITION", "CAMPAIGN"],
+        "filter": { "from": range.0.to_rfc3339(), "to": range.1.to_rfc3339() },
+        "limit": 10000,
+    });
+    let response = app.gql(Some(token), ANALYTICS, json!({ "q": q })).await;
+    let rows = response.ok()["analytics"]["rows"].as_array().unwrap().clone();
+    let id = |v: &Value| v["id"].as_str().map(|s| Uuid::parse_str(s).unwrap());
+    let got: HashMap<(Option<Uuid>, Option<Uuid>), Vec<i64>> = rows
+        .iter()
+        .map(|r| {
+            let d = &r["dimensions"];
+            let values = r["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as i64)
+                .collect();
+            ((id(&d["disposition"]), id(&d["campaign"])), values)
+        })
+        .collect();
+    let dispositions: Vec<Option<Uuid>> = world.dispositions.iter().map(|d| Some(d.0)).chain([None]).collect();
+    let campaigns: Vec<Option<Uuid>> = world.campaigns.iter().copied().map(Some).chain([None]).collect();
+    let mut expected_keys = 0;
+    for d in &dispositions {
+        for c in &campaigns {
+            let group: Vec<NewInteraction> = calls
+                .iter()
+                .filter(|call| call.disposition_id == *d && call.campaign_id == *c)
+                .cloned()
+                .collect();
+            let e = expected_counters(&group, rules, range, &Scope::default());
+            let want = vec![e.offered, e.answered, e.handled, e.abandoned, e.short_abandoned];
+            let has_calls = group
+                .iter()
+                .any(|call| call.offered_at >= range.0 && call.offered_at < range.1);
+            expected_keys += usize::from(has_calls);
+            let got = got.get(&(*d, *c)).cloned().unwrap_or_else(|| vec![0; 5]);
+            prop_assert_eq!(
+                got,
+                want,
+                "disposition {:?} × campaign {:?}, {:?} {}",
+                d,
+                c,
+                range,
+                when
+            );
+        }
+    }
+    prop_assert!(got.len() <= expected_keys, "a group without calls {}: {:?}", when, got);
     Ok(())
 }
 
@@ -1123,9 +1296,18 @@ async fn check_daily_rollups(conn: &mut AsyncPgConnection, tenant: &Tenant, when
             sum(wrap_up_us)::int8, sum(available_us)::int8, sum(logged_in_us)::int8
          FROM kpi_agent_time_hourly t JOIN organizations o ON o.id = t.organization_id
          WHERE t.organization_id = $1 GROUP BY 1, 2";
+    let disposition_columns = "calls, offered, answered, handled, abandoned, short_abandoned";
+    let daily_dispositions =
+        format!("SELECT day, campaign_key, agent_key, direction, disposition_id, {disposition_columns} FROM kpi_daily_disposition WHERE organization_id = $1");
+    let hourly_dispositions = "SELECT (k.hour AT TIME ZONE o.timezone)::date, campaign_key, agent_key, direction,
+            disposition_id, sum(calls)::int8, sum(offered)::int8, sum(answered)::int8, sum(handled)::int8,
+            sum(abandoned)::int8, sum(short_abandoned)::int8
+         FROM kpi_hourly_disposition k JOIN organizations o ON o.id = k.organization_id
+         WHERE k.organization_id = $1 GROUP BY 1, 2, 3, 4, 5";
     for (what, daily, hourly) in [
         ("call", daily_calls.as_str(), hourly_calls.as_str()),
         ("agent-time", daily_time, hourly_time),
+        ("disposition", daily_dispositions.as_str(), hourly_dispositions),
     ] {
         let sql =
             format!("SELECT count(*) AS n FROM (({daily} EXCEPT {hourly}) UNION ALL ({hourly} EXCEPT {daily})) d");

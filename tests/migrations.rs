@@ -88,3 +88,77 @@ async fn cross_tenant_references_are_refused_by_the_database() {
         .expect_err("an agent of B in a team of A");
     assert!(error.to_string().contains("foreign key"), "{error}");
 }
+
+/// The disposition rollups' migration rebuilds them from the calls: a database upgraded in
+/// place holds exactly what the writer maintains for the same calls (hourly and daily, every
+/// level, calls without a disposition included), and so answers the same.
+#[tokio::test(flavor = "multi_thread")]
+async fn disposition_rollups_migration_backfills_what_the_writer_writes() {
+    use omnivox::seed::generator::{self, GeneratorSettings};
+
+    let app = common::TestApp::spawn().await;
+    let settings = GeneratorSettings {
+        org_slug: "upgrade".into(),
+        calls: 4_000,
+        days: 3,
+        agents: 12,
+        campaigns: 3,
+        seed: 11,
+        ..GeneratorSettings::default()
+    };
+    generator::run(&app.database.url, &app.state.db, &settings, &mut |_| {})
+        .await
+        .unwrap();
+    let url = app.database.url.clone();
+    let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
+    // A second zone, so that local days differ from UTC days in one organization.
+    conn.batch_execute("UPDATE organizations SET timezone = 'America/New_York' WHERE slug = 'upgrade'")
+        .await
+        .unwrap();
+    conn.batch_execute(
+        "DELETE FROM kpi_daily_disposition;
+         INSERT INTO kpi_daily_disposition
+         SELECT k.organization_id, (k.hour AT TIME ZONE o.timezone)::date, k.campaign_key, k.agent_key, k.direction,
+                k.disposition_id, sum(calls), sum(offered), sum(answered), sum(handled), sum(abandoned), sum(short_abandoned)
+         FROM kpi_hourly_disposition k JOIN organizations o ON o.id = k.organization_id GROUP BY 1, 2, 3, 4, 5, 6",
+    )
+    .await
+    .unwrap();
+    let snapshot =
+        |table: &str| format!("SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) AS name, count(*) FROM {table} t");
+    #[derive(diesel::QueryableByName, Debug, PartialEq)]
+    struct Snapshot {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        name: String,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        count: i64,
+    }
+    let mut before = Vec::new();
+    for table in ["kpi_hourly_disposition", "kpi_daily_disposition"] {
+        let s: Snapshot = diesel::sql_query(snapshot(table)).get_result(&mut conn).await.unwrap();
+        assert!(s.count > 100, "{table}: {s:?}");
+        before.push(s);
+    }
+    let none: Snapshot = diesel::sql_query(
+        "SELECT 'none' AS name, count(*) FROM kpi_hourly_disposition WHERE disposition_id = '00000000-0000-0000-0000-000000000000'",
+    )
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    assert!(none.count > 0, "the writer keeps calls without a disposition");
+    drop(conn);
+
+    // Down to before the disposition rollups (and any migration after them), then up again.
+    let mut reverted = 0;
+    while tables(&url).await.contains(&"kpi_daily_disposition".to_owned()) {
+        omnivox::db::revert_last_migration(&url).await.unwrap();
+        reverted += 1;
+        assert!(reverted <= 5, "the disposition rollups' migration was not found");
+    }
+    omnivox::db::run_migrations(&url).await.unwrap();
+    let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
+    for (table, want) in ["kpi_hourly_disposition", "kpi_daily_disposition"].iter().zip(before) {
+        let got: Snapshot = diesel::sql_query(snapshot(table)).get_result(&mut conn).await.unwrap();
+        assert_eq!(got, want, "{table} after the migration's backfill");
+    }
+}

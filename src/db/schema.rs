@@ -305,6 +305,28 @@ diesel::table! {
         direction -> Text,
         disposition_id -> Uuid,
         calls -> Int8,
+        offered -> Int8,
+        answered -> Int8,
+        handled -> Int8,
+        abandoned -> Int8,
+        short_abandoned -> Int8,
+    }
+}
+
+diesel::table! {
+    kpi_daily_disposition (organization_id, campaign_key, agent_key, day, direction, disposition_id) {
+        organization_id -> Uuid,
+        day -> Date,
+        campaign_key -> Uuid,
+        agent_key -> Uuid,
+        direction -> Text,
+        disposition_id -> Uuid,
+        calls -> Int8,
+        offered -> Int8,
+        answered -> Int8,
+        handled -> Int8,
+        abandoned -> Int8,
+        short_abandoned -> Int8,
     }
 }
 
@@ -506,6 +528,7 @@ diesel::joinable!(kpi_agent_time_daily -> organizations (organization_id));
 diesel::joinable!(kpi_agent_time_hourly -> organizations (organization_id));
 diesel::joinable!(kpi_daily -> organizations (organization_id));
 diesel::joinable!(kpi_hourly -> organizations (organization_id));
+diesel::joinable!(kpi_daily_disposition -> organizations (organization_id));
 diesel::joinable!(kpi_hourly_disposition -> organizations (organization_id));
 diesel::joinable!(presence_reason_codes -> organizations (organization_id));
 diesel::joinable!(api_keys -> organizations (organization_id));
@@ -533,6 +556,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     kpi_agent_time_daily,
     kpi_agent_time_hourly,
     kpi_daily,
+    kpi_daily_disposition,
     kpi_hourly,
     kpi_hourly_disposition,
     organizations,

@@ -336,8 +336,8 @@ impl AnalyticsOrder {
 ///   an agent-time metric (occupancy, callsPerAgentHour) grouped by CAMPAIGN, DIRECTION or
 ///   DISPOSITION; more than 4 dimensions; a limit over 10000; more than 2000 buckets; an
 ///   interval over 400 days; more than 100000 groups; more than 31 days read from raw calls
-///   (DISPOSITION, 15-minute buckets, or local hours/days of a zone whose offset is not whole
-///   hours).
+///   (15-minute buckets, or local hours/days of a zone whose offset is not whole hours).
+///   DISPOSITION is read from rollups over any interval.
 /// * Rows are the groups that have data, ordered by `orderBy` then by bucket and the groupBy
 ///   dimensions; at most `limit` (default 1000) are returned, `totalRows` counts them all.
 #[derive(InputObject)]

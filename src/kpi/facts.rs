@@ -3,6 +3,7 @@
 //! fragments defined here, and the property tests check that both agree.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -251,6 +252,47 @@ call_counters! {
     short_abandoned_within_sl,
 }
 
+/// The counters the disposition rollups (`kpi_hourly_disposition`, `kpi_daily_disposition`)
+/// keep per disposition, in their column order: what the metrics of unit Count read, the only
+/// metrics analytics groups by DISPOSITION (a unit test in `analytics::adhoc` holds the two
+/// lists together). None depends on a disposition's flags, so changing a flag re-states
+/// nothing; `short_abandoned` depends on the short-abandon threshold and is re-stated with the
+/// other threshold counters.
+pub const DISPOSITION_COUNTERS: [&str; 5] = ["offered", "answered", "handled", "abandoned", "short_abandoned"];
+
+/// What a set of calls adds to one disposition rollup row: how many calls, and the
+/// [`DISPOSITION_COUNTERS`] in their order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DispositionCounters {
+    pub calls: i64,
+    pub counters: [i64; DISPOSITION_COUNTERS.len()],
+}
+
+impl DispositionCounters {
+    /// One call with counters `c`, or its removal (`sign` -1).
+    pub fn of_call(c: &Counters, sign: i64) -> Self {
+        /// Where each of [`DISPOSITION_COUNTERS`] is in [`Counters::ADDITIVE`] (found once; a
+        /// unit test checks that each is there).
+        static PLACES: LazyLock<[Option<usize>; DISPOSITION_COUNTERS.len()]> =
+            LazyLock::new(|| DISPOSITION_COUNTERS.map(|name| Counters::ADDITIVE.iter().position(|c| *c == name)));
+        let values = c.additive_values();
+        let counters = PLACES.map(|place| place.map_or(0, |i| values[i] * sign));
+        DispositionCounters { calls: sign, counters }
+    }
+
+    pub fn add(&mut self, o: &DispositionCounters) {
+        self.calls += o.calls;
+        for (a, b) in self.counters.iter_mut().zip(o.counters) {
+            *a += b;
+        }
+    }
+}
+
+/// The key of a call's disposition rollup rows: its disposition, or [`NONE_KEY`] without one.
+pub fn disposition_key(call: &CallFacts) -> Uuid {
+    call.disposition_id.unwrap_or(NONE_KEY)
+}
+
 /// One rollup cell: the UTC hour of the offer, campaign, agent, direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CellKey {
@@ -336,4 +378,32 @@ pub fn contribution(call: &CallFacts, rules: &CountingRules) -> (CellKey, Counte
         direction: call.direction.as_str(),
     };
     (key, counters)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disposition_counters_are_call_counters() {
+        for name in DISPOSITION_COUNTERS {
+            assert!(Counters::ADDITIVE.contains(&name), "{name} is no additive counter");
+        }
+        let c = Counters {
+            offered: 1,
+            answered: 2,
+            handled: 3,
+            abandoned: 4,
+            short_abandoned: 5,
+            dials: 9,
+            ..Counters::default()
+        };
+        assert_eq!(
+            DispositionCounters::of_call(&c, -1),
+            DispositionCounters {
+                calls: -1,
+                counters: [-1, -2, -3, -4, -5]
+            }
+        );
+    }
 }

@@ -15,7 +15,9 @@ use crate::auth::Tenant;
 use crate::db::cached_sql::CachedSql;
 use crate::domain::Direction;
 use crate::error::AppResult;
-use crate::kpi::facts::{hour_of, Counters, ABANDONED_SQL, ANSWERED_SQL, MACHINE_DETECTED_SQL, MACHINE_PASSED_SQL};
+use crate::kpi::facts::{
+    hour_of, Counters, ABANDONED_SQL, ANSWERED_SQL, DISPOSITION_COUNTERS, MACHINE_DETECTED_SQL, MACHINE_PASSED_SQL,
+};
 use crate::kpi::{ALL_KEY, NONE_KEY};
 
 /// Which calls and agents a query covers. Team filters are resolved to agent ids by the caller.
@@ -136,12 +138,23 @@ pub struct CounterMask(pub [bool; COUNTER_COLUMN_COUNT]);
 impl CounterMask {
     pub const ALL: CounterMask = CounterMask([true; COUNTER_COLUMN_COUNT]);
 
+    /// The counters the disposition rollups keep ([`DISPOSITION_COUNTERS`]).
+    pub fn per_disposition() -> CounterMask {
+        CounterMask(COUNTER_COLUMNS.map(|c| DISPOSITION_COUNTERS.contains(&c)))
+    }
+
+    /// Whether every counter of `self` is one of `other`.
+    pub fn within(self, other: CounterMask) -> bool {
+        self.0.iter().zip(other.0).all(|(a, b)| !*a || b)
+    }
+
     /// Whether a call read with this mask may be kept prepared ([`CachedSql`]): with every
-    /// counter its text is one of a few shapes (grouping × level × source); with a subset it
+    /// counter (or every counter of the disposition rollups, which their reads always take)
+    /// its text is one of a few shapes (grouping × level × source); with a subset it
     /// would have one text per set of metrics a client asks for, each left prepared on every
     /// pooled connection, so such reads are parsed every time instead.
     fn is_bounded_text(self) -> bool {
-        self == CounterMask::ALL
+        self == CounterMask::ALL || self == CounterMask::per_disposition()
     }
 }
 
@@ -311,7 +324,8 @@ pub struct GroupSpec {
     pub campaign: bool,
     pub agent: bool,
     pub direction: bool,
-    /// Only raw facts carry call counters per disposition: a grouped rollup read refuses it.
+    /// Rollup reads then come from the disposition rollups, which keep the
+    /// [`DISPOSITION_COUNTERS`] only: a read of other counters per disposition is refused.
     pub disposition: bool,
     pub time: Option<TimeSlots>,
 }
@@ -452,7 +466,7 @@ enum TimeKey {
     Class(String),
 }
 
-/// The level of `kpi_hourly` (and `kpi_hourly_disposition`) a read uses.
+/// The level of `kpi_hourly` (and of the disposition rollups) a read uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum CallLevel {
     /// (campaign, agent) cells.
@@ -631,22 +645,37 @@ pub async fn grouped_rollup_counters(
     query: GroupedQuery<'_>,
     slice: RollupSlice<'_>,
 ) -> AppResult<Vec<(GroupKey, Counters)>> {
-    if query.group.disposition {
-        return Err(crate::error::AppError::internal(
-            "the rollups hold no call counters per disposition",
-        ));
-    }
     if slice.is_empty() {
         return Ok(Vec::new());
     }
-    let (source, time) = slice.source_sql("kpi_hourly", "kpi_daily", "$11", "$12");
+    // Per disposition, the disposition rollups answer: every counter they keep is read (one
+    // statement text, kept prepared), the others read as 0.
+    let (hourly, daily, disposition, counters) = if query.group.disposition {
+        let kept = CounterMask::per_disposition();
+        if !query.counters.within(kept) {
+            return Err(crate::error::AppError::internal(format!(
+                "the disposition rollups keep only {}",
+                DISPOSITION_COUNTERS.join(", ")
+            )));
+        }
+        (
+            "kpi_hourly_disposition",
+            "kpi_daily_disposition",
+            "k.disposition_id",
+            kept,
+        )
+    } else {
+        ("kpi_hourly", "kpi_daily", "NULL::uuid", query.counters)
+    };
+    let query = GroupedQuery { counters, ..query };
+    let (source, time) = slice.source_sql(hourly, daily, "$11", "$12");
     let keys = group_columns(
         query.group,
         &GroupColumnSql {
             campaign: "k.campaign_key",
             agent: "k.agent_key",
             direction: "k.direction",
-            disposition: "NULL::uuid",
+            disposition,
             time,
             starts: "$8",
             classes: "$9",
@@ -882,7 +911,8 @@ struct DispositionCallsRow {
 }
 
 /// Calls per disposition from `kpi_hourly_disposition` over whole hours (the level follows
-/// the scope, as for call counters; grouping fields of `query.group` are ignored).
+/// the scope, as for call counters; grouping fields of `query.group` are ignored). The rows of
+/// calls without a disposition ([`NONE_KEY`]) are left out.
 pub async fn rollup_disposition_calls(
     conn: &mut AsyncPgConnection,
     tenant: &Tenant,
@@ -898,7 +928,7 @@ pub async fn rollup_disposition_calls(
         "SELECT k.disposition_id, sum(k.calls)::int8 AS calls
          FROM kpi_hourly_disposition k
          WHERE k.organization_id = $1 AND k.hour >= $2 AND k.hour < $3 AND k.hour <> ALL($4::timestamptz[])
-           AND {} AND ($7::text IS NULL OR k.direction = $7)
+           AND {} AND ($7::text IS NULL OR k.direction = $7) AND k.disposition_id <> $11
          GROUP BY 1",
         grouped_level_condition(query.call_level())
     );
@@ -913,6 +943,7 @@ pub async fn rollup_disposition_calls(
         .bind::<Array<Timestamptz>, _>(Vec::<DateTime<Utc>>::new())
         .bind::<Array<Int4>, _>(Vec::<i32>::new())
         .bind::<SqlUuid, _>(ALL_KEY)
+        .bind::<SqlUuid, _>(NONE_KEY)
         .load(conn)
         .await?;
     Ok(rows.into_iter().map(|r| (r.disposition_id, r.calls)).collect())

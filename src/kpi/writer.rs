@@ -41,7 +41,8 @@ use crate::db::interactions::{self, NewInteraction};
 use crate::domain::{AgentState, RoutingState};
 use crate::error::{AppError, AppResult};
 use crate::kpi::facts::{
-    contribution, hour_of, CallFacts, CellKey, Counters, CountingRules, ABANDONED_SQL, ANSWERED_SQL,
+    contribution, disposition_key, hour_of, CallFacts, CellKey, Counters, CountingRules, DispositionCounters,
+    ABANDONED_SQL, ANSWERED_SQL, DISPOSITION_COUNTERS,
 };
 use crate::kpi::query::{raw_counter_sql, AgentTime, COUNTER_COLUMNS, MAX_WAIT_COLUMN};
 use crate::kpi::ALL_KEY;
@@ -54,21 +55,26 @@ pub async fn insert_calls(conn: &mut AsyncPgConnection, tenant: &Tenant, calls: 
     Ok(inserted)
 }
 
-/// Rollup cells of a set of calls: counters per cell, and calls per (cell, disposition).
-type CallCells = (BTreeMap<CellKey, Counters>, BTreeMap<(CellKey, Uuid), i64>);
+/// Counters per (cell, disposition key) of the disposition rollups.
+type DispositionCells = BTreeMap<(CellKey, Uuid), DispositionCounters>;
+
+/// Rollup cells of a set of calls: counters per cell, and per (cell, disposition key).
+type CallCells = (BTreeMap<CellKey, Counters>, DispositionCells);
 
 /// The aggregation: each call's [`contribution`], added to its cell at every level.
 fn aggregate_calls(rules: &CountingRules, calls: &[NewInteraction]) -> CallCells {
     let mut cells: BTreeMap<CellKey, Counters> = BTreeMap::new();
-    let mut dispositions: BTreeMap<(CellKey, Uuid), i64> = BTreeMap::new();
+    let mut dispositions = DispositionCells::new();
     for call in calls {
         let facts = CallFacts::from(call);
         let (key, counters) = contribution(&facts, rules);
+        let per_disposition = DispositionCounters::of_call(&counters, 1);
         for level in key.levels() {
             cells.entry(level).or_default().add(&counters);
-            if let Some(disposition) = facts.disposition_id {
-                *dispositions.entry((level, disposition)).or_default() += 1;
-            }
+            dispositions
+                .entry((level, disposition_key(&facts)))
+                .or_default()
+                .add(&per_disposition);
         }
     }
     (cells, dispositions)
@@ -193,41 +199,84 @@ fn add_to_cells_sql() -> String {
     )
 }
 
+/// Adds to the disposition rollups: the hourly rows and, in the same statement, their local
+/// days (as [`ADD_TO_CELLS_SQL`] does for `kpi_hourly` and `kpi_daily`). Keys sorted, as there.
 async fn add_to_dispositions(
     conn: &mut AsyncPgConnection,
     tenant: &Tenant,
-    counts: &BTreeMap<(CellKey, Uuid), i64>,
+    counts: &DispositionCells,
 ) -> AppResult<()> {
     if counts.is_empty() {
         return Ok(());
     }
     let (mut hours, mut campaigns, mut agents, mut directions, mut ids, mut calls) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut columns: [Vec<i64>; DISPOSITION_COUNTERS.len()] = std::array::from_fn(|_| Vec::with_capacity(counts.len()));
     for ((key, disposition), n) in counts {
         hours.push(key.hour);
         campaigns.push(key.campaign_key);
         agents.push(key.agent_key);
         directions.push(key.direction.to_owned());
         ids.push(*disposition);
-        calls.push(*n);
+        calls.push(n.calls);
+        for (column, value) in columns.iter_mut().zip(n.counters) {
+            column.push(value);
+        }
     }
-    diesel::sql_query(
-        "INSERT INTO kpi_hourly_disposition AS k (organization_id, hour, campaign_key, agent_key, direction, disposition_id, calls)
-         SELECT $1, * FROM unnest($2::timestamptz[], $3::uuid[], $4::uuid[], $5::text[], $6::uuid[], $7::int8[])
-         ON CONFLICT (organization_id, campaign_key, agent_key, hour, direction, disposition_id)
-         DO UPDATE SET calls = k.calls + EXCLUDED.calls",
-    )
-    .bind::<SqlUuid, _>(tenant.org_id())
-    .bind::<Array<Timestamptz>, _>(hours)
-    .bind::<Array<SqlUuid>, _>(campaigns)
-    .bind::<Array<SqlUuid>, _>(agents)
-    .bind::<Array<Text>, _>(directions)
-    .bind::<Array<SqlUuid>, _>(ids)
-    .bind::<Array<BigInt>, _>(calls)
-    .execute(conn)
-    .await?;
+    let mut statement = diesel::sql_query(ADD_TO_DISPOSITIONS_SQL.as_str())
+        .into_boxed::<diesel::pg::Pg>()
+        .bind::<SqlUuid, _>(tenant.org_id())
+        .bind::<Array<Timestamptz>, _>(hours)
+        .bind::<Array<SqlUuid>, _>(campaigns)
+        .bind::<Array<SqlUuid>, _>(agents)
+        .bind::<Array<Text>, _>(directions)
+        .bind::<Array<SqlUuid>, _>(ids)
+        .bind::<Array<BigInt>, _>(calls);
+    for column in columns {
+        statement = statement.bind::<Array<BigInt>, _>(column);
+    }
+    statement.execute(conn).await?;
     Ok(())
 }
+
+/// The upsert of [`add_to_dispositions`]: `calls` and [`DISPOSITION_COUNTERS`] (bound from
+/// `$8` on) to the hourly rows, and summed per local date to the daily rows.
+static ADD_TO_DISPOSITIONS_SQL: LazyLock<String> = LazyLock::new(|| {
+    let counters: Vec<&str> = std::iter::once("calls").chain(DISPOSITION_COUNTERS).collect();
+    let columns = counters.join(", ");
+    let params = (7..7 + counters.len())
+        .map(|i| format!("${i}::int8[]"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let set = counters
+        .iter()
+        .map(|c| format!("{c} = k.{c} + EXCLUDED.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sums = counters
+        .iter()
+        .map(|c| format!("sum(d.{c})"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "WITH delta (hour, campaign_key, agent_key, direction, disposition_id, {columns}) AS (
+            SELECT * FROM unnest($2::timestamptz[], $3::uuid[], $4::uuid[], $5::text[], $6::uuid[], {params})
+         ), hourly AS (
+            INSERT INTO kpi_hourly_disposition AS k (organization_id, hour, campaign_key, agent_key, direction,
+                disposition_id, {columns})
+            SELECT $1, * FROM delta
+            ON CONFLICT (organization_id, campaign_key, agent_key, hour, direction, disposition_id) DO UPDATE SET {set}
+         )
+         INSERT INTO kpi_daily_disposition AS k (organization_id, day, campaign_key, agent_key, direction,
+             disposition_id, {columns})
+         SELECT $1, (d.hour AT TIME ZONE o.timezone)::date AS day, d.campaign_key, d.agent_key, d.direction,
+             d.disposition_id, {sums}
+         FROM delta d JOIN organizations o ON o.id = $1
+         GROUP BY 2, 3, 4, 5, 6
+         ORDER BY 3, 4, 2, 5, 6
+         ON CONFLICT (organization_id, campaign_key, agent_key, day, direction, disposition_id) DO UPDATE SET {set}"
+    )
+});
 
 /// Microseconds of `[start, end)` falling in each UTC hour.
 pub fn split_by_hour(start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<(DateTime<Utc>, i64)> {
@@ -419,11 +468,19 @@ pub const THRESHOLD_COUNTERS: [&str; 4] = [
 ];
 
 /// Recomputes the settings-dependent counters ([`THRESHOLD_COUNTERS`]) of every rollup cell of
-/// the organization from the facts. Called in the same transaction as a change of the
+/// the organization from the facts, in the call rollups and in the disposition rollups (which
+/// keep one of them, `short_abandoned`). Called in the same transaction as a change of the
 /// service-level or short-abandon threshold, so history is always counted with the settings in
 /// force: a threshold change re-states past service levels.
 pub async fn recompute_threshold_counters(conn: &mut AsyncPgConnection, tenant: &Tenant) -> AppResult<usize> {
-    restate_counters(conn, tenant, &THRESHOLD_COUNTERS).await
+    let cells = restate_counters(conn, tenant, &THRESHOLD_COUNTERS).await?;
+    let in_dispositions: Vec<&str> = THRESHOLD_COUNTERS
+        .iter()
+        .copied()
+        .filter(|c| DISPOSITION_COUNTERS.contains(c))
+        .collect();
+    restate_in(conn, tenant, &DISPOSITION_ROLLUPS, &in_dispositions).await?;
+    Ok(cells)
 }
 
 /// Recomputes `columns` (names of [`Counters::ADDITIVE`]) of every hourly and daily rollup
@@ -431,36 +488,90 @@ pub async fn recompute_threshold_counters(conn: &mut AsyncPgConnection, tenant: 
 /// [`crate::kpi::query`] (the ones the property tests hold equal to [`contribution`]). The
 /// other counters are left as they are. Returns the hourly cells updated.
 pub async fn restate_counters(conn: &mut AsyncPgConnection, tenant: &Tenant, columns: &[&str]) -> AppResult<usize> {
-    if let Some(unknown) = columns.iter().find(|c| !Counters::ADDITIVE.contains(c)) {
+    restate_in(conn, tenant, &CALL_ROLLUPS, columns).await
+}
+
+/// An hourly rollup table and its daily one, keyed by (campaign key, agent key, hour or day,
+/// direction) at the four levels of [`CellKey::levels`], and perhaps by one more key.
+struct RollupFamily {
+    hourly: &'static str,
+    daily: &'static str,
+    /// The further key column and its value for a call `i` (`$3` is [`crate::kpi::NONE_KEY`]).
+    extra_key: Option<(&'static str, &'static str)>,
+    /// The counters the tables keep.
+    counters: &'static [&'static str],
+}
+
+const CALL_ROLLUPS: RollupFamily = RollupFamily {
+    hourly: "kpi_hourly",
+    daily: "kpi_daily",
+    extra_key: None,
+    counters: Counters::ADDITIVE,
+};
+
+const DISPOSITION_ROLLUPS: RollupFamily = RollupFamily {
+    hourly: "kpi_hourly_disposition",
+    daily: "kpi_daily_disposition",
+    extra_key: Some(("disposition_id", "coalesce(i.disposition_id, $3)")),
+    counters: &DISPOSITION_COUNTERS,
+};
+
+/// [`restate_counters`] for the tables of `family`. Only existing rows are updated: every call
+/// has added its row at each level when it was written, so a row with calls exists for every
+/// key the facts produce.
+async fn restate_in(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    family: &RollupFamily,
+    columns: &[&str],
+) -> AppResult<usize> {
+    if let Some(unknown) = columns.iter().find(|c| !family.counters.contains(c)) {
         return Err(AppError::internal(format!(
-            "restate: `{unknown}` is no additive counter"
+            "restate: `{unknown}` is no additive counter of {}",
+            family.hourly
         )));
+    }
+    if columns.is_empty() {
+        return Ok(0);
     }
     let computed = |f: &dyn Fn(&str) -> String| columns.iter().map(|c| f(c)).collect::<Vec<_>>().join(", ");
     let raw = computed(&|c| format!("{} AS {c}", raw_counter_sql(c)));
     let sums = computed(&|c| format!("sum({c}) AS {c}"));
     let set_from = |alias: &str| computed(&|c| format!("{c} = {alias}.{c}"));
+    let (extra_select, extra_column, extra_group, extra_match) = match family.extra_key {
+        Some((column, value)) => (
+            format!(", {value} AS x"),
+            ", x".to_owned(),
+            ", x".to_owned(),
+            format!(" AND k.{column} = l.x"),
+        ),
+        None => (String::new(), String::new(), String::new(), String::new()),
+    };
+    let extra_position = if family.extra_key.is_some() { ", 5" } else { "" };
     let sql = format!(
         "WITH cells AS (
-            SELECT date_trunc('hour', i.offered_at) AS hour,
-                   coalesce(i.campaign_id, $3) AS c, coalesce(i.agent_id, $3) AS a, i.direction AS d, {raw}
+            SELECT date_trunc('hour', i.offered_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS hour,
+                   coalesce(i.campaign_id, $3) AS c, coalesce(i.agent_id, $3) AS a, i.direction AS dir{extra_select},
+                   {raw}
             FROM interactions i
             JOIN business_settings bs ON bs.organization_id = $1
             LEFT JOIN campaigns cp ON cp.id = i.campaign_id
             LEFT JOIN dispositions d ON d.id = i.disposition_id
             WHERE i.organization_id = $1
-            GROUP BY 1, 2, 3, 4
+            GROUP BY 1, 2, 3, 4{extra_position}
          ), levels AS (
-            SELECT hour, c, a, d, {all} FROM cells
-            UNION ALL SELECT hour, c, $2, d, {sums} FROM cells GROUP BY hour, c, d
-            UNION ALL SELECT hour, $2, a, d, {sums} FROM cells GROUP BY hour, a, d
-            UNION ALL SELECT hour, $2, $2, d, {sums} FROM cells GROUP BY hour, d
+            SELECT hour, c, a, dir{extra_column}, {all} FROM cells
+            UNION ALL SELECT hour, c, $2, dir{extra_column}, {sums} FROM cells GROUP BY hour, c, dir{extra_group}
+            UNION ALL SELECT hour, $2, a, dir{extra_column}, {sums} FROM cells GROUP BY hour, a, dir{extra_group}
+            UNION ALL SELECT hour, $2, $2, dir{extra_column}, {sums} FROM cells GROUP BY hour, dir{extra_group}
          )
-         UPDATE kpi_hourly k SET {set}
+         UPDATE {hourly} k SET {set}
          FROM levels l
-         WHERE k.organization_id = $1 AND k.hour = l.hour AND k.campaign_key = l.c AND k.agent_key = l.a AND k.direction = l.d",
+         WHERE k.organization_id = $1 AND k.hour = l.hour AND k.campaign_key = l.c AND k.agent_key = l.a
+           AND k.direction = l.dir{extra_match}",
         all = columns.join(", "),
         set = set_from("l"),
+        hourly = family.hourly,
     );
     let cells = diesel::sql_query(sql)
         .bind::<SqlUuid, _>(tenant.org_id())
@@ -468,14 +579,21 @@ pub async fn restate_counters(conn: &mut AsyncPgConnection, tenant: &Tenant, col
         .bind::<SqlUuid, _>(crate::kpi::NONE_KEY)
         .execute(conn)
         .await?;
+    let (extra_k, extra_match) = match family.extra_key {
+        Some((column, _)) => (format!(", k.{column}"), format!(" AND d.{column} = s.{column}")),
+        None => (String::new(), String::new()),
+    };
     diesel::sql_query(format!(
-        "UPDATE kpi_daily d SET {set}
-         FROM (SELECT (k.hour AT TIME ZONE o.timezone)::date AS day, k.campaign_key, k.agent_key, k.direction, {sums}
-               FROM kpi_hourly k JOIN organizations o ON o.id = k.organization_id
+        "UPDATE {daily} d SET {set}
+         FROM (SELECT (k.hour AT TIME ZONE o.timezone)::date AS day, k.campaign_key, k.agent_key, k.direction{extra_k},
+                      {sums}
+               FROM {hourly} k JOIN organizations o ON o.id = k.organization_id
                WHERE k.organization_id = $1
-               GROUP BY 1, 2, 3, 4) s
+               GROUP BY 1, 2, 3, 4{extra_position}) s
          WHERE d.organization_id = $1 AND d.day = s.day AND d.campaign_key = s.campaign_key
-           AND d.agent_key = s.agent_key AND d.direction = s.direction",
+           AND d.agent_key = s.agent_key AND d.direction = s.direction{extra_match}",
+        daily = family.daily,
+        hourly = family.hourly,
         set = set_from("s"),
         sums = computed(&|c| format!("sum(k.{c}) AS {c}")),
     ))
@@ -499,6 +617,14 @@ pub async fn rebuild_daily_rollups(conn: &mut AsyncPgConnection, tenant: &Tenant
         .execute(conn)
         .await?;
     diesel::sql_query(REBUILD_DAILY_SQL.as_str())
+        .bind::<SqlUuid, _>(org)
+        .execute(conn)
+        .await?;
+    diesel::sql_query("DELETE FROM kpi_daily_disposition WHERE organization_id = $1")
+        .bind::<SqlUuid, _>(org)
+        .execute(conn)
+        .await?;
+    diesel::sql_query(REBUILD_DAILY_DISPOSITION_SQL.as_str())
         .bind::<SqlUuid, _>(org)
         .execute(conn)
         .await?;
@@ -527,6 +653,24 @@ static REBUILD_DAILY_SQL: LazyLock<String> = LazyLock::new(|| {
          GROUP BY 2, 3, 4, 5",
         COUNTER_COLUMNS.join(", "),
         counter_aggregates("k")
+    )
+});
+
+/// The daily disposition rollups of organization `$1`, summed from its hourly ones by local date.
+static REBUILD_DAILY_DISPOSITION_SQL: LazyLock<String> = LazyLock::new(|| {
+    let counters: Vec<&str> = std::iter::once("calls").chain(DISPOSITION_COUNTERS).collect();
+    format!(
+        "INSERT INTO kpi_daily_disposition (organization_id, day, campaign_key, agent_key, direction, disposition_id, {})
+         SELECT $1, (k.hour AT TIME ZONE o.timezone)::date, k.campaign_key, k.agent_key, k.direction, k.disposition_id, {}
+         FROM kpi_hourly_disposition k JOIN organizations o ON o.id = k.organization_id
+         WHERE k.organization_id = $1
+         GROUP BY 2, 3, 4, 5, 6",
+        counters.join(", "),
+        counters
+            .iter()
+            .map(|c| format!("sum(k.{c})"))
+            .collect::<Vec<_>>()
+            .join(", ")
     )
 });
 
@@ -560,7 +704,8 @@ pub struct BulkLoaded {
 /// Whether this session may skip row triggers without skipping anything but foreign keys.
 const CAN_CHECK_PER_BATCH_SQL: &str = "SELECT current_setting('is_superuser') = 'on' AND NOT EXISTS (
         SELECT 1 FROM pg_trigger WHERE NOT tgisinternal AND tgrelid = ANY (ARRAY['interactions', 'agent_state_log',
-            'kpi_hourly', 'kpi_hourly_disposition', 'kpi_agent_state_hourly', 'kpi_agent_time_hourly']::regclass[]))";
+            'kpi_hourly', 'kpi_hourly_disposition', 'kpi_daily_disposition', 'kpi_agent_state_hourly',
+            'kpi_agent_time_hourly']::regclass[]))";
 
 /// `COPY` of calls. `id` is sent by the loader (see [`encode_interaction`]); the other columns
 /// not listed keep their defaults, as with the `INSERT` path.
@@ -868,8 +1013,8 @@ fn encode_state_interval(buf: &mut Vec<u8>, org: Uuid, s: &NewStateInterval) -> 
 /// cell — so a call whose offer hour, campaign, agent or direction changed leaves its old cell
 /// and joins its new one. `max_wait_ms` cannot be subtracted: where an old wait was at least
 /// the cell's stored maximum (and the call's new contribution to that cell does not restore
-/// it), that cell's maximum is recomputed from the interactions. Disposition counts move the
-/// same way. Cells whose net change is nothing are not touched.
+/// it), that cell's maximum is recomputed from the interactions. The disposition rollups move the
+/// same way (their calls and counters, under the disposition or the none key). Cells whose net change is nothing are not touched.
 pub async fn replace_calls(
     conn: &mut AsyncPgConnection,
     tenant: &Tenant,
@@ -880,7 +1025,7 @@ pub async fn replace_calls(
     }
     let rules = CountingRules::load(conn, tenant).await?;
     let mut cells: BTreeMap<CellKey, Counters> = BTreeMap::new();
-    let mut dispositions: BTreeMap<(CellKey, Uuid), i64> = BTreeMap::new();
+    let mut dispositions = DispositionCells::new();
     // Per cell, the largest wait an old contribution took out of it.
     let mut removed_max: BTreeMap<CellKey, i64> = BTreeMap::new();
     for (before, after) in changes {
@@ -888,11 +1033,13 @@ pub async fn replace_calls(
         if let Some(before) = before {
             let (before_key, before_counters) = contribution(before, &rules);
             let negated = before_counters.negated();
+            let removed = DispositionCounters::of_call(&before_counters, -1);
             for level in before_key.levels() {
                 cells.entry(level).or_default().add(&negated);
-                if let Some(disposition) = before.disposition_id {
-                    *dispositions.entry((level, disposition)).or_default() -= 1;
-                }
+                dispositions
+                    .entry((level, disposition_key(before)))
+                    .or_default()
+                    .add(&removed);
                 if let Some(wait) = before_counters.max_wait_ms {
                     let restored = after_key.levels().contains(&level)
                         && after_counters.max_wait_ms.is_some_and(|new_wait| new_wait >= wait);
@@ -903,15 +1050,17 @@ pub async fn replace_calls(
                 }
             }
         }
+        let added = DispositionCounters::of_call(&after_counters, 1);
         for level in after_key.levels() {
             cells.entry(level).or_default().add(&after_counters);
-            if let Some(disposition) = after.disposition_id {
-                *dispositions.entry((level, disposition)).or_default() += 1;
-            }
+            dispositions
+                .entry((level, disposition_key(after)))
+                .or_default()
+                .add(&added);
         }
     }
     cells.retain(|_, delta| *delta != Counters::default());
-    dispositions.retain(|_, delta| *delta != 0);
+    dispositions.retain(|_, delta| *delta != DispositionCounters::default());
     add_to_cells(conn, tenant, &cells).await?;
     add_to_dispositions(conn, tenant, &dispositions).await?;
     recompute_max_waits(conn, tenant, &removed_max).await

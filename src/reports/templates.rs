@@ -267,6 +267,25 @@ mod tests {
         }
     }
 
+    /// The disposition breakdown can be run over a quarter (a copy with an absolute range): its
+    /// query is answered from the disposition rollups, with no raw-read cap to refuse it.
+    #[test]
+    fn the_disposition_template_runs_over_a_quarter() {
+        let template = find("disposition-breakdown");
+        let query = template.map(|t| t.definition.query);
+        let (from, to) = (at("2026-01-01T00:00:00Z"), at("2026-04-01T00:00:00Z"));
+        for tz in [
+            chrono_tz::Europe::London,
+            chrono_tz::America::New_York,
+            chrono_tz::Asia::Kolkata,
+        ] {
+            let checked = query
+                .as_ref()
+                .map(|q| check_request(&q.request(from, to), tz, "template.query"));
+            assert!(matches!(checked, Some(Ok(()))), "in {tz}: {checked:?}");
+        }
+    }
+
     #[test]
     fn keys_are_unique_and_found() {
         let templates = all();

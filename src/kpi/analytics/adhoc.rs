@@ -34,8 +34,9 @@ pub const MAX_ROW_LIMIT: i32 = 10_000;
 pub const MAX_GROUPS: usize = 100_000;
 /// Most time buckets of a granularity.
 pub const MAX_BUCKETS: i64 = 2_000;
-/// Most days of raw facts one analytics query may read (DISPOSITION, 15-minute buckets, or time
-/// dimensions in a zone with a fractional offset are answered from raw facts).
+/// Most days of raw facts one analytics query may read (15-minute buckets, and time dimensions
+/// in a zone with a fractional offset, are answered from raw facts). DISPOSITION is answered
+/// from the disposition rollups like any other dimension, over any interval.
 pub const MAX_RAW_DAYS: i64 = 31;
 
 /// What an analytics query can group by. DATE, HOUR_OF_DAY (0–23) and DAY_OF_WEEK (ISO: 1 =
@@ -266,11 +267,9 @@ fn plan_request(req: &AnalyticsRequest, tz: Tz, prefix: &str) -> AppResult<Plann
     let (from, to) = (req.filter.from, req.filter.to);
     let plan = time_plan(tz, from, to, time_dims);
     let boundaries: Vec<DateTime<Utc>> = plan.as_ref().map(|(s, _)| s.starts.clone()).unwrap_or_default();
-    let sources = plan_sources(from, to, &boundaries, has(Dimension::Disposition)).with_days(tz, &boundaries);
+    let sources = plan_sources(from, to, &boundaries, false).with_days(tz, &boundaries);
     if sources.raw_span() > TimeDelta::days(MAX_RAW_DAYS) {
-        let (field, cause) = if has(Dimension::Disposition) {
-            ("groupBy", "DISPOSITION is answered from raw calls")
-        } else if req.granularity == Some(Granularity::FifteenMinutes) {
+        let (field, cause) = if req.granularity == Some(Granularity::FifteenMinutes) {
             ("granularity", "15-minute buckets are answered from raw calls")
         } else {
             ("groupBy", "local hours in this organization's time zone do not start on UTC hours, so they are answered from raw calls")
@@ -612,4 +611,79 @@ fn sort_analytics_rows(rows: &mut Vec<AnalyticsRow>, req: &AnalyticsRequest) {
         o
     });
     rows.extend(ranked.into_iter().map(|(_, row)| row));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ServiceLevelVariant;
+    use crate::kpi::query::CounterMask;
+
+    /// Every metric analytics may group by DISPOSITION reads only counters the disposition
+    /// rollups keep, under every rule an organization may choose.
+    #[test]
+    fn metrics_grouped_by_disposition_read_only_disposition_counters() {
+        let counts: Vec<&MetricDef> = metrics::METRICS.iter().filter(|d| d.unit == Unit::Count).collect();
+        assert!(counts.len() >= 5);
+        for variant in ServiceLevelVariant::ALL {
+            for (abandon, sl) in [(false, false), (true, false), (false, true), (true, true)] {
+                let rule = ServiceLevelRule {
+                    threshold_seconds: 20,
+                    variant: *variant,
+                    exclude_short_abandons_from_abandon_rate: abandon,
+                    exclude_short_abandons_from_service_level: sl,
+                };
+                for def in &counts {
+                    assert!(
+                        counter_mask(&[def], &rule).within(CounterMask::per_disposition()),
+                        "{} reads a counter the disposition rollups do not keep",
+                        def.name
+                    );
+                }
+            }
+        }
+    }
+
+    /// DISPOSITION over a quarter is planned from the rollups (no raw cap); 15-minute buckets
+    /// over more than the cap are still refused with their own message.
+    #[test]
+    fn disposition_over_a_quarter_passes_the_plan() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).map(|d| d.to_utc()).unwrap_or_default();
+        let request = |group_by: Vec<Dimension>, granularity| AnalyticsRequest {
+            metrics: vec![MetricName::Offered, MetricName::Handled],
+            group_by,
+            filter: RawFilter {
+                from: at("2026-01-01T00:07:00Z"),
+                to: at("2026-04-01T13:30:00Z"),
+                ..RawFilter::default()
+            },
+            granularity,
+            order_by: Vec::new(),
+            limit: None,
+        };
+        for tz in [chrono_tz::Europe::London, chrono_tz::America::New_York, chrono_tz::UTC] {
+            for group_by in [
+                vec![Dimension::Disposition],
+                vec![Dimension::Disposition, Dimension::Campaign],
+                vec![Dimension::Disposition, Dimension::Agent, Dimension::Date],
+            ] {
+                let req = request(group_by.clone(), None);
+                assert!(check_request(&req, tz, "q").is_ok(), "{group_by:?} in {tz}");
+                let planned = plan_request(&req, tz, "q").map(|p| p.sources);
+                assert!(planned
+                    .as_ref()
+                    .is_ok_and(|s| s.days.is_some() && s.raw_span() < TimeDelta::hours(2)));
+            }
+        }
+        let fifteen = request(vec![Dimension::Disposition], Some(Granularity::FifteenMinutes));
+        match plan_request(&fifteen, chrono_tz::UTC, "q") {
+            Err(AppError::BadUserInput { message, .. }) => {
+                assert!(
+                    message.contains("15-minute buckets are answered from raw calls"),
+                    "{message}"
+                )
+            }
+            _ => panic!("15-minute buckets over a quarter were planned"),
+        }
+    }
 }

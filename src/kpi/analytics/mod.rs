@@ -25,9 +25,13 @@
 //!   of hours; in zones such as Asia/Kolkata (+05:30) the UTC hours that straddle a local
 //!   boundary are answered from the raw facts instead, as are the partial hours at the edges of
 //!   the interval. Results are therefore exact in every zone; only their cost differs.
-//! * DISPOSITION is answered from raw facts only: the disposition rollup holds a call count,
-//!   not the counters the registry needs. Because raw reads are costly, a query whose raw part
-//!   would exceed [`adhoc::MAX_RAW_DAYS`] is refused with BAD_USER_INPUT naming the cause.
+//! * DISPOSITION is answered like the other dimensions, from the disposition rollups
+//!   (`kpi_hourly_disposition`, `kpi_daily_disposition`: the same keys and levels plus the
+//!   disposition, "none" included) and raw edges. They keep the counters of the Count metrics
+//!   ([`crate::kpi::facts::DISPOSITION_COUNTERS`]), the only metrics that may be grouped by it.
+//! * Raw reads are costly: a query whose raw part would exceed [`adhoc::MAX_RAW_DAYS`] (15-minute
+//!   buckets, local hours of a zone with a fractional offset) is refused with BAD_USER_INPUT
+//!   naming the cause.
 //!
 //! Cost: a month of agent × day reads one daily row per (campaign, agent, day, direction) and
 //! per (agent, day) for agent time, plus the hours at the edges. To keep that cheap, a read
