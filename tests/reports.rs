@@ -335,14 +335,6 @@ async fn definitions_are_refused_by_the_engines_own_validation_naming_the_field(
         let first = field_of(&response).into_iter().next();
         assert_eq!(first.as_deref(), Some(field), "{report}: {}", response.body);
     }
-    // DISPOSITION reads the disposition rollups: a range past the raw-read cap is accepted.
-    let quarter = input(
-        "Dispositions, two months",
-        json!({ "metrics": ["HANDLED"], "groupBy": ["DISPOSITION"] }),
-        json!({ "from": "2025-01-01T00:00:00Z", "to": "2025-03-01T00:00:00Z" }),
-    );
-    let stored = create(&app, &supervisor, quarter).await;
-    assert!(stored.ok()["createReport"]["id"].is_string(), "{}", stored.body);
     // Several problems at once are all named.
     let response = create(
         &app,
@@ -380,6 +372,14 @@ async fn definitions_are_refused_by_the_engines_own_validation_naming_the_field(
     );
     assert_eq!(stored_reports(&app).await, 0, "a refused report was stored");
     assert!(report_audit(&app).await.is_empty(), "a refused report was audited");
+    // DISPOSITION reads the disposition rollups: a range past the raw-read cap is accepted.
+    let quarter = input(
+        "Dispositions, two months",
+        json!({ "metrics": ["HANDLED"], "groupBy": ["DISPOSITION"] }),
+        json!({ "from": "2025-01-01T00:00:00Z", "to": "2025-03-01T00:00:00Z" }),
+    );
+    let stored = create(&app, &supervisor, quarter).await;
+    assert!(stored.ok()["createReport"]["id"].is_string(), "{}", stored.body);
 }
 
 #[tokio::test(flavor = "multi_thread")]
