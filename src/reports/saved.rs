@@ -19,7 +19,8 @@ use crate::db::{self};
 use crate::error::{AppError, AppResult, FieldError};
 use crate::kpi::analytics::validate_analytics;
 use crate::kpi::organization_rule;
-use crate::reports::definition::{Definition, MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS};
+use crate::reports::definition::{Definition, ReportKind, MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS};
+use crate::reports::log;
 use crate::reports::range::{self, RelativeRange};
 use crate::reports::{may_create, may_edit, may_read, sees, templates};
 use crate::state::AppState;
@@ -159,6 +160,20 @@ async fn validate(
     let mut errors = check_text(input, paths.title, paths.description);
     let definition = &input.definition;
     errors.extend(definition.check_own_rules(paths.definition));
+    if definition.kind == ReportKind::InteractionLog {
+        // No analytics query to check: the log's own rules above, and its filter's ids.
+        let prefix = format!("{}.query.filter", paths.definition);
+        match log::check_filter(conn, tenant, definition, &prefix).await {
+            Ok(()) => {}
+            Err(AppError::BadUserInput { fields, .. }) => errors.extend(fields),
+            Err(other) => return Err(other),
+        }
+        return if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(AppError::invalid_fields(errors))
+        };
+    }
     let (_, tz) = organization_rule(conn, tenant).await?;
     // A broken absolute range is reported above; the query is still checked, over a day.
     let (from, to) = if definition.range.check("range").is_empty() {
