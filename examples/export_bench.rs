@@ -38,14 +38,12 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncC
 use omnivox::auth::{password, Principal, Role, Tenant};
 use omnivox::config::Settings;
 use omnivox::db::{self, orgs, users};
-use omnivox::reports::definition::{
-    Definition, Presentation, ReportFilter, ReportKind, ReportQuery, ReportRange,
-};
+use omnivox::reports::definition::{Definition, Presentation, ReportFilter, ReportKind, ReportQuery, ReportRange};
 use omnivox::reports::formats::ExportFormat;
+use omnivox::reports::jobs;
 use omnivox::reports::range::RelativeRange;
 use omnivox::reports::runs::{self, RunRequest};
 use omnivox::reports::saved::{self, ReportInput};
-use omnivox::reports::jobs;
 use omnivox::seed::generator::{self, GeneratorSettings};
 use omnivox::state::AppState;
 
@@ -134,12 +132,13 @@ async fn main() {
         };
         println!("generating {} calls over {} days", args.calls, args.days);
         let report = generator::run(&url, &pool, &settings, &mut |_| {}).await.unwrap();
-        println!(
-            "  loaded {} calls in {:.1} s",
-            report.calls,
-            report.load.as_secs_f64()
-        );
-        db::conn(&pool).await.unwrap().batch_execute("VACUUM ANALYZE").await.unwrap();
+        println!("  loaded {} calls in {:.1} s", report.calls, report.load.as_secs_f64());
+        db::conn(&pool)
+            .await
+            .unwrap()
+            .batch_execute("VACUUM ANALYZE")
+            .await
+            .unwrap();
     }
 
     // 2. Run, through the real worker.
@@ -148,7 +147,10 @@ async fn main() {
     settings.db_statement_timeout = Duration::from_secs(300);
     let state = AppState::new(settings).unwrap();
     let mut conn = db::conn(&state.db).await.unwrap();
-    let org = orgs::find_by_slug(&mut conn, "bench").await.unwrap().expect("org `bench`");
+    let org = orgs::find_by_slug(&mut conn, "bench")
+        .await
+        .unwrap()
+        .expect("org `bench`");
     let tenant = Tenant::for_system(org.id);
     let hash = password::hash("export-bench-password".to_owned()).await.unwrap();
     let user = users::upsert_for_seed(

@@ -41,7 +41,13 @@ async fn seeded(app: &TestApp, slug: &str) -> FixtureOrg {
         .teams(["Blue"])
         .campaign(CampaignSpec::inbound("Care"))
         .campaign(CampaignSpec::inbound("Sales"))
-        .disposition(DispositionSpec::new("SALE").label("Sale made").human().contact().success())
+        .disposition(
+            DispositionSpec::new("SALE")
+                .label("Sale made")
+                .human()
+                .contact()
+                .success(),
+        )
         .agent(AgentSpec::new("Ada Lovelace").team(0))
         .created_at(at("2025-12-01T00:00:00Z"))
         .build(&app.state)
@@ -205,7 +211,12 @@ async fn a_log_run_streams_every_call_of_the_range_in_time_order_masked_per_role
         )
         .await;
     let nodes = &listed.ok()["interactions"]["edges"];
-    let node = nodes.as_array().unwrap().iter().find(|e| e["node"]["externalId"] == "CA-FULL").unwrap();
+    let node = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["node"]["externalId"] == "CA-FULL")
+        .unwrap();
     assert_eq!(node["node"]["customerNumber"], NUMBER);
 
     // A VIEWER (below SUPERVISOR) running the shared log reads the number masked, as
@@ -236,10 +247,7 @@ async fn a_log_is_refused_analytics_settings_and_has_no_result_or_pull_and_its_t
     bad["presentation"] = json!({ "totals": true });
     let refused = create(&app, &supervisor, bad).await;
     assert_eq!(refused.error_code(), Some("BAD_USER_INPUT"), "{:?}", refused.body);
-    assert_eq!(
-        field_of(&refused),
-        ["input.query.metrics", "input.presentation.totals"]
-    );
+    assert_eq!(field_of(&refused), ["input.query.metrics", "input.presentation.totals"]);
     let mut unknown = log_input("Unknown campaign", uuid::Uuid::new_v4());
     unknown["query"]["filter"]["campaignIds"] = json!([uuid::Uuid::new_v4().to_string()]);
     let refused = create(&app, &supervisor, unknown).await;
@@ -269,7 +277,12 @@ async fn a_log_is_refused_analytics_settings_and_has_no_result_or_pull_and_its_t
         .await;
     assert_eq!(read.ok()["report"]["kind"], "INTERACTION_LOG");
     assert_eq!(read.ok()["report"]["presentation"]["columns"][0]["key"], "STARTED_AT");
-    let pull = get(&app, Some(&supervisor), &format!("/api/reports/{id}.csv?from={FROM}&to={TO}")).await;
+    let pull = get(
+        &app,
+        Some(&supervisor),
+        &format!("/api/reports/{id}.csv?from={FROM}&to={TO}"),
+    )
+    .await;
     assert_eq!(pull.status(), 400);
     assert!(pull.text().await.unwrap().contains("runReport"));
 
