@@ -210,7 +210,7 @@ async fn main() {
     let sampler = {
         let (peak, sampling) = (Arc::clone(&peak_rss), Arc::clone(&sampling));
         std::thread::spawn(move || {
-            while sampling.load(Ordering::Relaxed) {
+            while AtomicBool::load(&sampling, Ordering::Relaxed) {
                 peak.fetch_max(status_kib("VmRSS"), Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(50));
             }
@@ -247,7 +247,7 @@ async fn main() {
     let elapsed = started.elapsed().as_secs_f64();
     sampling.store(false, Ordering::Relaxed);
     sampler.join().unwrap();
-    let growth = mib(peak_rss.load(Ordering::Relaxed).saturating_sub(baseline_rss));
+    let growth = mib(AtomicU64::load(&peak_rss, Ordering::Relaxed).saturating_sub(baseline_rss));
     let hwm_after = status_kib("VmHWM");
 
     // 3. Figures.

@@ -3,7 +3,9 @@
 //! Every definition is validated before it is written, by the analytics engine's own checks
 //! ([`validate_analytics`], the code `analytics` runs before it reads a fact) over the range
 //! resolved now, plus the range and presentation rules of [`crate::reports::definition`]; all
-//! problems are reported at once as BAD_USER_INPUT naming each field. Updates are optimistic:
+//! problems are reported at once as BAD_USER_INPUT naming each field. An interaction detail log
+//! asks the engine nothing, so it is checked by its own rules (filter and range only) and its
+//! filter's ids against the tenant, as the engine checks them. Updates are optimistic:
 //! the caller names the version it read, a stale one is CONFLICT. Every change writes one
 //! audit record in its transaction. Who may do what is in the module doc of
 //! [`crate::reports`].
