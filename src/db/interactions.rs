@@ -410,3 +410,84 @@ pub async fn open_calls_with_prefix(
         .load(conn)
         .await?)
 }
+
+/// One call as the interaction detail log (`reports::log`) lists it: the columns it shows, and
+/// the keyset `(offered_at, id)` it pages by.
+#[derive(Clone, Debug, Queryable, Selectable)]
+#[diesel(table_name = interactions, check_for_backend(diesel::pg::Pg))]
+pub struct LogRow {
+    pub id: Uuid,
+    pub external_id: String,
+    pub offered_at: DateTime<Utc>,
+    pub answered_at: Option<DateTime<Utc>>,
+    pub direction: String,
+    pub campaign_id: Option<Uuid>,
+    pub agent_id: Option<Uuid>,
+    pub customer_number: Option<String>,
+    pub outcome: String,
+    pub disposition_id: Option<Uuid>,
+    pub wait_ms: Option<i64>,
+    pub talk_ms: i64,
+    pub hold_ms: i64,
+    pub wrap_ms: i64,
+}
+
+/// One page of the detail log, oldest offer first: at most `limit` calls strictly after the
+/// keyset `after`. Each page is its own short statement (no cursor held open across pages),
+/// and `offered_at >= after` bounds the index range scan of `(organization_id, offered_at)`.
+pub async fn log_page(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    query: &InteractionQuery,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> AppResult<Vec<LogRow>> {
+    use interactions::dsl as i;
+    let mut q = filtered(tenant, query);
+    if let Some((offered_at, id)) = after {
+        q = q.filter(i::offered_at.ge(offered_at)).filter(
+            i::offered_at
+                .gt(offered_at)
+                .or(i::offered_at.eq(offered_at).and(i::id.gt(id))),
+        );
+    }
+    Ok(q.order((i::offered_at.asc(), i::id.asc()))
+        .limit(limit)
+        .select(LogRow::as_select())
+        .load(conn)
+        .await?)
+}
+
+/// The names a detail log shows for ids: campaigns, agents and dispositions (labels) of the
+/// tenant, inactive ones included (old calls name them). Small tables, read once per run.
+#[derive(Debug, Default)]
+pub struct LogNames {
+    pub campaigns: HashMap<Uuid, String>,
+    pub agents: HashMap<Uuid, String>,
+    pub dispositions: HashMap<Uuid, String>,
+}
+
+pub async fn log_names(conn: &mut AsyncPgConnection, tenant: &Tenant) -> AppResult<LogNames> {
+    use crate::db::schema::{agents, campaigns, dispositions};
+    let org = tenant.org_id();
+    let campaigns: Vec<(Uuid, String)> = campaigns::table
+        .filter(campaigns::organization_id.eq(org))
+        .select((campaigns::id, campaigns::name))
+        .load(conn)
+        .await?;
+    let agents: Vec<(Uuid, String)> = agents::table
+        .filter(agents::organization_id.eq(org))
+        .select((agents::id, agents::display_name))
+        .load(conn)
+        .await?;
+    let dispositions: Vec<(Uuid, String)> = dispositions::table
+        .filter(dispositions::organization_id.eq(org))
+        .select((dispositions::id, dispositions::label))
+        .load(conn)
+        .await?;
+    Ok(LogNames {
+        campaigns: campaigns.into_iter().collect(),
+        agents: agents.into_iter().collect(),
+        dispositions: dispositions.into_iter().collect(),
+    })
+}

@@ -21,12 +21,13 @@ use crate::kpi::analytics::{Dimension, SortDirection};
 use crate::kpi::metrics::MetricName;
 use crate::kpi::time::Granularity;
 use crate::reports::definition::{
-    Chart, ChartKind, Column, ColumnKey, Definition, Presentation, ReportFilter, ReportOrder, ReportQuery, ReportRange,
+    Chart, ChartKind, Column, ColumnKey, Definition, Presentation, ReportFilter, ReportKind, ReportOrder, ReportQuery,
+    ReportRange,
 };
 use crate::reports::range::RelativeRange;
 use crate::reports::saved::{self, ReportInput as DomainInput, SavedReport};
 use crate::reports::templates::{self, Template};
-use crate::reports::{self as domain, run};
+use crate::reports::{self as domain, log, run};
 
 // ---------------------------------------------------------------------------------------------
 // Inputs
@@ -42,8 +43,10 @@ pub struct ReportFilterInput {
 }
 
 /// The analytics query of a report, validated exactly as `analytics` validates its query.
+/// An INTERACTION_LOG report keeps only `filter`: leave the rest empty.
 #[derive(InputObject)]
 pub struct ReportQueryInput {
+    #[graphql(default)]
     metrics: Vec<MetricName>,
     #[graphql(default)]
     group_by: Vec<Dimension>,
@@ -117,6 +120,11 @@ pub struct ReportInput {
     /// Shared with the organization (VIEWER and up read it), or private to its owner.
     #[graphql(default)]
     shared: bool,
+    /// ANALYTICS (figures) or INTERACTION_LOG (the calls of the range, one per row, with fixed
+    /// columns, produced by `runReport` only; its query keeps only the filter, its presentation
+    /// stays empty).
+    #[graphql(default_with = "ReportKind::Analytics")]
+    kind: ReportKind,
     query: ReportQueryInput,
     range: ReportRangeInput,
     #[graphql(default)]
@@ -188,6 +196,7 @@ fn domain_input(input: ReportInput) -> AppResult<DomainInput> {
         description: input.description,
         shared: input.shared,
         definition: Definition {
+            kind: input.kind,
             query: ReportQuery {
                 metrics: query.metrics,
                 group_by: query.group_by,
@@ -323,7 +332,28 @@ fn range_view(r: &ReportRange) -> ReportRangeView {
     }
 }
 
+/// A log's columns are fixed: shown by key and label, naming no metric, dimension or bucket.
 fn presentation_view(d: &Definition) -> ReportPresentationView {
+    if d.kind == ReportKind::InteractionLog {
+        let columns = log::columns()
+            .into_iter()
+            .map(|c| ReportColumnView {
+                metric: None,
+                dimension: None,
+                bucket: None,
+                key: c.key,
+                label: c.label,
+            })
+            .collect();
+        return ReportPresentationView {
+            columns,
+            totals: false,
+            chart: ReportChartView {
+                kind: ChartKind::NoChart,
+                series: Vec::new(),
+            },
+        };
+    }
     let columns = d
         .presentation
         .columns(&d.query)
@@ -390,6 +420,10 @@ impl Report {
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
     }
+    /// ANALYTICS, or INTERACTION_LOG (run it with `runReport`; it has no `result`).
+    async fn kind(&self) -> ReportKind {
+        self.0.definition.kind
+    }
     async fn query(&self) -> ReportQueryView {
         query_view(&self.0.definition.query)
     }
@@ -406,7 +440,7 @@ impl Report {
     }
     /// The report's answer: `analytics` for its query over its range resolved now in the
     /// organization's time zone — or over `range` instead — in the same output type, number
-    /// for number.
+    /// for number. An INTERACTION_LOG has none (BAD_USER_INPUT): run it with `runReport`.
     #[graphql(complexity = "50 * child_complexity")]
     async fn result(
         &self,
@@ -436,6 +470,9 @@ impl ReportTemplate {
     }
     async fn description(&self) -> &str {
         self.0.description
+    }
+    async fn kind(&self) -> ReportKind {
+        self.0.definition.kind
     }
     async fn query(&self) -> ReportQueryView {
         query_view(&self.0.definition.query)

@@ -3,6 +3,13 @@
 //! labels, a totals row, a chart). Stored as JSON in `reports.definition`; this module is its
 //! one shape, so what is stored, what templates ship and what the API shows cannot drift apart.
 //!
+//! A definition is of one of two kinds ([`ReportKind`]): an ANALYTICS report (the default, and
+//! the only kind stored before the interaction log existed, so stored JSON without `kind`
+//! reads as one), or an INTERACTION_LOG, which lists the calls of its range one per row with
+//! a fixed set of columns (`reports::log`). A log keeps the query's filter and the range; the
+//! rest of the query and of the presentation must be left empty, so a stored log never
+//! carries settings that would silently be ignored.
+//!
 //! What the analytics engine checks (metrics, grouping, order, limit, buckets, the raw-read
 //! cap, ids of the tenant) is checked by the engine itself, through
 //! [`crate::kpi::analytics::validate_analytics`]; this module checks only what the engine does
@@ -31,10 +38,33 @@ pub const MAX_LABEL_CHARS: usize = 100;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Definition {
+    /// Omitted from the stored JSON of analytics reports, which stay as they were stored.
+    #[serde(default, skip_serializing_if = "ReportKind::is_analytics")]
+    pub kind: ReportKind,
     pub query: ReportQuery,
     pub range: ReportRange,
     #[serde(default)]
     pub presentation: Presentation,
+}
+
+/// What a report answers: analytics figures, or the calls themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, async_graphql::Enum)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[graphql(rename_items = "SCREAMING_SNAKE_CASE")]
+pub enum ReportKind {
+    /// The analytics query's answer (metrics, grouped and bucketed as asked).
+    #[default]
+    Analytics,
+    /// Every call of the range that passes the filter, one row per call, oldest first, with
+    /// fixed columns; customer numbers masked below SUPERVISOR. Produced by runs only
+    /// (`runReport`, schedules), streamed into the file whatever its size.
+    InteractionLog,
+}
+
+impl ReportKind {
+    pub fn is_analytics(&self) -> bool {
+        *self == ReportKind::Analytics
+    }
 }
 
 /// An analytics query without its interval (the range gives it at each run).
@@ -310,6 +340,9 @@ impl Definition {
     /// The checks the analytics engine does not make: the range and the presentation. `p`
     /// prefixes error paths (`input`: `input.range.to`, `input.presentation.columns[2].metric`).
     pub fn check_own_rules(&self, p: &str) -> Vec<FieldError> {
+        if self.kind == ReportKind::InteractionLog {
+            return self.check_log_rules(p);
+        }
         let mut errors = self.range.check(&format!("{p}.range"));
         let query = &self.query;
         let pp = format!("{p}.presentation");
@@ -398,6 +431,45 @@ impl Definition {
     }
 }
 
+impl Definition {
+    /// An interaction log's rules: its range, and nothing of the query but the filter, nothing
+    /// of the presentation at all (its columns are fixed, it has no totals and no chart).
+    fn check_log_rules(&self, p: &str) -> Vec<FieldError> {
+        let mut errors = self.range.check(&format!("{p}.range"));
+        let q = &self.query;
+        let log = "an interaction log lists calls";
+        let mut refuse = |field: &str, what: &str| {
+            errors.push(FieldError::new(format!("{p}.{field}"), format!("{log}: {what}")));
+        };
+        if !q.metrics.is_empty() {
+            refuse("query.metrics", "it has no metrics; leave metrics empty");
+        }
+        if !q.group_by.is_empty() {
+            refuse("query.groupBy", "it has no grouping; leave groupBy empty");
+        }
+        if q.granularity.is_some() {
+            refuse("query.granularity", "it has no buckets; leave granularity null");
+        }
+        if !q.order_by.is_empty() {
+            refuse("query.orderBy", "they are always in time order; leave orderBy empty");
+        }
+        if q.limit.is_some() {
+            refuse("query.limit", "it lists every call of its range; leave limit null");
+        }
+        let pr = &self.presentation;
+        if !pr.columns.is_empty() {
+            refuse("presentation.columns", "its columns are fixed; leave columns empty");
+        }
+        if pr.totals {
+            refuse("presentation.totals", "it has no totals row");
+        }
+        if pr.chart.kind != ChartKind::NoChart || !pr.chart.series.is_empty() {
+            refuse("presentation.chart", "it has no chart; leave chart NONE");
+        }
+        errors
+    }
+}
+
 impl ReportQuery {
     /// The analytics request of this query over `[from, to)`.
     pub fn request(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> AnalyticsRequest {
@@ -426,6 +498,7 @@ mod tests {
 
     fn definition() -> Definition {
         Definition {
+            kind: ReportKind::Analytics,
             query: ReportQuery {
                 metrics: vec![MetricName::Handled, MetricName::ServiceLevel],
                 group_by: vec![Dimension::Agent],
@@ -495,6 +568,7 @@ mod tests {
             serde_json::json!("bucketStart")
         );
         assert_eq!(json["presentation"]["chart"]["kind"], serde_json::json!("LINE"));
+        assert!(json.get("kind").is_none(), "analytics definitions are stored as before");
         let back: Definition = serde_json::from_value(json).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(back, def);
         assert!(def.check_own_rules("input").is_empty());
@@ -582,5 +656,52 @@ mod tests {
         assert_eq!(req.metrics, def.query.metrics);
         assert_eq!(req.order_by.len(), 1);
         assert_eq!(req.limit, Some(50));
+    }
+
+    fn log() -> Definition {
+        Definition {
+            kind: ReportKind::InteractionLog,
+            query: ReportQuery {
+                metrics: Vec::new(),
+                group_by: Vec::new(),
+                filter: ReportFilter::default(),
+                granularity: None,
+                order_by: Vec::new(),
+                limit: None,
+            },
+            range: ReportRange::Relative {
+                period: RelativeRange::Yesterday,
+            },
+            presentation: Presentation::default(),
+        }
+    }
+
+    #[test]
+    fn a_log_stores_its_kind_and_keeps_only_filter_and_range() {
+        let def = log();
+        let json = serde_json::to_value(&def).unwrap_or_default();
+        assert_eq!(json["kind"], serde_json::json!("INTERACTION_LOG"));
+        let back: Definition = serde_json::from_value(json).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back, def);
+        assert!(def.check_own_rules("input").is_empty());
+        let analytics = definition();
+        let mut wrong = Definition {
+            kind: ReportKind::InteractionLog,
+            ..analytics
+        };
+        wrong.range = def.range;
+        assert_eq!(
+            fields(wrong.check_own_rules("input")),
+            vec![
+                "input.query.metrics",
+                "input.query.groupBy",
+                "input.query.granularity",
+                "input.query.orderBy",
+                "input.query.limit",
+                "input.presentation.columns",
+                "input.presentation.totals",
+                "input.presentation.chart",
+            ]
+        );
     }
 }

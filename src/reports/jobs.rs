@@ -6,9 +6,11 @@
 //! a run queued on the same instance and otherwise polling every second. A run:
 //!
 //! 1. answers its report over the range resolved when it was asked (`reports::run::prepare`:
-//!    the one analytics engine);
+//!    the one analytics engine) — or, for an interaction detail log, starts reading its calls
+//!    page by page (`reports::log`), so a log of millions of calls never sits in memory;
 //! 2. writes the rows through the format's writer into an anonymous temporary file, on a
-//!    blocking thread, counting rows as they go;
+//!    blocking thread, counting rows as they go (a log's pages arrive through a bounded
+//!    channel while earlier ones are written);
 //! 3. meanwhile reports every second ([`HEARTBEAT`]): the rows written so far (published on
 //!    the bus for `reportRunUpdated`), and learns whether it was cancelled or lost;
 //! 4. ends in one transaction that checks it still holds the run, stores the file in chunks
@@ -41,9 +43,10 @@ use crate::db::report_runs::{self as rows, Beat, Claim, Ending, NewRunRow, RunRo
 use crate::db::{self, users};
 use crate::error::{AppError, AppResult};
 use crate::realtime::BusEvent;
-use crate::reports::definition::ReportRange;
-use crate::reports::formats::ExportFormat;
-use crate::reports::{files, run, saved};
+use crate::reports::definition::{ReportKind, ReportRange};
+use crate::reports::formats::{Cell, ExportFormat, ExportMeta, TableWriter};
+use crate::reports::table::Table;
+use crate::reports::{files, log, run, saved};
 use crate::state::AppState;
 
 /// How often a running run reports progress and checks for cancellation.
@@ -271,33 +274,30 @@ async fn produce(state: &AppState, tenant: &Tenant, row: &RunRow, claim: Claim) 
             .await?
             .ok_or_else(|| AppError::NotFound("the report was deleted".into()))?
     };
-    let range = ReportRange::Absolute {
-        from: row.range_from,
-        to: row.range_to,
+    let source = match report.definition.kind {
+        ReportKind::Analytics => {
+            let range = ReportRange::Absolute {
+                from: row.range_from,
+                to: row.range_to,
+            };
+            let (table, meta) = run::prepare(state, tenant, &report, Some(range), "range").await?;
+            Source::Table { table, meta }
+        }
+        ReportKind::InteractionLog => {
+            let unmasked = {
+                let mut conn = db::conn(&state.db).await?;
+                log::unmasked_for(&mut conn, tenant, row.requested_by, row.schedule_id).await?
+            };
+            Source::Log(log::open(state, tenant, &report, row.range_from, row.range_to, unmasked).await?)
+        }
     };
-    let (table, mut meta) = run::prepare(state, tenant, &report, Some(range), "range").await?;
-    meta.bom = row.bom;
     let written = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let row_delay = state.settings.report_row_delay;
+    let bom = row.bom;
     let writer = {
         let (written, stop) = (Arc::clone(&written), Arc::clone(&stop));
-        tokio::task::spawn_blocking(move || -> AppResult<Option<std::fs::File>> {
-            let file = tempfile::tempfile()?;
-            let mut out = format.writer(&meta, file.try_clone()?)?;
-            for cells in &table.rows {
-                if stop.load(Ordering::Relaxed) {
-                    return Ok(None);
-                }
-                out.row(cells)?;
-                written.fetch_add(1, Ordering::Relaxed);
-                if !row_delay.is_zero() {
-                    std::thread::sleep(row_delay);
-                }
-            }
-            out.finish(table.totals.as_deref())?;
-            Ok(Some(file))
-        })
+        tokio::task::spawn_blocking(move || write(format, bom, source, &written, &stop, row_delay))
     };
     tokio::pin!(writer);
     let mut ticker = tokio::time::interval(HEARTBEAT);
@@ -335,6 +335,63 @@ async fn produce(state: &AppState, tenant: &Tenant, row: &RunRow, claim: Claim) 
         filename: format!("{}.{}", run::file_stem(&report.title), format.extension()),
         format,
     })
+}
+
+/// Where a run's rows come from: an analytics answer laid out in memory (at most the
+/// engine's row limit), or a detail log read page by page while it is written.
+enum Source {
+    Table { table: Table, meta: ExportMeta },
+    Log(log::LogSource),
+}
+
+/// Writes the rows into an anonymous temporary file, counting them in `written`; None when
+/// `stop` was raised meanwhile. Runs on a blocking thread (the writers are synchronous; a log's
+/// pages are awaited with `blocking_recv`).
+fn write(
+    format: ExportFormat,
+    bom: bool,
+    source: Source,
+    written: &AtomicU64,
+    stop: &AtomicBool,
+    row_delay: Duration,
+) -> AppResult<Option<std::fs::File>> {
+    let file = tempfile::tempfile()?;
+    let put = |out: &mut Box<dyn TableWriter>, cells: &[Cell]| -> AppResult<bool> {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        out.row(cells)?;
+        written.fetch_add(1, Ordering::Relaxed);
+        if !row_delay.is_zero() {
+            std::thread::sleep(row_delay);
+        }
+        Ok(true)
+    };
+    match source {
+        Source::Table { table, mut meta } => {
+            meta.bom = bom;
+            let mut out = format.writer(&meta, file.try_clone()?)?;
+            for cells in &table.rows {
+                if !put(&mut out, cells)? {
+                    return Ok(None);
+                }
+            }
+            out.finish(table.totals.as_deref())?;
+        }
+        Source::Log(mut log) => {
+            log.meta.bom = bom;
+            let mut out = format.writer(&log.meta, file.try_clone()?)?;
+            while let Some(page) = log.pages.blocking_recv() {
+                for call in &page? {
+                    if !put(&mut out, &log.layout.cells(call))? {
+                        return Ok(None);
+                    }
+                }
+            }
+            out.finish(None)?;
+        }
+    }
+    Ok(Some(file))
 }
 
 /// The end of a successful run, in one transaction: still ours, file stored, run SUCCEEDED,

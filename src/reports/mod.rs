@@ -14,6 +14,8 @@
 //! * [`saved`]: create, read, update (optimistic), duplicate, delete, all audited;
 //! * [`run`]: a report's result, its totals and its exports, audited;
 //! * [`table`]: an answer laid out as the presentation asks, for a file;
+//! * [`log`]: the interaction detail log, the report of the calls themselves, streamed from
+//!   PostgreSQL into a run's file page by page;
 //! * [`formats`]: the file writers (CSV per RFC 4180, JSON), fed row by row;
 //! * [`jobs`]: runs as jobs — queued in PostgreSQL, claimed and executed by a worker in every
 //!   instance, taken over when an instance dies;
@@ -41,6 +43,7 @@ pub mod downloads;
 pub mod files;
 pub mod formats;
 pub mod jobs;
+pub mod log;
 pub mod range;
 pub mod run;
 pub mod runs;

@@ -12,6 +12,10 @@
 //! the longest — and it covers rows beyond the report's limit too. A report without any
 //! dimension or bucket column has no totals row: its one row is the total.
 //!
+//! An interaction detail log (`reports::log`) has neither a result nor an HTTP pull: it is
+//! streamed by report runs only (`runReport`, schedules), and both answer BAD_USER_INPUT
+//! saying so.
+//!
 //! Each export writes one audit record (`report.export`: format, interval, rows, bytes, and the
 //! API key when one was used).
 
@@ -31,7 +35,7 @@ use crate::kpi::analytics::{run_analytics, spare_connection, AnalyticsOutput, An
 use crate::kpi::metrics::{self, Evaluated};
 use crate::kpi::organization_rule;
 use crate::kpi::query::Aggregates;
-use crate::reports::definition::ReportRange;
+use crate::reports::definition::{ReportKind, ReportRange};
 use crate::reports::formats::{self, ExportFormat, ExportMeta};
 use crate::reports::saved::{self, SavedReport};
 use crate::reports::table::Table;
@@ -55,6 +59,11 @@ async fn answer(
     range_prefix: &str,
     now: DateTime<Utc>,
 ) -> AppResult<Answer> {
+    if report.definition.kind == ReportKind::InteractionLog {
+        return Err(AppError::bad_input(
+            "an interaction log has no result to read here: run it with runReport, which streams its calls into a file",
+        ));
+    }
     if let Some(range) = &range {
         let errors = range.check(range_prefix);
         if !errors.is_empty() {

@@ -3,7 +3,9 @@
 //! Every definition is validated before it is written, by the analytics engine's own checks
 //! ([`validate_analytics`], the code `analytics` runs before it reads a fact) over the range
 //! resolved now, plus the range and presentation rules of [`crate::reports::definition`]; all
-//! problems are reported at once as BAD_USER_INPUT naming each field. Updates are optimistic:
+//! problems are reported at once as BAD_USER_INPUT naming each field. An interaction detail log
+//! asks the engine nothing, so it is checked by its own rules (filter and range only) and its
+//! filter's ids against the tenant, as the engine checks them. Updates are optimistic:
 //! the caller names the version it read, a stale one is CONFLICT. Every change writes one
 //! audit record in its transaction. Who may do what is in the module doc of
 //! [`crate::reports`].
@@ -19,7 +21,8 @@ use crate::db::{self};
 use crate::error::{AppError, AppResult, FieldError};
 use crate::kpi::analytics::validate_analytics;
 use crate::kpi::organization_rule;
-use crate::reports::definition::{Definition, MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS};
+use crate::reports::definition::{Definition, ReportKind, MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS};
+use crate::reports::log;
 use crate::reports::range::{self, RelativeRange};
 use crate::reports::{may_create, may_edit, may_read, sees, templates};
 use crate::state::AppState;
@@ -159,6 +162,20 @@ async fn validate(
     let mut errors = check_text(input, paths.title, paths.description);
     let definition = &input.definition;
     errors.extend(definition.check_own_rules(paths.definition));
+    if definition.kind == ReportKind::InteractionLog {
+        // No analytics query to check: the log's own rules above, and its filter's ids.
+        let prefix = format!("{}.query.filter", paths.definition);
+        match log::check_filter(conn, tenant, definition, &prefix).await {
+            Ok(()) => {}
+            Err(AppError::BadUserInput { fields, .. }) => errors.extend(fields),
+            Err(other) => return Err(other),
+        }
+        return if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(AppError::invalid_fields(errors))
+        };
+    }
     let (_, tz) = organization_rule(conn, tenant).await?;
     // A broken absolute range is reported above; the query is still checked, over a day.
     let (from, to) = if definition.range.check("range").is_empty() {

@@ -236,6 +236,7 @@ mod tests {
 
     fn definition(columns: Vec<Column>) -> Definition {
         Definition {
+            kind: crate::reports::definition::ReportKind::Analytics,
             query: ReportQuery {
                 metrics: vec![MetricName::Handled, MetricName::ServiceLevel],
                 group_by: vec![Dimension::Agent],

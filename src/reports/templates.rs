@@ -1,14 +1,15 @@
 //! Report templates: saved reports shipped with the product, in code (so they are versioned
 //! with the metrics they use), read-only, and copied into an organization's own reports by
 //! `createReportFromTemplate`. Each is built from the registry's existing metrics only, and a
-//! unit test runs every template through the analytics engine's own checks.
+//! unit test runs every template through the analytics engine's own checks (the interaction
+//! detail log, which asks the engine nothing, through the log's own rules).
 
 use crate::domain::Direction;
 use crate::kpi::analytics::{Dimension, SortDirection};
 use crate::kpi::metrics::MetricName;
 use crate::kpi::time::Granularity;
 use crate::reports::definition::{
-    Chart, ChartKind, Definition, Presentation, ReportFilter, ReportOrder, ReportQuery, ReportRange,
+    Chart, ChartKind, Definition, Presentation, ReportFilter, ReportKind, ReportOrder, ReportQuery, ReportRange,
 };
 use crate::reports::range::RelativeRange;
 
@@ -51,6 +52,7 @@ pub fn all() -> Vec<Template> {
             description: "Calls handled, handle time, occupancy and calls per logged-in hour, per agent and \
                           local day, over the last 7 whole days.",
             definition: Definition {
+                kind: ReportKind::Analytics,
                 query: ReportQuery {
                     metrics: vec![
                         Handled,
@@ -80,6 +82,7 @@ pub fn all() -> Vec<Template> {
             description: "Volumes, service level, speed of answer, handle time, abandonment and conversion per \
                           campaign, month to date.",
             definition: Definition {
+                kind: ReportKind::Analytics,
                 query: ReportQuery {
                     metrics: vec![
                         Offered,
@@ -111,6 +114,7 @@ pub fn all() -> Vec<Template> {
             description: "Inbound calls offered, answered and abandoned, service level, speed of answer and \
                           longest wait, hour by hour today.",
             definition: Definition {
+                kind: ReportKind::Analytics,
                 query: ReportQuery {
                     metrics: vec![
                         Offered,
@@ -142,6 +146,7 @@ pub fn all() -> Vec<Template> {
             title: "Disposition breakdown",
             description: "Calls per disposition (wrap-up code) over the last 7 whole days, most frequent first.",
             definition: Definition {
+                kind: ReportKind::Analytics,
                 query: ReportQuery {
                     metrics: vec![Offered, Answered, Handled],
                     group_by: vec![Dimension::Disposition],
@@ -166,6 +171,7 @@ pub fn all() -> Vec<Template> {
                           set its range to LAST_30_DAYS and its metric to OUTBOUND_ABANDON_RATE_US; \
                           complianceStatus gives both windows against each campaign's limit.",
             definition: Definition {
+                kind: ReportKind::Analytics,
                 query: ReportQuery {
                     metrics: vec![Offered, Answered, Abandoned, OutboundAbandonRateUk],
                     group_by: vec![Dimension::Campaign],
@@ -192,6 +198,7 @@ pub fn all() -> Vec<Template> {
                           available time, from the agent state log), calls per logged-in hour, calls handled \
                           and handle time. Break and lunch time are not metrics of the registry yet.",
             definition: Definition {
+                kind: ReportKind::Analytics,
                 query: ReportQuery {
                     metrics: vec![Occupancy, CallsPerAgentHour, Handled, AverageHandleTime],
                     group_by: vec![Dimension::Team, Dimension::Agent],
@@ -206,6 +213,27 @@ pub fn all() -> Vec<Template> {
                     totals: true,
                     chart: chart(ChartKind::Bar, &[Occupancy]),
                 },
+            },
+        },
+        Template {
+            key: "interaction-detail-log",
+            title: "Interaction detail log",
+            description: "Every call of yesterday, one row per call, oldest first: start time, call id, direction, \
+                          campaign, agent, customer number (masked below SUPERVISOR), outcome, disposition, and \
+                          wait, talk, hold, wrap-up and handle seconds. Produced by runs (runReport, schedules), \
+                          streamed into the file however many calls there are.",
+            definition: Definition {
+                kind: ReportKind::InteractionLog,
+                query: ReportQuery {
+                    metrics: Vec::new(),
+                    group_by: Vec::new(),
+                    filter: ReportFilter::default(),
+                    granularity: None,
+                    order_by: Vec::new(),
+                    limit: None,
+                },
+                range: relative(RelativeRange::Yesterday),
+                presentation: Presentation::default(),
             },
         },
     ]
@@ -246,11 +274,15 @@ mod tests {
             at("2026-12-31T23:00:00Z"),
         ];
         let templates = all();
-        assert_eq!(templates.len(), 6);
+        assert_eq!(templates.len(), 7);
         for template in &templates {
             let def = &template.definition;
             assert_eq!(def.check_own_rules("template"), Vec::new(), "{}", template.key);
             assert!(template.title.chars().count() <= crate::reports::definition::MAX_TITLE_CHARS);
+            // A log asks the engine nothing: its own rules (above) are all it has.
+            if def.kind == ReportKind::InteractionLog {
+                continue;
+            }
             for tz in zones {
                 for now in moments {
                     let (from, to) = def.range.resolve(tz, now);
