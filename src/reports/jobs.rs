@@ -3,7 +3,8 @@
 //! `runReport` (or a schedule's fire) inserts a QUEUED row ([`enqueue`]) and answers at once.
 //! Each instance's worker ([`spawn`]) claims due runs one at a time with `FOR UPDATE SKIP
 //! LOCKED` (so one instance takes each), at most `--report-workers` at once, woken at once by
-//! a run queued on the same instance and otherwise polling every second. A run:
+//! a run queued on the same instance or a slot coming free, and otherwise polling every
+//! second. A run:
 //!
 //! 1. answers its report over the range resolved when it was asked (`reports::run::prepare`:
 //!    the one analytics engine) — or, for an interaction detail log, starts reading its calls
@@ -146,6 +147,8 @@ async fn work(state: AppState, worker: String) {
                     tokio::spawn(async move {
                         execute(&state, row).await;
                         drop((permit, guard));
+                        // A slot is free: claim the next due run now, not at the next poll.
+                        wake(&state);
                     });
                 }
                 Ok(None) => break,
