@@ -11,17 +11,14 @@ use std::collections::HashMap;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use uuid::Uuid;
 
-use crate::access::principal;
-use crate::auth::api_key::{Root, HTTP_RUN_DOWNLOAD};
-use crate::auth::jwt::invalid_token;
-use crate::auth::Auth;
+use crate::auth::api_key::HTTP_RUN_DOWNLOAD;
 use crate::db;
 use crate::error::{AppError, AppResult};
-use crate::http::{errors, HttpState, REQUEST_ID_HEADER};
+use crate::http::{errors, file_routes, HttpState};
 use crate::reports::downloads::{self, Credential, LinkParams};
 use crate::reports::{files, runs};
 
@@ -47,10 +44,7 @@ async fn serve(
     params: &HashMap<String, String>,
     headers: &HeaderMap,
 ) -> AppResult<Response> {
-    let request_id = headers
-        .get(REQUEST_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let request_id = file_routes::request_id(headers);
     let link = link_params(params);
     let run_id = Uuid::parse_str(run_id).map_err(|_| match link {
         // A link whose path was changed is a tampered link.
@@ -60,19 +54,7 @@ async fn serve(
     let download = match &link {
         Some(link) => downloads::open(&state.app, run_id?, Credential::Link(link), request_id).await?,
         None => {
-            let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-            let caller = match principal::resolve(&state.app, authorization).await? {
-                Auth::Authenticated(caller) => caller,
-                Auth::Anonymous => return Err(AppError::Unauthenticated("authentication required".into())),
-                Auth::Rejected => return Err(invalid_token()),
-            };
-            if let Some(grant) = &caller.api_key {
-                if !grant.allows(Root::Http, HTTP_RUN_DOWNLOAD) {
-                    return Err(AppError::Forbidden(
-                        "this API key's scopes do not cover downloads (reports:read)".into(),
-                    ));
-                }
-            }
+            let caller = file_routes::caller(state, headers, HTTP_RUN_DOWNLOAD, "downloads").await?;
             downloads::open(&state.app, run_id?, Credential::Caller(&caller), request_id).await?
         }
     };
@@ -95,25 +77,16 @@ async fn serve(
     let chunks = futures_util::StreamExt::map(chunks, |c: AppResult<Vec<u8>>| {
         c.map_err(|e| std::io::Error::other(format!("{e:?}")))
     });
-    let mut response = Body::from_stream(chunks).into_response();
-    let out = response.headers_mut();
-    let content_type = download
-        .run
-        .content_type
-        .as_deref()
-        .unwrap_or("application/octet-stream");
-    if let Ok(value) = HeaderValue::from_str(content_type) {
-        out.insert(header::CONTENT_TYPE, value);
-    }
-    out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Some(bytes) = download.run.bytes.and_then(|b| u64::try_from(b).ok()) {
-        out.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes));
-    }
-    let filename = download.run.filename.as_deref().unwrap_or("report");
-    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")) {
-        out.insert(header::CONTENT_DISPOSITION, value);
-    }
-    Ok(response)
+    let run = &download.run;
+    let content_type = run.content_type.as_deref().unwrap_or("application/octet-stream");
+    let length = run.bytes.and_then(|b| u64::try_from(b).ok());
+    let filename = run.filename.as_deref().unwrap_or("report");
+    Ok(file_routes::attachment(
+        Body::from_stream(chunks),
+        content_type,
+        length,
+        filename,
+    ))
 }
 
 /// The handler of [`ROUTE`].

@@ -5,6 +5,7 @@
 
 pub mod errors;
 pub mod exports;
+pub mod file_routes;
 pub mod graphql;
 pub mod health;
 pub mod metrics;

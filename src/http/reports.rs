@@ -15,18 +15,15 @@ use std::collections::HashMap;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use chrono::{DateTime, Utc};
 use tokio_util::io::ReaderStream;
 use uuid::Uuid;
 
-use crate::access::principal;
-use crate::auth::api_key::{Root, HTTP_REPORT_EXPORT};
-use crate::auth::jwt::invalid_token;
-use crate::auth::Auth;
+use crate::auth::api_key::HTTP_REPORT_EXPORT;
 use crate::error::{AppError, AppResult, FieldError};
-use crate::http::{errors, HttpState, REQUEST_ID_HEADER};
+use crate::http::{errors, file_routes, HttpState};
 use crate::reports::formats::ExportFormat;
 use crate::reports::run::{self, ExportRequest};
 use crate::reports::saved;
@@ -101,36 +98,16 @@ async fn serve(
     params: &HashMap<String, String>,
     headers: &HeaderMap,
 ) -> AppResult<Response> {
-    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let caller = match principal::resolve(&state.app, authorization).await? {
-        Auth::Authenticated(caller) => caller,
-        Auth::Anonymous => return Err(AppError::Unauthenticated("authentication required".into())),
-        Auth::Rejected => return Err(invalid_token()),
-    };
-    if let Some(grant) = &caller.api_key {
-        if !grant.allows(Root::Http, HTTP_REPORT_EXPORT) {
-            return Err(AppError::Forbidden(
-                "this API key's scopes do not cover report exports (reports:read)".into(),
-            ));
-        }
-    }
+    let caller = file_routes::caller(state, headers, HTTP_REPORT_EXPORT, "report exports").await?;
     let request = export_request(file, params)?;
-    let request_id = headers
-        .get(REQUEST_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let export = run::export(&state.app, &caller, request, request_id).await?;
-    let disposition = format!("attachment; filename=\"{}\"", export.filename);
+    let export = run::export(&state.app, &caller, request, file_routes::request_id(headers)).await?;
     let body = Body::from_stream(ReaderStream::new(tokio::fs::File::from_std(export.file)));
-    let mut response = body.into_response();
-    let out = response.headers_mut();
-    out.insert(header::CONTENT_TYPE, HeaderValue::from_static(export.content_type));
-    out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    out.insert(header::CONTENT_LENGTH, HeaderValue::from(export.bytes));
-    if let Ok(value) = HeaderValue::from_str(&disposition) {
-        out.insert(header::CONTENT_DISPOSITION, value);
-    }
-    Ok(response)
+    Ok(file_routes::attachment(
+        body,
+        export.content_type,
+        Some(export.bytes),
+        &export.filename,
+    ))
 }
 
 /// The handler of [`ROUTE`].
