@@ -38,7 +38,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncC
 use omnivox::auth::{password, Principal, Role, Tenant};
 use omnivox::config::Settings;
 use omnivox::db::{self, orgs, users};
-use omnivox::reports::definition::{Definition, Presentation, ReportFilter, ReportKind, ReportQuery, ReportRange};
+use omnivox::reports::definition::{Definition, ReportFilter, ReportRange};
 use omnivox::reports::formats::ExportFormat;
 use omnivox::reports::jobs;
 use omnivox::reports::range::RelativeRange;
@@ -180,21 +180,12 @@ async fn main() {
             title: "Export bench log".into(),
             description: None,
             shared: false,
-            definition: Definition {
-                kind: ReportKind::InteractionLog,
-                query: ReportQuery {
-                    metrics: Vec::new(),
-                    group_by: Vec::new(),
-                    filter: ReportFilter::default(),
-                    granularity: None,
-                    order_by: Vec::new(),
-                    limit: None,
-                },
-                range: ReportRange::Relative {
+            definition: Definition::interaction_log(
+                ReportFilter::default(),
+                ReportRange::Relative {
                     period: RelativeRange::Yesterday,
                 },
-                presentation: Presentation::default(),
-            },
+            ),
         },
         None,
     )

@@ -337,6 +337,24 @@ fn has_time_axis(query: &ReportQuery) -> bool {
 }
 
 impl Definition {
+    /// An interaction detail log of the calls that pass `filter` over `range`: everything else
+    /// of the query and the presentation empty, as the log's rules require.
+    pub fn interaction_log(filter: ReportFilter, range: ReportRange) -> Definition {
+        Definition {
+            kind: ReportKind::InteractionLog,
+            query: ReportQuery {
+                metrics: Vec::new(),
+                group_by: Vec::new(),
+                filter,
+                granularity: None,
+                order_by: Vec::new(),
+                limit: None,
+            },
+            range,
+            presentation: Presentation::default(),
+        }
+    }
+
     /// The checks the analytics engine does not make: the range and the presentation. `p`
     /// prefixes error paths (`input`: `input.range.to`, `input.presentation.columns[2].metric`).
     pub fn check_own_rules(&self, p: &str) -> Vec<FieldError> {
@@ -659,21 +677,12 @@ mod tests {
     }
 
     fn log() -> Definition {
-        Definition {
-            kind: ReportKind::InteractionLog,
-            query: ReportQuery {
-                metrics: Vec::new(),
-                group_by: Vec::new(),
-                filter: ReportFilter::default(),
-                granularity: None,
-                order_by: Vec::new(),
-                limit: None,
-            },
-            range: ReportRange::Relative {
+        Definition::interaction_log(
+            ReportFilter::default(),
+            ReportRange::Relative {
                 period: RelativeRange::Yesterday,
             },
-            presentation: Presentation::default(),
-        }
+        )
     }
 
     #[test]

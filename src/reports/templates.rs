@@ -222,19 +222,7 @@ pub fn all() -> Vec<Template> {
                           campaign, agent, customer number (masked below SUPERVISOR), outcome, disposition, and \
                           wait, talk, hold, wrap-up and handle seconds. Produced by runs (runReport, schedules), \
                           streamed into the file however many calls there are.",
-            definition: Definition {
-                kind: ReportKind::InteractionLog,
-                query: ReportQuery {
-                    metrics: Vec::new(),
-                    group_by: Vec::new(),
-                    filter: ReportFilter::default(),
-                    granularity: None,
-                    order_by: Vec::new(),
-                    limit: None,
-                },
-                range: relative(RelativeRange::Yesterday),
-                presentation: Presentation::default(),
-            },
+            definition: Definition::interaction_log(ReportFilter::default(), relative(RelativeRange::Yesterday)),
         },
     ]
 }
