@@ -1,17 +1,26 @@
-//! Export benchmark: how fast a report run streams the interaction detail log of a large range
-//! into its file, and how much memory that takes.
+//! Export benchmark: how fast a report run writes a large report into its file, and how much
+//! memory that takes.
 //!
 //! ```text
-//! cargo run --release --example export_bench -- [--calls 1000000] [--days 7] [--format csv|xlsx]
-//!     [--database-url postgres://postgres@127.0.0.1:5432/omnivox_export_bench]
+//! cargo run --release --example export_bench -- [--calls 1000000] [--days 7] [--format csv|xlsx|json|pdf]
+//!     [--report detail-log|agent-performance-daily] [--database-url postgres://…/omnivox_export_bench]
 //! ```
 //!
-//! 1. **Data.** A dedicated database (its name must contain `bench`). When org `bench` already
-//!    has exactly `--calls` calls it is reused; otherwise the database is dropped, recreated,
-//!    migrated and filled by the traffic generator (`omnivox::seed::generator`, the code
-//!    behind `omnivox seed --calls …`) with `--calls` calls over the last `--days` days.
+//! Two reports: `detail-log` (the default) is the interaction detail log, one row per call
+//! streamed from PostgreSQL — the 1M-row CSV and XLSX figures. `agent-performance-daily` is the
+//! template of that name (handled, handle times, occupancy and calls per agent hour per agent
+//! and local day, limit 10,000 rows, a bar chart of calls handled) answered by the analytics
+//! engine — the PDF figure: `--calls 250000 --days 60 --agents 250`
+//! gives more than 10,000 agent-days worked, so the PDF holds the 10,000 rows of the cap and the chart.
+//!
+//! 1. **Data.** A dedicated database (its name must contain `bench`; the default is
+//!    `omnivox_export_bench`, or `omnivox_export_bench_daily` for `agent-performance-daily`).
+//!    When org `bench` already has exactly `--calls` calls it is reused; otherwise the database
+//!    is dropped, recreated, migrated and filled by the traffic generator
+//!    (`omnivox::seed::generator`, the code behind `omnivox seed --calls …`) with `--calls`
+//!    calls over the last `--days` days.
 //! 2. **Run.** In this process: an `AppState` and the real run worker (`reports::jobs::spawn`).
-//!    A SUPERVISOR of `bench` creates an interaction detail log (every call, so customer
+//!    A SUPERVISOR of `bench` creates the report (the detail log lists every call, so customer
 //!    numbers in full) and asks for a run over the whole generated range in `--format`
 //!    (`reports::runs::request`, as `runReport` does); the program polls the run until it
 //!    SUCCEEDED.
@@ -44,6 +53,7 @@ use omnivox::reports::jobs;
 use omnivox::reports::range::RelativeRange;
 use omnivox::reports::runs::{self, RunRequest};
 use omnivox::reports::saved::{self, ReportInput};
+use omnivox::reports::templates;
 use omnivox::seed::generator::{self, GeneratorSettings};
 use omnivox::state::AppState;
 
@@ -59,11 +69,36 @@ struct Args {
     agents: u32,
     #[arg(long, default_value_t = 10)]
     campaigns: u32,
-    /// csv or xlsx (or json).
+    /// csv, xlsx, json or pdf.
     #[arg(long, default_value = "csv")]
     format: String,
-    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/omnivox_export_bench")]
-    database_url: String,
+    /// `detail-log` or `agent-performance-daily`.
+    #[arg(long, default_value = "detail-log")]
+    report: String,
+    /// Defaults to `omnivox_export_bench` (or `omnivox_export_bench_daily` for
+    /// `agent-performance-daily`) on the local PostgreSQL.
+    #[arg(long)]
+    database_url: Option<String>,
+}
+
+/// The report a run writes: the detail log, or a template answered by the analytics engine.
+fn definition(report: &str) -> (String, Definition) {
+    match report {
+        "detail-log" => (
+            "Export bench log".to_owned(),
+            Definition::interaction_log(
+                ReportFilter::default(),
+                ReportRange::Relative {
+                    period: RelativeRange::Yesterday,
+                },
+            ),
+        ),
+        key => {
+            let template =
+                templates::find(key).unwrap_or_else(|| panic!("--report detail-log or a template key, not {key}"));
+            (template.title.to_owned(), template.definition)
+        }
+    }
 }
 
 #[derive(QueryableByName)]
@@ -104,12 +139,22 @@ fn mib(kib: u64) -> f64 {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let format = ExportFormat::from_extension(&args.format.to_ascii_lowercase()).expect("--format csv, json or xlsx");
+    let format =
+        ExportFormat::from_extension(&args.format.to_ascii_lowercase()).expect("--format csv, json, xlsx or pdf");
     let command = format!(
-        "cargo run --release --example export_bench --{}",
+        "cargo run {}--example export_bench --{}",
+        if cfg!(debug_assertions) { "" } else { "--release " },
         std::env::args().skip(1).map(|a| format!(" {a}")).collect::<String>()
     );
-    let url = args.database_url.clone();
+    let url = args.database_url.clone().unwrap_or_else(|| {
+        let name = if args.report == "detail-log" {
+            "omnivox_export_bench"
+        } else {
+            "omnivox_export_bench_daily"
+        };
+        format!("postgres://postgres@127.0.0.1:5432/{name}")
+    });
+    let (title, definition) = definition(&args.report);
 
     // 1. Data.
     let existing = existing_calls(&url).await;
@@ -177,15 +222,10 @@ async fn main() {
         &state,
         &principal,
         ReportInput {
-            title: "Export bench log".into(),
+            title,
             description: None,
             shared: false,
-            definition: Definition::interaction_log(
-                ReportFilter::default(),
-                ReportRange::Relative {
-                    period: RelativeRange::Yesterday,
-                },
-            ),
+            definition,
         },
         None,
     )
@@ -261,10 +301,11 @@ async fn main() {
         mib(hwm_after)
     );
     println!();
-    println!("| Format | Calls | Seconds | Rows/s | File | Peak RSS growth |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("| Report | Format | Rows | Seconds | Rows/s | File | Peak RSS growth |");
+    println!("|---|---|---:|---:|---:|---:|---:|");
     println!(
-        "| {} | {rows} | {elapsed:.1} | {:.0} | {:.0} MiB | {growth:.0} MiB |",
+        "| {} | {} | {rows} | {elapsed:.1} | {:.0} | {:.1} MiB | {growth:.0} MiB |",
+        args.report,
         format.name(),
         rows as f64 / elapsed,
         bytes as f64 / 1_048_576.0
