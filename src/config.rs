@@ -257,7 +257,12 @@ pub struct Settings {
     pub webhook_rate: Rate,
     /// Subscriptions one user (or API key) may hold open at once on this instance; one more is
     /// answered with an `error` message (code RATE_LIMITED). Default 100.
-    #[arg(long, global = true, env = "OMNIVOX_MAX_SUBSCRIPTIONS_PER_USER", default_value_t = 100)]
+    #[arg(
+        long,
+        global = true,
+        env = "OMNIVOX_MAX_SUBSCRIPTIONS_PER_USER",
+        default_value_t = 100
+    )]
     pub max_subscriptions_per_user: usize,
     /// Proxies (addresses or CIDR blocks, comma-separated) whose `X-Forwarded-For` names the
     /// client. A request from any other peer is limited by its socket address and its
@@ -417,7 +422,11 @@ pub fn parse_role_budgets(text: &str) -> Result<RoleBudgets, String> {
                 "supervisor" => &mut budgets.supervisor,
                 "admin" => &mut budgets.admin,
                 "super_admin" | "superadmin" => &mut budgets.super_admin,
-                other => return Err(format!("unknown role `{other}` (anonymous, viewer, agent, supervisor, admin, super_admin)")),
+                other => {
+                    return Err(format!(
+                        "unknown role `{other}` (anonymous, viewer, agent, supervisor, admin, super_admin)"
+                    ))
+                }
             };
             *slot = budget;
         }
@@ -452,7 +461,8 @@ impl IpBlock {
         }
         match (self.network, canonical(address)) {
             (IpAddr::V4(net), IpAddr::V4(addr)) => {
-                masked(u128::from(u32::from(net)), 32, self.prefix) == masked(u128::from(u32::from(addr)), 32, self.prefix)
+                masked(u128::from(u32::from(net)), 32, self.prefix)
+                    == masked(u128::from(u32::from(addr)), 32, self.prefix)
             }
             (IpAddr::V6(net), IpAddr::V6(addr)) => {
                 masked(u128::from(net), 128, self.prefix) == masked(u128::from(addr), 128, self.prefix)
@@ -595,7 +605,9 @@ mod tests {
         // A dual-stack socket reports IPv4 peers as mapped IPv6 addresses.
         assert!(trusts("::ffff:10.9.9.9"));
         assert!(parse_trusted_proxies("").unwrap().0.is_empty());
-        assert!(parse_trusted_proxies("0.0.0.0/0").unwrap().trusts("8.8.8.8".parse().unwrap()));
+        assert!(parse_trusted_proxies("0.0.0.0/0")
+            .unwrap()
+            .trusts("8.8.8.8".parse().unwrap()));
         assert!(parse_trusted_proxies("10.0.0.0/33").is_err());
         assert!(parse_trusted_proxies("proxy.local").is_err());
     }

@@ -41,7 +41,13 @@ impl Answer {
     }
 }
 
-async fn post(app: &TestApp, token: Option<&str>, query: &str, variables: Value, forwarded_for: Option<&str>) -> Answer {
+async fn post(
+    app: &TestApp,
+    token: Option<&str>,
+    query: &str,
+    variables: Value,
+    forwarded_for: Option<&str>,
+) -> Answer {
     let mut request = app
         .http
         .post(app.url("/graphql"))
@@ -107,19 +113,29 @@ async fn over_budget_is_429_with_retry_after_and_the_budget_shows_on_every_answe
         assert_eq!(answer.body["extensions"]["rateLimit"]["remaining"], now);
         remaining = now;
     };
-    assert!(remaining < cost, "refused only once the budget is spent ({remaining} left, cost {cost})");
+    assert!(
+        remaining < cost,
+        "refused only once the budget is spent ({remaining} left, cost {cost})"
+    );
     assert_eq!(refused.code(), Some("RATE_LIMITED"), "{}", refused.body);
     let retry_after = refused.header("retry-after").expect("Retry-After");
     // 100 units per hour: one unit comes back every 36 s.
     assert!((1..=36 * cost).contains(&retry_after), "{retry_after}");
-    assert_eq!(refused.body["errors"][0]["extensions"]["retryAfterSeconds"], retry_after);
+    assert_eq!(
+        refused.body["errors"][0]["extensions"]["retryAfterSeconds"],
+        retry_after
+    );
     assert!(refused.body.get("data").is_none(), "nothing executed: {}", refused.body);
     assert_eq!(refused.header("ratelimit-remaining"), Some(remaining));
 
     // The budget is the user's, whatever token they present; a higher role has its own,
     // larger budget.
     let again = app.login(&org.user(Role::Viewer).email).await.0;
-    assert_eq!(post(&app, Some(&again), ME, json!({}), None).await.status, 429, "same user");
+    assert_eq!(
+        post(&app, Some(&again), ME, json!({}), None).await.status,
+        429,
+        "same user"
+    );
     let admin = app.token(&org, Role::Admin).await;
     let answer = post(&app, Some(&admin), ME, json!({}), None).await;
     assert_eq!(answer.status, 200);
@@ -143,8 +159,22 @@ async fn the_cost_is_the_computed_complexity_so_big_pages_cost_more() {
     let app = TestApp::spawn_with(hourly_viewer_budget(1_000_000)).await;
     let org = app.create_org("acme").await;
     let admin = app.token(&org, Role::Admin).await;
-    let small = post(&app, Some(&admin), "{ users(first: 1) { nodes { id } } }", json!({}), None).await;
-    let large = post(&app, Some(&admin), "{ users(first: 100) { nodes { id } } }", json!({}), None).await;
+    let small = post(
+        &app,
+        Some(&admin),
+        "{ users(first: 1) { nodes { id } } }",
+        json!({}),
+        None,
+    )
+    .await;
+    let large = post(
+        &app,
+        Some(&admin),
+        "{ users(first: 100) { nodes { id } } }",
+        json!({}),
+        None,
+    )
+    .await;
     assert_eq!(small.status, 200, "{}", small.body);
     assert!(large.cost() > 10 * small.cost(), "{} vs {}", large.cost(), small.cost());
 }
@@ -223,8 +253,19 @@ async fn without_redis_each_instance_still_limits_in_memory() {
     let viewer = app.token(&org, Role::Viewer).await;
     let allowed = spend(&app, &viewer).await;
     assert!((180..=200).contains(&allowed), "{allowed}");
-    let ready: Value = app.http.get(app.url("/readyz")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(ready["rateLimits"], json!({ "store": "memory", "reason": "redis_not_configured" }));
+    let ready: Value = app
+        .http
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        ready["rateLimits"],
+        json!({ "store": "memory", "reason": "redis_not_configured" })
+    );
 
     // Configured but down: the charges fall back to memory, and still limit.
     let down = TestApp::spawn_with(|s| {
@@ -237,9 +278,23 @@ async fn without_redis_each_instance_still_limits_in_memory() {
     let started = std::time::Instant::now();
     let allowed = spend(&down, &viewer).await;
     assert!((180..=200).contains(&allowed), "{allowed}");
-    let ready: Value = down.http.get(down.url("/readyz")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(ready["rateLimits"], json!({ "store": "memory", "reason": "redis_down" }));
-    assert!(started.elapsed() < Duration::from_secs(30), "an outage must not slow requests");
+    let ready: Value = down
+        .http
+        .get(down.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        ready["rateLimits"],
+        json!({ "store": "memory", "reason": "redis_down" })
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "an outage must not slow requests"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -252,7 +307,12 @@ async fn login_brute_force_against_one_account_is_slowed() {
     let target = org.user(Role::Admin).email.clone();
     for attempt in 0..5 {
         let answer = login_attempt(&app, &target, &format!("guess-{attempt}"), None).await;
-        assert_eq!(answer.code(), Some("UNAUTHENTICATED"), "attempt {attempt}: {}", answer.body);
+        assert_eq!(
+            answer.code(),
+            Some("UNAUTHENTICATED"),
+            "attempt {attempt}: {}",
+            answer.body
+        );
     }
     let refused = login_attempt(&app, &target, "guess-5", None).await;
     assert_eq!(refused.status, 429, "{}", refused.body);
@@ -408,7 +468,12 @@ async fn subscriptions_are_charged_when_opened() {
     };
     assert!(opened >= 1);
     assert_eq!(refused["payload"][0]["extensions"]["code"], "RATE_LIMITED", "{refused}");
-    assert!(refused["payload"][0]["extensions"]["retryAfterSeconds"].as_u64().unwrap() >= 1);
+    assert!(
+        refused["payload"][0]["extensions"]["retryAfterSeconds"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
     // The open ones keep running; the budget is shared with HTTP.
     assert_eq!(post(&app, Some(&viewer), ME, json!({}), None).await.status, 429);
 }
@@ -448,7 +513,10 @@ async fn webhooks_are_limited_per_organization_and_a_refused_event_is_stored_on_
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             // RFC 2822 has whole seconds: a minute ahead (within the allowed clock skew) stays
             // after the organization's creation.
-            .chain([("Timestamp".to_owned(), (chrono::Utc::now() + chrono::TimeDelta::seconds(60)).to_rfc2822())])
+            .chain([(
+                "Timestamp".to_owned(),
+                (chrono::Utc::now() + chrono::TimeDelta::seconds(60)).to_rfc2822(),
+            )])
             .collect();
             let url = app.url(&path);
             let signature = omnivox::ingest::twilio::compute_signature(AUTH_TOKEN, &url, &params);

@@ -88,7 +88,9 @@ impl Extension for CostLimitsExtension {
             .and_then(|r| r.meter.as_ref())
             .and_then(|m| m.charge());
         if let Some(outcome) = charge {
-            response.extensions.insert("rateLimit".to_owned(), extension_value(&outcome));
+            response
+                .extensions
+                .insert("rateLimit".to_owned(), extension_value(&outcome));
         }
         response
     }

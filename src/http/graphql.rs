@@ -392,7 +392,12 @@ pub fn token_from_init_payload(payload: &serde_json::Value) -> Option<String> {
 }
 
 /// The WebSocket side of `/graphql`: see [`ws`] (both sub-protocols, close codes, limits).
-fn websocket(state: HttpState, upgrade: WebSocketUpgrade, request_id: Option<String>, client: Option<IpAddr>) -> Response {
+fn websocket(
+    state: HttpState,
+    upgrade: WebSocketUpgrade,
+    request_id: Option<String>,
+    client: Option<IpAddr>,
+) -> Response {
     ws::upgrade(state, upgrade, request_id, client)
 }
 

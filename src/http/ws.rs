@@ -94,8 +94,8 @@ use crate::auth::Principal;
 use crate::config::Settings;
 use crate::error::AppError;
 use crate::graphql::RequestContext;
-use crate::limits::{self, Denial, Limit, Meter};
 use crate::http::{errors, HttpState};
+use crate::limits::{self, Denial, Limit, Meter};
 use crate::realtime::bus::{Received, Receiver};
 use crate::realtime::{BusEvent, Topic};
 use crate::telemetry::metrics as telemetry;
@@ -202,7 +202,12 @@ impl WsLimits {
 
 /// Upgrades `GET /graphql` to a GraphQL WebSocket. 400 when the client offers neither
 /// sub-protocol. `request_id` (of the upgrade request) prefixes each operation's request id.
-pub fn upgrade(state: HttpState, upgrade: WebSocketUpgrade, request_id: Option<String>, client: Option<IpAddr>) -> Response {
+pub fn upgrade(
+    state: HttpState,
+    upgrade: WebSocketUpgrade,
+    request_id: Option<String>,
+    client: Option<IpAddr>,
+) -> Response {
     let upgrade = upgrade
         .protocols([GRAPHQL_TRANSPORT_WS, GRAPHQL_WS])
         .max_message_size(MAX_WS_MESSAGE_BYTES)
@@ -271,9 +276,7 @@ impl SocketSlot {
     }
 
     fn acquire_in(registry_lock: &'static Mutex<HashMap<Uuid, usize>>, user_id: Uuid, max: usize) -> Option<Self> {
-        let mut registry = registry_lock
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut registry = registry_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let count = registry.entry(user_id).or_insert(0);
         if *count >= max {
             if *count == 0 {
@@ -291,10 +294,7 @@ impl SocketSlot {
 
 impl Drop for SocketSlot {
     fn drop(&mut self) {
-        let mut registry = self
-            .registry
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut registry = self.registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(count) = registry.get_mut(&self.user_id) {
             *count = count.saturating_sub(1);
             if *count == 0 {

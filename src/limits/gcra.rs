@@ -24,7 +24,9 @@ pub fn increment_us(rate: Rate, cost: u64) -> i64 {
 
 /// The period in microseconds (capped far beyond any sensible setting).
 pub fn period_us(rate: Rate) -> i64 {
-    i64::try_from(rate.period.as_micros()).unwrap_or(i64::MAX / 4).min(i64::MAX / 4)
+    i64::try_from(rate.period.as_micros())
+        .unwrap_or(i64::MAX / 4)
+        .min(i64::MAX / 4)
 }
 
 /// What one charge decided.

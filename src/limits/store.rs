@@ -142,12 +142,18 @@ impl Store {
 
 impl RedisStore {
     fn is_down(&self) -> bool {
-        let down = self.down_until.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let down = self
+            .down_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         down.is_some_and(|until| Instant::now() < until)
     }
 
     fn mark_down(&self, why: &str) {
-        let mut down = self.down_until.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut down = self
+            .down_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if down.is_none() {
             tracing::warn!(
                 error = why,
@@ -158,7 +164,10 @@ impl RedisStore {
     }
 
     fn mark_up(&self) {
-        let mut down = self.down_until.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut down = self
+            .down_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if down.take().is_some() {
             tracing::info!("rate limits: Redis answers again; limits are shared across instances");
         }
