@@ -188,6 +188,8 @@ async fn main() {
 
     // 2. Run, through the real worker.
     let mut settings = Settings::for_database(&url);
+    // This benchmark measures exports, not the rate limits (examples/rate_limit_bench.rs does).
+    settings.rate_limits_enabled = false;
     settings.jwt_secret = Some("export-bench-secret-that-is-at-least-32-bytes".to_owned());
     settings.db_statement_timeout = Duration::from_secs(300);
     let state = AppState::new(settings).unwrap();

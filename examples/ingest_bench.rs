@@ -106,6 +106,8 @@ async fn setup() -> Setup {
     db::create_database_if_missing(&url).await.unwrap();
     db::run_migrations(&url).await.unwrap();
     let mut settings = Settings::for_database(&url);
+    // This benchmark measures ingest throughput, not the rate limits (examples/rate_limit_bench.rs does).
+    settings.rate_limits_enabled = false;
     settings.db_pool_size = 24;
     let state = AppState::new(settings).unwrap();
     let slug = format!("bench-{}", &Uuid::new_v4().simple().to_string()[..12]);

@@ -380,6 +380,8 @@ async fn main() {
 
     // 2. Server.
     let mut settings = Settings::for_database(&url);
+    // This benchmark measures KPI reads, not the rate limits (examples/rate_limit_bench.rs does).
+    settings.rate_limits_enabled = false;
     settings.jwt_secret = Some(JWT_SECRET.to_owned());
     settings.db_statement_timeout = Duration::from_secs(120);
     settings.request_timeout = Duration::from_secs(120);

@@ -49,6 +49,8 @@ struct Args {
 
 fn instance(url: &str) -> AppState {
     let mut settings = Settings::for_database(url);
+    // This benchmark measures the scheduler, not the rate limits (examples/rate_limit_bench.rs does).
+    settings.rate_limits_enabled = false;
     settings.jwt_secret = Some("schedule-bench-secret-that-is-long-enough!".into());
     settings.schedule_tick = Duration::from_millis(100);
     settings.delivery_poll = Duration::from_millis(100);

@@ -163,6 +163,8 @@ async fn seed(args: &Args, database_url: &str) -> Seeded {
     bench_db::recreate_database(database_url).await;
     db::run_migrations(database_url).await.unwrap();
     let mut settings = Settings::for_database(database_url);
+    // This benchmark measures WebSocket fan-out, not the rate limits (examples/rate_limit_bench.rs does).
+    settings.rate_limits_enabled = false;
     settings.jwt_secret = Some(JWT_SECRET.to_owned());
     let state = AppState::new(settings).unwrap();
     let org = FixtureOrg::builder("bench")
@@ -392,6 +394,7 @@ async fn main() {
             .env("OMNIVOX_BIND", format!("127.0.0.1:{port}"))
             // One VIEWER account opens every socket of the benchmark.
             .env("OMNIVOX_WS_MAX_SOCKETS_PER_USER", "1000000")
+            .env("OMNIVOX_RATE_LIMITS_ENABLED", "false")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()

@@ -380,7 +380,9 @@ pub async fn serve(state: AppState, on_listening: impl FnOnce(SocketAddr)) -> Ap
         let lifecycle = lifecycle.clone();
         async move { lifecycle.draining().await }
     };
-    let server = axum::serve(listener, crate::http::app(state))
+    // The peer's address reaches handlers (rate limits per client address).
+    let app = crate::http::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let server = axum::serve(listener, app)
         .with_graceful_shutdown(stop_accepting)
         .into_future();
     tokio::pin!(server);

@@ -3,7 +3,7 @@
 //! Each flag has an environment variable of the same meaning and a named default, so a
 //! deployment can be configured either way; README.md lists them all.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use clap::ValueEnum;
@@ -216,6 +216,59 @@ pub struct Settings {
     /// How long the signed download links of report e-mails and webhooks work. Default 7d.
     #[arg(long, global = true, env = "OMNIVOX_REPORT_LINK_TTL", default_value = "7d", value_parser = parse_duration)]
     pub report_link_ttl: Duration,
+    /// Rate limits: turn the limiter off (benchmarks of its overhead, a deployment whose
+    /// gateway limits already). Default on.
+    #[arg(long, global = true, env = "OMNIVOX_RATE_LIMITS_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub rate_limits_enabled: bool,
+    /// Rate limits: query-cost budget per caller and `--rate-limit-period`, by role, in
+    /// complexity points (the cost the schema computes: a list costs its page size × its
+    /// children). Each signed-in user and each API key has its own budget of its role; callers
+    /// without credentials share one budget per client address (`anonymous`). Roles left out
+    /// keep their default. A request costing more than its whole budget is charged the budget.
+    #[arg(
+        long,
+        global = true,
+        env = "OMNIVOX_RATE_LIMITS",
+        default_value = DEFAULT_ROLE_BUDGETS,
+        value_parser = parse_role_budgets
+    )]
+    pub rate_limits: RoleBudgets,
+    /// Rate limits: the period over which a budget refills completely (a caller may spend all
+    /// of it at once). Default 1m.
+    #[arg(long, global = true, env = "OMNIVOX_RATE_LIMIT_PERIOD", default_value = "1m", value_parser = parse_duration)]
+    pub rate_limit_period: Duration,
+    /// `login` attempts per account (e-mail address), as COUNT/PERIOD. Default 10/15m.
+    #[arg(long, global = true, env = "OMNIVOX_LOGIN_RATE_PER_ACCOUNT", default_value = "10/15m", value_parser = parse_rate)]
+    pub login_rate_per_account: Rate,
+    /// `login` attempts per client address, as COUNT/PERIOD. Default 100/15m (an office behind
+    /// one NAT address signs in from it).
+    #[arg(long, global = true, env = "OMNIVOX_LOGIN_RATE_PER_ADDRESS", default_value = "100/15m", value_parser = parse_rate)]
+    pub login_rate_per_address: Rate,
+    /// `refreshSession` calls per account (the refresh token's user), as COUNT/PERIOD.
+    /// Default 60/15m.
+    #[arg(long, global = true, env = "OMNIVOX_REFRESH_RATE_PER_ACCOUNT", default_value = "60/15m", value_parser = parse_rate)]
+    pub refresh_rate_per_account: Rate,
+    /// `refreshSession` calls per client address, as COUNT/PERIOD. Default 600/15m.
+    #[arg(long, global = true, env = "OMNIVOX_REFRESH_RATE_PER_ADDRESS", default_value = "600/15m", value_parser = parse_rate)]
+    pub refresh_rate_per_address: Rate,
+    /// Telephony webhooks accepted per organization, as COUNT/PERIOD; one more is answered 429
+    /// with `Retry-After` before anything is stored (the sender retries). Default 60000/1m.
+    #[arg(long, global = true, env = "OMNIVOX_WEBHOOK_RATE", default_value = "60000/1m", value_parser = parse_rate)]
+    pub webhook_rate: Rate,
+    /// Subscriptions one user (or API key) may hold open at once on this instance; one more is
+    /// answered with an `error` message (code RATE_LIMITED). Default 100.
+    #[arg(
+        long,
+        global = true,
+        env = "OMNIVOX_MAX_SUBSCRIPTIONS_PER_USER",
+        default_value_t = 100
+    )]
+    pub max_subscriptions_per_user: usize,
+    /// Proxies (addresses or CIDR blocks, comma-separated) whose `X-Forwarded-For` names the
+    /// client. A request from any other peer is limited by its socket address and its
+    /// `X-Forwarded-For` is ignored. Default: none.
+    #[arg(long, global = true, env = "OMNIVOX_TRUSTED_PROXIES", default_value = "", value_parser = parse_trusted_proxies)]
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Settings {
@@ -289,6 +342,183 @@ pub fn parse_backoff(text: &str) -> Result<Backoff, String> {
     Ok(Backoff(waits))
 }
 
+/// The default query-cost budgets per role (see `--rate-limits`). The heaviest query the
+/// default complexity limit admits costs 5,000: a VIEWER may run six of those a minute, or a
+/// wallboard's KPI summary hundreds of times.
+pub const DEFAULT_ROLE_BUDGETS: &str =
+    "anonymous=2000,viewer=30000,agent=30000,supervisor=60000,admin=60000,super_admin=120000";
+
+/// A budget of `count` units per `period` (a bucket that refills completely over `period`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u64,
+    pub period: Duration,
+}
+
+impl Rate {
+    pub fn new(count: u64, period: Duration) -> Self {
+        Self { count, period }
+    }
+}
+
+/// Parses `COUNT/PERIOD`, e.g. `10/15m` (see [`parse_duration`]); both must be positive.
+pub fn parse_rate(text: &str) -> Result<Rate, String> {
+    let (count, period) = text
+        .split_once('/')
+        .ok_or_else(|| format!("`{text}` is not a rate such as 10/15m"))?;
+    let count: u64 = count
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}`: the count must be a whole number"))?;
+    let period = parse_duration(period)?;
+    if count == 0 || period.is_zero() {
+        return Err(format!("`{text}`: count and period must be positive"));
+    }
+    Ok(Rate { count, period })
+}
+
+/// Query-cost budgets per role (see `--rate-limits`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoleBudgets {
+    pub anonymous: u64,
+    pub viewer: u64,
+    pub agent: u64,
+    pub supervisor: u64,
+    pub admin: u64,
+    pub super_admin: u64,
+}
+
+impl RoleBudgets {
+    /// The same budget for everyone (tests and benchmarks).
+    pub fn uniform(budget: u64) -> Self {
+        Self {
+            anonymous: budget,
+            viewer: budget,
+            agent: budget,
+            supervisor: budget,
+            admin: budget,
+            super_admin: budget,
+        }
+    }
+}
+
+/// Parses `role=budget` pairs, comma-separated, over the defaults: `viewer=50000,admin=90000`.
+pub fn parse_role_budgets(text: &str) -> Result<RoleBudgets, String> {
+    fn apply(budgets: &mut RoleBudgets, text: &str) -> Result<(), String> {
+        for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (role, budget) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("`{pair}` is not role=budget"))?;
+            let budget: u64 = budget
+                .trim()
+                .parse()
+                .ok()
+                .filter(|b| *b > 0)
+                .ok_or_else(|| format!("`{pair}`: the budget must be a positive whole number"))?;
+            let slot = match role.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+                "anonymous" => &mut budgets.anonymous,
+                "viewer" => &mut budgets.viewer,
+                "agent" => &mut budgets.agent,
+                "supervisor" => &mut budgets.supervisor,
+                "admin" => &mut budgets.admin,
+                "super_admin" | "superadmin" => &mut budgets.super_admin,
+                other => {
+                    return Err(format!(
+                        "unknown role `{other}` (anonymous, viewer, agent, supervisor, admin, super_admin)"
+                    ))
+                }
+            };
+            *slot = budget;
+        }
+        Ok(())
+    }
+    let mut budgets = RoleBudgets::uniform(1);
+    apply(&mut budgets, DEFAULT_ROLE_BUDGETS)?;
+    apply(&mut budgets, text)?;
+    Ok(budgets)
+}
+
+/// The proxies whose `X-Forwarded-For` is believed (see `--trusted-proxies`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies(pub Vec<IpBlock>);
+
+/// An address block: an address and how many leading bits of it count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpBlock {
+    pub network: IpAddr,
+    pub prefix: u8,
+}
+
+impl IpBlock {
+    pub fn contains(&self, address: IpAddr) -> bool {
+        fn masked(bits: u128, width: u8, prefix: u8) -> u128 {
+            let keep = u32::from(prefix.min(width));
+            if keep == 0 {
+                return 0;
+            }
+            let shift = u32::from(width) - keep;
+            bits >> shift
+        }
+        match (self.network, canonical(address)) {
+            (IpAddr::V4(net), IpAddr::V4(addr)) => {
+                masked(u128::from(u32::from(net)), 32, self.prefix)
+                    == masked(u128::from(u32::from(addr)), 32, self.prefix)
+            }
+            (IpAddr::V6(net), IpAddr::V6(addr)) => {
+                masked(u128::from(net), 128, self.prefix) == masked(u128::from(addr), 128, self.prefix)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// An IPv4 address mapped into IPv6 (`::ffff:a.b.c.d`, as a dual-stack socket reports it) is
+/// the IPv4 address.
+pub fn canonical(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+impl TrustedProxies {
+    pub fn trusts(&self, address: IpAddr) -> bool {
+        self.0.iter().any(|block| block.contains(address))
+    }
+}
+
+/// Parses `10.0.0.0/8, 192.168.1.7, ::1` (empty: none).
+pub fn parse_trusted_proxies(text: &str) -> Result<TrustedProxies, String> {
+    let blocks = text
+        .split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let (address, prefix) = match part.split_once('/') {
+                Some((address, prefix)) => (address, Some(prefix)),
+                None => (part, None),
+            };
+            let network: IpAddr = address
+                .trim()
+                .parse()
+                .map_err(|_| format!("`{part}` is not an IP address or CIDR block"))?;
+            let network = canonical(network);
+            let width = if network.is_ipv4() { 32 } else { 128 };
+            let prefix = match prefix {
+                None => width,
+                Some(prefix) => prefix
+                    .trim()
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|p| *p <= width)
+                    .ok_or_else(|| format!("`{part}`: the prefix length must be 0–{width}"))?,
+            };
+            Ok(IpBlock { network, prefix })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(TrustedProxies(blocks))
+}
+
 /// Parses `90s`, `15m`, `1h`, `7d`, `250ms` (a bare number is seconds).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -337,6 +567,49 @@ mod tests {
         assert_eq!(backoff.after(4), None);
         assert_eq!(parse_backoff("").unwrap().max_attempts(), 1);
         assert!(parse_backoff("30s,soon").is_err());
+    }
+
+    #[test]
+    fn rates_parse_as_count_per_period() {
+        assert_eq!(parse_rate("10/15m"), Ok(Rate::new(10, Duration::from_secs(900))));
+        assert_eq!(parse_rate(" 5 / 1s"), Ok(Rate::new(5, Duration::from_secs(1))));
+        assert!(parse_rate("0/1m").is_err());
+        assert!(parse_rate("10/0s").is_err());
+        assert!(parse_rate("10").is_err());
+        assert!(parse_rate("ten/1m").is_err());
+    }
+
+    #[test]
+    fn role_budgets_override_the_defaults_one_by_one() {
+        let defaults = parse_role_budgets("").unwrap();
+        assert_eq!(defaults.viewer, 30_000);
+        assert_eq!(defaults.super_admin, 120_000);
+        let budgets = parse_role_budgets("viewer=5, SUPER_ADMIN=7").unwrap();
+        assert_eq!((budgets.viewer, budgets.super_admin, budgets.admin), (5, 7, 60_000));
+        assert!(parse_role_budgets("owner=5").is_err());
+        assert!(parse_role_budgets("viewer=0").is_err());
+        assert!(parse_role_budgets("viewer").is_err());
+    }
+
+    #[test]
+    fn trusted_proxies_match_addresses_and_blocks() {
+        let proxies = parse_trusted_proxies("10.0.0.0/8, 192.168.1.7, ::1, 2001:db8::/32").unwrap();
+        let trusts = |a: &str| proxies.trusts(a.parse().unwrap());
+        assert!(trusts("10.1.2.3"));
+        assert!(!trusts("11.0.0.1"));
+        assert!(trusts("192.168.1.7"));
+        assert!(!trusts("192.168.1.8"));
+        assert!(trusts("::1"));
+        assert!(trusts("2001:db8:1::5"));
+        assert!(!trusts("2001:db9::5"));
+        // A dual-stack socket reports IPv4 peers as mapped IPv6 addresses.
+        assert!(trusts("::ffff:10.9.9.9"));
+        assert!(parse_trusted_proxies("").unwrap().0.is_empty());
+        assert!(parse_trusted_proxies("0.0.0.0/0")
+            .unwrap()
+            .trusts("8.8.8.8".parse().unwrap()));
+        assert!(parse_trusted_proxies("10.0.0.0/33").is_err());
+        assert!(parse_trusted_proxies("proxy.local").is_err());
     }
 
     #[test]

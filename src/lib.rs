@@ -22,6 +22,10 @@
 //!   analytics engine.
 //! * [`state`]    — [`state::AppState`]: database pool, token keys, bus, configuration, and the
 //!   process lifecycle (draining, work in flight) that a graceful shutdown waits on.
+//! * [`limits`]   — rate limits: budgets charged by query cost per user, API key and client
+//!   address (by role), strict `login`/`refreshSession` buckets, webhooks per organization;
+//!   GCRA buckets shared through one atomic Redis script, in memory when Redis is absent or
+//!   down; [`limits::record_denial`] reports every refusal.
 //! * [`realtime`] — the event bus and its typed events, which carry "something changed" to
 //!   subscriptions; live agent boards and KPI tiles; the subscriptions' state machines.
 //! * [`kpi`]      — metrics, rollups and their one writer (row by row and bulk), the windows
@@ -47,6 +51,7 @@ pub mod graphql;
 pub mod http;
 pub mod ingest;
 pub mod kpi;
+pub mod limits;
 pub mod management;
 pub mod realtime;
 pub mod reports;

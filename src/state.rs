@@ -32,6 +32,8 @@ pub struct AppState {
     pub live: Arc<crate::realtime::live::LiveRegistry>,
     /// Present when `REDIS_URL` is set.
     pub redis: Option<redis::Client>,
+    /// Rate limits (buckets in Redis when configured, else in memory).
+    pub limiter: Arc<crate::limits::Limiter>,
     /// Draining or not, and the work that must finish before the process exits.
     pub lifecycle: Lifecycle,
     /// Wakes this instance's report-run worker when a run is queued here (other instances
@@ -86,6 +88,7 @@ impl AppState {
                 Bus::in_process()
             }
         };
+        let limiter = Arc::new(crate::limits::Limiter::new(&settings, redis.clone()));
         Ok(Self {
             db: pool,
             reads,
@@ -96,6 +99,7 @@ impl AppState {
             boards: Arc::default(),
             live: Arc::default(),
             redis,
+            limiter,
             lifecycle: Lifecycle::default(),
             report_runs_queued: Arc::default(),
         })

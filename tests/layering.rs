@@ -16,7 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["db"],
     &["audit"],
     &["kpi"],
-    &["realtime"],
+    &["realtime", "limits"],
     &["state"],
     &["access", "ingest", "management", "reports"],
     &["seed"],

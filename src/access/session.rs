@@ -137,6 +137,16 @@ enum RefreshOutcome {
     Refused,
 }
 
+/// The user a refresh token names, when it is a valid (signed, unexpired) refresh token; for
+/// the per-account bucket of `refreshSession`, charged before the token is looked up.
+pub fn refresh_token_user(state: &AppState, refresh_token: &str) -> Option<uuid::Uuid> {
+    state
+        .jwt
+        .verify(refresh_token, TokenKind::Refresh)
+        .ok()
+        .map(|claims| claims.sub)
+}
+
 pub async fn refresh(state: &AppState, refresh_token: &str, request_id: Option<String>) -> AppResult<Session> {
     let claims = state.jwt.verify(refresh_token, TokenKind::Refresh)?;
     let mut conn = db::conn(&state.db).await?;

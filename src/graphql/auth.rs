@@ -8,6 +8,7 @@ use crate::access::session::{self, Session};
 use crate::auth::Role;
 use crate::graphql::context::{principal, request_id, state};
 use crate::graphql::guards::RoleGuard;
+use crate::graphql::rate_limits::{refuse_login, refuse_refresh};
 use crate::graphql::users::User;
 
 #[derive(SimpleObject)]
@@ -38,14 +39,18 @@ pub struct AuthMutation;
 #[Object]
 impl AuthMutation {
     /// Signs in. Every failure is the same UNAUTHENTICATED "invalid email or password".
+    /// Attempts are limited per account and per client address (RATE_LIMITED, HTTP 429).
     async fn login(&self, ctx: &Context<'_>, email: String, password: String) -> async_graphql::Result<AuthPayload> {
+        refuse_login(ctx, &email).await?;
         Ok(session::login(state(ctx)?, &email, &password, request_id(ctx))
             .await?
             .into())
     }
 
     /// Exchanges a refresh token for a new access token and a new refresh token.
+    /// Calls are limited per account and per client address (RATE_LIMITED, HTTP 429).
     async fn refresh_session(&self, ctx: &Context<'_>, refresh_token: String) -> async_graphql::Result<AuthPayload> {
+        refuse_refresh(ctx, &refresh_token).await?;
         Ok(session::refresh(state(ctx)?, &refresh_token, request_id(ctx))
             .await?
             .into())

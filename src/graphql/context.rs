@@ -12,11 +12,17 @@ use crate::domain::ids::parse_id_list;
 use crate::error::{AppError, AppResult, FieldError};
 use crate::state::AppState;
 
-/// Per-request data: who is calling, and the request id for logs and audit records.
+/// Per-request data: who is calling, from where, the request id for logs and audit records,
+/// and the request's rate-limit charge (see `graphql::rate_limits`).
 #[derive(Debug, Clone)]
 pub struct RequestContext {
     pub auth: Auth,
     pub request_id: Option<String>,
+    /// The client's address (the socket's peer, or what a trusted proxy says it is).
+    pub client: Option<std::net::IpAddr>,
+    /// None: the request is not charged (the shared render of a subscription, whose
+    /// subscribers are charged one by one).
+    pub meter: Option<std::sync::Arc<crate::limits::Meter>>,
 }
 
 /// Reads the application state from a resolver's context. It is always present: the schema is

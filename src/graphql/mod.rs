@@ -18,6 +18,7 @@ pub mod org;
 pub mod pagination;
 pub mod persisted;
 pub mod plain;
+pub mod rate_limits;
 pub mod read_only;
 pub mod realtime;
 pub mod report_runs;
@@ -88,6 +89,8 @@ pub fn build_schema(state: AppState) -> OmnivoxSchema {
     // checked before the persisted-queries extension parses a document to register it;
     // `QueriesOnly` comes after it, to see the document a hash stands for.
     .extension(telemetry::OperationTelemetry)
+    // Charges each operation its complexity once validation computed it (see `rate_limits`).
+    .extension(rate_limits::CostLimits)
     .extension(limits::DocumentLimits {
         max_aliases: settings.max_aliases,
         max_document_bytes: settings.max_document_bytes,

@@ -10,9 +10,13 @@
 //! * malformed JSON, a missing query, a wrong content type → 400/415 in either case;
 //! * GET runs queries only: a mutation or subscription over GET is 405 with `Allow: POST`;
 //! * automatic persisted queries (`extensions.persistedQuery`, POST or GET, see
-//!   `graphql::persisted`): an unknown hash is 404 under the newer media type.
+//!   `graphql::persisted`): an unknown hash is 404 under the newer media type;
+//! * rate limits (`crate::limits`): every answer carries `RateLimit-Limit`, `-Remaining` and
+//!   `-Reset`; a request over budget is 429 with `Retry-After`, whatever the media type.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
 
 use async_graphql::http::GraphiQLSource;
 use axum::body::Bytes;
@@ -27,7 +31,9 @@ use crate::auth::principal::bearer_token;
 use crate::error::AppError;
 use crate::graphql::read_only::{self, ReadOnlyRequest};
 use crate::graphql::{persisted, RequestContext};
+use crate::http::client_addr::{self, ClientAddr};
 use crate::http::{errors, ws, HttpState, REQUEST_ID_HEADER};
+use crate::limits::{Meter, Outcome};
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 const APPLICATION_JSON: &str = "application/json";
@@ -116,10 +122,12 @@ fn request_id(headers: &HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Authenticates, executes with a time budget, and chooses the status code.
+/// Authenticates, executes with a time budget (charged to the caller's rate limit), and
+/// chooses the status code.
 async fn execute(
     state: &HttpState,
     headers: &HeaderMap,
+    client: Option<IpAddr>,
     request: async_graphql::Request,
     media: MediaType,
     read_only: Option<ReadOnlyRequest>,
@@ -137,9 +145,15 @@ async fn execute(
         Ok(auth) => auth,
         Err(error) => return error_response(errors::status_of(&error), media, &error),
     };
+    let limiter = &state.app.limiter;
+    let meter = limiter
+        .enabled()
+        .then(|| Arc::new(Meter::new(limiter.query_bucket(&auth, client), client)));
     let mut request = request.data(RequestContext {
         auth,
         request_id: request_id(headers),
+        client,
+        meter: meter.clone(),
     });
     if let Some(read_only) = &read_only {
         request = request.data(read_only.clone());
@@ -157,7 +171,10 @@ async fn execute(
         let error = AppError::bad_input(read_only::ONLY_QUERIES);
         return get_refused(media, &error);
     }
-    let status = if never_executed && media == MediaType::GraphqlResponseJson {
+    let refusal = meter.as_ref().and_then(|m| m.refusal());
+    let status = if refusal.is_some() {
+        StatusCode::TOO_MANY_REQUESTS
+    } else if never_executed && media == MediaType::GraphqlResponseJson {
         // An unknown persisted-query hash is a 404 (as Apollo's servers answer): a client
         // library may take a 400 for "this server has no persisted queries" and stop using them.
         if first_code(&response) == Some(persisted::PERSISTED_QUERY_NOT_FOUND) {
@@ -185,12 +202,28 @@ async fn execute(
             let mut http = (status, body).into_response();
             http.headers_mut()
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static(media.as_str()));
+            if let Some(meter) = &meter {
+                rate_limit_headers(http.headers_mut(), meter.charge(), refusal);
+            }
             http
         }
         Err(e) => {
             let error = AppError::internal(e);
             error_response(errors::status_of(&error), media, &error)
         }
+    }
+}
+
+/// `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (seconds until the budget is
+/// full again) of the query-cost charge, and `Retry-After` (seconds) on a refusal.
+fn rate_limit_headers(headers: &mut HeaderMap, charge: Option<Outcome>, refusal: Option<Outcome>) {
+    if let Some(charge) = charge {
+        headers.insert("ratelimit-limit", HeaderValue::from(charge.limit));
+        headers.insert("ratelimit-remaining", HeaderValue::from(charge.remaining));
+        headers.insert("ratelimit-reset", HeaderValue::from(charge.reset_secs()));
+    }
+    if let Some(refusal) = refusal {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(refusal.retry_after_secs()));
     }
 }
 
@@ -213,7 +246,12 @@ fn get_refused(media: MediaType, error: &AppError) -> Response {
 }
 
 /// `POST /graphql`: a JSON body `{query, variables?, operationName?, extensions?}`.
-pub async fn post(State(state): State<HttpState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+pub async fn post(
+    State(state): State<HttpState>,
+    ClientAddr(client): ClientAddr,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let Some(media) = negotiate(&headers) else {
         return error_response(
             StatusCode::NOT_ACCEPTABLE,
@@ -271,12 +309,13 @@ pub async fn post(State(state): State<HttpState>, headers: HeaderMap, body: Resu
             return error_response(StatusCode::BAD_REQUEST, media, &error);
         }
     };
-    execute(&state, &headers, request, media, None).await
+    execute(&state, &headers, client, request, media, None).await
 }
 
 /// `GET /graphql`: a WebSocket upgrade, or a query in the URL (`?query=…&variables=…`).
 pub async fn get_or_websocket(State(state): State<HttpState>, request: Request) -> Response {
     let (mut parts, _body) = request.into_parts();
+    let client = client_addr::of_parts(&parts, &state.app.settings.trusted_proxies);
     let is_upgrade = parts
         .headers
         .get(header::UPGRADE)
@@ -288,7 +327,7 @@ pub async fn get_or_websocket(State(state): State<HttpState>, request: Request) 
             Err(rejection) => return rejection.into_response(),
         };
         let request_id = request_id(&parts.headers);
-        return websocket(state, upgrade, request_id);
+        return websocket(state, upgrade, request_id, client);
     }
     let headers = parts.headers;
     let Some(media) = negotiate(&headers) else {
@@ -335,7 +374,7 @@ pub async fn get_or_websocket(State(state): State<HttpState>, request: Request) 
     }
     // Only a query runs: the schema refuses anything else before it executes (see
     // `graphql::read_only`), whether the document is in the URL or persisted.
-    execute(&state, &headers, gql, media, Some(ReadOnlyRequest::default())).await
+    execute(&state, &headers, client, gql, media, Some(ReadOnlyRequest::default())).await
 }
 
 /// Reads the access token from a `connection_init` payload: `{"token": "…"}` or
@@ -353,8 +392,13 @@ pub fn token_from_init_payload(payload: &serde_json::Value) -> Option<String> {
 }
 
 /// The WebSocket side of `/graphql`: see [`ws`] (both sub-protocols, close codes, limits).
-fn websocket(state: HttpState, upgrade: WebSocketUpgrade, request_id: Option<String>) -> Response {
-    ws::upgrade(state, upgrade, request_id)
+fn websocket(
+    state: HttpState,
+    upgrade: WebSocketUpgrade,
+    request_id: Option<String>,
+    client: Option<IpAddr>,
+) -> Response {
+    ws::upgrade(state, upgrade, request_id, client)
 }
 
 /// `GET /graphiql`: the in-browser IDE (subscriptions over the same endpoint).

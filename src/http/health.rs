@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use crate::db;
 use crate::db::reads::ReplicaHealth;
 use crate::http::HttpState;
+use crate::limits::StoreStatus;
 
 /// The process is up.
 pub async fn livez() -> Json<Value> {
@@ -19,7 +20,9 @@ pub async fn livez() -> Json<Value> {
 /// configured but down the answer is 200 "degraded": queries and mutations still work
 /// (Postgres is the truth), only cross-instance live events are impaired, so the instance
 /// should stay in rotation. A read replica that is down does not change the status either (its
-/// reads fall back to the primary); its state and replay lag are reported.
+/// reads fall back to the primary); its state and replay lag are reported. So is where the
+/// rate limits keep their buckets (`rateLimits`): `redis` (shared by every instance),
+/// `memory` (this instance alone, with the reason: Redis not configured or down), or `off`.
 pub async fn readyz(State(state): State<HttpState>) -> (StatusCode, Json<Value>) {
     if state.app.lifecycle.is_draining() {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "draining" })));
@@ -36,6 +39,14 @@ pub async fn readyz(State(state): State<HttpState>) -> (StatusCode, Json<Value>)
         ReplicaHealth::Down => json!({ "status": "down", "readsFrom": "primary" }),
         ReplicaHealth::Up { lag_seconds } => json!({ "status": "up", "lagSeconds": lag_seconds }),
     };
+    let limits = state.app.limiter.status();
+    // Redis that does not answer PING now takes the next charges to memory too.
+    let rate_limits = match (limits, redis) {
+        (StoreStatus::Off, _) => json!({ "store": "off" }),
+        (StoreStatus::MemoryNoRedis, _) => json!({ "store": "memory", "reason": "redis_not_configured" }),
+        (StoreStatus::MemoryRedisDown, _) | (_, Some(false)) => json!({ "store": "memory", "reason": "redis_down" }),
+        (StoreStatus::Redis, _) => json!({ "store": "redis" }),
+    };
     let (status, text) = match (postgres, redis) {
         (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         (true, Some(false)) => (StatusCode::OK, "degraded"),
@@ -48,6 +59,7 @@ pub async fn readyz(State(state): State<HttpState>) -> (StatusCode, Json<Value>)
             "postgres": if postgres { "up" } else { "down" },
             "redis": redis_text,
             "replica": replica,
+            "rateLimits": rate_limits,
         })),
     )
 }

@@ -3,6 +3,7 @@
 //! health probes, Prometheus metrics, and the middleware every request passes through
 //! (request id, tracing, metrics, body limit, timeout).
 
+pub mod client_addr;
 pub mod errors;
 pub mod exports;
 pub mod file_routes;

@@ -11,6 +11,9 @@
 //!   before the organization existed…), with the reason as text;
 //! * 403 — missing or wrong signature, telephony not configured, another AccountSid;
 //! * 404 — unknown organization; 413 — body over 64 KiB; 415 — neither form nor JSON;
+//! * 429 with `Retry-After` — the organization's webhook budget (`--webhook-rate`) is spent:
+//!   checked after the signature and before anything is stored, so a refused event is not
+//!   lost — Twilio sends it again;
 //! * 503 — the database is unavailable (Twilio may retry).
 //!
 //! Nothing is stored unless the answer is 204.
@@ -21,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use axum::body::{to_bytes, Body};
 use axum::extract::{OriginalUri, Path, State};
-use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
@@ -34,6 +37,7 @@ use crate::db::calls::{self, TwilioAccount};
 use crate::http::errors;
 use crate::ingest::batcher::Batcher;
 use crate::ingest::{self, twilio};
+use crate::limits::{self, Denial};
 use crate::state::AppState;
 use crate::telemetry::metrics::{self as telemetry, IngestOutcome, IngestSource};
 
@@ -251,6 +255,23 @@ async fn twilio_voice_status(
     if callback.parent_call_sid.is_some() {
         // A child leg (e.g. <Dial> to an agent's phone): the parent call is the interaction.
         return StatusCode::NO_CONTENT.into_response();
+    }
+    // Per organization, before anything is stored: a refused callback is not accepted, and the
+    // sender retries it after `Retry-After`.
+    if let Err((bucket, outcome)) = state.app.limiter.webhook(account.organization_id).await {
+        limits::record_denial(&Denial {
+            limit: bucket.limit,
+            subject: &bucket.subject,
+            client: None,
+            request_id: None,
+            cost: outcome.cost,
+            retry_after: outcome.retry_after,
+        });
+        let mut response = reply(StatusCode::TOO_MANY_REQUESTS, "rate limited, retry later");
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(outcome.retry_after_secs()));
+        return response;
     }
     let tenant = Tenant::for_system(account.organization_id);
     match state.batcher.submit(tenant, callback.call_sid, callback.event).await {

@@ -30,7 +30,11 @@
 //!    from the client drops the operation.
 //! 5. More than [`Settings::ws_max_operations`] operations at once (default 100): the extra one
 //!    is answered with an `error` message (code `RATE_LIMITED`) and the socket stays open — a
-//!    client bug should not turn into a reconnect loop.
+//!    client bug should not turn into a reconnect loop. Likewise a subscription beyond
+//!    `--max-subscriptions-per-user` open subscriptions of its user (or API key) on this
+//!    process, over all its sockets. Every operation is charged its cost to the caller's rate
+//!    limit when it starts (`graphql::rate_limits`); over budget, it gets an `error` message
+//!    (code `RATE_LIMITED`, `retryAfterSeconds`).
 //! 6. The token's `exp` closes the socket **4403** at that instant (our own timer: the JWT leeway
 //!    does not apply). Every [`Settings::ws_reauth_interval`] (default 30 s) the token is checked
 //!    again; a deactivated user, a bumped token version or a changed role closes **4403**. A
@@ -66,6 +70,7 @@ mod shared;
 pub use shared::{ShareKey, SharedStreams, SHARED_FIELDS};
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -90,6 +95,7 @@ use crate::config::Settings;
 use crate::error::AppError;
 use crate::graphql::RequestContext;
 use crate::http::{errors, HttpState};
+use crate::limits::{self, Denial, Limit, Meter};
 use crate::realtime::bus::{Received, Receiver};
 use crate::realtime::{BusEvent, Topic};
 use crate::telemetry::metrics as telemetry;
@@ -196,7 +202,12 @@ impl WsLimits {
 
 /// Upgrades `GET /graphql` to a GraphQL WebSocket. 400 when the client offers neither
 /// sub-protocol. `request_id` (of the upgrade request) prefixes each operation's request id.
-pub fn upgrade(state: HttpState, upgrade: WebSocketUpgrade, request_id: Option<String>) -> Response {
+pub fn upgrade(
+    state: HttpState,
+    upgrade: WebSocketUpgrade,
+    request_id: Option<String>,
+    client: Option<IpAddr>,
+) -> Response {
     let upgrade = upgrade
         .protocols([GRAPHQL_TRANSPORT_WS, GRAPHQL_WS])
         .max_message_size(MAX_WS_MESSAGE_BYTES)
@@ -216,7 +227,7 @@ pub fn upgrade(state: HttpState, upgrade: WebSocketUpgrade, request_id: Option<S
         )
             .into_response();
     };
-    upgrade.on_upgrade(move |socket| serve(socket, state, protocol, request_id))
+    upgrade.on_upgrade(move |socket| serve(socket, state, protocol, request_id, client))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -235,16 +246,37 @@ pub fn open_sockets(user_id: Uuid) -> usize {
     registry.get(&user_id).copied().unwrap_or(0)
 }
 
-/// One counted socket of a user; released when dropped.
+fn open_subscriptions_registry() -> &'static Mutex<HashMap<Uuid, usize>> {
+    static REGISTRY: OnceLock<Mutex<HashMap<Uuid, usize>>> = OnceLock::new();
+    REGISTRY.get_or_init(Default::default)
+}
+
+/// Subscriptions a user (or API key) holds open on this process, over all its sockets.
+pub fn open_subscriptions(owner: Uuid) -> usize {
+    let registry = open_subscriptions_registry()
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    registry.get(&owner).copied().unwrap_or(0)
+}
+
+/// One counted socket (or subscription) of a user; released when dropped.
 struct SocketSlot {
+    registry: &'static Mutex<HashMap<Uuid, usize>>,
     user_id: Uuid,
 }
 
 impl SocketSlot {
     fn acquire(user_id: Uuid, max: usize) -> Option<Self> {
-        let mut registry = open_sockets_registry()
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Self::acquire_in(open_sockets_registry(), user_id, max)
+    }
+
+    /// A slot of the subscriptions cap (`--max-subscriptions-per-user`).
+    fn subscription(owner: Uuid, max: usize) -> Option<Self> {
+        Self::acquire_in(open_subscriptions_registry(), owner, max)
+    }
+
+    fn acquire_in(registry_lock: &'static Mutex<HashMap<Uuid, usize>>, user_id: Uuid, max: usize) -> Option<Self> {
+        let mut registry = registry_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let count = registry.entry(user_id).or_insert(0);
         if *count >= max {
             if *count == 0 {
@@ -253,15 +285,16 @@ impl SocketSlot {
             return None;
         }
         *count += 1;
-        Some(Self { user_id })
+        Some(Self {
+            registry: registry_lock,
+            user_id,
+        })
     }
 }
 
 impl Drop for SocketSlot {
     fn drop(&mut self) {
-        let mut registry = open_sockets_registry()
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut registry = self.registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(count) = registry.get_mut(&self.user_id) {
             *count = count.saturating_sub(1);
             if *count == 0 {
@@ -331,6 +364,8 @@ struct Connection {
     state: HttpState,
     limits: WsLimits,
     request_id: Option<String>,
+    /// The client's address (of the upgrade request), for the rate limits.
+    client: Option<IpAddr>,
     out: mpsc::Sender<Outbound>,
     init_received: bool,
     session: Option<Session>,
@@ -342,7 +377,13 @@ struct Connection {
     revocations: Option<Receiver>,
 }
 
-async fn serve(socket: WebSocket, state: HttpState, protocol: Protocol, request_id: Option<String>) {
+async fn serve(
+    socket: WebSocket,
+    state: HttpState,
+    protocol: Protocol,
+    request_id: Option<String>,
+    client: Option<IpAddr>,
+) {
     let _open = telemetry::ws_connection();
     // Until the close frame is flushed: a draining process waits for it.
     let _work = state.app.lifecycle.work();
@@ -356,6 +397,7 @@ async fn serve(socket: WebSocket, state: HttpState, protocol: Protocol, request_
         state,
         limits,
         request_id,
+        client,
         out: out.clone(),
         init_received: false,
         session: None,
@@ -509,9 +551,12 @@ fn operation_message(id: &str, kind: &str, payload: impl Serialize) -> String {
     })
 }
 
-/// Runs an operation's task, holding `gauge` (its share of a gauge) until the task ends or is
-/// aborted.
-async fn counted(gauge: Option<telemetry::GaugeGuard>, task: impl std::future::Future<Output = OpEnd>) -> OpEnd {
+/// Runs an operation's task, holding `gauge` (its share of a gauge, and its slot of the
+/// subscriptions cap) until the task ends or is aborted.
+async fn counted(
+    gauge: (Option<telemetry::GaugeGuard>, Option<SocketSlot>),
+    task: impl std::future::Future<Output = OpEnd>,
+) -> OpEnd {
     let _gauge = gauge;
     task.await
 }
@@ -751,14 +796,53 @@ impl Connection {
             Some(prefix) => format!("{prefix}:{}", truncate(id, 64)),
             None => truncate(id, 64).to_owned(),
         });
+        let auth = Auth::Authenticated(session.principal.clone());
+        let limiter = &self.state.app.limiter;
+        let meter = limiter
+            .enabled()
+            .then(|| Arc::new(Meter::new(limiter.query_bucket(&auth, self.client), self.client)));
+        // A subscription counts on the gauge of its root field, and on its owner's cap, while
+        // its task runs. (Charged by cost when it opens, like any operation: see
+        // `graphql::rate_limits`.)
+        let kind = crate::graphql::subscription_kind(&request.query, request.operation_name.as_deref());
+        let subscription_slot = match kind {
+            Some(_) => {
+                let owner = session
+                    .principal
+                    .api_key
+                    .as_ref()
+                    .map_or(session.principal.user_id, |grant| grant.key_id);
+                let max = self.state.app.settings.max_subscriptions_per_user;
+                let Some(slot) = SocketSlot::subscription(owner, max) else {
+                    limits::record_denial(&Denial {
+                        limit: Limit::Subscriptions,
+                        subject: &format!("owner:{owner}"),
+                        client: self.client,
+                        request_id: request_id.as_deref(),
+                        cost: 0,
+                        retry_after: Duration::ZERO,
+                    });
+                    let errors = json!([ {
+                        "message": format!(
+                            "too many subscriptions open for this user (at most {max}); complete one first"
+                        ),
+                        "extensions": { "code": "RATE_LIMITED" },
+                    } ]);
+                    return self.send(operation_message(id, "error", errors));
+                };
+                Some(slot)
+            }
+            None => None,
+        };
         let context = RequestContext {
-            auth: Auth::Authenticated(session.principal.clone()),
+            auth,
             request_id,
+            client: self.client,
+            meter,
         };
         let key = payload.as_object().and_then(|p| ShareKey::of(&session.principal, p));
-        // A subscription counts on the gauge of its root field while its task runs.
-        let gauge = crate::graphql::subscription_kind(&request.query, request.operation_name.as_deref())
-            .map(telemetry::ws_subscription);
+        let gauge = kind.map(telemetry::ws_subscription);
+        let gauge = (gauge, subscription_slot);
         let task = match key {
             // Rendered once for every socket with the same key (see `shared`).
             Some(key) => self.tasks.spawn(counted(

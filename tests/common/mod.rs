@@ -181,6 +181,16 @@ pub fn test_settings(database_url: &str) -> Settings {
     let mut settings = Settings::for_database(database_url);
     settings.jwt_secret = Some(TEST_JWT_SECRET.to_owned());
     settings.bind = "127.0.0.1:0".parse().unwrap();
+    // Every test talks from 127.0.0.1 and many sign in dozens of times: limits that production
+    // needs would trip them. Tests of the limits themselves set theirs (tests/rate_limits.rs).
+    settings.rate_limits = omnivox::config::RoleBudgets::uniform(1_000_000_000);
+    let generous = omnivox::config::Rate::new(1_000_000_000, Duration::from_secs(60));
+    settings.login_rate_per_account = generous;
+    settings.login_rate_per_address = generous;
+    settings.refresh_rate_per_account = generous;
+    settings.refresh_rate_per_address = generous;
+    settings.webhook_rate = generous;
+    settings.max_subscriptions_per_user = 100_000;
     settings
 }
 
@@ -258,7 +268,8 @@ impl TestApp {
         // As `omnivox serve` does: this instance executes report runs.
         omnivox::reports::jobs::spawn(&state);
         let server = tokio::spawn(async move {
-            axum::serve(listener, router).await.unwrap();
+            let service = router.into_make_service_with_connect_info::<SocketAddr>();
+            axum::serve(listener, service).await.unwrap();
         });
         Self {
             state,

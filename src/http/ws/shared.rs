@@ -245,9 +245,12 @@ impl SharedStreams {
         }
         let (messages, _) = broadcast::channel(self.buffer);
         let (state, state_rx) = watch::channel(HubState::Starting);
+        // Not charged: each subscriber was charged when it opened its own operation.
         let context = RequestContext {
             auth: context.auth.clone(),
             request_id: Some("shared-subscription".to_owned()),
+            client: None,
+            meter: None,
         };
         let position = StreamPosition::default();
         let stream = schema.execute_stream(key.request(context, position.clone()));
