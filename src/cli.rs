@@ -380,9 +380,13 @@ pub async fn serve(state: AppState, on_listening: impl FnOnce(SocketAddr)) -> Ap
         let lifecycle = lifecycle.clone();
         async move { lifecycle.draining().await }
     };
-    let server = axum::serve(listener, crate::http::app(state))
-        .with_graceful_shutdown(stop_accepting)
-        .into_future();
+    // With the peer address, which audit records keep as the client address.
+    let server = axum::serve(
+        listener,
+        crate::http::app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(stop_accepting)
+    .into_future();
     tokio::pin!(server);
     tokio::select! {
         served = &mut server => {

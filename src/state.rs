@@ -1,6 +1,7 @@
 //! Application state shared by every request: pools, keys, bus, configuration, and the
 //! process's lifecycle (draining, work in flight: [`lifecycle`]).
 
+pub mod audit_queue;
 pub mod lifecycle;
 
 use std::sync::Arc;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub redis: Option<redis::Client>,
     /// Draining or not, and the work that must finish before the process exits.
     pub lifecycle: Lifecycle,
+    /// Denied accesses on their way to the audit trail (batched, off the request path).
+    pub audit_queue: Arc<audit_queue::AuditQueue>,
     /// Wakes this instance's report-run worker when a run is queued here (other instances
     /// find it on their next poll).
     pub report_runs_queued: Arc<tokio::sync::Notify>,
@@ -44,6 +47,16 @@ impl AppState {
     pub fn new(settings: Settings) -> AppResult<Self> {
         // Before anything records an event: the process's metrics recorder.
         crate::telemetry::metrics::handle();
+        let problems = settings.production_problems();
+        if !problems.is_empty() {
+            return Err(AppError::bad_input(format!(
+                "refusing to start with OMNIVOX_ENV=production: {}",
+                problems.join("; ")
+            )));
+        }
+        if settings.cors_allowed_origins.iter().any(|origin| origin == "*") {
+            tracing::warn!("OMNIVOX_CORS_ALLOWED_ORIGINS=*: every web site may call this API from a browser");
+        }
         let (jwt, generated) = JwtKeys::from_settings(&settings)?;
         if generated {
             tracing::warn!(
@@ -86,7 +99,10 @@ impl AppState {
                 Bus::in_process()
             }
         };
+        let lifecycle = Lifecycle::default();
+        let audit_queue = Arc::new(audit_queue::AuditQueue::new(pool.clone(), lifecycle.clone()));
         Ok(Self {
+            audit_queue,
             db: pool,
             reads,
             settings: Arc::new(settings),
@@ -96,7 +112,7 @@ impl AppState {
             boards: Arc::default(),
             live: Arc::default(),
             redis,
-            lifecycle: Lifecycle::default(),
+            lifecycle,
             report_runs_queued: Arc::default(),
         })
     }

@@ -17,6 +17,8 @@ use crate::state::AppState;
 pub struct RequestContext {
     pub auth: Auth,
     pub request_id: Option<String>,
+    /// The client's address, for audit records.
+    pub client_addr: Option<String>,
 }
 
 /// Reads the application state from a resolver's context. It is always present: the schema is
@@ -31,6 +33,10 @@ pub fn request_context<'a>(ctx: &Context<'a>) -> Option<&'a RequestContext> {
 
 pub fn request_id(ctx: &Context<'_>) -> Option<String> {
     request_context(ctx).and_then(|r| r.request_id.clone())
+}
+
+pub fn client_addr(ctx: &Context<'_>) -> Option<String> {
+    request_context(ctx).and_then(|r| r.client_addr.clone())
 }
 
 /// Settings of the running instance, for resolvers that enforce configured limits.

@@ -27,6 +27,7 @@ use crate::auth::principal::bearer_token;
 use crate::error::AppError;
 use crate::graphql::read_only::{self, ReadOnlyRequest};
 use crate::graphql::{persisted, RequestContext};
+use crate::http::denials::{self, ClientAddr};
 use crate::http::{errors, ws, HttpState, REQUEST_ID_HEADER};
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
@@ -123,6 +124,7 @@ async fn execute(
     request: async_graphql::Request,
     media: MediaType,
     read_only: Option<ReadOnlyRequest>,
+    client: ClientAddr,
 ) -> Response {
     // A persisted query's hash stands for its document (the schema's extension looks it up).
     if request.query.trim().is_empty() && !request.extensions.contains_key("persistedQuery") {
@@ -137,9 +139,20 @@ async fn execute(
         Ok(auth) => auth,
         Err(error) => return error_response(errors::status_of(&error), media, &error),
     };
+    // Who a denial would be recorded against; a refused token is only looked at if needed.
+    let verified_caller = match &auth {
+        crate::auth::Auth::Authenticated(principal) => Some(crate::state::audit_queue::DeniedCaller::of(principal)),
+        _ => None,
+    };
+    let refused = matches!(auth, crate::auth::Auth::Rejected);
+    // The operation's name for a denial record: named by the request, or else (parsed only if
+    // a denial is recorded) by the document.
+    let operation = request.operation_name.clone();
+    let document = operation.is_none().then(|| request.query.clone());
     let mut request = request.data(RequestContext {
         auth,
         request_id: request_id(headers),
+        client_addr: client.0.clone(),
     });
     if let Some(read_only) = &read_only {
         request = request.data(read_only.clone());
@@ -153,6 +166,25 @@ async fn execute(
     let never_executed = errors::never_executed(&response);
     let mut response = response;
     errors::add_default_codes(&mut response);
+    if !response.errors.is_empty() {
+        let caller = match verified_caller {
+            Some(caller) => Some(caller),
+            None if refused => denials::caller(&state.app, &crate::auth::Auth::Rejected, authorization),
+            None => None,
+        };
+        let operation = operation.or_else(|| document.as_deref().and_then(denials::operation_name));
+        denials::record_graphql(
+            &state.app,
+            caller,
+            &response.errors,
+            denials::Request {
+                surface: "graphql",
+                operation: operation.as_deref(),
+                request_id: request_id(headers),
+                client_addr: client.0,
+            },
+        );
+    }
     if read_only.as_ref().is_some_and(ReadOnlyRequest::refused) {
         let error = AppError::bad_input(read_only::ONLY_QUERIES);
         return get_refused(media, &error);
@@ -213,7 +245,12 @@ fn get_refused(media: MediaType, error: &AppError) -> Response {
 }
 
 /// `POST /graphql`: a JSON body `{query, variables?, operationName?, extensions?}`.
-pub async fn post(State(state): State<HttpState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+pub async fn post(
+    State(state): State<HttpState>,
+    client: ClientAddr,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let Some(media) = negotiate(&headers) else {
         return error_response(
             StatusCode::NOT_ACCEPTABLE,
@@ -271,12 +308,13 @@ pub async fn post(State(state): State<HttpState>, headers: HeaderMap, body: Resu
             return error_response(StatusCode::BAD_REQUEST, media, &error);
         }
     };
-    execute(&state, &headers, request, media, None).await
+    execute(&state, &headers, request, media, None, client).await
 }
 
 /// `GET /graphql`: a WebSocket upgrade, or a query in the URL (`?query=…&variables=…`).
 pub async fn get_or_websocket(State(state): State<HttpState>, request: Request) -> Response {
     let (mut parts, _body) = request.into_parts();
+    let Ok(client) = ClientAddr::from_request_parts(&mut parts, &state).await;
     let is_upgrade = parts
         .headers
         .get(header::UPGRADE)
@@ -288,7 +326,7 @@ pub async fn get_or_websocket(State(state): State<HttpState>, request: Request) 
             Err(rejection) => return rejection.into_response(),
         };
         let request_id = request_id(&parts.headers);
-        return websocket(state, upgrade, request_id);
+        return ws::upgrade(state, upgrade, request_id, client);
     }
     let headers = parts.headers;
     let Some(media) = negotiate(&headers) else {
@@ -335,7 +373,7 @@ pub async fn get_or_websocket(State(state): State<HttpState>, request: Request) 
     }
     // Only a query runs: the schema refuses anything else before it executes (see
     // `graphql::read_only`), whether the document is in the URL or persisted.
-    execute(&state, &headers, gql, media, Some(ReadOnlyRequest::default())).await
+    execute(&state, &headers, gql, media, Some(ReadOnlyRequest::default()), client).await
 }
 
 /// Reads the access token from a `connection_init` payload: `{"token": "…"}` or
@@ -350,11 +388,6 @@ pub fn token_from_init_payload(payload: &serde_json::Value) -> Option<String> {
             _ => None,
         }
     })
-}
-
-/// The WebSocket side of `/graphql`: see [`ws`] (both sub-protocols, close codes, limits).
-fn websocket(state: HttpState, upgrade: WebSocketUpgrade, request_id: Option<String>) -> Response {
-    ws::upgrade(state, upgrade, request_id)
 }
 
 /// `GET /graphiql`: the in-browser IDE (subscriptions over the same endpoint).

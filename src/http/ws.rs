@@ -89,9 +89,10 @@ use crate::auth::Principal;
 use crate::config::Settings;
 use crate::error::AppError;
 use crate::graphql::RequestContext;
-use crate::http::{errors, HttpState};
+use crate::http::{denials, errors, HttpState};
 use crate::realtime::bus::{Received, Receiver};
 use crate::realtime::{BusEvent, Topic};
+use crate::state::audit_queue::DeniedCaller;
 use crate::telemetry::metrics as telemetry;
 
 pub use crate::http::graphql::token_from_init_payload;
@@ -196,7 +197,12 @@ impl WsLimits {
 
 /// Upgrades `GET /graphql` to a GraphQL WebSocket. 400 when the client offers neither
 /// sub-protocol. `request_id` (of the upgrade request) prefixes each operation's request id.
-pub fn upgrade(state: HttpState, upgrade: WebSocketUpgrade, request_id: Option<String>) -> Response {
+pub fn upgrade(
+    state: HttpState,
+    upgrade: WebSocketUpgrade,
+    request_id: Option<String>,
+    client: crate::http::denials::ClientAddr,
+) -> Response {
     let upgrade = upgrade
         .protocols([GRAPHQL_TRANSPORT_WS, GRAPHQL_WS])
         .max_message_size(MAX_WS_MESSAGE_BYTES)
@@ -216,7 +222,7 @@ pub fn upgrade(state: HttpState, upgrade: WebSocketUpgrade, request_id: Option<S
         )
             .into_response();
     };
-    upgrade.on_upgrade(move |socket| serve(socket, state, protocol, request_id))
+    upgrade.on_upgrade(move |socket| serve(socket, state, protocol, request_id, client.0))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -331,6 +337,8 @@ struct Connection {
     state: HttpState,
     limits: WsLimits,
     request_id: Option<String>,
+    /// The client's address, for audit records of denials.
+    client_addr: Option<String>,
     out: mpsc::Sender<Outbound>,
     init_received: bool,
     session: Option<Session>,
@@ -342,7 +350,13 @@ struct Connection {
     revocations: Option<Receiver>,
 }
 
-async fn serve(socket: WebSocket, state: HttpState, protocol: Protocol, request_id: Option<String>) {
+async fn serve(
+    socket: WebSocket,
+    state: HttpState,
+    protocol: Protocol,
+    request_id: Option<String>,
+    client_addr: Option<String>,
+) {
     let _open = telemetry::ws_connection();
     // Until the close frame is flushed: a draining process waits for it.
     let _work = state.app.lifecycle.work();
@@ -356,6 +370,7 @@ async fn serve(socket: WebSocket, state: HttpState, protocol: Protocol, request_
         state,
         limits,
         request_id,
+        client_addr,
         out: out.clone(),
         init_received: false,
         session: None,
@@ -678,7 +693,20 @@ impl Connection {
         let revocations = api_key::looks_like_key(&token).then(|| self.state.app.bus.receiver(&[Topic::Access]));
         let principal = match principal::authenticate(&self.state.app, &token).await {
             Ok(principal) => principal,
-            Err(AppError::Unauthenticated(_)) => return Err(self.refuse("invalid or expired token")),
+            Err(error @ AppError::Unauthenticated(_)) => {
+                denials::record_error(
+                    &self.state.app,
+                    Some(principal::refused_caller(&self.state.app, &token)),
+                    &error,
+                    denials::Request {
+                        surface: "ws connection_init",
+                        operation: None,
+                        request_id: self.request_id.clone(),
+                        client_addr: self.client_addr.clone(),
+                    },
+                );
+                return Err(self.refuse("invalid or expired token"));
+            }
             Err(error) => {
                 tracing::warn!(?error, "WebSocket authentication failed");
                 return Err(Exit::close(
@@ -754,6 +782,7 @@ impl Connection {
         let context = RequestContext {
             auth: Auth::Authenticated(session.principal.clone()),
             request_id,
+            client_addr: self.client_addr.clone(),
         };
         let key = payload.as_object().and_then(|p| ShareKey::of(&session.principal, p));
         // A subscription counts on the gauge of its root field while its task runs.
@@ -774,7 +803,38 @@ impl Connection {
                 ),
             )),
             None => {
+                let operation = request.operation_name.clone();
+                let request_id = context.request_id.clone();
                 let stream = self.state.schema.execute_stream(request.data(context));
+                // A refusal (a guard) shows in a response of the stream: recorded once.
+                let caller = DeniedCaller::of(&session.principal);
+                let state = self.state.app.clone();
+                let client_addr = self.client_addr.clone();
+                let mut pending = Some((caller, operation, request_id, client_addr));
+                let stream = stream
+                    .inspect(move |response| {
+                        if response.errors.is_empty() {
+                            return;
+                        }
+                        let recorded = match &pending {
+                            Some((caller, operation, request_id, client_addr)) => denials::record_graphql(
+                                &state,
+                                Some(caller.clone()),
+                                &response.errors,
+                                denials::Request {
+                                    surface: "ws subscribe",
+                                    operation: operation.as_deref(),
+                                    request_id: request_id.clone(),
+                                    client_addr: client_addr.clone(),
+                                },
+                            ),
+                            None => false,
+                        };
+                        if recorded {
+                            pending = None;
+                        }
+                    })
+                    .boxed();
                 self.tasks.spawn(counted(
                     gauge,
                     run_operation(id.to_owned(), self.protocol, stream, self.out.clone()),

@@ -258,7 +258,10 @@ impl TestApp {
         // As `omnivox serve` does: this instance executes report runs.
         omnivox::reports::jobs::spawn(&state);
         let server = tokio::spawn(async move {
-            axum::serve(listener, router).await.unwrap();
+            // As `omnivox serve` does: with the peer address (audit records keep it).
+            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+                .await
+                .unwrap();
         });
         Self {
             state,

@@ -248,6 +248,7 @@ impl SharedStreams {
         let context = RequestContext {
             auth: context.auth.clone(),
             request_id: Some("shared-subscription".to_owned()),
+            client_addr: None,
         };
         let position = StreamPosition::default();
         let stream = schema.execute_stream(key.request(context, position.clone()));
