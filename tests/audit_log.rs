@@ -478,3 +478,33 @@ async fn sensitive_reads_are_recorded() {
         "only after the setting: {performance_reads:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn file_route_refusals_are_recorded() {
+    let app = TestApp::spawn().await;
+    let org = app.create_org("files").await;
+    let admin = org.token(&app.state, Role::Admin).await;
+    let created = app
+        .gql(
+            Some(&admin),
+            "mutation { createApiKey(name: \"tiles\", scopes: [\"kpi:read\"]) { secret apiKey { id } } }",
+            json!({}),
+        )
+        .await;
+    let key = created.ok()["createApiKey"]["secret"].as_str().unwrap().to_owned();
+    let key_id = created.ok()["createApiKey"]["apiKey"]["id"].clone();
+    // A key without reports:read asks for a run's file: 403, recorded against its creator.
+    let response = app
+        .http
+        .get(app.url(&format!("/exports/{}", uuid::Uuid::new_v4())))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let denial = wait_for(&app, &admin, json!({}), "access.forbidden").await;
+    assert_eq!(denial["details"]["surface"], "GET /exports/{runId}");
+    assert_eq!(denial["details"]["apiKeyId"], key_id);
+    assert_eq!(denial["actorId"], org.user(Role::Admin).id.to_string());
+    assert_eq!(denial["clientAddress"], "127.0.0.1");
+}
