@@ -269,11 +269,49 @@ pub struct Settings {
     /// `X-Forwarded-For` is ignored. Default: none.
     #[arg(long, global = true, env = "OMNIVOX_TRUSTED_PROXIES", default_value = "", value_parser = parse_trusted_proxies)]
     pub trusted_proxies: TrustedProxies,
+    /// Browser origins allowed to call the API from another site (CORS), comma-separated, e.g.
+    /// `https://wallboard.example.com,https://admin.example.com`. Empty (the default): no
+    /// cross-origin access at all (same-origin pages such as the built-in wallboard still
+    /// work). `*` allows every origin — development only (production refuses it).
+    #[arg(long, global = true, env = "OMNIVOX_CORS_ALLOWED_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
+    pub cors_allowed_origins: Vec<String>,
+    /// `Strict-Transport-Security` max-age for responses (e.g. `365d`), for deployments served
+    /// over HTTPS only (browsers then refuse plain HTTP to this host for that long). Unset: no
+    /// HSTS header (TLS usually ends at a proxy that may set it).
+    #[arg(long, global = true, env = "OMNIVOX_HSTS_MAX_AGE", value_parser = parse_duration)]
+    pub hsts_max_age: Option<Duration>,
 }
 
 impl Settings {
     pub fn is_production(&self) -> bool {
         self.environment == Environment::Production
+    }
+
+    /// What production refuses to start with, in words (empty: nothing). Development accepts
+    /// all of it, with warnings where it matters (see `AppState::new`).
+    pub fn production_problems(&self) -> Vec<String> {
+        if !self.is_production() {
+            return Vec::new();
+        }
+        let mut problems = Vec::new();
+        match &self.jwt_secret {
+            None => problems.push("OMNIVOX_JWT_SECRET is required".to_owned()),
+            Some(secret) if secret.len() < MIN_JWT_SECRET_BYTES => problems.push(format!(
+                "OMNIVOX_JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes"
+            )),
+            Some(secret) if secret.bytes().collect::<std::collections::BTreeSet<u8>>().len() < 8 => {
+                problems.push("OMNIVOX_JWT_SECRET is too repetitive to be a secret".to_owned())
+            }
+            Some(_) => {}
+        }
+        if self.database_url == DEFAULT_DATABASE_URL {
+            problems
+                .push("DATABASE_URL must be set explicitly (the default is a local development database)".to_owned());
+        }
+        if self.cors_allowed_origins.iter().any(|origin| origin == "*") {
+            problems.push("OMNIVOX_CORS_ALLOWED_ORIGINS must list origins, not `*`".to_owned());
+        }
+        problems
     }
     pub fn graphiql_enabled(&self) -> bool {
         self.graphiql.unwrap_or(!self.is_production())
@@ -309,6 +347,23 @@ pub fn parse_public_base_url(text: &str) -> Result<String, String> {
         return Err(format!("`{text}` must not have a query or a fragment"));
     }
     Ok(text.trim_end_matches('/').to_owned())
+}
+
+/// A browser origin (`https://host[:port]`, no path) or `*`; a trailing `/` is dropped.
+pub fn parse_origin(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    if text == "*" {
+        return Ok(text.to_owned());
+    }
+    let url =
+        url::Url::parse(text).map_err(|_| format!("`{text}` is not an origin such as https://app.example.com"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!("`{text}` must be an http or https origin with a host"));
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(format!("`{text}` must be an origin only: scheme, host and port"));
+    }
+    Ok(url.origin().ascii_serialization())
 }
 
 /// The waits between delivery attempts (see `--delivery-backoff`).
@@ -610,6 +665,44 @@ mod tests {
             .trusts("8.8.8.8".parse().unwrap()));
         assert!(parse_trusted_proxies("10.0.0.0/33").is_err());
         assert!(parse_trusted_proxies("proxy.local").is_err());
+    fn origins_are_checked_and_normalised() {
+        assert_eq!(
+            parse_origin("https://Wall.Example.com/"),
+            Ok("https://wall.example.com".to_owned())
+        );
+        assert_eq!(
+            parse_origin("http://127.0.0.1:3000"),
+            Ok("http://127.0.0.1:3000".to_owned())
+        );
+        assert_eq!(parse_origin("*"), Ok("*".to_owned()));
+        assert!(parse_origin("wall.example.com").is_err());
+        assert!(parse_origin("https://wall.example.com/app").is_err());
+        assert!(parse_origin("ftp://wall.example.com").is_err());
+    }
+
+    #[test]
+    fn production_refuses_missing_or_weak_secrets_and_open_cors() {
+        let mut settings = Settings::for_database("postgres://db.internal/omnivox");
+        settings.jwt_secret = None;
+        assert!(settings.production_problems().is_empty(), "development accepts it");
+        settings.environment = Environment::Production;
+        let problems = settings.production_problems();
+        assert!(
+            problems.iter().any(|p| p.contains("OMNIVOX_JWT_SECRET is required")),
+            "{problems:?}"
+        );
+        settings.jwt_secret = Some("a".repeat(40));
+        assert!(settings.production_problems().iter().any(|p| p.contains("repetitive")));
+        settings.jwt_secret = Some("0123456789abcdefghijklmnopqrstuvwxyzABCD".to_owned());
+        assert!(settings.production_problems().is_empty());
+        settings.cors_allowed_origins = vec!["*".to_owned()];
+        assert!(settings.production_problems().iter().any(|p| p.contains("CORS")));
+        settings.cors_allowed_origins = vec!["https://wall.example.com".to_owned()];
+        settings.database_url = DEFAULT_DATABASE_URL.to_owned();
+        assert!(settings
+            .production_problems()
+            .iter()
+            .any(|p| p.contains("DATABASE_URL")));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Application state shared by every request: pools, keys, bus, configuration, and the
 //! process's lifecycle (draining, work in flight: [`lifecycle`]).
 
+pub mod audit_queue;
 pub mod lifecycle;
 
 use std::sync::Arc;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub limiter: Arc<crate::limits::Limiter>,
     /// Draining or not, and the work that must finish before the process exits.
     pub lifecycle: Lifecycle,
+    /// Denied accesses on their way to the audit trail (batched, off the request path).
+    pub audit_queue: Arc<audit_queue::AuditQueue>,
     /// Wakes this instance's report-run worker when a run is queued here (other instances
     /// find it on their next poll).
     pub report_runs_queued: Arc<tokio::sync::Notify>,
@@ -46,6 +49,16 @@ impl AppState {
     pub fn new(settings: Settings) -> AppResult<Self> {
         // Before anything records an event: the process's metrics recorder.
         crate::telemetry::metrics::handle();
+        let problems = settings.production_problems();
+        if !problems.is_empty() {
+            return Err(AppError::bad_input(format!(
+                "refusing to start with OMNIVOX_ENV=production: {}",
+                problems.join("; ")
+            )));
+        }
+        if settings.cors_allowed_origins.iter().any(|origin| origin == "*") {
+            tracing::warn!("OMNIVOX_CORS_ALLOWED_ORIGINS=*: every web site may call this API from a browser");
+        }
         let (jwt, generated) = JwtKeys::from_settings(&settings)?;
         if generated {
             tracing::warn!(
@@ -89,7 +102,10 @@ impl AppState {
             }
         };
         let limiter = Arc::new(crate::limits::Limiter::new(&settings, redis.clone()));
+        let lifecycle = Lifecycle::default();
+        let audit_queue = Arc::new(audit_queue::AuditQueue::new(pool.clone(), lifecycle.clone()));
         Ok(Self {
+            audit_queue,
             db: pool,
             reads,
             settings: Arc::new(settings),

@@ -217,6 +217,18 @@ fn operations() -> Vec<Operation> {
             variables: no_vars,
         },
         Operation {
+            field: "Query.auditLog",
+            lowest_role: Role::Admin,
+            query: "{ auditLog(first: 5) { edges { node { id sequence action } } } }",
+            variables: no_vars,
+        },
+        Operation {
+            field: "Query.verifyAuditChain",
+            lowest_role: Role::Admin,
+            query: "{ verifyAuditChain { intact } }",
+            variables: no_vars,
+        },
+        Operation {
             field: "Query.apiKeys",
             lowest_role: Role::Supervisor,
             query: "{ apiKeys { id scopes } }",

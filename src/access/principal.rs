@@ -8,6 +8,7 @@ use crate::auth::principal::{bearer_token, CachedUser};
 use crate::auth::{Auth, Principal};
 use crate::db::{self, users};
 use crate::error::{AppError, AppResult};
+use crate::state::audit_queue::DeniedCaller;
 use crate::state::AppState;
 
 /// Verifies a bearer credential: an API key (told apart by its `ovx_` prefix, see
@@ -69,5 +70,34 @@ pub async fn resolve(state: &AppState, authorization: Option<&str>) -> AppResult
         Ok(principal) => Ok(Auth::Authenticated(principal)),
         Err(AppError::Unauthenticated(_)) => Ok(Auth::Rejected),
         Err(other) => Err(other),
+    }
+}
+
+/// Who a refused bearer credential names, as far as it can be believed (see
+/// `state::audit_queue`): a token with our signature names its organization and subject; a forged
+/// or malformed token, or an API key that does not authenticate, names nobody (what it claims
+/// is kept, unverified). Cheap (one HMAC, no database): it runs on the request path.
+pub fn refused_caller(state: &AppState, token: &str) -> DeniedCaller {
+    if api_key::looks_like_key(token) {
+        // The public prefix only (`ovx_` and 16 hex digits); the secret part is never kept.
+        let prefix = crate::auth::api_key::parse(token);
+        return DeniedCaller::Unverified {
+            claims: serde_json::json!({ "credential": "apiKey", "prefix": prefix }),
+        };
+    }
+    match state.jwt.signed_claims(token) {
+        Some(claims) => DeniedCaller::RefusedToken {
+            organization_id: claims.org,
+            user_id: claims.sub,
+        },
+        None => {
+            let mut claims = crate::auth::jwt::unverified_claims(token);
+            if let serde_json::Value::Object(map) = &mut claims {
+                map.insert("credential".to_owned(), "token".into());
+            } else {
+                claims = serde_json::json!({ "credential": "token" });
+            }
+            DeniedCaller::Unverified { claims }
+        }
     }
 }

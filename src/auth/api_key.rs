@@ -13,8 +13,8 @@
 //!
 //! # Scopes
 //! A key's scopes say which root fields it may reach ([`Scope::allows`]); everything else —
-//! user, key and settings management, agent actions, `me` — is refused FORBIDDEN, whatever the
-//! scopes. Within an allowed root field the ordinary guards apply with the creator's current
+//! user, key and settings management, agent actions, `me`, the audit log and its verification
+//! — is refused FORBIDDEN, whatever the scopes. Within an allowed root field the ordinary guards apply with the creator's current
 //! role, and a scope whose [`Scope::lowest_role`] is above that role is dropped, so a key never
 //! does more than its creator could do now.
 
@@ -330,6 +330,8 @@ mod tests {
             (Root::Mutation, "logoutEverywhere"),
             (Root::Query, "me"),
             (Root::Query, "users"),
+            (Root::Query, "auditLog"),
+            (Root::Query, "verifyAuditChain"),
         ] {
             assert!(!grant.allows(root, field), "{field}");
         }

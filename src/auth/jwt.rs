@@ -59,6 +59,9 @@ pub struct JwtKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    /// Signature, algorithm, issuer and audience only: for telling a token we issued (and
+    /// that was refused for its age) from a forged one, when auditing a denial.
+    signature_only: Validation,
     issuer: String,
     audience: String,
     pub access_ttl: Duration,
@@ -112,10 +115,14 @@ impl JwtKeys {
         validation.set_issuer(&[issuer]);
         validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        let mut signature_only = validation.clone();
+        signature_only.validate_exp = false;
+        signature_only.validate_nbf = false;
         Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
+            signature_only,
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
             access_ttl,
@@ -184,6 +191,42 @@ impl JwtKeys {
         }
         Ok(data.claims)
     }
+}
+
+impl JwtKeys {
+    /// The claims of a token whose signature, issuer and audience are ours, whatever its
+    /// expiry or kind; None for anything else. Never authenticates anybody: it only says
+    /// whether a refused token's organization can be believed (see `state::audit_queue`).
+    pub fn signed_claims(&self, token: &str) -> Option<Claims> {
+        decode::<Claims>(token, &self.decoding, &self.signature_only)
+            .ok()
+            .map(|data| data.claims)
+    }
+}
+
+/// What an unverified JWT claims about itself (`org`, `sub`), read without checking anything,
+/// for the audit record of a forged or malformed token. Values are cut short; a token that is
+/// not even a JWT claims nothing.
+pub fn unverified_claims(token: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let mut parts = token.split('.');
+    let payload = match (parts.next(), parts.next()) {
+        (Some(_), Some(payload)) if payload.len() <= 8_192 => payload,
+        _ => return serde_json::Value::Null,
+    };
+    let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')) else {
+        return serde_json::Value::Null;
+    };
+    let Ok(serde_json::Value::Object(claims)) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return serde_json::Value::Null;
+    };
+    let mut out = serde_json::Map::new();
+    for key in ["org", "sub", "role"] {
+        if let Some(value) = claims.get(key).and_then(serde_json::Value::as_str) {
+            out.insert(key.to_owned(), value.chars().take(64).collect::<String>().into());
+        }
+    }
+    serde_json::Value::Object(out)
 }
 
 pub fn invalid_token() -> AppError {

@@ -38,6 +38,7 @@ pub struct SettingsRow {
     pub updated_by: Option<Uuid>,
     pub exclude_short_abandons_from_abandon_rate: bool,
     pub exclude_short_abandons_from_service_level: bool,
+    pub audit_performance_reads: bool,
 }
 
 /// The settings columns an update writes (everything but keys and bookkeeping).
@@ -55,6 +56,7 @@ pub struct SettingsChanges {
     pub data_retention_days: i32,
     pub exclude_short_abandons_from_abandon_rate: bool,
     pub exclude_short_abandons_from_service_level: bool,
+    pub audit_performance_reads: bool,
 }
 
 impl SettingsRow {
@@ -71,6 +73,7 @@ impl SettingsRow {
             data_retention_days: self.data_retention_days,
             exclude_short_abandons_from_abandon_rate: self.exclude_short_abandons_from_abandon_rate,
             exclude_short_abandons_from_service_level: self.exclude_short_abandons_from_service_level,
+            audit_performance_reads: self.audit_performance_reads,
         }
     }
 }
@@ -131,6 +134,7 @@ pub struct AuditRow {
     pub request_id: Option<String>,
     pub prev_hash: Option<Vec<u8>>,
     pub hash: Vec<u8>,
+    pub client_addr: Option<String>,
 }
 
 #[derive(Insertable)]
@@ -148,4 +152,5 @@ pub struct NewAuditRow {
     pub request_id: Option<String>,
     pub prev_hash: Option<Vec<u8>>,
     pub hash: Vec<u8>,
+    pub client_addr: Option<String>,
 }

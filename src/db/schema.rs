@@ -82,6 +82,7 @@ diesel::table! {
         request_id -> Nullable<Text>,
         prev_hash -> Nullable<Bytea>,
         hash -> Bytea,
+        client_addr -> Nullable<Text>,
     }
 }
 
@@ -102,6 +103,7 @@ diesel::table! {
         updated_by -> Nullable<Uuid>,
         exclude_short_abandons_from_abandon_rate -> Bool,
         exclude_short_abandons_from_service_level -> Bool,
+        audit_performance_reads -> Bool,
     }
 }
 

@@ -16,12 +16,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, NaiveDate, Utc};
 
+use crate::audit::{Actor, AuditEvent};
 use crate::auth::Permission;
 use crate::db::contact_centre as cc;
 use crate::domain::Direction;
 use crate::domain::ServiceLevelVariant;
 use crate::error::{AppError, AppResult, FieldError};
-use crate::graphql::context::{principal, settings, state, tenant_for};
+use crate::graphql::context::{client_addr, principal, request_id, settings, state, tenant_for};
 use crate::graphql::guards::PermissionGuard;
 use crate::graphql::kpi::{KpiFilter, KpiValues};
 use crate::graphql::pagination::page_size;
@@ -647,6 +648,36 @@ impl AnalyticsQueries {
             views::agent_performance(&mut conn, spare.as_deref_mut(), &tenant, &resolved, visibility, order).await?;
         let total_count = i64::try_from(rows.len()).unwrap_or(i64::MAX);
         let has_next = rows.len() > start.saturating_add(limit);
+        if visibility == AgentVisibility::All {
+            // Other agents' performance: audited when the organization asks for it (one
+            // settings row by key; queued off the request path).
+            let settings = crate::db::orgs::settings(&mut conn, &tenant).await?;
+            if settings.audit_performance_reads {
+                let agents: Vec<String> = rows
+                    .iter()
+                    .skip(start)
+                    .take(limit)
+                    .map(|row| row.agent.id.to_string())
+                    .collect();
+                let event = AuditEvent::new(
+                    Some(tenant.org_id()),
+                    Some(Actor {
+                        user_id: caller.user_id,
+                        role: caller.role,
+                    }),
+                    "agent.performance_read",
+                )
+                .target("agent_performance", tenant.org_id())
+                .details(serde_json::json!({
+                    "from": resolved.from,
+                    "to": resolved.to,
+                    "agentIds": agents,
+                }))
+                .request_id(request_id(ctx))
+                .client_addr(client_addr(ctx));
+                state(ctx)?.audit_queue.record_read(event);
+            }
+        }
         let mut connection =
             Connection::with_additional_fields(start > 0, has_next, AgentPerformanceTotals { total_count });
         connection.edges.extend(

@@ -39,6 +39,10 @@ pub fn request_id(ctx: &Context<'_>) -> Option<String> {
     request_context(ctx).and_then(|r| r.request_id.clone())
 }
 
+pub fn client_addr(ctx: &Context<'_>) -> Option<String> {
+    request_context(ctx).and_then(|r| r.client).map(|ip| ip.to_string())
+}
+
 /// Settings of the running instance, for resolvers that enforce configured limits.
 pub fn settings<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a Settings> {
     Ok(state(ctx)?.settings.as_ref())

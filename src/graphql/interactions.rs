@@ -8,6 +8,7 @@ use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 
+use crate::audit::{Actor, AuditEvent};
 use crate::auth::Permission;
 use crate::db::calls::{self, TelephonySettingsView};
 use crate::db::interactions::{self, InteractionQuery, InteractionRow};
@@ -15,7 +16,7 @@ use crate::db::{self, orgs};
 use crate::domain::{AnsweredBy, Direction, Outcome};
 use crate::domain::{EndReason, EventType};
 use crate::error::{AppError, AppResult};
-use crate::graphql::context::{parse_id, parse_ids, principal, request_id, settings, state, tenant_for};
+use crate::graphql::context::{client_addr, parse_id, parse_ids, principal, request_id, settings, state, tenant_for};
 use crate::graphql::guards::PermissionGuard;
 use crate::graphql::pagination::{decode_cursor, encode_cursor, page_size};
 use crate::graphql::DEFAULT_PAGE_SIZE;
@@ -237,6 +238,36 @@ async fn to_output(
         .collect())
 }
 
+/// Audits a read of customer numbers in full (SUPERVISOR+): one record per request naming the
+/// calls, queued off the request path (`state::audit_queue`). Only when the numbers were
+/// asked for and at least one call has one.
+fn audit_unmasked(ctx: &Context<'_>, tenant: &crate::auth::Tenant, rows: &[Interaction], selected: bool) {
+    if !selected {
+        return;
+    }
+    let ids: Vec<String> = rows
+        .iter()
+        .filter(|i| i.unmasked && i.row.customer_number.is_some())
+        .map(|i| i.row.id.to_string())
+        .collect();
+    let (Some(first), Ok(caller), Ok(state)) = (ids.first(), principal(ctx), state(ctx)) else {
+        return;
+    };
+    let event = AuditEvent::new(
+        Some(tenant.org_id()),
+        Some(Actor {
+            user_id: caller.user_id,
+            role: caller.role,
+        }),
+        "interaction.read_unmasked",
+    )
+    .target("interaction", first)
+    .details(serde_json::json!({ "interactionIds": ids, "count": ids.len() }))
+    .request_id(request_id(ctx))
+    .client_addr(client_addr(ctx));
+    state.audit_queue.record_read(event);
+}
+
 fn one(mut rows: Vec<Interaction>) -> async_graphql::Result<Interaction> {
     rows.pop()
         .ok_or_else(|| AppError::NotFound("interaction not found".into()).into())
@@ -342,10 +373,17 @@ impl InteractionsQuery {
         rows.truncate(limit);
         let mut connection =
             Connection::with_additional_fields(after.is_some(), has_next, InteractionConnectionTotals { total_count });
+        let rows = to_output(&mut conn, &tenant, scope, rows).await?;
+        let selected = ctx
+            .look_ahead()
+            .field("edges")
+            .field("node")
+            .field("customerNumber")
+            .exists()
+            || ctx.look_ahead().field("nodes").field("customerNumber").exists();
+        audit_unmasked(ctx, &tenant, &rows, selected);
         connection.edges.extend(
-            to_output(&mut conn, &tenant, scope, rows)
-                .await?
-                .into_iter()
+            rows.into_iter()
                 .map(|i| Edge::new(encode_cursor(i.row.offered_at, i.row.id), i)),
         );
         Ok(connection)
@@ -359,7 +397,9 @@ impl InteractionsQuery {
         let mut conn = db::conn(&state(ctx)?.db).await?;
         let scope = CallScope::of(&mut conn, principal(ctx)?, &tenant).await?;
         let row = ingest::visible_interaction(&mut conn, scope, &tenant, id).await?;
-        one(to_output(&mut conn, &tenant, scope, vec![row]).await?)
+        let rows = to_output(&mut conn, &tenant, scope, vec![row]).await?;
+        audit_unmasked(ctx, &tenant, &rows, ctx.look_ahead().field("customerNumber").exists());
+        one(rows)
     }
 
     /// One call by the telephony layer's id (NOT_FOUND for a call the caller may not see).
@@ -377,7 +417,9 @@ impl InteractionsQuery {
             .await?
             .filter(|row| scope.sees(row))
             .ok_or_else(|| AppError::NotFound("interaction not found".into()))?;
-        one(to_output(&mut conn, &tenant, scope, vec![row]).await?)
+        let rows = to_output(&mut conn, &tenant, scope, vec![row]).await?;
+        audit_unmasked(ctx, &tenant, &rows, ctx.look_ahead().field("customerNumber").exists());
+        one(rows)
     }
 
     /// The organization's Twilio account (never the auth token). ADMIN+.

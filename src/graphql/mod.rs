@@ -7,6 +7,7 @@
 
 pub mod analytics;
 pub mod api_keys;
+pub mod audit;
 pub mod auth;
 pub mod context;
 pub mod guards;
@@ -47,6 +48,7 @@ pub struct QueryRoot(
     reports::ReportQueries,
     report_runs::ReportRunQueries,
     report_schedules::ReportScheduleQueries,
+    audit::AuditQuery,
 );
 
 #[derive(MergedObject, Default)]

@@ -19,7 +19,9 @@ use async_graphql::{Context, ErrorExtensions, Name, Response, ServerError, Valid
 use crate::error::AppError;
 use crate::graphql::context::{request_context, state};
 use crate::graphql::RequestContext;
-use crate::limits::{self, Bucket, Denial, Outcome};
+use crate::auth::Auth;
+use crate::limits::{Bucket, Denial, Outcome};
+use crate::state::audit_queue::DeniedCaller;
 use crate::state::AppState;
 
 pub struct CostLimits;
@@ -39,16 +41,28 @@ fn rate_limited(outcome: &Outcome) -> AppError {
     }
 }
 
-/// Records a refusal with [`limits::record_denial`] and returns the error to answer with.
-fn deny(request: Option<&RequestContext>, bucket: &Bucket, outcome: &Outcome) -> AppError {
-    limits::record_denial(&Denial {
-        limit: bucket.limit,
-        subject: &bucket.subject,
-        client: request.and_then(|r| r.client),
-        request_id: request.and_then(|r| r.request_id.as_deref()),
-        cost: outcome.cost,
-        retry_after: outcome.retry_after,
-    });
+/// Records a refusal (the log and the audit trail: see `AuditQueue::rate_limited`) and returns
+/// the error to answer with. A caller without verified credentials (a `login` by address, say)
+/// is recorded by the bucket's subject, which never holds an e-mail address in clear.
+fn deny(state: &AppState, request: Option<&RequestContext>, bucket: &Bucket, outcome: &Outcome) -> AppError {
+    let caller = match request.map(|r| &r.auth) {
+        Some(Auth::Authenticated(principal)) => DeniedCaller::of(principal),
+        _ => DeniedCaller::Unverified {
+            claims: serde_json::json!({ "subject": bucket.subject }),
+        },
+    };
+    state.audit_queue.rate_limited(
+        caller,
+        "graphql",
+        &Denial {
+            limit: bucket.limit,
+            subject: &bucket.subject,
+            client: request.and_then(|r| r.client),
+            request_id: request.and_then(|r| r.request_id.as_deref()),
+            cost: outcome.cost,
+            retry_after: outcome.retry_after,
+        },
+    );
     rate_limited(outcome)
 }
 
@@ -68,7 +82,7 @@ impl Extension for CostLimitsExtension {
         let outcome = state.limiter.charge(&meter.bucket, cost).await;
         meter.charged(outcome);
         if !outcome.allowed {
-            let error = deny(request, &meter.bucket, &outcome).extend();
+            let error = deny(state, request, &meter.bucket, &outcome).extend();
             let mut refused = ServerError::new(error.message, None);
             refused.extensions = error.extensions;
             return Err(vec![refused]);
@@ -108,12 +122,12 @@ fn extension_value(outcome: &Outcome) -> Value {
 
 /// A refusal of a resolver's own bucket: reported, marked on the meter (so the transport
 /// answers 429), and returned as the error.
-fn refuse_in_resolver(ctx: &Context<'_>, bucket: &Bucket, outcome: &Outcome) -> AppError {
+fn refuse_in_resolver(state: &AppState, ctx: &Context<'_>, bucket: &Bucket, outcome: &Outcome) -> AppError {
     let request = request_context(ctx);
     if let Some(meter) = request.and_then(|r| r.meter.as_ref()) {
         meter.refused(*outcome);
     }
-    deny(request, bucket, outcome)
+    deny(state, request, bucket, outcome)
 }
 
 /// Charges one `login` attempt for `email` (per account and per client address).
@@ -122,7 +136,7 @@ pub async fn refuse_login(ctx: &Context<'_>, email: &str) -> Result<(), AppError
     let client = request_context(ctx).and_then(|r| r.client);
     match state.limiter.login(email, client).await {
         Ok(()) => Ok(()),
-        Err((bucket, outcome)) => Err(refuse_in_resolver(ctx, &bucket, &outcome)),
+        Err((bucket, outcome)) => Err(refuse_in_resolver(state, ctx, &bucket, &outcome)),
     }
 }
 
@@ -134,6 +148,6 @@ pub async fn refuse_refresh(ctx: &Context<'_>, refresh_token: &str) -> Result<()
     let user = crate::access::session::refresh_token_user(state, refresh_token);
     match state.limiter.refresh(user, client).await {
         Ok(()) => Ok(()),
-        Err((bucket, outcome)) => Err(refuse_in_resolver(ctx, &bucket, &outcome)),
+        Err((bucket, outcome)) => Err(refuse_in_resolver(state, ctx, &bucket, &outcome)),
     }
 }

@@ -18,6 +18,7 @@ use uuid::Uuid;
 use crate::auth::api_key::HTTP_RUN_DOWNLOAD;
 use crate::db;
 use crate::error::{AppError, AppResult};
+use crate::http::client_addr::ClientAddr;
 use crate::http::{errors, file_routes, HttpState};
 use crate::reports::downloads::{self, Credential, LinkParams};
 use crate::reports::{files, runs};
@@ -94,10 +95,14 @@ pub async fn download(
     State(state): State<HttpState>,
     Path(run_id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
+    client: ClientAddr,
     headers: HeaderMap,
 ) -> Response {
     match serve(&state, &run_id, &params, &headers).await {
         Ok(response) => response,
-        Err(error) => errors::json_response(&error),
+        Err(error) => {
+            file_routes::record_denial(&state, &headers, client, HTTP_RUN_DOWNLOAD, &error).await;
+            errors::json_response(&error)
+        }
     }
 }

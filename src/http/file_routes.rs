@@ -11,7 +11,10 @@ use crate::auth::api_key::Root;
 use crate::auth::jwt::invalid_token;
 use crate::auth::{Auth, Principal};
 use crate::error::{AppError, AppResult};
+use crate::http::client_addr::ClientAddr;
+use crate::http::denials;
 use crate::http::{HttpState, REQUEST_ID_HEADER};
+use crate::state::audit_queue::DeniedCaller;
 
 /// The caller of a file route: 401 without credentials or with bad ones, 403 for an API key
 /// whose scopes do not cover `route` (`what` names it in the message).
@@ -30,6 +33,37 @@ pub async fn caller(state: &HttpState, headers: &HeaderMap, route: &str, what: &
         }
     }
     Ok(caller)
+}
+
+/// Hands a refusal of a file route to the audit trail (see `http::denials`): the caller is
+/// resolved again (only on this path, from the short-lived user cache); a refused download
+/// link without credentials is recorded against nobody, with what it was.
+pub async fn record_denial(state: &HttpState, headers: &HeaderMap, client: ClientAddr, route: &str, error: &AppError) {
+    if !matches!(error, AppError::Forbidden(_) | AppError::Unauthenticated(_)) {
+        return;
+    }
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let caller = match authorization {
+        Some(_) => match principal::resolve(&state.app, authorization).await {
+            Ok(auth) => denials::caller(&state.app, &auth, authorization),
+            Err(_) => None,
+        },
+        None if matches!(error, AppError::Forbidden(_)) => Some(DeniedCaller::Unverified {
+            claims: serde_json::json!({ "credential": "downloadLink" }),
+        }),
+        None => None,
+    };
+    denials::record_error(
+        &state.app,
+        caller,
+        error,
+        denials::Request {
+            surface: route,
+            operation: None,
+            request_id: request_id(headers),
+            client_addr: client.0.map(|ip| ip.to_string()),
+        },
+    );
 }
 
 /// The request's id (set by the request-id layer), for audit records.

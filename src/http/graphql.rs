@@ -32,6 +32,7 @@ use crate::error::AppError;
 use crate::graphql::read_only::{self, ReadOnlyRequest};
 use crate::graphql::{persisted, RequestContext};
 use crate::http::client_addr::{self, ClientAddr};
+use crate::http::denials;
 use crate::http::{errors, ws, HttpState, REQUEST_ID_HEADER};
 use crate::limits::{Meter, Outcome};
 
@@ -149,6 +150,16 @@ async fn execute(
     let meter = limiter
         .enabled()
         .then(|| Arc::new(Meter::new(limiter.query_bucket(&auth, client), client)));
+    // Who a denial would be recorded against; a refused token is only looked at if needed.
+    let verified_caller = match &auth {
+        crate::auth::Auth::Authenticated(principal) => Some(crate::state::audit_queue::DeniedCaller::of(principal)),
+        _ => None,
+    };
+    let refused = matches!(auth, crate::auth::Auth::Rejected);
+    // The operation's name for a denial record: named by the request, or else (parsed only if
+    // a denial is recorded) by the document.
+    let operation = request.operation_name.clone();
+    let document = operation.is_none().then(|| request.query.clone());
     let mut request = request.data(RequestContext {
         auth,
         request_id: request_id(headers),
@@ -167,6 +178,25 @@ async fn execute(
     let never_executed = errors::never_executed(&response);
     let mut response = response;
     errors::add_default_codes(&mut response);
+    if !response.errors.is_empty() {
+        let caller = match verified_caller {
+            Some(caller) => Some(caller),
+            None if refused => denials::caller(&state.app, &crate::auth::Auth::Rejected, authorization),
+            None => None,
+        };
+        let operation = operation.or_else(|| document.as_deref().and_then(denials::operation_name));
+        denials::record_graphql(
+            &state.app,
+            caller,
+            &response.errors,
+            denials::Request {
+                surface: "graphql",
+                operation: operation.as_deref(),
+                request_id: request_id(headers),
+                client_addr: client.map(|ip| ip.to_string()),
+            },
+        );
+    }
     if read_only.as_ref().is_some_and(ReadOnlyRequest::refused) {
         let error = AppError::bad_input(read_only::ONLY_QUERIES);
         return get_refused(media, &error);

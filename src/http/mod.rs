@@ -1,9 +1,11 @@
 //! The HTTP surface: GraphQL over HTTP (POST, and GET for queries) and WebSocket on
 //! `/graphql`, GraphiQL, report exports (`/api/reports/…`), the built-in wallboard page,
 //! health probes, Prometheus metrics, and the middleware every request passes through
-//! (request id, tracing, metrics, body limit, timeout).
+//! (request id, tracing, metrics, body limit, timeout, security headers and CORS: see
+//! [`security`]).
 
 pub mod client_addr;
+pub mod denials;
 pub mod errors;
 pub mod exports;
 pub mod file_routes;
@@ -11,6 +13,7 @@ pub mod graphql;
 pub mod health;
 pub mod metrics;
 pub mod reports;
+pub mod security;
 pub mod wallboard;
 pub mod webhooks;
 pub mod ws;
@@ -63,7 +66,7 @@ pub fn app(state: AppState) -> Router {
         router = router.route("/graphiql", get(graphql::graphiql));
     }
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
-    router
+    let router = router
         .with_state(http_state)
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         // Per route (axum applies a router's layers to each route), so it sees the route template.
@@ -105,7 +108,9 @@ pub fn app(state: AppState) -> Router {
                     StatusCode::SERVICE_UNAVAILABLE,
                     settings.request_timeout + std::time::Duration::from_secs(5),
                 )),
-        )
+        );
+    // Outermost: every answer carries the security headers, the backstop's 503 included.
+    security::harden(router, &settings)
 }
 
 /// A 413 is answered before its body is read, so the rest of the body is still on the

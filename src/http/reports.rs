@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 use crate::auth::api_key::HTTP_REPORT_EXPORT;
 use crate::error::{AppError, AppResult, FieldError};
+use crate::http::client_addr::ClientAddr;
 use crate::http::{errors, file_routes, HttpState};
 use crate::reports::formats::ExportFormat;
 use crate::reports::run::{self, ExportRequest};
@@ -115,11 +116,15 @@ pub async fn export(
     State(state): State<HttpState>,
     Path(file): Path<String>,
     Query(params): Query<HashMap<String, String>>,
+    client: ClientAddr,
     headers: HeaderMap,
 ) -> Response {
     match serve(&state, &file, &params, &headers).await {
         Ok(response) => response,
-        Err(error) => errors::json_response(&error),
+        Err(error) => {
+            file_routes::record_denial(&state, &headers, client, HTTP_REPORT_EXPORT, &error).await;
+            errors::json_response(&error)
+        }
     }
 }
 

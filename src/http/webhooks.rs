@@ -37,7 +37,8 @@ use crate::db::calls::{self, TwilioAccount};
 use crate::http::errors;
 use crate::ingest::batcher::Batcher;
 use crate::ingest::{self, twilio};
-use crate::limits::{self, Denial};
+use crate::limits::Denial;
+use crate::state::audit_queue::DeniedCaller;
 use crate::state::AppState;
 use crate::telemetry::metrics::{self as telemetry, IngestOutcome, IngestSource};
 
@@ -259,14 +260,22 @@ async fn twilio_voice_status(
     // Per organization, before anything is stored: a refused callback is not accepted, and the
     // sender retries it after `Retry-After`.
     if let Err((bucket, outcome)) = state.app.limiter.webhook(account.organization_id).await {
-        limits::record_denial(&Denial {
-            limit: bucket.limit,
-            subject: &bucket.subject,
-            client: None,
-            request_id: None,
-            cost: outcome.cost,
-            retry_after: outcome.retry_after,
-        });
+        // The sender is the telephony provider, not a user: the organization's own chain
+        // would need an actor, so the refusal goes to the platform chain, naming the org.
+        state.app.audit_queue.rate_limited(
+            DeniedCaller::Unverified {
+                claims: serde_json::json!({ "organization": account.organization_id, "source": "webhook" }),
+            },
+            "POST /webhooks/twilio/{orgSlug}/voice-status",
+            &Denial {
+                limit: bucket.limit,
+                subject: &bucket.subject,
+                client: None,
+                request_id: None,
+                cost: outcome.cost,
+                retry_after: outcome.retry_after,
+            },
+        );
         let mut response = reply(StatusCode::TOO_MANY_REQUESTS, "rate limited, retry later");
         response
             .headers_mut()

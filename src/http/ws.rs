@@ -94,10 +94,11 @@ use crate::auth::Principal;
 use crate::config::Settings;
 use crate::error::AppError;
 use crate::graphql::RequestContext;
-use crate::http::{errors, HttpState};
+use crate::http::{denials, errors, HttpState};
 use crate::limits::{self, Denial, Limit, Meter};
 use crate::realtime::bus::{Received, Receiver};
 use crate::realtime::{BusEvent, Topic};
+use crate::state::audit_queue::DeniedCaller;
 use crate::telemetry::metrics as telemetry;
 
 pub use crate::http::graphql::token_from_init_payload;
@@ -723,7 +724,20 @@ impl Connection {
         let revocations = api_key::looks_like_key(&token).then(|| self.state.app.bus.receiver(&[Topic::Access]));
         let principal = match principal::authenticate(&self.state.app, &token).await {
             Ok(principal) => principal,
-            Err(AppError::Unauthenticated(_)) => return Err(self.refuse("invalid or expired token")),
+            Err(error @ AppError::Unauthenticated(_)) => {
+                denials::record_error(
+                    &self.state.app,
+                    Some(principal::refused_caller(&self.state.app, &token)),
+                    &error,
+                    denials::Request {
+                        surface: "ws connection_init",
+                        operation: None,
+                        request_id: self.request_id.clone(),
+                        client_addr: self.client.map(|ip| ip.to_string()),
+                    },
+                );
+                return Err(self.refuse("invalid or expired token"));
+            }
             Err(error) => {
                 tracing::warn!(?error, "WebSocket authentication failed");
                 return Err(Exit::close(
@@ -814,14 +828,18 @@ impl Connection {
                     .map_or(session.principal.user_id, |grant| grant.key_id);
                 let max = self.state.app.settings.max_subscriptions_per_user;
                 let Some(slot) = SocketSlot::subscription(owner, max) else {
-                    limits::record_denial(&Denial {
-                        limit: Limit::Subscriptions,
-                        subject: &format!("owner:{owner}"),
-                        client: self.client,
-                        request_id: request_id.as_deref(),
-                        cost: 0,
-                        retry_after: Duration::ZERO,
-                    });
+                    self.state.app.audit_queue.rate_limited(
+                        DeniedCaller::of(&session.principal),
+                        "ws subscribe",
+                        &Denial {
+                            limit: Limit::Subscriptions,
+                            subject: &format!("owner:{owner}"),
+                            client: self.client,
+                            request_id: request_id.as_deref(),
+                            cost: 0,
+                            retry_after: Duration::ZERO,
+                        },
+                    );
                     let errors = json!([ {
                         "message": format!(
                             "too many subscriptions open for this user (at most {max}); complete one first"
@@ -858,7 +876,38 @@ impl Connection {
                 ),
             )),
             None => {
+                let operation = request.operation_name.clone();
+                let request_id = context.request_id.clone();
                 let stream = self.state.schema.execute_stream(request.data(context));
+                // A refusal (a guard) shows in a response of the stream: recorded once.
+                let caller = DeniedCaller::of(&session.principal);
+                let state = self.state.app.clone();
+                let client_addr = self.client.map(|ip| ip.to_string());
+                let mut pending = Some((caller, operation, request_id, client_addr));
+                let stream = stream
+                    .inspect(move |response| {
+                        if response.errors.is_empty() {
+                            return;
+                        }
+                        let recorded = match &pending {
+                            Some((caller, operation, request_id, client_addr)) => denials::record_graphql(
+                                &state,
+                                Some(caller.clone()),
+                                &response.errors,
+                                denials::Request {
+                                    surface: "ws subscribe",
+                                    operation: operation.as_deref(),
+                                    request_id: request_id.clone(),
+                                    client_addr: client_addr.clone(),
+                                },
+                            ),
+                            None => false,
+                        };
+                        if recorded {
+                            pending = None;
+                        }
+                    })
+                    .boxed();
                 self.tasks.spawn(counted(
                     gauge,
                     run_operation(id.to_owned(), self.protocol, stream, self.out.clone()),

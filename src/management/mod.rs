@@ -3,6 +3,7 @@
 //! transaction, and publishes after commit. Resolvers call these and only convert.
 
 pub mod api_keys;
+pub mod audit;
 pub mod presence;
 pub mod settings;
 pub mod users;

@@ -37,6 +37,8 @@ pub struct SettingsPatch {
     pub data_retention_days: Option<i32>,
     pub exclude_short_abandons_from_abandon_rate: Option<bool>,
     pub exclude_short_abandons_from_service_level: Option<bool>,
+    /// Every read of other agents' performance leaves an audit record.
+    pub audit_performance_reads: Option<bool>,
 }
 
 pub const MAX_BUSINESS_HOURS_INTERVALS: usize = 28;
@@ -264,6 +266,9 @@ pub async fn update(
             }
             if let Some(v) = patch.exclude_short_abandons_from_service_level {
                 changes.exclude_short_abandons_from_service_level = v;
+            }
+            if let Some(v) = patch.audit_performance_reads {
+                changes.audit_performance_reads = v;
             }
             let after = orgs::update_settings(conn, tenant, expected_version, &changes, principal.user_id)
                 .await?

@@ -38,6 +38,10 @@ pub const BUS_LAG_SECONDS: &str = "omnivox_bus_lag_seconds";
 /// `duplicate`, `rejected`).
 pub const INGEST_EVENTS: &str = "omnivox_ingest_events_total";
 
+/// Denied accesses for the audit trail, by `outcome` (`written`, `dropped` when the queue
+/// was full, `failed` when the database refused the batch).
+pub const AUDIT_DENIALS: &str = "omnivox_audit_denials_total";
+
 /// Longest operation name kept as a label value; longer names are cut.
 pub const MAX_OPERATION_NAME: usize = 64;
 
@@ -109,6 +113,12 @@ fn describe() {
         "publish to receive delay of events from other instances (clocks of both instances)"
     );
     describe_counter!(INGEST_EVENTS, "call events ingested by source and outcome");
+    describe_counter!(AUDIT_DENIALS, "denied accesses for the audit trail by outcome");
+}
+
+/// Counts denied accesses written to, or lost before, the audit trail.
+pub fn audit_denials(outcome: &'static str, n: u64) {
+    counter!(AUDIT_DENIALS, "outcome" => outcome).increment(n);
 }
 
 /// The exposition text: the process's event series, then the app's scrape-time state, which
