@@ -665,6 +665,9 @@ mod tests {
             .trusts("8.8.8.8".parse().unwrap()));
         assert!(parse_trusted_proxies("10.0.0.0/33").is_err());
         assert!(parse_trusted_proxies("proxy.local").is_err());
+    }
+
+    #[test]
     fn origins_are_checked_and_normalised() {
         assert_eq!(
             parse_origin("https://Wall.Example.com/"),

@@ -16,10 +16,10 @@ use std::sync::Arc;
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute, NextValidation};
 use async_graphql::{Context, ErrorExtensions, Name, Response, ServerError, ValidationResult, Value};
 
+use crate::auth::Auth;
 use crate::error::AppError;
 use crate::graphql::context::{request_context, state};
 use crate::graphql::RequestContext;
-use crate::auth::Auth;
 use crate::limits::{Bucket, Denial, Outcome};
 use crate::state::audit_queue::DeniedCaller;
 use crate::state::AppState;

@@ -95,7 +95,7 @@ use crate::config::Settings;
 use crate::error::AppError;
 use crate::graphql::RequestContext;
 use crate::http::{denials, errors, HttpState};
-use crate::limits::{self, Denial, Limit, Meter};
+use crate::limits::{Denial, Limit, Meter};
 use crate::realtime::bus::{Received, Receiver};
 use crate::realtime::{BusEvent, Topic};
 use crate::state::audit_queue::DeniedCaller;
