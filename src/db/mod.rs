@@ -9,6 +9,7 @@
 
 pub mod api_keys;
 pub mod cached_sql;
+pub mod coaching;
 pub mod calls;
 pub mod contact_centre;
 pub mod interactions;
@@ -22,6 +23,7 @@ pub mod report_schedules;
 pub mod reports;
 pub mod schema;
 pub mod tokens;
+pub mod user_tokens;
 pub mod users;
 
 use std::time::Duration;

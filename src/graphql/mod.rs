@@ -8,6 +8,7 @@
 pub mod analytics;
 pub mod api_keys;
 pub mod auth;
+pub mod coaching;
 pub mod context;
 pub mod guards;
 pub mod interactions;
@@ -15,6 +16,7 @@ pub mod key_scopes;
 pub mod kpi;
 pub mod limits;
 pub mod org;
+pub mod organizations;
 pub mod pagination;
 pub mod persisted;
 pub mod plain;
@@ -46,6 +48,8 @@ pub struct QueryRoot(
     reports::ReportQueries,
     report_runs::ReportRunQueries,
     report_schedules::ReportScheduleQueries,
+    coaching::CoachingQueries,
+    organizations::OrganizationQueries,
 );
 
 #[derive(MergedObject, Default)]
@@ -60,6 +64,8 @@ pub struct MutationRoot(
     reports::ReportMutations,
     report_runs::ReportRunMutations,
     report_schedules::ReportScheduleMutations,
+    coaching::CoachingMutations,
+    organizations::OrganizationMutations,
 );
 
 #[derive(MergedSubscription, Default)]
