@@ -297,8 +297,11 @@ async fn suspension_refuses_unknown_ids_own_organization_and_non_staff() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_suspension_on_one_instance_closes_sockets_on_another() {
-    let app = TestApp::spawn().await;
-    let peer = app.spawn_peer(|_| {}).await;
+    // Two instances of one deployment, the bus through Redis.
+    let app = TestApp::spawn_with(|s| s.redis_url = Some(common::REDIS_URL.into())).await;
+    let peer = app
+        .spawn_peer(|s| s.redis_url = Some(common::REDIS_URL.into()))
+        .await;
     let platform = app.create_org("platform").await;
     let staff = app.token(&platform, Role::SuperAdmin).await;
     let acme = app.create_org("acme").await;
