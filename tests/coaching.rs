@@ -322,3 +322,32 @@ async fn bad_input_unknown_and_foreign_ids_are_refused_and_nothing_is_stored() {
 async fn org_other(app: &TestApp) -> FixtureOrg {
     org(app, "elsewhere").await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_has_a_few_coaching_sessions_seeded_once() {
+    let app = TestApp::spawn().await;
+    // Twice: the second run adds nothing.
+    omnivox::seed::seed_demo(&app.state, common::TEST_PASSWORD).await.unwrap();
+    omnivox::seed::seed_demo(&app.state, common::TEST_PASSWORD).await.unwrap();
+    let (supervisor, _) = app.login("supervisor@demo.example").await;
+    let all = app.gql(Some(&supervisor), &list_query(), json!({})).await;
+    assert_eq!(all.ok()["coachingSessions"]["totalCount"], 4);
+    let (agent, _) = app.login("agent@demo.example").await;
+    let mine = app.gql(Some(&agent), &list_query(), json!({})).await;
+    let mine = &mine.ok()["coachingSessions"];
+    assert_eq!(mine["totalCount"], 2, "the demo AGENT's own sessions");
+    let completed = mine["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["node"])
+        .find(|n| n["status"] == "COMPLETED")
+        .unwrap();
+    assert!(completed["followUpOn"].is_string());
+    let calls = completed["interactions"].as_array().unwrap();
+    assert!(!calls.is_empty(), "linked to the agent's recent calls");
+    assert!(
+        calls.iter().all(|c| c["customerNumber"].as_str().is_none_or(|n| n.contains('*'))),
+        "masked for an agent: {calls:?}"
+    );
+}
