@@ -43,7 +43,8 @@ fn one_query() -> String {
     format!("query($id: ID!) {{ coachingSession(id: $id) {{ {SESSION_FIELDS} }} }}")
 }
 
-const RECORD: &str = "mutation($e: [CallEventInput!]!) { recordCallEvents(events: $e) { results { status reason interactionId } } }";
+const RECORD: &str =
+    "mutation($e: [CallEventInput!]!) { recordCallEvents(events: $e) { results { status reason interactionId } } }";
 
 /// An organization with two agents: Ann (the AGENT user's profile) and Bob (no user).
 async fn org(app: &TestApp, slug: &str) -> FixtureOrg {
@@ -128,7 +129,13 @@ async fn a_supervisor_coaches_an_agent_who_reads_and_acknowledges_it() {
     assert_eq!(seen_calls.len(), 1, "another agent's call is not shown to an agent");
     assert_eq!(seen_calls[0]["id"], ann_call.as_str());
     assert_eq!(seen_calls[0]["customerNumber"], "+44******0123");
-    let listed = app.gql(Some(&agent), "{ interactions { edges { node { id customerNumber } } } }", json!({})).await;
+    let listed = app
+        .gql(
+            Some(&agent),
+            "{ interactions { edges { node { id customerNumber } } } }",
+            json!({}),
+        )
+        .await;
     assert_eq!(
         listed.ok()["interactions"]["edges"][0]["node"]["customerNumber"],
         seen_calls[0]["customerNumber"],
@@ -166,7 +173,11 @@ async fn a_supervisor_coaches_an_agent_who_reads_and_acknowledges_it() {
     assert!(completed["completedAt"].is_string());
     // A completed session stands: no change, no second completion.
     let change = app
-        .gql(Some(&supervisor), &update_query(), json!({ "id": id, "i": { "topic": "Again" } }))
+        .gql(
+            Some(&supervisor),
+            &update_query(),
+            json!({ "id": id, "i": { "topic": "Again" } }),
+        )
         .await;
     assert_eq!(change.error_code(), Some("CONFLICT"));
     let twice = app
@@ -175,7 +186,9 @@ async fn a_supervisor_coaches_an_agent_who_reads_and_acknowledges_it() {
     assert_eq!(twice.error_code(), Some("CONFLICT"));
 
     // Only the coached agent acknowledges; twice is harmless.
-    let by_supervisor = app.gql(Some(&supervisor), &acknowledge_query(), json!({ "id": id })).await;
+    let by_supervisor = app
+        .gql(Some(&supervisor), &acknowledge_query(), json!({ "id": id }))
+        .await;
     assert_eq!(by_supervisor.error_code(), Some("FORBIDDEN"));
     let acknowledged = app.gql(Some(&agent), &acknowledge_query(), json!({ "id": id })).await;
     let at = acknowledged.ok()["acknowledgeCoachingSession"]["acknowledgedAt"].clone();
@@ -185,7 +198,11 @@ async fn a_supervisor_coaches_an_agent_who_reads_and_acknowledges_it() {
 
     // Filters and one by id.
     let completed_only = app
-        .gql(Some(&admin), &list_query(), json!({ "f": { "status": "COMPLETED", "agentIds": [ann] } }))
+        .gql(
+            Some(&admin),
+            &list_query(),
+            json!({ "f": { "status": "COMPLETED", "agentIds": [ann] } }),
+        )
         .await;
     assert_eq!(completed_only.ok()["coachingSessions"]["totalCount"], 1);
     let scheduled_only = app
@@ -196,7 +213,12 @@ async fn a_supervisor_coaches_an_agent_who_reads_and_acknowledges_it() {
     assert_eq!(one.ok()["coachingSession"]["acknowledgedAt"], at);
 
     let audit = audit_actions(&app, &org).await;
-    for action in ["coaching.create", "coaching.update", "coaching.complete", "coaching.acknowledge"] {
+    for action in [
+        "coaching.create",
+        "coaching.update",
+        "coaching.complete",
+        "coaching.acknowledge",
+    ] {
         assert_eq!(audit.iter().filter(|a| *a == action).count(), 1, "{action}: {audit:?}");
     }
 }
@@ -224,14 +246,22 @@ async fn agents_read_only_their_own_sessions_and_viewers_none() {
     let all = app.gql(Some(&supervisor), &list_query(), json!({ "first": 2 })).await;
     assert_eq!(all.ok()["coachingSessions"]["totalCount"], 3);
     assert_eq!(all.ok()["coachingSessions"]["pageInfo"]["hasNextPage"], true);
-    let mine = app.gql(Some(&agent), &list_query(), json!({ "f": { "agentIds": [bob] } })).await;
-    assert_eq!(mine.ok()["coachingSessions"]["totalCount"], 0, "asking for Bob's gives nothing");
+    let mine = app
+        .gql(Some(&agent), &list_query(), json!({ "f": { "agentIds": [bob] } }))
+        .await;
+    assert_eq!(
+        mine.ok()["coachingSessions"]["totalCount"],
+        0,
+        "asking for Bob's gives nothing"
+    );
     let mine = app.gql(Some(&agent), &list_query(), json!({})).await;
     assert_eq!(mine.ok()["coachingSessions"]["edges"][0]["node"]["topic"], "Ann 1");
     // Bob's session by id is as unknown to Ann as a foreign one, for reading and acknowledging.
     let bobs = app.gql(Some(&agent), &one_query(), json!({ "id": ids[1] })).await;
     assert_eq!(bobs.error_code(), Some("NOT_FOUND"));
-    let ack = app.gql(Some(&agent), &acknowledge_query(), json!({ "id": ids[1] })).await;
+    let ack = app
+        .gql(Some(&agent), &acknowledge_query(), json!({ "id": ids[1] }))
+        .await;
     assert_eq!(ack.error_code(), Some("NOT_FOUND"));
     // Agents cannot coach; viewers cannot read coaching at all.
     let by_agent = app
@@ -279,13 +309,15 @@ async fn bad_input_unknown_and_foreign_ids_are_refused_and_nothing_is_stored() {
     assert_eq!(field_names(&bad), ["input.topic", "input.notes"]);
     let malformed = create(json!({ "agentId": "not-an-id", "scheduledAt": at, "topic": "T" })).await;
     assert_eq!(field_names(&malformed), ["input.agentId"]);
-    let malformed_call = create(json!({ "agentId": ann, "scheduledAt": at, "topic": "T", "interactionIds": ["x"] })).await;
+    let malformed_call =
+        create(json!({ "agentId": ann, "scheduledAt": at, "topic": "T", "interactionIds": ["x"] })).await;
     assert_eq!(malformed_call.error_code(), Some("BAD_USER_INPUT"));
     let unknown_agent = create(json!({ "agentId": uuid::Uuid::new_v4(), "scheduledAt": at, "topic": "T" })).await;
     assert_eq!(unknown_agent.error_code(), Some("NOT_FOUND"));
     let foreign_agent = create(json!({ "agentId": other.agents[0], "scheduledAt": at, "topic": "T" })).await;
     assert_eq!(foreign_agent.error_code(), Some("NOT_FOUND"));
-    let foreign = create(json!({ "agentId": ann, "scheduledAt": at, "topic": "T", "interactionIds": [foreign_call] })).await;
+    let foreign =
+        create(json!({ "agentId": ann, "scheduledAt": at, "topic": "T", "interactionIds": [foreign_call] })).await;
     assert_eq!(foreign.error_code(), Some("NOT_FOUND"));
     let none = app.gql(Some(&admin), &list_query(), json!({})).await;
     assert_eq!(none.ok()["coachingSessions"]["totalCount"], 0, "refusals store nothing");
@@ -294,15 +326,29 @@ async fn bad_input_unknown_and_foreign_ids_are_refused_and_nothing_is_stored() {
     let created = create(json!({ "agentId": ann, "scheduledAt": at, "topic": "Real" })).await;
     let id = created.ok()["createCoachingSession"]["id"].as_str().unwrap().to_owned();
     let link_foreign = app
-        .gql(Some(&admin), &update_query(), json!({ "id": id, "i": { "topic": "Changed", "interactionIds": [foreign_call] } }))
+        .gql(
+            Some(&admin),
+            &update_query(),
+            json!({ "id": id, "i": { "topic": "Changed", "interactionIds": [foreign_call] } }),
+        )
         .await;
     assert_eq!(link_foreign.error_code(), Some("NOT_FOUND"));
     let kept = app.gql(Some(&admin), &one_query(), json!({ "id": id })).await;
-    assert_eq!(kept.ok()["coachingSession"]["topic"], "Real", "the refused update changed nothing");
-    let empty_outcome = app.gql(Some(&admin), &complete_query(), json!({ "id": id, "o": " " })).await;
+    assert_eq!(
+        kept.ok()["coachingSession"]["topic"],
+        "Real",
+        "the refused update changed nothing"
+    );
+    let empty_outcome = app
+        .gql(Some(&admin), &complete_query(), json!({ "id": id, "o": " " }))
+        .await;
     assert_eq!(field_names(&empty_outcome), ["outcome"]);
     let early_follow_up = app
-        .gql(Some(&admin), &complete_query(), json!({ "id": id, "o": "Done", "f": "2000-01-01" }))
+        .gql(
+            Some(&admin),
+            &complete_query(),
+            json!({ "id": id, "o": "Done", "f": "2000-01-01" }),
+        )
         .await;
     assert_eq!(field_names(&early_follow_up), ["followUpOn"]);
     // Another tenant's admin does not find it, through any operation.
@@ -327,8 +373,12 @@ async fn org_other(app: &TestApp) -> FixtureOrg {
 async fn the_demo_has_a_few_coaching_sessions_seeded_once() {
     let app = TestApp::spawn().await;
     // Twice: the second run adds nothing.
-    omnivox::seed::seed_demo(&app.state, common::TEST_PASSWORD).await.unwrap();
-    omnivox::seed::seed_demo(&app.state, common::TEST_PASSWORD).await.unwrap();
+    omnivox::seed::seed_demo(&app.state, common::TEST_PASSWORD)
+        .await
+        .unwrap();
+    omnivox::seed::seed_demo(&app.state, common::TEST_PASSWORD)
+        .await
+        .unwrap();
     let (supervisor, _) = app.login("supervisor@demo.example").await;
     let all = app.gql(Some(&supervisor), &list_query(), json!({})).await;
     assert_eq!(all.ok()["coachingSessions"]["totalCount"], 4);
@@ -347,7 +397,9 @@ async fn the_demo_has_a_few_coaching_sessions_seeded_once() {
     let calls = completed["interactions"].as_array().unwrap();
     assert!(!calls.is_empty(), "linked to the agent's recent calls");
     assert!(
-        calls.iter().all(|c| c["customerNumber"].as_str().is_none_or(|n| n.contains('*'))),
+        calls
+            .iter()
+            .all(|c| c["customerNumber"].as_str().is_none_or(|n| n.contains('*'))),
         "masked for an agent: {calls:?}"
     );
 }

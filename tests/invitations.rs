@@ -22,8 +22,10 @@ const RESEND: &str = "mutation($u: ID!) { resendInvitation(userId: $u) { emailed
 const ACCEPT: &str = "mutation($t: String!, $p: String!) { acceptInvitation(token: $t, password: $p) {
     accessToken refreshToken user { email role invitationPending } } }";
 const REQUEST_RESET: &str = "mutation($e: String!) { requestPasswordReset(email: $e) }";
-const RESET: &str = "mutation($t: String!, $p: String!) { resetPassword(token: $t, password: $p) { accessToken user { email } } }";
-const CHANGE: &str = "mutation($c: String!, $n: String!) { changePassword(currentPassword: $c, newPassword: $n) { accessToken } }";
+const RESET: &str =
+    "mutation($t: String!, $p: String!) { resetPassword(token: $t, password: $p) { accessToken user { email } } }";
+const CHANGE: &str =
+    "mutation($c: String!, $n: String!) { changePassword(currentPassword: $c, newPassword: $n) { accessToken } }";
 const LOGIN: &str = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }";
 const SETTINGS_CHANGED: &str = "subscription { businessSettingsChanged { version } }";
 
@@ -95,7 +97,9 @@ async fn without_smtp_the_admin_gets_the_token_once_and_it_works_once() {
     let org = app.create_org("acme").await;
     let admin = app.token(&org, Role::Admin).await;
 
-    let invited = app.gql(Some(&admin), INVITE, invitation("Ivy@Acme.test", "SUPERVISOR")).await;
+    let invited = app
+        .gql(Some(&admin), INVITE, invitation("Ivy@Acme.test", "SUPERVISOR"))
+        .await;
     let invited = &invited.ok()["inviteUser"];
     assert_eq!(invited["emailed"], false);
     assert_eq!(invited["user"]["email"], "ivy@acme.test");
@@ -109,7 +113,10 @@ async fn without_smtp_the_admin_gets_the_token_once_and_it_works_once() {
     assert_eq!(rows.len(), 1);
     assert!(!rows[0].whole_row.contains(&token[4..]), "the token is stored in clear");
     // The invited user cannot sign in before accepting, whatever they try.
-    assert_eq!(login(&app, "ivy@acme.test", "").await.error_code(), Some("UNAUTHENTICATED"));
+    assert_eq!(
+        login(&app, "ivy@acme.test", "").await.error_code(),
+        Some("UNAUTHENTICATED")
+    );
 
     // A weak password is refused and the token stays usable.
     let weak = app.gql(None, ACCEPT, json!({ "t": token, "p": "short" })).await;
@@ -134,7 +141,9 @@ async fn without_smtp_the_admin_gets_the_token_once_and_it_works_once() {
     assert_eq!(again.error_code(), Some("BAD_USER_INPUT"));
     assert_eq!(field_of(&again).as_deref(), Some("token"));
     assert_eq!(
-        login(&app, "ivy@acme.test", "someone-elses-password").await.error_code(),
+        login(&app, "ivy@acme.test", "someone-elses-password")
+            .await
+            .error_code(),
         Some("UNAUTHENTICATED")
     );
     // A forged token is refused the same way.
@@ -153,7 +162,9 @@ async fn an_expired_invitation_is_refused_and_a_resent_one_replaces_it() {
     let app = TestApp::spawn().await;
     let org = app.create_org("acme").await;
     let admin = app.token(&org, Role::Admin).await;
-    let invited = app.gql(Some(&admin), INVITE, invitation("late@acme.test", "AGENT")).await;
+    let invited = app
+        .gql(Some(&admin), INVITE, invitation("late@acme.test", "AGENT"))
+        .await;
     let user_id = invited.ok()["inviteUser"]["user"]["id"].as_str().unwrap().to_owned();
     let first = invited.ok()["inviteUser"]["token"].as_str().unwrap().to_owned();
 
@@ -180,7 +191,9 @@ async fn an_expired_invitation_is_refused_and_a_resent_one_replaces_it() {
     assert_eq!(accepted.ok()["acceptInvitation"]["user"]["role"], "AGENT");
 
     // A deactivated invitee's token is refused.
-    let invited = app.gql(Some(&admin), INVITE, invitation("gone@acme.test", "VIEWER")).await;
+    let invited = app
+        .gql(Some(&admin), INVITE, invitation("gone@acme.test", "VIEWER"))
+        .await;
     let gone = invited.ok()["inviteUser"].clone();
     app.gql(
         Some(&admin),
@@ -190,7 +203,11 @@ async fn an_expired_invitation_is_refused_and_a_resent_one_replaces_it() {
     .await
     .ok();
     let refused = app
-        .gql(None, ACCEPT, json!({ "t": gone["token"], "p": "a-long-enough-password" }))
+        .gql(
+            None,
+            ACCEPT,
+            json!({ "t": gone["token"], "p": "a-long-enough-password" }),
+        )
         .await;
     assert_eq!(field_of(&refused).as_deref(), Some("token"));
 }
@@ -201,7 +218,9 @@ async fn invitations_follow_the_role_rules_and_refuse_bad_input() {
     let org = app.create_org("acme").await;
     let other = app.create_org("other").await;
     let admin = app.token(&org, Role::Admin).await;
-    let above = app.gql(Some(&admin), INVITE, invitation("boss@acme.test", "SUPER_ADMIN")).await;
+    let above = app
+        .gql(Some(&admin), INVITE, invitation("boss@acme.test", "SUPER_ADMIN"))
+        .await;
     assert_eq!(above.error_code(), Some("FORBIDDEN"));
     let taken = app
         .gql(Some(&admin), INVITE, invitation(&org.user(Role::Agent).email, "AGENT"))
@@ -243,7 +262,9 @@ async fn with_smtp_the_invitation_is_e_mailed_and_never_shown() {
     let app = TestApp::spawn_with(with_smtp(&smtp)).await;
     let org = app.create_org("acme").await;
     let admin = app.token(&org, Role::Admin).await;
-    let invited = app.gql(Some(&admin), INVITE, invitation("mail@acme.test", "AGENT")).await;
+    let invited = app
+        .gql(Some(&admin), INVITE, invitation("mail@acme.test", "AGENT"))
+        .await;
     let invited = &invited.ok()["inviteUser"];
     assert_eq!(invited["emailed"], true);
     assert!(invited["token"].is_null(), "an e-mailed token is not shown");
@@ -264,7 +285,9 @@ async fn a_reset_answers_the_same_for_every_address_and_its_token_works_once() {
     let agent_email = org.user(Role::Agent).email.clone();
     let (old_access, old_refresh) = app.login(&agent_email).await;
 
-    let known = app.gql(None, REQUEST_RESET, json!({ "e": agent_email.to_uppercase() })).await;
+    let known = app
+        .gql(None, REQUEST_RESET, json!({ "e": agent_email.to_uppercase() }))
+        .await;
     let unknown = app.gql(None, REQUEST_RESET, json!({ "e": "nobody@acme.test" })).await;
     assert_eq!(known.body, unknown.body, "the answers must not differ");
     assert_eq!(known.ok()["requestPasswordReset"], true);
@@ -293,7 +316,10 @@ async fn a_reset_answers_the_same_for_every_address_and_its_token_works_once() {
         )
         .await;
     assert_eq!(refreshed.error_code(), Some("UNAUTHENTICATED"));
-    assert_eq!(login(&app, &agent_email, TEST_PASSWORD).await.error_code(), Some("UNAUTHENTICATED"));
+    assert_eq!(
+        login(&app, &agent_email, TEST_PASSWORD).await.error_code(),
+        Some("UNAUTHENTICATED")
+    );
     assert!(login(&app, &agent_email, "a-brand-new-password").await.body["errors"].is_null());
     // Single use.
     let again = app
@@ -317,11 +343,17 @@ async fn a_reset_answers_the_same_for_every_address_and_its_token_works_once() {
     assert_eq!(field_of(&expired).as_deref(), Some("token"));
     // An invitation token is not a reset token (nor the reverse).
     let admin = app.token(&org, Role::Admin).await;
-    let invited = app.gql(Some(&admin), INVITE, invitation("new@acme.test", "VIEWER")).await;
+    let invited = app
+        .gql(Some(&admin), INVITE, invitation("new@acme.test", "VIEWER"))
+        .await;
     assert_eq!(invited.ok()["inviteUser"]["emailed"], true);
     let invitation_token = token_in(&wait_for_mail(&smtp, "new@acme.test").await);
     let crossed = app
-        .gql(None, RESET, json!({ "t": invitation_token, "p": "yet-another-password" }))
+        .gql(
+            None,
+            RESET,
+            json!({ "t": invitation_token, "p": "yet-another-password" }),
+        )
         .await;
     assert_eq!(field_of(&crossed).as_deref(), Some("token"));
 }
@@ -335,7 +367,11 @@ async fn changing_a_password_needs_the_current_one_and_ends_other_sessions() {
     let (other_device, _) = app.login(&email).await;
 
     let wrong = app
-        .gql(Some(&access), CHANGE, json!({ "c": "not-my-password", "n": "a-better-password" }))
+        .gql(
+            Some(&access),
+            CHANGE,
+            json!({ "c": "not-my-password", "n": "a-better-password" }),
+        )
         .await;
     assert_eq!(wrong.error_code(), Some("BAD_USER_INPUT"));
     assert_eq!(field_of(&wrong).as_deref(), Some("currentPassword"));
@@ -349,23 +385,41 @@ async fn changing_a_password_needs_the_current_one_and_ends_other_sessions() {
     assert_eq!(anonymous.error_code(), Some("UNAUTHENTICATED"));
 
     let changed = app
-        .gql(Some(&access), CHANGE, json!({ "c": TEST_PASSWORD, "n": "a-better-password" }))
+        .gql(
+            Some(&access),
+            CHANGE,
+            json!({ "c": TEST_PASSWORD, "n": "a-better-password" }),
+        )
         .await;
-    let fresh = changed.ok()["changePassword"]["accessToken"].as_str().unwrap().to_owned();
+    let fresh = changed.ok()["changePassword"]["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(app.gql(Some(&fresh), "{ me { id } }", json!({})).await.body["errors"].is_null());
     let stale = app.gql(Some(&other_device), "{ me { id } }", json!({})).await;
     assert_eq!(stale.error_code(), Some("UNAUTHENTICATED"));
-    assert_eq!(login(&app, &email, TEST_PASSWORD).await.error_code(), Some("UNAUTHENTICATED"));
+    assert_eq!(
+        login(&app, &email, TEST_PASSWORD).await.error_code(),
+        Some("UNAUTHENTICATED")
+    );
     assert!(login(&app, &email, "a-better-password").await.body["errors"].is_null());
 
     // An API key cannot change its creator's password.
     let admin = app.token(&org, Role::Admin).await;
     let key = app
-        .gql(Some(&admin), "mutation { createApiKey(name: \"bi\", scopes: [\"kpi:read\"]) { secret } }", json!({}))
+        .gql(
+            Some(&admin),
+            "mutation { createApiKey(name: \"bi\", scopes: [\"kpi:read\"]) { secret } }",
+            json!({}),
+        )
         .await;
     let key = key.ok()["createApiKey"]["secret"].as_str().unwrap().to_owned();
     let by_key = app
-        .gql(Some(&key), CHANGE, json!({ "c": TEST_PASSWORD, "n": "a-better-password" }))
+        .gql(
+            Some(&key),
+            CHANGE,
+            json!({ "c": TEST_PASSWORD, "n": "a-better-password" }),
+        )
         .await;
     assert_eq!(by_key.error_code(), Some("FORBIDDEN"));
 }
@@ -387,7 +441,10 @@ async fn deactivation_role_change_and_reset_close_the_users_sockets_at_once() {
         let user = org.user(role);
         let token = app.token(&org, role).await;
         let mut socket = app.subscribe(&token, SETTINGS_CHANGED, json!({})).await;
-        assert!(socket.next_data("businessSettingsChanged", Duration::from_secs(5)).await.is_some());
+        assert!(socket
+            .next_data("businessSettingsChanged", Duration::from_secs(5))
+            .await
+            .is_some());
         match change {
             "deactivate" => {
                 app.gql(

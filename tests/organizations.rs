@@ -63,7 +63,9 @@ async fn a_super_admin_creates_an_organization_whose_first_admin_accepts_the_inv
     let platform = app.create_org("platform").await;
     let staff = app.token(&platform, Role::SuperAdmin).await;
 
-    let created = app.gql(Some(&staff), CREATE, new_org("globex", "Gina@Globex.test")).await;
+    let created = app
+        .gql(Some(&staff), CREATE, new_org("globex", "Gina@Globex.test"))
+        .await;
     let created = &created.ok()["createOrganization"];
     let org_id = created["organization"]["id"].as_str().unwrap().to_owned();
     assert_eq!(created["organization"]["slug"], "globex");
@@ -80,16 +82,31 @@ async fn a_super_admin_creates_an_organization_whose_first_admin_accepts_the_inv
     let accepted = app
         .gql(None, ACCEPT, json!({ "t": token, "p": "globex-first-password" }))
         .await;
-    let admin = accepted.ok()["acceptInvitation"]["accessToken"].as_str().unwrap().to_owned();
-    let own = app.gql(Some(&admin), "{ organization { id slug businessSettings { version } } }", json!({})).await;
+    let admin = accepted.ok()["acceptInvitation"]["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let own = app
+        .gql(
+            Some(&admin),
+            "{ organization { id slug businessSettings { version } } }",
+            json!({}),
+        )
+        .await;
     assert_eq!(own.ok()["organization"]["id"], org_id.as_str());
     assert_eq!(own.ok()["organization"]["businessSettings"]["version"], 1);
     // ...but not the platform's.
-    assert_eq!(app.gql(Some(&admin), LIST, json!({})).await.error_code(), Some("FORBIDDEN"));
+    assert_eq!(
+        app.gql(Some(&admin), LIST, json!({})).await.error_code(),
+        Some("FORBIDDEN")
+    );
 
     // The creation is in the new organization's chain, before the invitation.
     let audit = actions(&app, &org_id).await;
-    assert_eq!(audit[..3], ["organization.create", "user.invite", "user.invitation_accept"]);
+    assert_eq!(
+        audit[..3],
+        ["organization.create", "user.invite", "user.invitation_accept"]
+    );
     assert!(chain_intact(&app, org_id.parse().unwrap()).await);
 
     // The list pages through every organization.
@@ -98,7 +115,11 @@ async fn a_super_admin_creates_an_organization_whose_first_admin_accepts_the_inv
     assert_eq!(first["totalCount"], 2);
     assert_eq!(first["pageInfo"]["hasNextPage"], true);
     let second = app
-        .gql(Some(&staff), LIST, json!({ "first": 1, "after": first["pageInfo"]["endCursor"] }))
+        .gql(
+            Some(&staff),
+            LIST,
+            json!({ "first": 1, "after": first["pageInfo"]["endCursor"] }),
+        )
         .await;
     let slugs = [
         first["edges"][0]["node"]["slug"].clone(),
@@ -140,10 +161,16 @@ async fn organization_creation_refuses_bad_input_and_duplicates_and_stores_nothi
     );
 
     // A slug in use, and an e-mail address in use (the whole creation is undone).
-    let slug_taken = app.gql(Some(&staff), CREATE, new_org("platform", "new@globex.test")).await;
+    let slug_taken = app
+        .gql(Some(&staff), CREATE, new_org("platform", "new@globex.test"))
+        .await;
     assert_eq!(slug_taken.error_code(), Some("CONFLICT"));
     let email_taken = app
-        .gql(Some(&staff), CREATE, new_org("globex", &platform.user(Role::Admin).email))
+        .gql(
+            Some(&staff),
+            CREATE,
+            new_org("globex", &platform.user(Role::Admin).email),
+        )
         .await;
     assert_eq!(email_taken.error_code(), Some("CONFLICT"));
     let list = app.gql(Some(&staff), LIST, json!({})).await;
@@ -178,9 +205,15 @@ async fn a_suspension_refuses_the_next_request_logins_keys_and_open_sockets() {
     let key = key.ok()["createApiKey"]["secret"].as_str().unwrap().to_owned();
     let viewer = app.token(&acme, Role::Viewer).await;
     let mut socket = app.subscribe(&viewer, SETTINGS_CHANGED, json!({})).await;
-    assert!(socket.next_data("businessSettingsChanged", Duration::from_secs(5)).await.is_some());
+    assert!(socket
+        .next_data("businessSettingsChanged", Duration::from_secs(5))
+        .await
+        .is_some());
     let mut key_socket = app.subscribe(&key, SETTINGS_CHANGED, json!({})).await;
-    assert!(key_socket.next_data("businessSettingsChanged", Duration::from_secs(5)).await.is_some());
+    assert!(key_socket
+        .next_data("businessSettingsChanged", Duration::from_secs(5))
+        .await
+        .is_some());
     assert!(app.gql(Some(&admin), "{ me { id } }", json!({})).await.body["errors"].is_null());
 
     let suspended = app
@@ -231,7 +264,11 @@ async fn a_suspension_refuses_the_next_request_logins_keys_and_open_sockets() {
     // Other organizations are untouched; staff still reach the suspended one.
     assert!(app.gql(Some(&other_admin), "{ me { id } }", json!({})).await.body["errors"].is_null());
     let looked = app
-        .gql(Some(&staff), "query($o: ID) { organization(orgId: $o) { slug suspendedAt } }", json!({ "o": acme.id }))
+        .gql(
+            Some(&staff),
+            "query($o: ID) { organization(orgId: $o) { slug suspendedAt } }",
+            json!({ "o": acme.id }),
+        )
         .await;
     assert_eq!(looked.ok()["organization"]["slug"], "acme");
 
@@ -299,15 +336,16 @@ async fn suspension_refuses_unknown_ids_own_organization_and_non_staff() {
 async fn a_suspension_on_one_instance_closes_sockets_on_another() {
     // Two instances of one deployment, the bus through Redis.
     let app = TestApp::spawn_with(|s| s.redis_url = Some(common::REDIS_URL.into())).await;
-    let peer = app
-        .spawn_peer(|s| s.redis_url = Some(common::REDIS_URL.into()))
-        .await;
+    let peer = app.spawn_peer(|s| s.redis_url = Some(common::REDIS_URL.into())).await;
     let platform = app.create_org("platform").await;
     let staff = app.token(&platform, Role::SuperAdmin).await;
     let acme = app.create_org("acme").await;
     let viewer = app.token(&acme, Role::Viewer).await;
     let mut socket = peer.subscribe(&viewer, SETTINGS_CHANGED, json!({})).await;
-    assert!(socket.next_data("businessSettingsChanged", Duration::from_secs(5)).await.is_some());
+    assert!(socket
+        .next_data("businessSettingsChanged", Duration::from_secs(5))
+        .await
+        .is_some());
     app.gql(Some(&staff), SUSPEND, json!({ "o": acme.id })).await.ok();
     assert_eq!(socket.expect_close(Duration::from_secs(3)).await, Some(4403));
     // The peer's next request is refused too (its cache forgot the organization's users).

@@ -76,8 +76,12 @@ pub async fn insert(conn: &mut AsyncPgConnection, tenant: &Tenant, key: NewApiKe
 }
 
 /// For authentication only: the key with this public prefix, with its creator.
+/// A key with its creator's organization, role, active flag, e-mail and name, and its
+/// organization's suspension time.
+type KeyAuthRow = (ApiKeyRow, Uuid, Role, bool, String, String, Option<DateTime<Utc>>);
+
 pub async fn find_for_auth(conn: &mut AsyncPgConnection, prefix: &str) -> AppResult<Option<KeyForAuth>> {
-    let row: Option<(ApiKeyRow, Uuid, Role, bool, String, String, Option<DateTime<Utc>>)> = api_keys::table
+    let row: Option<KeyAuthRow> = api_keys::table
         .inner_join(users::table.on(users::id.eq(api_keys::created_by)))
         .inner_join(organizations::table.on(organizations::id.eq(api_keys::organization_id)))
         .filter(api_keys::prefix.eq(prefix))

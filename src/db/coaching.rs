@@ -203,7 +203,11 @@ pub async fn interaction_ids(
         .inner_join(interactions::table.on(interactions::id.eq(links::interaction_id)))
         .filter(links::organization_id.eq(tenant.org_id()))
         .filter(links::session_id.eq_any(session_ids))
-        .order((links::session_id, interactions::offered_at.asc(), interactions::id.asc()))
+        .order((
+            links::session_id,
+            interactions::offered_at.asc(),
+            interactions::id.asc(),
+        ))
         .select((links::session_id, links::interaction_id))
         .load(conn)
         .await?;
@@ -215,7 +219,11 @@ pub async fn interaction_ids(
 }
 
 /// Which of `ids` are calls of the tenant.
-pub async fn existing_interactions(conn: &mut AsyncPgConnection, tenant: &Tenant, ids: &[Uuid]) -> AppResult<Vec<Uuid>> {
+pub async fn existing_interactions(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    ids: &[Uuid],
+) -> AppResult<Vec<Uuid>> {
     Ok(interactions::table
         .filter(interactions::organization_id.eq(tenant.org_id()))
         .filter(interactions::id.eq_any(ids))
@@ -268,7 +276,12 @@ pub async fn count(conn: &mut AsyncPgConnection, tenant: &Tenant, query: &Coachi
 }
 
 /// Seeding: whether an agent already has a session on this topic (keeps the demo idempotent).
-pub async fn exists_for_seed(conn: &mut AsyncPgConnection, tenant: &Tenant, agent_id: Uuid, topic: &str) -> AppResult<bool> {
+pub async fn exists_for_seed(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    agent_id: Uuid,
+    topic: &str,
+) -> AppResult<bool> {
     let found: Option<Uuid> = sessions::table
         .filter(sessions::organization_id.eq(tenant.org_id()))
         .filter(sessions::agent_id.eq(agent_id))

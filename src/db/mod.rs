@@ -9,8 +9,8 @@
 
 pub mod api_keys;
 pub mod cached_sql;
-pub mod coaching;
 pub mod calls;
+pub mod coaching;
 pub mod contact_centre;
 pub mod interactions;
 pub mod models;

@@ -184,7 +184,11 @@ pub async fn get_for_update(conn: &mut AsyncPgConnection, tenant: &Tenant) -> Ap
 }
 
 /// Suspends (`Some(reason)`, the reason may be empty) or resumes (`None`) an organization.
-pub async fn set_suspended(conn: &mut AsyncPgConnection, tenant: &Tenant, suspended: Option<&str>) -> AppResult<OrgRow> {
+pub async fn set_suspended(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    suspended: Option<&str>,
+) -> AppResult<OrgRow> {
     let (at, reason) = match suspended {
         Some(reason) => (Some(Utc::now()), Some(reason).filter(|r| !r.is_empty())),
         None => (None, None),

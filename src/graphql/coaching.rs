@@ -194,7 +194,12 @@ impl CoachingQueries {
 
     /// One coaching session (NOT_FOUND for one the caller may not read).
     #[graphql(guard = "PermissionGuard(Permission::ActAsAgent)")]
-    async fn coaching_session(&self, ctx: &Context<'_>, id: ID, org_id: Option<ID>) -> async_graphql::Result<CoachingSession> {
+    async fn coaching_session(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        org_id: Option<ID>,
+    ) -> async_graphql::Result<CoachingSession> {
         let id = parse_id(&id, "id")?;
         let tenant = tenant_for(ctx, org_id.as_ref()).await?;
         let mut conn = db::conn(&state(ctx)?.db).await?;

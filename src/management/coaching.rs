@@ -280,7 +280,9 @@ pub async fn acknowledge(
             });
         }
         if row.completed_at.is_none() {
-            return Err(AppError::Conflict("a coaching session is acknowledged once it is completed".into()));
+            return Err(AppError::Conflict(
+                "a coaching session is acknowledged once it is completed".into(),
+            ));
         }
         if row.acknowledged_at.is_some() {
             return Ok(row);

@@ -66,7 +66,8 @@ fn token_refused() -> AppError {
 }
 
 fn check_new_password(field: &str, password_text: &str) -> AppResult<()> {
-    password::check_strength(password_text).map_err(|reason| AppError::invalid_fields(vec![FieldError::new(field, reason)]))
+    password::check_strength(password_text)
+        .map_err(|reason| AppError::invalid_fields(vec![FieldError::new(field, reason)]))
 }
 
 /// Whether the user has never chosen a password (an invitation not yet accepted).
@@ -149,7 +150,14 @@ pub(crate) async fn deliver_invitation(
         role = user.role,
         expires_at = expires_at.format("%Y-%m-%d %H:%M"),
     );
-    match mail::send(state, &user.email, &format!("Your invitation to {organization_name}"), body).await {
+    match mail::send(
+        state,
+        &user.email,
+        &format!("Your invitation to {organization_name}"),
+        body,
+    )
+    .await
+    {
         Ok(()) => Issued {
             user,
             expires_at,
@@ -223,7 +231,9 @@ pub async fn resend(
                 )));
             }
             if !invitation_pending(&user) {
-                return Err(AppError::Conflict("this user has already accepted their invitation".into()));
+                return Err(AppError::Conflict(
+                    "this user has already accepted their invitation".into(),
+                ));
             }
             if !user.active {
                 return Err(AppError::Conflict("this user is deactivated".into()));
@@ -243,11 +253,7 @@ pub async fn resend(
 
 /// Redeems a token of `purpose` inside a transaction: locks it, checks it is unused, unexpired
 /// and its user active, marks it used. The organization's suspension is checked by the caller.
-async fn redeem(
-    conn: &mut AsyncPgConnection,
-    token: &str,
-    purpose: Purpose,
-) -> AppResult<(Tenant, UserRow)> {
+async fn redeem(conn: &mut AsyncPgConnection, token: &str, purpose: Purpose) -> AppResult<(Tenant, UserRow)> {
     let found = user_tokens::find_for_update(conn, &one_time::digest(token), purpose)
         .await?
         .ok_or_else(token_refused)?;
@@ -405,7 +411,12 @@ async fn send_reset(state: &AppState, email: &str, request_id: Option<String>) -
 
 /// Resets a password with a token from `requestPasswordReset`; every earlier session ends and
 /// the answer is a fresh one.
-pub async fn reset(state: &AppState, token: &str, password_text: &str, request_id: Option<String>) -> AppResult<Session> {
+pub async fn reset(
+    state: &AppState,
+    token: &str,
+    password_text: &str,
+    request_id: Option<String>,
+) -> AppResult<Session> {
     check_new_password("password", password_text)?;
     let hash = password::hash(password_text.to_owned()).await?;
     let mut conn = db::conn(&state.db).await?;

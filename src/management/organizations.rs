@@ -9,6 +9,11 @@
 //! cache forgets within its few seconds' lifetime). Logins and refreshes are refused too. A
 //! SUPER_ADMIN's explicit `orgId` access still works, so staff can look and resume.
 //!
+//! What a suspension does not stop: the telephony provider's signed webhooks (they are the
+//! provider's record of calls that happened, which it would not send again; refusing them
+//! would leave holes in the organization's history once resumed), and report schedules
+//! already set up, whose runs the scheduler still makes.
+//!
 //! Every action is audited in the chain of the organization it touched (the new one for a
 //! creation), besides the `tenant.cross_access` record of [`crate::access::tenant`].
 
@@ -64,11 +69,13 @@ fn validate(input: &NewOrganization) -> Vec<FieldError> {
         ));
     }
     if input.timezone.parse::<chrono_tz::Tz>().is_err() {
-        errors.push(FieldError::new("input.timezone", "must be an IANA time zone, e.g. Europe/London"));
+        errors.push(FieldError::new(
+            "input.timezone",
+            "must be an IANA time zone, e.g. Europe/London",
+        ));
     }
     if let Some(locale) = &input.locale {
-        let ok = (2..=35).contains(&locale.len())
-            && locale.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        let ok = (2..=35).contains(&locale.len()) && locale.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
         if !ok {
             errors.push(FieldError::new("input.locale", "must be a BCP 47 tag, e.g. en-GB"));
         }

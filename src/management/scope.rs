@@ -37,7 +37,11 @@ async fn supervised(_conn: &mut AsyncPgConnection, _principal: &Principal, _tena
 }
 
 /// Whose sessions the caller may create, change and complete (SUPERVISOR+).
-pub async fn coaching_managed(conn: &mut AsyncPgConnection, principal: &Principal, tenant: &Tenant) -> AppResult<AgentScope> {
+pub async fn coaching_managed(
+    conn: &mut AsyncPgConnection,
+    principal: &Principal,
+    tenant: &Tenant,
+) -> AppResult<AgentScope> {
     if principal.role >= Role::Admin {
         return Ok(AgentScope::All);
     }
@@ -48,7 +52,11 @@ pub async fn coaching_managed(conn: &mut AsyncPgConnection, principal: &Principa
 }
 
 /// Whose sessions the caller may read: those they manage, and an AGENT their own.
-pub async fn coaching_readable(conn: &mut AsyncPgConnection, principal: &Principal, tenant: &Tenant) -> AppResult<AgentScope> {
+pub async fn coaching_readable(
+    conn: &mut AsyncPgConnection,
+    principal: &Principal,
+    tenant: &Tenant,
+) -> AppResult<AgentScope> {
     if principal.role >= Role::Supervisor {
         return coaching_managed(conn, principal, tenant).await;
     }

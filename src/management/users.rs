@@ -71,9 +71,10 @@ async fn refuse_removing_last_admin(
 /// demoted user's sockets close 4403 within moments, not at the next periodic check).
 pub(crate) fn access_changed(state: &AppState, tenant: &Tenant, user_id: Uuid) {
     state.user_cache.evict(user_id);
-    state
-        .bus
-        .publish(tenant.org_id(), crate::realtime::BusEvent::UserAccessChanged { user_id });
+    state.bus.publish(
+        tenant.org_id(),
+        crate::realtime::BusEvent::UserAccessChanged { user_id },
+    );
 }
 
 pub fn normalize_email(email: &str) -> String {

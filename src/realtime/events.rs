@@ -74,9 +74,9 @@ impl BusEvent {
             BusEvent::Interactions { .. } => Topic::Interactions,
             BusEvent::KpiInvalidation { .. } => Topic::KpiInvalidation,
             BusEvent::Settings { .. } => Topic::Settings,
-            BusEvent::ApiKeyRevoked { .. }
-            | BusEvent::UserAccessChanged { .. }
-            | BusEvent::OrganizationSuspended => Topic::Access,
+            BusEvent::ApiKeyRevoked { .. } | BusEvent::UserAccessChanged { .. } | BusEvent::OrganizationSuspended => {
+                Topic::Access
+            }
             BusEvent::ReportRun { .. } => Topic::ReportRuns,
         }
     }

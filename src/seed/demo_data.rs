@@ -274,7 +274,14 @@ pub async fn ensure(conn: &mut AsyncPgConnection, tenant: &Tenant, agent_user: O
 
 /// The demo's coaching sessions: (agent, topic, notes, days from now, outcome and follow-up in
 /// days when completed, acknowledged by the agent).
-type DemoCoaching = (&'static str, &'static str, &'static str, i64, Option<(&'static str, u64)>, bool);
+type DemoCoaching = (
+    &'static str,
+    &'static str,
+    &'static str,
+    i64,
+    Option<(&'static str, u64)>,
+    bool,
+);
 
 const COACHING: [DemoCoaching; 4] = [
     (
@@ -301,7 +308,14 @@ const COACHING: [DemoCoaching; 4] = [
         Some(("Asks about needs before the offer; conversion up this week.", 21)),
         true,
     ),
-    ("Tom Walsh", "Hold etiquette", "Ask before holding; come back every 30 s.", 1, None, false),
+    (
+        "Tom Walsh",
+        "Hold etiquette",
+        "Ask before holding; come back every 30 s.",
+        1,
+        None,
+        false,
+    ),
 ];
 
 /// Adds the demo's coaching sessions that are missing (matched by agent and topic), linking
