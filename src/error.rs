@@ -13,6 +13,11 @@ use serde::Serialize;
 pub enum ErrorCode {
     Unauthenticated,
     Forbidden,
+    /// The caller's organization is suspended (by platform staff): every request and socket of
+    /// its users and API keys is refused with this code until it is resumed. Told apart from
+    /// FORBIDDEN so a client can show "your organization is suspended" instead of retrying
+    /// or asking for another role.
+    OrganizationSuspended,
     BadUserInput,
     NotFound,
     Conflict,
@@ -26,6 +31,7 @@ impl ErrorCode {
         match self {
             ErrorCode::Unauthenticated => "UNAUTHENTICATED",
             ErrorCode::Forbidden => "FORBIDDEN",
+            ErrorCode::OrganizationSuspended => "ORGANIZATION_SUSPENDED",
             ErrorCode::BadUserInput => "BAD_USER_INPUT",
             ErrorCode::NotFound => "NOT_FOUND",
             ErrorCode::Conflict => "CONFLICT",
@@ -58,6 +64,8 @@ impl FieldError {
 pub enum AppError {
     Unauthenticated(String),
     Forbidden(String),
+    /// The caller's organization is suspended.
+    OrganizationSuspended,
     BadUserInput {
         message: String,
         fields: Vec<FieldError>,
@@ -79,6 +87,7 @@ impl AppError {
         match self {
             AppError::Unauthenticated(_) => ErrorCode::Unauthenticated,
             AppError::Forbidden(_) => ErrorCode::Forbidden,
+            AppError::OrganizationSuspended => ErrorCode::OrganizationSuspended,
             AppError::BadUserInput { .. } => ErrorCode::BadUserInput,
             AppError::NotFound(_) => ErrorCode::NotFound,
             AppError::Conflict(_) => ErrorCode::Conflict,
@@ -120,6 +129,9 @@ impl AppError {
                 m.clone()
             }
             AppError::BadUserInput { message, .. } => message.clone(),
+            AppError::OrganizationSuspended => {
+                "this organization is suspended; contact the platform's support".to_owned()
+            }
             AppError::RateLimited { retry_after_secs } => {
                 format!("rate limit exceeded, retry after {retry_after_secs} s")
             }

@@ -16,7 +16,8 @@
 //!   plays further days of it through the ingest and presence services.
 //! * [`access`], [`ingest`], [`management`] — the services: authentication and tenancy against
 //!   the database; telephony ingest (Twilio webhooks, call events, the call lifecycle); the
-//!   rules of the management surface (settings, users, presence).
+//!   rules of the management surface (settings, users and invitations, presence, API keys,
+//!   coaching, organizations).
 //! * [`reports`]  — saved reports (stored analytics queries with a range and a presentation),
 //!   their templates, results and CSV, JSON, XLSX and PDF exports, all answered by the one
 //!   analytics engine.

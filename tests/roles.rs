@@ -16,7 +16,14 @@ use serde_json::{json, Value};
 
 /// Root fields that answer without credentials, on purpose: they are how credentials are
 /// obtained or given up.
-const PUBLIC: &[&str] = &["Mutation.login", "Mutation.refreshSession", "Mutation.logout"];
+const PUBLIC: &[&str] = &[
+    "Mutation.login",
+    "Mutation.refreshSession",
+    "Mutation.logout",
+    "Mutation.acceptInvitation",
+    "Mutation.requestPasswordReset",
+    "Mutation.resetPassword",
+];
 
 /// The one exception to "a higher role holds every permission of the lower ones": reports are
 /// read by VIEWER (BI accounts, shared reports) and SUPERVISOR and above, never by AGENT.
@@ -99,6 +106,97 @@ fn operations() -> Vec<Operation> {
             // An unknown id: callers that pass the guard get NOT_FOUND, nothing is changed.
             query: "mutation($u: ID!) { deactivateUser(userId: $u) { id } }",
             variables: |_, _| json!({ "u": uuid::Uuid::new_v4() }),
+        },
+        Operation {
+            field: "Mutation.inviteUser",
+            lowest_role: Role::Admin,
+            query: "mutation($i: InviteUserInput!) { inviteUser(input: $i) { user { id } } }",
+            variables: |org, caller| {
+                json!({ "i": {
+                    "email": format!("invited-by-{}@{}.test", caller.as_str().to_lowercase(), org.slug),
+                    "displayName": "Invited Person", "role": "VIEWER" } })
+            },
+        },
+        Operation {
+            field: "Mutation.resendInvitation",
+            lowest_role: Role::Admin,
+            // An unknown id: callers that pass the guard get NOT_FOUND, nothing is changed.
+            query: "mutation($u: ID!) { resendInvitation(userId: $u) { emailed } }",
+            variables: |_, _| json!({ "u": uuid::Uuid::new_v4() }),
+        },
+        Operation {
+            field: "Mutation.changePassword",
+            lowest_role: Role::Viewer,
+            // A wrong current password: callers that pass the guard get BAD_USER_INPUT.
+            query: "mutation { changePassword(currentPassword: \"not-the-password\", newPassword: \"a-long-enough-password\") { accessToken } }",
+            variables: no_vars,
+        },
+        Operation {
+            field: "Query.coachingSessions",
+            lowest_role: Role::Agent,
+            query: "{ coachingSessions(first: 5) { totalCount edges { node { id interactions { id } } } } }",
+            variables: no_vars,
+        },
+        Operation {
+            field: "Query.coachingSession",
+            lowest_role: Role::Agent,
+            query: "query($id: ID!) { coachingSession(id: $id) { id } }",
+            variables: |_, _| json!({ "id": uuid::Uuid::new_v4() }),
+        },
+        Operation {
+            field: "Mutation.createCoachingSession",
+            lowest_role: Role::Supervisor,
+            // An unknown agent: callers that pass the guard get NOT_FOUND, nothing is stored.
+            query: "mutation($a: ID!) { createCoachingSession(input: { agentId: $a, scheduledAt: \"2026-01-05T10:00:00Z\", topic: \"T\" }) { id } }",
+            variables: |_, _| json!({ "a": uuid::Uuid::new_v4() }),
+        },
+        Operation {
+            field: "Mutation.updateCoachingSession",
+            lowest_role: Role::Supervisor,
+            query: "mutation($id: ID!) { updateCoachingSession(id: $id, input: { topic: \"T\" }) { id } }",
+            variables: |_, _| json!({ "id": uuid::Uuid::new_v4() }),
+        },
+        Operation {
+            field: "Mutation.completeCoachingSession",
+            lowest_role: Role::Supervisor,
+            query: "mutation($id: ID!) { completeCoachingSession(id: $id, outcome: \"Done\") { id } }",
+            variables: |_, _| json!({ "id": uuid::Uuid::new_v4() }),
+        },
+        Operation {
+            field: "Mutation.acknowledgeCoachingSession",
+            lowest_role: Role::Agent,
+            query: "mutation($id: ID!) { acknowledgeCoachingSession(id: $id) { id } }",
+            variables: |_, _| json!({ "id": uuid::Uuid::new_v4() }),
+        },
+        Operation {
+            field: "Query.organizations",
+            lowest_role: Role::SuperAdmin,
+            query: "{ organizations(first: 5) { totalCount edges { node { id slug } } } }",
+            variables: no_vars,
+        },
+        Operation {
+            field: "Mutation.createOrganization",
+            lowest_role: Role::SuperAdmin,
+            query: "mutation($i: CreateOrganizationInput!) { createOrganization(input: $i) { organization { id } } }",
+            variables: |org, caller| {
+                let tag = caller.as_str().to_lowercase().replace('_', "-");
+                json!({ "i": {
+                    "name": "Matrix Tenant", "slug": format!("{}-{tag}", org.slug), "timezone": "UTC",
+                    "firstAdmin": { "email": format!("first-{tag}@{}.test", org.slug), "displayName": "First Admin" } } })
+            },
+        },
+        Operation {
+            field: "Mutation.suspendOrganization",
+            lowest_role: Role::SuperAdmin,
+            // An unknown organization: callers that pass the guard get NOT_FOUND.
+            query: "mutation($o: ID!) { suspendOrganization(orgId: $o) { id } }",
+            variables: |_, _| json!({ "o": uuid::Uuid::new_v4() }),
+        },
+        Operation {
+            field: "Mutation.resumeOrganization",
+            lowest_role: Role::SuperAdmin,
+            query: "mutation($o: ID!) { resumeOrganization(orgId: $o) { id } }",
+            variables: |_, _| json!({ "o": uuid::Uuid::new_v4() }),
         },
         Operation {
             field: "Mutation.updateBusinessSettings",

@@ -41,6 +41,10 @@ pub async fn authenticate(state: &AppState, secret: &str) -> AppResult<Principal
         tracing::debug!(key = %key.id, "API key refused");
         return Err(invalid_token());
     }
+    // A good key of a suspended organization is told so, like its users' tokens.
+    if found.org_suspended {
+        return Err(crate::error::AppError::OrganizationSuspended);
+    }
     if key.last_used_at.is_none_or(|at| now - at >= LAST_USED_RESOLUTION) {
         api_keys::touch_last_used(&mut conn, key.id).await?;
     }

@@ -21,14 +21,15 @@ pub async fn authenticate(state: &AppState, token: &str) -> AppResult<Principal>
 }
 
 /// Verifies an access token and loads its user: refused when the user is gone, inactive, moved
-/// to another organization, or its `token_version` moved on.
+/// to another organization, or its `token_version` moved on; ORGANIZATION_SUSPENDED while the
+/// user's organization is suspended.
 async fn authenticate_jwt(state: &AppState, token: &str) -> AppResult<Principal> {
     let claims = state.jwt.verify(token, TokenKind::Access)?;
     let user = match state.user_cache.get(claims.sub) {
         Some(user) => user,
         None => {
             let mut conn = db::conn(&state.db).await?;
-            let row = users::find_for_auth(&mut conn, claims.sub)
+            let (row, org_suspended) = users::find_for_auth_with_org(&mut conn, claims.sub)
                 .await?
                 .ok_or_else(invalid_token)?;
             let user = CachedUser {
@@ -38,6 +39,7 @@ async fn authenticate_jwt(state: &AppState, token: &str) -> AppResult<Principal>
                 display_name: row.display_name,
                 active: row.active,
                 token_version: row.token_version,
+                org_suspended,
             };
             state.user_cache.put(claims.sub, user.clone());
             user
@@ -45,6 +47,9 @@ async fn authenticate_jwt(state: &AppState, token: &str) -> AppResult<Principal>
     };
     if !user.active || user.token_version != claims.tv || user.org_id != claims.org {
         return Err(invalid_token());
+    }
+    if user.org_suspended {
+        return Err(AppError::OrganizationSuspended);
     }
     Ok(Principal {
         user_id: claims.sub,

@@ -13,7 +13,7 @@ use crate::audit::{self, Actor, AuditEvent};
 use crate::auth::jwt::{invalid_token, Subject, TokenKind};
 use crate::auth::{password, Principal};
 use crate::db::models::UserRow;
-use crate::db::{self, tokens, users};
+use crate::db::{self, orgs, tokens, users};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 
@@ -52,8 +52,9 @@ pub fn access_token(state: &AppState, user: &UserRow, ttl: std::time::Duration) 
     Ok((token, timestamp(claims.exp)))
 }
 
-/// Issues an access token and a new refresh token in `family` (a new family when None).
-async fn issue(
+/// Issues an access token and a new refresh token in `family` (a new family when None); also
+/// how a person who has just set their password (invitation, reset, change) is signed in.
+pub async fn issue(
     conn: &mut diesel_async::AsyncPgConnection,
     state: &AppState,
     user: UserRow,
@@ -95,7 +96,20 @@ pub async fn login(
     let mut conn = db::conn(&state.db).await?;
     let user = users::find_by_email(&mut conn, &email).await?;
     let matches = password::verify(password_text.to_owned(), user.as_ref().map(|u| u.password_hash.clone())).await?;
+    // Only someone who knows the password learns that the organization is suspended.
+    let suspended = match &user {
+        Some(user) if matches && user.active => orgs::is_suspended(&mut conn, user.organization_id).await?,
+        _ => false,
+    };
     match user {
+        Some(user) if suspended => {
+            let event = AuditEvent::new(Some(user.organization_id), None, "auth.login_failed")
+                .target("user", user.id)
+                .details(serde_json::json!({ "email": email, "reason": "organization_suspended" }))
+                .request_id(request_id);
+            conn.transaction(async |conn| audit::record(conn, event).await).await?;
+            Err(AppError::OrganizationSuspended)
+        }
         Some(user) if matches && user.active => {
             conn.transaction(async |conn| {
                 users::touch_last_login(conn, user.id).await?;
@@ -135,6 +149,7 @@ pub async fn login(
 enum RefreshOutcome {
     Rotated(Box<Session>),
     Refused,
+    Suspended,
 }
 
 /// The user a refresh token names, when it is a valid (signed, unexpired) refresh token; for
@@ -168,11 +183,15 @@ pub async fn refresh(state: &AppState, refresh_token: &str, request_id: Option<S
                 audit::record(conn, event).await?;
                 return Ok(RefreshOutcome::Refused);
             }
-            let Some(user) = users::find_for_auth(conn, stored.user_id).await? else {
+            let Some((user, org_suspended)) = users::find_for_auth_with_org(conn, stored.user_id).await? else {
                 return Ok(RefreshOutcome::Refused);
             };
             if !user.active || user.token_version != claims.tv {
                 return Ok(RefreshOutcome::Refused);
+            }
+            if org_suspended {
+                // The token stays unused: it works again once the organization is resumed.
+                return Ok(RefreshOutcome::Suspended);
             }
             tokens::mark_used(conn, stored.id).await?;
             Ok(RefreshOutcome::Rotated(Box::new(
@@ -183,6 +202,7 @@ pub async fn refresh(state: &AppState, refresh_token: &str, request_id: Option<S
     match outcome {
         RefreshOutcome::Rotated(session) => Ok(*session),
         RefreshOutcome::Refused => Err(invalid_token()),
+        RefreshOutcome::Suspended => Err(AppError::OrganizationSuspended),
     }
 }
 

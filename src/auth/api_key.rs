@@ -138,6 +138,13 @@ impl Scope {
                 "businessSettingsChanged",
             ],
             (Scope::IngestWrite, Root::Mutation) => &["recordCallEvents"],
+            // Reached by no scope, on purpose: people and tenants are managed by people.
+            // Coaching (`coachingSessions`, `coachingSession`, `createCoachingSession`,
+            // `updateCoachingSession`, `completeCoachingSession`, `acknowledgeCoachingSession`)
+            // holds private notes about a person; invitations and passwords (`inviteUser`,
+            // `resendInvitation`, `changePassword`) act on a person's credentials; and
+            // organizations (`organizations`, `createOrganization`, `suspendOrganization`,
+            // `resumeOrganization`) are platform staff's, who never act through a key.
             _ => &[],
         }
     }

@@ -4,7 +4,8 @@
 //! layer can take a [`Tenant`] without a cycle.
 //!
 //! * [`api_key`] is the API keys' secret format, digest and scopes;
-//! * [`jwt`] signs and verifies tokens; [`password`] hashes passwords;
+//! * [`jwt`] signs and verifies tokens; [`password`] hashes passwords; [`one_time`] is the
+//!   invitation and password-reset tokens;
 //! * [`principal`] is the caller ([`Principal`]), what credentials amount to ([`Auth`]) and the
 //!   short-lived cache of `users` rows;
 //! * [`roles`] is the permission table (the GraphQL field guards are built on it);
@@ -12,6 +13,7 @@
 
 pub mod api_key;
 pub mod jwt;
+pub mod one_time;
 pub mod password;
 pub mod principal;
 pub mod roles;

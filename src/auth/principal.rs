@@ -63,6 +63,8 @@ pub struct CachedUser {
     pub display_name: String,
     pub active: bool,
     pub token_version: i32,
+    /// The user's organization is suspended: every request is refused.
+    pub org_suspended: bool,
 }
 
 /// A small time-bounded cache of the `users` fields authentication needs.
@@ -89,6 +91,12 @@ impl UserCache {
             }
         }
         entries.insert(user_id, (Instant::now(), user));
+    }
+
+    /// Forgets every user of an organization (it was suspended or resumed).
+    pub fn evict_org(&self, org_id: Uuid) {
+        let mut entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        entries.retain(|_, (_, user)| user.org_id != org_id);
     }
 
     /// Forgets a user, after a change that must bite on the very next request.

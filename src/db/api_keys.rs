@@ -8,7 +8,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::auth::{Role, Tenant};
-use crate::db::schema::{api_keys, users};
+use crate::db::schema::{api_keys, organizations, users};
 use crate::error::{AppError, AppResult};
 
 /// How many keys a listing returns at most (newest first).
@@ -41,6 +41,8 @@ pub struct KeyForAuth {
     pub creator_active: bool,
     pub creator_email: String,
     pub creator_display_name: String,
+    /// The key's organization is suspended.
+    pub org_suspended: bool,
 }
 
 /// A key to store.
@@ -74,9 +76,14 @@ pub async fn insert(conn: &mut AsyncPgConnection, tenant: &Tenant, key: NewApiKe
 }
 
 /// For authentication only: the key with this public prefix, with its creator.
+/// A key with its creator's organization, role, active flag, e-mail and name, and its
+/// organization's suspension time.
+type KeyAuthRow = (ApiKeyRow, Uuid, Role, bool, String, String, Option<DateTime<Utc>>);
+
 pub async fn find_for_auth(conn: &mut AsyncPgConnection, prefix: &str) -> AppResult<Option<KeyForAuth>> {
-    let row: Option<(ApiKeyRow, Uuid, Role, bool, String, String)> = api_keys::table
+    let row: Option<KeyAuthRow> = api_keys::table
         .inner_join(users::table.on(users::id.eq(api_keys::created_by)))
+        .inner_join(organizations::table.on(organizations::id.eq(api_keys::organization_id)))
         .filter(api_keys::prefix.eq(prefix))
         .select((
             ApiKeyRow::as_select(),
@@ -85,18 +92,22 @@ pub async fn find_for_auth(conn: &mut AsyncPgConnection, prefix: &str) -> AppRes
             users::active,
             users::email,
             users::display_name,
+            organizations::suspended_at,
         ))
         .first(conn)
         .await
         .optional()?;
     Ok(row.map(
-        |(key, creator_org_id, creator_role, creator_active, creator_email, creator_display_name)| KeyForAuth {
-            key,
-            creator_org_id,
-            creator_role,
-            creator_active,
-            creator_email,
-            creator_display_name,
+        |(key, creator_org_id, creator_role, creator_active, creator_email, creator_display_name, suspended_at)| {
+            KeyForAuth {
+                key,
+                creator_org_id,
+                creator_role,
+                creator_active,
+                creator_email,
+                creator_display_name,
+                org_suspended: suspended_at.is_some(),
+            }
         },
     ))
 }

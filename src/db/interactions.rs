@@ -366,6 +366,23 @@ pub async fn interaction_by_id(
         .optional()?)
 }
 
+/// Calls of the tenant by id, in no particular order (unknown ids are left out).
+pub async fn interactions_by_ids(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    ids: &[Uuid],
+) -> AppResult<Vec<InteractionRow>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(interactions::table
+        .filter(interactions::organization_id.eq(tenant.org_id()))
+        .filter(interactions::id.eq_any(ids))
+        .select(InteractionRow::as_select())
+        .load(conn)
+        .await?)
+}
+
 pub async fn interaction_by_external_id(
     conn: &mut AsyncPgConnection,
     tenant: &Tenant,

@@ -10,6 +10,7 @@
 pub mod api_keys;
 pub mod cached_sql;
 pub mod calls;
+pub mod coaching;
 pub mod contact_centre;
 pub mod interactions;
 pub mod models;
@@ -22,6 +23,7 @@ pub mod report_schedules;
 pub mod reports;
 pub mod schema;
 pub mod tokens;
+pub mod user_tokens;
 pub mod users;
 
 use std::time::Duration;

@@ -18,6 +18,9 @@ pub struct OrgRow {
     pub locale: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Set while the organization is suspended: its users and keys are refused.
+    pub suspended_at: Option<DateTime<Utc>>,
+    pub suspension_reason: Option<String>,
 }
 
 #[derive(Clone, Debug, Queryable, Selectable)]

@@ -1,5 +1,6 @@
 //! Organizations and their business settings.
 
+use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
@@ -43,7 +44,7 @@ pub async fn find_by_slug(conn: &mut AsyncPgConnection, slug: &str) -> AppResult
         .optional()?)
 }
 
-/// Creates an organization with default business settings.
+/// Creates an organization with default business settings; a slug in use is CONFLICT.
 pub async fn create(
     conn: &mut AsyncPgConnection,
     slug: &str,
@@ -60,7 +61,13 @@ pub async fn create(
         ))
         .returning(OrgRow::as_returning())
         .get_result(conn)
-        .await?;
+        .await
+        .map_err(|e| match e {
+            diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _) => {
+                AppError::Conflict("an organization with this slug already exists".into())
+            }
+            other => other.into(),
+        })?;
     diesel::insert_into(business_settings::table)
         .values(business_settings::organization_id.eq(org.id))
         .execute(conn)
@@ -125,4 +132,76 @@ pub async fn set_timezone(conn: &mut AsyncPgConnection, tenant: &Tenant, timezon
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Whether an organization is suspended (false for an unknown one: nothing to refuse).
+pub async fn is_suspended(conn: &mut AsyncPgConnection, org_id: Uuid) -> AppResult<bool> {
+    let found: Option<Option<DateTime<Utc>>> = organizations::table
+        .find(org_id)
+        .select(organizations::suspended_at)
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(found.flatten().is_some())
+}
+
+/// Every organization, in (created_at, id) order after the keyset `after`; `limit + 1` rows so
+/// the caller knows whether another page follows. Platform staff only: no tenant applies.
+pub async fn page_all(
+    conn: &mut AsyncPgConnection,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> AppResult<Vec<OrgRow>> {
+    let mut query = organizations::table
+        .select(OrgRow::as_select())
+        .order((organizations::created_at.asc(), organizations::id.asc()))
+        .limit(limit + 1)
+        .into_boxed();
+    if let Some((created_at, id)) = after {
+        query = query.filter(
+            organizations::created_at
+                .gt(created_at)
+                .or(organizations::created_at.eq(created_at).and(organizations::id.gt(id))),
+        );
+    }
+    Ok(query.load(conn).await?)
+}
+
+pub async fn count_all(conn: &mut AsyncPgConnection) -> AppResult<i64> {
+    Ok(organizations::table.count().get_result(conn).await?)
+}
+
+/// Locks and reads an organization, for a suspend or resume.
+pub async fn get_for_update(conn: &mut AsyncPgConnection, tenant: &Tenant) -> AppResult<OrgRow> {
+    organizations::table
+        .find(tenant.org_id())
+        .select(OrgRow::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or_else(not_found)
+}
+
+/// Suspends (`Some(reason)`, the reason may be empty) or resumes (`None`) an organization.
+pub async fn set_suspended(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    suspended: Option<&str>,
+) -> AppResult<OrgRow> {
+    let (at, reason) = match suspended {
+        Some(reason) => (Some(Utc::now()), Some(reason).filter(|r| !r.is_empty())),
+        None => (None, None),
+    };
+    diesel::update(organizations::table.find(tenant.org_id()))
+        .set((
+            organizations::suspended_at.eq(at),
+            organizations::suspension_reason.eq(reason),
+            organizations::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(OrgRow::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?
+        .ok_or_else(not_found)
 }

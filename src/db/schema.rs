@@ -156,6 +156,18 @@ diesel::table! {
         scheduled_at -> Timestamptz,
         completed_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
+        outcome -> Nullable<Text>,
+        follow_up_on -> Nullable<Date>,
+        acknowledged_at -> Nullable<Timestamptz>,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    coaching_session_interactions (session_id, interaction_id) {
+        organization_id -> Uuid,
+        session_id -> Uuid,
+        interaction_id -> Uuid,
     }
 }
 
@@ -341,6 +353,8 @@ diesel::table! {
         locale -> Text,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        suspended_at -> Nullable<Timestamptz>,
+        suspension_reason -> Nullable<Text>,
     }
 }
 
@@ -455,6 +469,20 @@ diesel::table! {
 }
 
 diesel::table! {
+    user_tokens (id) {
+        id -> Uuid,
+        organization_id -> Uuid,
+        user_id -> Uuid,
+        purpose -> Text,
+        token_hash -> Bytea,
+        created_by -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     users (id) {
         id -> Uuid,
         organization_id -> Uuid,
@@ -551,6 +579,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     business_settings,
     call_events,
     campaigns,
+    coaching_session_interactions,
     coaching_sessions,
     dispositions,
     interactions,
@@ -572,5 +601,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     skills,
     teams,
     telephony_settings,
+    user_tokens,
     users,
 );

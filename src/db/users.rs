@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::auth::{Role, Tenant};
 use crate::db::models::{NewUser, UserRow};
-use crate::db::schema::users;
+use crate::db::schema::{organizations, users};
 use crate::error::{AppError, AppResult};
 
 fn not_found() -> AppError {
@@ -23,6 +23,19 @@ pub async fn find_for_auth(conn: &mut AsyncPgConnection, user_id: Uuid) -> AppRe
         .first(conn)
         .await
         .optional()?)
+}
+
+/// For authentication only: the user behind a token's `sub`, and whether their organization
+/// is suspended (one join, read on every cache miss).
+pub async fn find_for_auth_with_org(conn: &mut AsyncPgConnection, user_id: Uuid) -> AppResult<Option<(UserRow, bool)>> {
+    let row: Option<(UserRow, Option<DateTime<Utc>>)> = users::table
+        .inner_join(organizations::table)
+        .filter(users::id.eq(user_id))
+        .select((UserRow::as_select(), organizations::suspended_at))
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(row.map(|(user, suspended_at)| (user, suspended_at.is_some())))
 }
 
 /// For login only: e-mail addresses are unique across tenants.
@@ -216,4 +229,35 @@ pub async fn upsert_for_seed(
         .returning(UserRow::as_returning())
         .get_result(conn)
         .await?)
+}
+
+/// The stored hash of an invited user who has not chosen a password yet: no password matches
+/// it (it is not a valid hash), so nobody signs in as them until the invitation is accepted.
+pub const NO_PASSWORD: &str = "";
+
+/// Sets a user's password hash. `revoke_tokens` also bumps `token_version`, so every access
+/// token issued so far dies (a reset or a change: whoever held the old password is out).
+pub async fn set_password(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    user_id: Uuid,
+    password_hash: &str,
+    revoke_tokens: bool,
+) -> AppResult<UserRow> {
+    let bump = if revoke_tokens { 1 } else { 0 };
+    diesel::update(
+        users::table
+            .filter(users::organization_id.eq(tenant.org_id()))
+            .filter(users::id.eq(user_id)),
+    )
+    .set((
+        users::password_hash.eq(password_hash),
+        users::token_version.eq(users::token_version + bump),
+        users::updated_at.eq(diesel::dsl::now),
+    ))
+    .returning(UserRow::as_returning())
+    .get_result(conn)
+    .await
+    .optional()?
+    .ok_or_else(not_found)
 }

@@ -1,5 +1,6 @@
-//! Sign-in, token refresh and sign-out. `login`, `refreshSession` and `logout` are public on
-//! purpose (they are how a caller gets or gives up credentials).
+//! Sign-in, token refresh, sign-out and passwords. `login`, `refreshSession`, `logout`,
+//! `acceptInvitation`, `requestPasswordReset` and `resetPassword` are public on purpose (they
+//! are how a caller gets or gives up credentials); `changePassword` needs a signed-in user.
 
 use async_graphql::{Context, Object, SimpleObject};
 use chrono::{DateTime, Utc};
@@ -10,6 +11,7 @@ use crate::graphql::context::{principal, request_id, state};
 use crate::graphql::guards::RoleGuard;
 use crate::graphql::rate_limits::{refuse_login, refuse_refresh};
 use crate::graphql::users::User;
+use crate::management::invitations;
 
 #[derive(SimpleObject)]
 pub struct AuthPayload {
@@ -61,6 +63,62 @@ impl AuthMutation {
     async fn logout(&self, ctx: &Context<'_>, refresh_token: String) -> async_graphql::Result<bool> {
         session::logout(state(ctx)?, &refresh_token, request_id(ctx)).await?;
         Ok(true)
+    }
+
+    /// Accepts an invitation: sets the password (at least 10 characters) and signs in. The
+    /// token works once, before it expires; any refused token is the same BAD_USER_INPUT on
+    /// `token`.
+    async fn accept_invitation(
+        &self,
+        ctx: &Context<'_>,
+        token: String,
+        password: String,
+    ) -> async_graphql::Result<AuthPayload> {
+        Ok(invitations::accept(state(ctx)?, &token, &password, request_id(ctx))
+            .await?
+            .into())
+    }
+
+    /// Asks for a password-reset e-mail. Always answers true, whether an account has this
+    /// address or not (and as fast): the token, valid for an hour and once, goes only to the
+    /// address.
+    async fn request_password_reset(&self, ctx: &Context<'_>, email: String) -> async_graphql::Result<bool> {
+        invitations::request_reset(state(ctx)?, &email, request_id(ctx));
+        Ok(true)
+    }
+
+    /// Sets a new password with a reset token and signs in; every earlier session of the user
+    /// ends (their tokens are revoked, their sockets close). Any refused token is the same
+    /// BAD_USER_INPUT on `token`.
+    async fn reset_password(
+        &self,
+        ctx: &Context<'_>,
+        token: String,
+        password: String,
+    ) -> async_graphql::Result<AuthPayload> {
+        Ok(invitations::reset(state(ctx)?, &token, &password, request_id(ctx))
+            .await?
+            .into())
+    }
+
+    /// Changes the caller's password, given the current one (else BAD_USER_INPUT on
+    /// `currentPassword`). Every other session ends; the answer is a fresh session.
+    #[graphql(guard = "RoleGuard(Role::Viewer)")]
+    async fn change_password(
+        &self,
+        ctx: &Context<'_>,
+        current_password: String,
+        new_password: String,
+    ) -> async_graphql::Result<AuthPayload> {
+        Ok(invitations::change_password(
+            state(ctx)?,
+            principal(ctx)?,
+            &current_password,
+            &new_password,
+            request_id(ctx),
+        )
+        .await?
+        .into())
     }
 
     /// Revokes every access and refresh token of the caller, on every device.

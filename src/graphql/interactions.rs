@@ -266,6 +266,23 @@ fn audit_unmasked(ctx: &Context<'_>, tenant: &crate::auth::Tenant, rows: &[Inter
     .request_id(request_id(ctx))
     .client_addr(client_addr(ctx));
     state.audit_queue.record_read(event);
+/// The calls of `ids` the caller may see, in the order of `ids`, masked for the caller's role
+/// exactly as `interactions` masks them; the others are left out (for a linked list such as a
+/// coaching session's calls, where NOT_FOUND for one would hide the rest).
+pub(crate) async fn visible_by_ids(
+    conn: &mut diesel_async::AsyncPgConnection,
+    principal: &crate::auth::Principal,
+    tenant: &crate::auth::Tenant,
+    ids: &[uuid::Uuid],
+) -> AppResult<Vec<Interaction>> {
+    let scope = CallScope::of(conn, principal, tenant).await?;
+    let mut rows: Vec<InteractionRow> = interactions::interactions_by_ids(conn, tenant, ids)
+        .await?
+        .into_iter()
+        .filter(|row| scope.sees(row))
+        .collect();
+    rows.sort_by_key(|row| ids.iter().position(|id| *id == row.id));
+    to_output(conn, tenant, scope, rows).await
 }
 
 fn one(mut rows: Vec<Interaction>) -> async_graphql::Result<Interaction> {

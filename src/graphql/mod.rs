@@ -9,6 +9,7 @@ pub mod analytics;
 pub mod api_keys;
 pub mod audit;
 pub mod auth;
+pub mod coaching;
 pub mod context;
 pub mod guards;
 pub mod interactions;
@@ -16,6 +17,7 @@ pub mod key_scopes;
 pub mod kpi;
 pub mod limits;
 pub mod org;
+pub mod organizations;
 pub mod pagination;
 pub mod persisted;
 pub mod plain;
@@ -49,6 +51,8 @@ pub struct QueryRoot(
     report_runs::ReportRunQueries,
     report_schedules::ReportScheduleQueries,
     audit::AuditQuery,
+    coaching::CoachingQueries,
+    organizations::OrganizationQueries,
 );
 
 #[derive(MergedObject, Default)]
@@ -63,6 +67,8 @@ pub struct MutationRoot(
     reports::ReportMutations,
     report_runs::ReportRunMutations,
     report_schedules::ReportScheduleMutations,
+    coaching::CoachingMutations,
+    organizations::OrganizationMutations,
 );
 
 #[derive(MergedSubscription, Default)]

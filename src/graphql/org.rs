@@ -20,6 +20,29 @@ use crate::state::AppState;
 pub struct Organization {
     row: OrgRow,
     tenant: Tenant,
+    /// Reached through the platform's list: reading its tenant data goes through
+    /// `tenant_for`, which audits a cross-tenant access.
+    listed: bool,
+}
+
+impl Organization {
+    pub(crate) fn new(row: OrgRow, tenant: Tenant) -> Self {
+        Self {
+            row,
+            tenant,
+            listed: false,
+        }
+    }
+
+    /// An organization of the platform's list (`organizations`): no access granted yet.
+    pub(crate) fn listed(row: OrgRow) -> Self {
+        let tenant = Tenant::for_system(row.id);
+        Self {
+            row,
+            tenant,
+            listed: true,
+        }
+    }
 }
 
 #[Object]
@@ -43,10 +66,23 @@ impl Organization {
     async fn created_at(&self) -> DateTime<Utc> {
         self.row.created_at
     }
+    /// Set while the organization is suspended (its users and keys are then refused with
+    /// ORGANIZATION_SUSPENDED, so in practice only platform staff read it).
+    async fn suspended_at(&self) -> Option<DateTime<Utc>> {
+        self.row.suspended_at
+    }
+    async fn suspension_reason(&self) -> Option<&str> {
+        self.row.suspension_reason.as_deref()
+    }
     #[graphql(guard = "PermissionGuard(Permission::ReadOrganization)")]
     async fn business_settings(&self, ctx: &Context<'_>) -> async_graphql::Result<BusinessSettings> {
+        let tenant = if self.listed {
+            tenant_for(ctx, Some(&ID(self.row.id.to_string()))).await?
+        } else {
+            self.tenant
+        };
         let mut conn = db::conn(&state(ctx)?.db).await?;
-        let row = orgs::settings(&mut conn, &self.tenant).await?;
+        let row = orgs::settings(&mut conn, &tenant).await?;
         Ok(BusinessSettings::new(row, self.row.timezone.clone())?)
     }
 }
@@ -194,7 +230,7 @@ impl OrgQuery {
         let tenant = tenant_for(ctx, org_id.as_ref()).await?;
         let mut conn = db::conn(&state(ctx)?.db).await?;
         let row = orgs::get(&mut conn, &tenant).await?;
-        Ok(Organization { row, tenant })
+        Ok(Organization::new(row, tenant))
     }
 }
 

@@ -11,6 +11,7 @@ use crate::graphql::context::{parse_id, principal, request_id, settings, state, 
 use crate::graphql::guards::{PermissionGuard, RoleGuard};
 use crate::graphql::pagination::{decode_cursor, encode_cursor, page_size};
 use crate::graphql::DEFAULT_PAGE_SIZE;
+use crate::management::invitations::{self, Issued, NewInvitation};
 use crate::management::users::{self as manage, NewUserInput};
 
 /// A person who signs in. Reached only through guarded root fields (`me`, `users`, mutations
@@ -37,6 +38,10 @@ impl User {
     /// Inactive users cannot sign in; their tokens were revoked when they were deactivated.
     async fn active(&self) -> bool {
         self.0.active
+    }
+    /// Invited and not yet accepted: the user has no password and cannot sign in.
+    async fn invitation_pending(&self) -> bool {
+        invitations::invitation_pending(&self.0)
     }
     async fn last_login_at(&self) -> Option<DateTime<Utc>> {
         self.0.last_login_at
@@ -109,6 +114,38 @@ pub struct CreateUserInput {
     pub password: String,
 }
 
+#[derive(InputObject)]
+pub struct InviteUserInput {
+    pub email: String,
+    pub display_name: String,
+    /// At most the caller's own role.
+    pub role: Role,
+}
+
+/// An invitation just issued. The invited person sets their password with
+/// `acceptInvitation(token, password)` before `expiresAt`, once.
+#[derive(SimpleObject)]
+pub struct Invitation {
+    user: User,
+    expires_at: DateTime<Utc>,
+    /// Whether the invitation was e-mailed to the user.
+    emailed: bool,
+    /// The invitation token, only when it was not e-mailed (no SMTP server configured, or
+    /// sending failed): shown this once, to hand over; it is stored only as a digest.
+    token: Option<String>,
+}
+
+impl From<Issued> for Invitation {
+    fn from(issued: Issued) -> Self {
+        Self {
+            user: User(issued.user),
+            expires_at: issued.expires_at,
+            emailed: issued.emailed,
+            token: issued.token,
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct UserMutation;
 
@@ -131,6 +168,41 @@ impl UserMutation {
         };
         let row = manage::create(state(ctx)?, principal(ctx)?, &tenant, input, request_id(ctx)).await?;
         Ok(User(row))
+    }
+
+    /// Invites a person by e-mail: creates the user without a password and a single-use
+    /// invitation token that expires in 7 days. ADMIN+; the role may not be above the caller's;
+    /// an e-mail address in use is CONFLICT. Audited.
+    #[graphql(guard = "PermissionGuard(Permission::Administer)")]
+    async fn invite_user(
+        &self,
+        ctx: &Context<'_>,
+        input: InviteUserInput,
+        org_id: Option<ID>,
+    ) -> async_graphql::Result<Invitation> {
+        let tenant = tenant_for(ctx, org_id.as_ref()).await?;
+        let input = NewInvitation {
+            email: input.email,
+            display_name: input.display_name,
+            role: input.role,
+        };
+        let issued = invitations::invite(state(ctx)?, principal(ctx)?, &tenant, input, request_id(ctx)).await?;
+        Ok(issued.into())
+    }
+
+    /// Issues a new invitation for a user who has not accepted theirs; the previous token
+    /// stops working. ADMIN+; CONFLICT when the user already has a password. Audited.
+    #[graphql(guard = "PermissionGuard(Permission::Administer)")]
+    async fn resend_invitation(
+        &self,
+        ctx: &Context<'_>,
+        user_id: ID,
+        org_id: Option<ID>,
+    ) -> async_graphql::Result<Invitation> {
+        let user_id = parse_id(&user_id, "userId")?;
+        let tenant = tenant_for(ctx, org_id.as_ref()).await?;
+        let issued = invitations::resend(state(ctx)?, principal(ctx)?, &tenant, user_id, request_id(ctx)).await?;
+        Ok(issued.into())
     }
 
     /// Changes a user's role. ADMIN+; nobody grants above their own role, changes a user who

@@ -13,7 +13,7 @@ use crate::error::{AppError, ErrorCode};
 pub fn status_of(error: &AppError) -> StatusCode {
     match error.code() {
         ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
-        ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+        ErrorCode::Forbidden | ErrorCode::OrganizationSuspended => StatusCode::FORBIDDEN,
         ErrorCode::BadUserInput => StatusCode::BAD_REQUEST,
         ErrorCode::NotFound => StatusCode::NOT_FOUND,
         ErrorCode::Conflict => StatusCode::CONFLICT,

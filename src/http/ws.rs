@@ -38,9 +38,12 @@
 //! 6. The token's `exp` closes the socket **4403** at that instant (our own timer: the JWT leeway
 //!    does not apply). Every [`Settings::ws_reauth_interval`] (default 30 s) the token is checked
 //!    again; a deactivated user, a bumped token version or a changed role closes **4403**. A
-//!    database failure during that check keeps the socket open. A socket opened with an API key
-//!    also listens on the bus: the key's revocation closes it **4403** at once, on every
-//!    instance (and the periodic check catches a notice lost to a bus outage).
+//!    database failure during that check keeps the socket open. Every socket also listens on
+//!    the bus's access topic, on every instance: its API key's revocation or its
+//!    organization's suspension closes it **4403** at once ("Forbidden: organization
+//!    suspended" for the latter, also at init); a change of its user's access (deactivation,
+//!    role change, password reset) triggers the check at once. The periodic check catches a
+//!    notice lost to a bus outage.
 //! 7. Once acknowledged, the server sends `{"type":"ping"}` (legacy `{"type":"ka"}`, also
 //!    right after the ack) every [`Settings::ws_ping_interval`] (default 15 s). A client `ping`
 //!    gets a `pong` at any time; a client `pong` is ignored.
@@ -88,7 +91,6 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 use uuid::Uuid;
 
 use crate::access::principal;
-use crate::auth::api_key;
 use crate::auth::Auth;
 use crate::auth::Principal;
 use crate::config::Settings;
@@ -720,8 +722,9 @@ impl Connection {
         let Some(token) = payload.and_then(token_from_init_payload) else {
             return Err(self.refuse("connection_init must carry a token"));
         };
-        // Listening before the key is checked: a revocation committed after the check is heard.
-        let revocations = api_key::looks_like_key(&token).then(|| self.state.app.bus.receiver(&[Topic::Access]));
+        // Listening before the credentials are checked: a revocation, deactivation or
+        // suspension committed after the check is heard.
+        let revocations = Some(self.state.app.bus.receiver(&[Topic::Access]));
         let principal = match principal::authenticate(&self.state.app, &token).await {
             Ok(principal) => principal,
             Err(error @ AppError::Unauthenticated(_)) => {
@@ -738,6 +741,7 @@ impl Connection {
                 );
                 return Err(self.refuse("invalid or expired token"));
             }
+            Err(AppError::OrganizationSuspended) => return Err(self.refuse(SUSPENDED)),
             Err(error) => {
                 tracing::warn!(?error, "WebSocket authentication failed");
                 return Err(Exit::close(
@@ -941,18 +945,34 @@ impl Connection {
         self.send(message)
     }
 
-    /// A notice from the bus on an API key socket: this key revoked → 4403 at once; notices may
-    /// have been missed (bus reconnect, lag) → check the key now rather than at the next tick.
+    /// A notice from the bus about access: this socket's key revoked or its organization
+    /// suspended → 4403 at once; its user's access changed (deactivated, role changed,
+    /// password reset) → check the credentials now; notices may have been missed (bus
+    /// reconnect, lag) → check now rather than at the next tick.
     async fn on_revocation(&mut self, received: Received) -> Result<(), Exit> {
-        let ours = self
-            .session
-            .as_ref()
-            .and_then(|session| session.principal.api_key.as_ref())
-            .map(|grant| grant.key_id);
+        if matches!(received, Received::Closed) {
+            self.revocations = None;
+            return Ok(());
+        }
+        let Some(principal) = self.session.as_ref().map(|session| &session.principal) else {
+            return Ok(());
+        };
+        let ours = principal.api_key.as_ref().map(|grant| grant.key_id);
+        let (user_id, org_id) = (principal.user_id, principal.org_id);
         match received {
             Received::Event(event) => match &event.payload {
                 BusEvent::ApiKeyRevoked { key_id } if Some(*key_id) == ours => {
                     Err(Exit::forbidden("credentials revoked"))
+                }
+                BusEvent::OrganizationSuspended if event.organization_id == org_id => {
+                    // Another instance suspended it: this one's cache must not let a request
+                    // through either.
+                    self.state.app.user_cache.evict_org(org_id);
+                    Err(Exit::forbidden(SUSPENDED))
+                }
+                BusEvent::UserAccessChanged { user_id: changed } if *changed == user_id => {
+                    self.state.app.user_cache.evict(user_id);
+                    self.reauthenticate().await
                 }
                 _ => Ok(()),
             },
@@ -979,6 +999,7 @@ impl Connection {
             }
             Ok(_) => Err(Exit::forbidden("the user's role changed; reconnect")),
             Err(AppError::Unauthenticated(_)) => Err(Exit::forbidden("credentials revoked")),
+            Err(AppError::OrganizationSuspended) => Err(Exit::forbidden(SUSPENDED)),
             Err(error) => {
                 // A database hiccup should not drop every wallboard; the next check decides.
                 tracing::warn!(?error, "WebSocket re-authentication could not run");
@@ -987,6 +1008,10 @@ impl Connection {
         }
     }
 }
+
+/// The close reason's detail when the caller's organization is suspended (close 4403
+/// "Forbidden: organization suspended").
+const SUSPENDED: &str = "organization suspended";
 
 /// The next revocation notice, or never when the socket does not listen for any.
 async fn next_revocation(revocations: &mut Option<Receiver>) -> Received {

@@ -1,9 +1,15 @@
-//! The management surface's rules: business settings, users and API keys. Each operation validates,
-//! checks the role rules of DESIGN.md §4, writes the change and its audit record in one
-//! transaction, and publishes after commit. Resolvers call these and only convert.
+//! The management surface's rules: business settings, users, invitations and passwords, API
+//! keys, organizations and coaching. Each operation validates, checks the role rules of
+//! DESIGN.md §4, writes the change and its audit record in one transaction, and publishes after
+//! commit. Resolvers call these and only convert.
 
 pub mod api_keys;
 pub mod audit;
+pub mod coaching;
+pub mod invitations;
+pub mod mail;
+pub mod organizations;
 pub mod presence;
+pub mod scope;
 pub mod settings;
 pub mod users;

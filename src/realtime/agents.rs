@@ -226,6 +226,8 @@ fn agent_of(event: &BusEvent) -> Option<Uuid> {
         | BusEvent::KpiInvalidation { .. }
         | BusEvent::Settings { .. }
         | BusEvent::ApiKeyRevoked { .. }
+        | BusEvent::UserAccessChanged { .. }
+        | BusEvent::OrganizationSuspended
         | BusEvent::ReportRun { .. } => None,
     }
 }

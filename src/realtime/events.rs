@@ -55,6 +55,12 @@ pub enum BusEvent {
     Settings { version: i32 },
     /// An API key was revoked: sockets authenticated with it close. Topic [`Topic::Access`].
     ApiKeyRevoked { key_id: Uuid },
+    /// A user's access changed (deactivated, role changed, password reset): their sockets check
+    /// their credentials again at once. Topic [`Topic::Access`].
+    UserAccessChanged { user_id: Uuid },
+    /// The envelope's organization was suspended: every socket of its users and keys closes.
+    /// Topic [`Topic::Access`].
+    OrganizationSuspended,
     /// A report run moved on (claimed, rows written, ended); `reportRunUpdated` re-reads it.
     /// Topic [`Topic::ReportRuns`].
     ReportRun { run_id: Uuid },
@@ -68,7 +74,9 @@ impl BusEvent {
             BusEvent::Interactions { .. } => Topic::Interactions,
             BusEvent::KpiInvalidation { .. } => Topic::KpiInvalidation,
             BusEvent::Settings { .. } => Topic::Settings,
-            BusEvent::ApiKeyRevoked { .. } => Topic::Access,
+            BusEvent::ApiKeyRevoked { .. } | BusEvent::UserAccessChanged { .. } | BusEvent::OrganizationSuspended => {
+                Topic::Access
+            }
             BusEvent::ReportRun { .. } => Topic::ReportRuns,
         }
     }

@@ -38,6 +38,8 @@ impl CallFilter {
             | BusEvent::KpiInvalidation { .. }
             | BusEvent::Settings { .. }
             | BusEvent::ApiKeyRevoked { .. }
+            | BusEvent::UserAccessChanged { .. }
+            | BusEvent::OrganizationSuspended
             | BusEvent::ReportRun { .. } => Vec::new(),
         }
     }

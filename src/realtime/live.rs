@@ -245,7 +245,11 @@ fn touches(event: &BusEvent, scope: Option<&Scope>) -> bool {
             .iter()
             .any(|call| call_in_scope(&scope.campaign_ids, &scope.agent_ids, scope.direction, call)),
         BusEvent::Settings { .. } => true,
-        BusEvent::KpiInvalidation { .. } | BusEvent::ApiKeyRevoked { .. } | BusEvent::ReportRun { .. } => false,
+        BusEvent::KpiInvalidation { .. }
+        | BusEvent::ApiKeyRevoked { .. }
+        | BusEvent::UserAccessChanged { .. }
+        | BusEvent::OrganizationSuspended
+        | BusEvent::ReportRun { .. } => false,
     }
 }
 

@@ -272,6 +272,85 @@ pub async fn ensure(conn: &mut AsyncPgConnection, tenant: &Tenant, agent_user: O
     .await
 }
 
+/// The demo's coaching sessions: (agent, topic, notes, days from now, outcome and follow-up in
+/// days when completed, acknowledged by the agent).
+type DemoCoaching = (
+    &'static str,
+    &'static str,
+    &'static str,
+    i64,
+    Option<(&'static str, u64)>,
+    bool,
+);
+
+const COACHING: [DemoCoaching; 4] = [
+    (
+        "Alex Agent",
+        "Call openings: greeting and identity check",
+        "Listen to the two calls linked here; the check came after the customer's question.",
+        -3,
+        Some(("Greets by name and checks identity first; keep the pace.", 14)),
+        false,
+    ),
+    (
+        "Alex Agent",
+        "Shorter wrap-up on routine calls",
+        "Wrap-up runs past the target on calls without a follow-up.",
+        2,
+        None,
+        false,
+    ),
+    (
+        "Priya Shah",
+        "Handling price objections",
+        "Two sales calls where the offer came before the need.",
+        -6,
+        Some(("Asks about needs before the offer; conversion up this week.", 21)),
+        true,
+    ),
+    (
+        "Tom Walsh",
+        "Hold etiquette",
+        "Ask before holding; come back every 30 s.",
+        1,
+        None,
+        false,
+    ),
+];
+
+/// Adds the demo's coaching sessions that are missing (matched by agent and topic), linking
+/// each to its agent's latest answered calls, coached by `coach`. Idempotent.
+pub async fn ensure_coaching(conn: &mut AsyncPgConnection, tenant: &Tenant, coach: Uuid) -> AppResult<usize> {
+    use crate::db::coaching as coaching_rows;
+    conn.transaction(async |conn| -> AppResult<usize> {
+        let directory = cc::agent_directory(conn, tenant).await?;
+        let now = Utc::now();
+        let mut added = 0;
+        for (agent_name, topic, notes, days, completion, acknowledged) in COACHING {
+            let Some(agent) = directory.iter().find(|a| a.display_name == agent_name) else {
+                continue;
+            };
+            if coaching_rows::exists_for_seed(conn, tenant, agent.id, topic).await? {
+                continue;
+            }
+            let scheduled_at = now.trunc_subsecs(0) + TimeDelta::days(days);
+            let row = coaching_rows::insert(conn, tenant, agent.id, coach, topic, Some(notes), scheduled_at).await?;
+            let calls = coaching_rows::recent_answered_calls(conn, tenant, agent.id, 2).await?;
+            coaching_rows::set_interactions(conn, tenant, row.id, &calls).await?;
+            if let Some((outcome, follow_up_days)) = completion {
+                let follow_up = scheduled_at.date_naive().checked_add_days(Days::new(follow_up_days));
+                coaching_rows::complete(conn, tenant, row.id, outcome, follow_up).await?;
+                if acknowledged {
+                    coaching_rows::acknowledge(conn, tenant, row.id).await?;
+                }
+            }
+            added += 1;
+        }
+        Ok(added)
+    })
+    .await
+}
+
 /// An agent as the simulation sees it.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct SimAgent {

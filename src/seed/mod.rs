@@ -4,7 +4,8 @@
 //! does, and write it through the KPI engine's one writer.
 //!
 //! * this module — organization `demo`, (re)created with one login per role;
-//! * [`demo_data`] — once, a small contact centre with a few days of history, fixed seed;
+//! * [`demo_data`] — once, a small contact centre with a few days of history, fixed seed; and
+//!   a few coaching sessions, added when missing;
 //! * [`generator`] — millions of calls, planned at scale and bulk-loaded with their rollups;
 //! * [`live`]      — the demo's live simulator: further days of the demo model, played in
 //!   (compressed) real time through the ingest, disposition and presence code of the API;
@@ -57,14 +58,20 @@ pub async fn seed_demo(state: &AppState, password_text: &str) -> AppResult<DemoS
     let hash = password::hash(password_text.to_owned()).await?;
     let mut logins = Vec::new();
     let mut agent_user = None;
+    let mut supervisor = None;
     for (email, name, role) in DEMO_USERS {
         let user = users::upsert_for_seed(&mut conn, &tenant, email, name, role, &hash).await?;
-        if role == Role::Agent {
-            agent_user = Some(user.id);
+        match role {
+            Role::Agent => agent_user = Some(user.id),
+            Role::Supervisor => supervisor = Some(user.id),
+            _ => {}
         }
         logins.push((email.to_owned(), role));
     }
     demo_data::ensure(&mut conn, &tenant, agent_user).await?;
+    if let Some(coach) = supervisor {
+        demo_data::ensure_coaching(&mut conn, &tenant, coach).await?;
+    }
     Ok(DemoSummary {
         created_organization: created,
         logins,

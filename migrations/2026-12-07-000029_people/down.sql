@@ -1,0 +1,13 @@
+DROP TABLE coaching_session_interactions;
+ALTER TABLE coaching_sessions
+    DROP CONSTRAINT coaching_sessions_outcome_when_completed,
+    DROP CONSTRAINT coaching_sessions_org_id_key,
+    DROP CONSTRAINT coaching_sessions_notes_length,
+    DROP COLUMN updated_at,
+    DROP COLUMN acknowledged_at,
+    DROP COLUMN follow_up_on,
+    DROP COLUMN outcome;
+DROP TABLE user_tokens;
+ALTER TABLE organizations
+    DROP COLUMN suspension_reason,
+    DROP COLUMN suspended_at;
