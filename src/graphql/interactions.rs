@@ -266,6 +266,8 @@ fn audit_unmasked(ctx: &Context<'_>, tenant: &crate::auth::Tenant, rows: &[Inter
     .request_id(request_id(ctx))
     .client_addr(client_addr(ctx));
     state.audit_queue.record_read(event);
+}
+
 /// The calls of `ids` the caller may see, in the order of `ids`, masked for the caller's role
 /// exactly as `interactions` masks them; the others are left out (for a linked list such as a
 /// coaching session's calls, where NOT_FOUND for one would hide the rest).
