@@ -397,11 +397,12 @@ pub fn parse_backoff(text: &str) -> Result<Backoff, String> {
     Ok(Backoff(waits))
 }
 
-/// The default query-cost budgets per role (see `--rate-limits`). The heaviest query the
-/// default complexity limit admits costs 5,000: a VIEWER may run six of those a minute, or a
-/// wallboard's KPI summary hundreds of times.
+/// The default query-cost budgets per role (see `--rate-limits`). A KPI summary costs 16 and
+/// an `analytics` query 450, while their server time differs a hundredfold: a VIEWER's 5,000 a
+/// minute are a summary five times a second (any wallboard), a SUPERVISOR's 10,000 are twenty
+/// `analytics` queries a minute — a person exploring, not a loop.
 pub const DEFAULT_ROLE_BUDGETS: &str =
-    "anonymous=2000,viewer=30000,agent=30000,supervisor=60000,admin=60000,super_admin=120000";
+    "anonymous=1000,viewer=5000,agent=5000,supervisor=10000,admin=10000,super_admin=20000";
 
 /// A budget of `count` units per `period` (a bucket that refills completely over `period`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -637,10 +638,10 @@ mod tests {
     #[test]
     fn role_budgets_override_the_defaults_one_by_one() {
         let defaults = parse_role_budgets("").unwrap();
-        assert_eq!(defaults.viewer, 30_000);
-        assert_eq!(defaults.super_admin, 120_000);
+        assert_eq!(defaults.viewer, 5_000);
+        assert_eq!(defaults.super_admin, 20_000);
         let budgets = parse_role_budgets("viewer=5, SUPER_ADMIN=7").unwrap();
-        assert_eq!((budgets.viewer, budgets.super_admin, budgets.admin), (5, 7, 60_000));
+        assert_eq!((budgets.viewer, budgets.super_admin, budgets.admin), (5, 7, 10_000));
         assert!(parse_role_budgets("owner=5").is_err());
         assert!(parse_role_budgets("viewer=0").is_err());
         assert!(parse_role_budgets("viewer").is_err());

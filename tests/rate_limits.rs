@@ -127,6 +127,19 @@ async fn over_budget_is_429_with_retry_after_and_the_budget_shows_on_every_answe
     );
     assert!(refused.body.get("data").is_none(), "nothing executed: {}", refused.body);
     assert_eq!(refused.header("ratelimit-remaining"), Some(remaining));
+    // Asked again at once, the same request is refused the same way (answered from the
+    // instance's memory of the refusal, without executing or charging anything).
+    let again = post(&app, Some(&viewer), ME, json!({}), None).await;
+    assert_eq!(again.status, 429);
+    assert_eq!(again.code(), Some("RATE_LIMITED"));
+    assert!(again.header("retry-after").unwrap() <= retry_after);
+    assert!(
+        again.body["errors"][0]["extensions"]["retryAfterSeconds"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+    assert_eq!(again.header("ratelimit-limit"), Some(100));
 
     // The budget is the user's, whatever token they present; a higher role has its own,
     // larger budget.

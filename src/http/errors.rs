@@ -27,9 +27,13 @@ pub fn status_of(error: &AppError) -> StatusCode {
 /// message is the client message (internal detail is logged once, here, and masked).
 pub fn graphql_body(error: &AppError) -> String {
     let gql = error.extend();
+    let mut extensions = json!({ "code": error.code().as_str() });
+    if let AppError::RateLimited { retry_after_secs } = error {
+        extensions["retryAfterSeconds"] = json!(retry_after_secs);
+    }
     json!({ "errors": [ {
         "message": gql.message,
-        "extensions": { "code": error.code().as_str() },
+        "extensions": extensions,
     } ] })
     .to_string()
 }

@@ -34,7 +34,9 @@ use crate::graphql::{persisted, RequestContext};
 use crate::http::client_addr::{self, ClientAddr};
 use crate::http::denials;
 use crate::http::{errors, ws, HttpState, REQUEST_ID_HEADER};
-use crate::limits::{Meter, Outcome};
+use crate::limits::{Denial, Meter, Outcome};
+use crate::state::audit_queue::DeniedCaller;
+use crate::state::AppState;
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 const APPLICATION_JSON: &str = "application/json";
@@ -152,7 +154,7 @@ async fn execute(
         .then(|| Arc::new(Meter::new(limiter.query_bucket(&auth, client), client)));
     // Who a denial would be recorded against; a refused token is only looked at if needed.
     let verified_caller = match &auth {
-        crate::auth::Auth::Authenticated(principal) => Some(crate::state::audit_queue::DeniedCaller::of(principal)),
+        crate::auth::Auth::Authenticated(principal) => Some(DeniedCaller::of(principal)),
         _ => None,
     };
     let refused = matches!(auth, crate::auth::Auth::Rejected);
@@ -160,6 +162,16 @@ async fn execute(
     // a denial is recorded) by the document.
     let operation = request.operation_name.clone();
     let document = operation.is_none().then(|| request.query.clone());
+    // The same request again from a caller it was just refused to: the same answer, cheaply.
+    let fingerprint = meter.as_ref().map(|_| fingerprint(&request));
+    if let (Some(meter), Some(fingerprint)) = (&meter, fingerprint) {
+        if let Some(outcome) = limiter.recently_refused(&meter.bucket, fingerprint) {
+            let caller = verified_caller.clone().unwrap_or_else(|| DeniedCaller::Unverified {
+                claims: serde_json::json!({ "subject": meter.bucket.subject }),
+            });
+            return refused_again(&state.app, caller, media, meter, outcome, request_id(headers).as_deref());
+        }
+    }
     let mut request = request.data(RequestContext {
         auth,
         request_id: request_id(headers),
@@ -202,6 +214,11 @@ async fn execute(
         return get_refused(media, &error);
     }
     let refusal = meter.as_ref().and_then(|m| m.refusal());
+    if let (Some(meter), Some(fingerprint)) = (&meter, fingerprint) {
+        if let Some(charge) = meter.charge().filter(|c| !c.allowed) {
+            limiter.remember_refusal(&meter.bucket, fingerprint, charge);
+        }
+    }
     let status = if refusal.is_some() {
         StatusCode::TOO_MANY_REQUESTS
     } else if never_executed && media == MediaType::GraphqlResponseJson {
@@ -255,6 +272,51 @@ fn rate_limit_headers(headers: &mut HeaderMap, charge: Option<Outcome>, refusal:
     if let Some(refusal) = refusal {
         headers.insert(header::RETRY_AFTER, HeaderValue::from(refusal.retry_after_secs()));
     }
+}
+
+/// A hash of what determines a request's cost: document, variables, operation name and
+/// persisted-query hash.
+fn fingerprint(request: &async_graphql::Request) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    request.query.hash(&mut hasher);
+    request.operation_name.hash(&mut hasher);
+    serde_json::to_string(&request.variables)
+        .unwrap_or_default()
+        .hash(&mut hasher);
+    if let Some(persisted) = request.extensions.get("persistedQuery") {
+        serde_json::to_string(persisted).unwrap_or_default().hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
+/// The 429 of a request refused moments ago (see `Limiter::recently_refused`).
+fn refused_again(
+    app: &AppState,
+    caller: DeniedCaller,
+    media: MediaType,
+    meter: &Meter,
+    outcome: Outcome,
+    request_id: Option<&str>,
+) -> Response {
+    app.audit_queue.rate_limited(
+        caller,
+        "graphql",
+        &Denial {
+            limit: meter.bucket.limit,
+            subject: &meter.bucket.subject,
+            client: meter.client,
+            request_id,
+            cost: outcome.cost,
+            retry_after: outcome.retry_after,
+        },
+    );
+    let error = AppError::RateLimited {
+        retry_after_secs: outcome.retry_after_secs(),
+    };
+    let mut response = error_response(StatusCode::TOO_MANY_REQUESTS, media, &error);
+    rate_limit_headers(response.headers_mut(), Some(outcome), Some(outcome));
+    response
 }
 
 /// `extensions.code` of the first error.

@@ -18,9 +18,10 @@
 pub mod gcra;
 pub mod store;
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -112,7 +113,13 @@ pub struct Limiter {
     refresh_address: Rate,
     webhooks: Rate,
     store: store::Store,
+    /// Requests refused lately, by (caller's bucket, request fingerprint): see
+    /// [`Limiter::recently_refused`].
+    refused: Mutex<HashMap<(String, u64), (Instant, Outcome)>>,
 }
+
+/// Entries of the recent-refusals table before it is swept.
+const RECENT_REFUSALS_SWEEP_AT: usize = 10_000;
 
 impl Limiter {
     pub fn new(settings: &Settings, redis: Option<redis::Client>) -> Self {
@@ -127,6 +134,7 @@ impl Limiter {
             refresh_address: settings.refresh_rate_per_address,
             webhooks: settings.webhook_rate,
             store: store::Store::new(redis, &settings.redis_prefix),
+            refused: Mutex::default(),
         };
         if !limiter.enabled {
             tracing::warn!("rate limits are off (--rate-limits-enabled false)");
@@ -204,6 +212,40 @@ impl Limiter {
             reset: micros(decision.used_us),
             retry_after: micros(decision.retry_after_us),
         }
+    }
+
+    /// A client hammering a request it was refused is answered from here until the refusal's
+    /// `Retry-After` has passed, without parsing, validating or asking Redis again: the same
+    /// document with the same variables has the same cost, and a bucket's TAT only moves
+    /// forward, so the answer could only be the same. (`fingerprint` hashes the document,
+    /// variables, operation name and persisted-query hash.) Per instance; another instance
+    /// learns it from Redis on its first refusal.
+    pub fn recently_refused(&self, bucket: &Bucket, fingerprint: u64) -> Option<Outcome> {
+        let now = Instant::now();
+        let refused = self.refused.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (until, outcome) = refused.get(&(bucket.subject.clone(), fingerprint))?;
+        let left = until.checked_duration_since(now).filter(|left| !left.is_zero())?;
+        Some(Outcome {
+            retry_after: left,
+            reset: outcome.reset.saturating_sub(outcome.retry_after.saturating_sub(left)),
+            ..*outcome
+        })
+    }
+
+    /// Remembers a refusal of the cost charge (see [`Limiter::recently_refused`]).
+    pub fn remember_refusal(&self, bucket: &Bucket, fingerprint: u64, outcome: Outcome) {
+        let now = Instant::now();
+        let mut refused = self.refused.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if refused.len() >= RECENT_REFUSALS_SWEEP_AT {
+            refused.retain(|_, (until, _)| *until > now);
+            if refused.len() >= RECENT_REFUSALS_SWEEP_AT {
+                refused.clear();
+            }
+        }
+        refused.insert(
+            (bucket.subject.clone(), fingerprint),
+            (now + outcome.retry_after, outcome),
+        );
     }
 
     /// One `login` attempt for `email` from `client`: charged to the account's bucket and the
