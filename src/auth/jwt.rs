@@ -243,3 +243,62 @@ fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
     mac.update(message);
     mac.finalize().into_bytes().into()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(secret: &[u8]) -> JwtKeys {
+        JwtKeys::new(
+            secret,
+            "omnivox",
+            "omnivox-api",
+            Duration::from_secs(60),
+            Duration::from_secs(600),
+        )
+    }
+
+    fn subject() -> Subject {
+        Subject {
+            user_id: Uuid::new_v4(),
+            org_id: Uuid::new_v4(),
+            role: Role::Viewer,
+            token_version: 0,
+        }
+    }
+
+    #[test]
+    fn signed_claims_tell_our_tokens_from_forged_ones() {
+        let ours = keys(b"0123456789abcdefghijklmnopqrstuvwxyz");
+        let theirs = keys(b"zyxwvutsrqponmlkjihgfedcba9876543210");
+        let subject = subject();
+        let (token, _) = ours
+            .mint(subject, TokenKind::Access, Duration::from_secs(60), None)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let claims = ours.signed_claims(&token).map(|c| (c.org, c.sub));
+        assert_eq!(claims, Some((subject.org_id, subject.user_id)));
+        // A refresh token is still ours (the kind does not matter to the audit).
+        let (refresh, _) = ours
+            .mint(subject, TokenKind::Refresh, Duration::from_secs(60), None)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(ours.signed_claims(&refresh).is_some());
+        assert!(theirs.signed_claims(&token).is_none(), "another key's signature");
+        assert!(ours.signed_claims("not.a.token").is_none());
+    }
+
+    #[test]
+    fn unverified_claims_keep_only_a_few_short_values() {
+        let forger = keys(b"zyxwvutsrqponmlkjihgfedcba9876543210");
+        let subject = subject();
+        let (token, _) = forger
+            .mint(subject, TokenKind::Access, Duration::from_secs(60), None)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let claims = unverified_claims(&token);
+        assert_eq!(claims["org"], subject.org_id.to_string());
+        assert_eq!(claims["sub"], subject.user_id.to_string());
+        assert_eq!(claims["role"], "VIEWER");
+        assert!(claims.get("jti").is_none());
+        assert!(unverified_claims("garbage").is_null());
+        assert!(unverified_claims("a.%%%.c").is_null());
+    }
+}

@@ -125,3 +125,16 @@ pub fn record_error(state: &AppState, caller: Option<DeniedCaller>, error: &AppE
     denial.client_addr = request.client_addr;
     state.audit_queue.record(denial)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::operation_name;
+
+    #[test]
+    fn the_only_named_operation_names_the_request() {
+        assert_eq!(operation_name("query Peek { me { id } }"), Some("Peek".to_owned()));
+        assert_eq!(operation_name("{ me { id } }"), None);
+        assert_eq!(operation_name("query A { me { id } } query B { me { id } }"), None);
+        assert_eq!(operation_name("not graphql"), None);
+    }
+}
