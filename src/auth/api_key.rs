@@ -70,8 +70,9 @@ pub const HTTP_REPORT_EXPORT: &str = "GET /api/reports/{id}";
 pub const HTTP_RUN_DOWNLOAD: &str = "GET /exports/{runId}";
 
 /// Root fields that every read scope may reach: context a client needs to present what it
-/// reads (the organization's time zone and settings, the presence reason codes).
-const CONTEXT_QUERIES: &[&str] = &["organization", "presenceReasonCodes"];
+/// reads (the organization's time zone and settings, the presence reason codes, the campaigns
+/// and disposition codes that calls and KPIs refer to by id).
+const CONTEXT_QUERIES: &[&str] = &["organization", "presenceReasonCodes", "campaigns", "dispositions"];
 
 impl Scope {
     pub const ALL: [Scope; 4] = [

@@ -8,6 +8,7 @@
 pub mod analytics;
 pub mod api_keys;
 pub mod auth;
+pub mod catalog;
 pub mod context;
 pub mod guards;
 pub mod interactions;
@@ -38,6 +39,7 @@ pub use context::RequestContext;
 pub struct QueryRoot(
     users::UserQuery,
     org::OrgQuery,
+    catalog::CatalogQuery,
     kpi::KpiQuery,
     interactions::InteractionsQuery,
     analytics::AnalyticsQueries,
@@ -54,6 +56,7 @@ pub struct MutationRoot(
     auth::AuthMutation,
     users::UserMutation,
     org::OrgMutation,
+    catalog::CatalogMutation,
     interactions::InteractionsMutation,
     realtime::RealtimeMutation,
     api_keys::ApiKeyMutation,
