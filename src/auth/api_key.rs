@@ -50,7 +50,7 @@ pub enum Scope {
     ReportsRead,
     /// Subscriptions: live wallboards, agent states, call events, alerts, settings changes.
     RealtimeRead,
-    /// The telephony adapter: `recordCallEvents`.
+    /// The telephony adapter: `recordCallEvents`; and the history import over HTTP.
     IngestWrite,
 }
 
@@ -68,6 +68,8 @@ pub enum Root {
 pub const HTTP_REPORT_EXPORT: &str = "GET /api/reports/{id}";
 /// `GET /exports/{runId}`: the file of a report run.
 pub const HTTP_RUN_DOWNLOAD: &str = "GET /exports/{runId}";
+/// `POST /api/import/calls`: the history import of completed calls.
+pub const HTTP_IMPORT_CALLS: &str = "POST /api/import/calls";
 
 /// Root fields that every read scope may reach: context a client needs to present what it
 /// reads (the organization's time zone and settings, the presence reason codes, the campaigns
@@ -139,6 +141,7 @@ impl Scope {
                 "businessSettingsChanged",
             ],
             (Scope::IngestWrite, Root::Mutation) => &["recordCallEvents"],
+            (Scope::IngestWrite, Root::Http) => &[HTTP_IMPORT_CALLS],
             _ => &[],
         }
     }

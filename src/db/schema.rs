@@ -102,6 +102,7 @@ diesel::table! {
         updated_by -> Nullable<Uuid>,
         exclude_short_abandons_from_abandon_rate -> Bool,
         exclude_short_abandons_from_service_level -> Bool,
+        history_horizon -> Nullable<Timestamptz>,
     }
 }
 

@@ -1,6 +1,6 @@
 //! The organization and its business settings.
 
-use async_graphql::{Context, InputObject, Object, SimpleObject, Subscription, ID};
+use async_graphql::{Context, InputObject, MaybeUndefined, Object, SimpleObject, Subscription, ID};
 use chrono::{DateTime, NaiveDate, Utc};
 use futures_util::Stream;
 
@@ -84,6 +84,10 @@ pub struct BusinessSettings {
     /// variants that count abandons and do not already decide (every service-level value
     /// reports what was applied: `KpiValues.serviceLevelExcludesShortAbandons`).
     exclude_short_abandons_from_service_level: bool,
+    /// The earliest time a call or call event may carry (ingest and the history import refuse
+    /// anything earlier); null: the organization's creation (`organization.createdAt`). An
+    /// earlier horizon lets a contact centre import its history from another system.
+    history_horizon: Option<DateTime<Utc>>,
     updated_at: DateTime<Utc>,
 }
 
@@ -110,6 +114,7 @@ impl BusinessSettings {
             data_retention_days: row.data_retention_days,
             exclude_short_abandons_from_abandon_rate: row.exclude_short_abandons_from_abandon_rate,
             exclude_short_abandons_from_service_level: row.exclude_short_abandons_from_service_level,
+            history_horizon: row.history_horizon,
             updated_at: row.updated_at,
         })
     }
@@ -139,6 +144,9 @@ pub struct BusinessSettingsInput {
     /// Refused (BAD_USER_INPUT) as `true` under a variant that already decides: the default
     /// (always excluded) and ANSWERED_WITHIN_OVER_ANSWERED (abandons never count).
     exclude_short_abandons_from_service_level: Option<bool>,
+    /// Not in the future; null: back to the organization's creation. Calls already stored
+    /// stay whatever the horizon.
+    history_horizon: MaybeUndefined<DateTime<Utc>>,
 }
 
 impl From<BusinessSettingsInput> for SettingsPatch {
@@ -165,6 +173,11 @@ impl From<BusinessSettingsInput> for SettingsPatch {
             data_retention_days: input.data_retention_days,
             exclude_short_abandons_from_abandon_rate: input.exclude_short_abandons_from_abandon_rate,
             exclude_short_abandons_from_service_level: input.exclude_short_abandons_from_service_level,
+            history_horizon: match input.history_horizon {
+                MaybeUndefined::Undefined => None,
+                MaybeUndefined::Null => Some(None),
+                MaybeUndefined::Value(at) => Some(Some(at)),
+            },
         }
     }
 }

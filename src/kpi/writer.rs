@@ -31,7 +31,7 @@ use std::sync::LazyLock;
 
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamptz, Uuid as SqlUuid};
-use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use futures_util::SinkExt;
 use uuid::Uuid;
 
@@ -904,10 +904,18 @@ pub async fn bulk_load_audited(
     let call_rollups = started.elapsed();
     add_state_rollups(&mut conn, tenant, intervals).await?;
     let state_rollups = started.elapsed();
-    if let Some(event) = audit {
-        crate::audit::record(&mut conn, event).await?;
+    match audit {
+        None => conn.batch_execute("COMMIT").await?,
+        // The audit writer insists on a transaction diesel knows of, and diesel's transaction
+        // manager never saw the `BEGIN` sent on the raw client: the record goes through
+        // `transaction`, whose `BEGIN` PostgreSQL ignores inside the open transaction (with a
+        // warning) and whose `COMMIT` (or `ROLLBACK`, when the record fails) ends the batch's
+        // one transaction, facts, rollups and record together.
+        Some(event) => {
+            conn.transaction(async |conn| crate::audit::record(conn, event).await)
+                .await?;
+        }
     }
-    conn.batch_execute("COMMIT").await?;
     drop(conn);
     tracing::debug!(
         calls = copied_calls,

@@ -1,6 +1,6 @@
 //! Business settings: validation and the optimistic-concurrency update.
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use diesel_async::AsyncConnection;
 use serde::{Deserialize, Serialize};
 
@@ -37,6 +37,8 @@ pub struct SettingsPatch {
     pub data_retention_days: Option<i32>,
     pub exclude_short_abandons_from_abandon_rate: Option<bool>,
     pub exclude_short_abandons_from_service_level: Option<bool>,
+    /// `Some(None)`: back to the organization's creation.
+    pub history_horizon: Option<Option<DateTime<Utc>>>,
 }
 
 pub const MAX_BUSINESS_HOURS_INTERVALS: usize = 28;
@@ -154,6 +156,14 @@ pub fn validate(patch: &SettingsPatch) -> Vec<FieldError> {
             }
         }
     }
+    if let Some(Some(horizon)) = patch.history_horizon {
+        if horizon > Utc::now() {
+            errors.push(FieldError::new("input.historyHorizon", "must not be in the future"));
+        } else if horizon < DateTime::UNIX_EPOCH {
+            // Agents' routing history starts at the epoch (ingest::routing_log).
+            errors.push(FieldError::new("input.historyHorizon", "must not be before 1970"));
+        }
+    }
     if let Some(holidays) = &patch.holidays {
         if holidays.len() > MAX_HOLIDAYS {
             errors.push(FieldError::new(
@@ -264,6 +274,10 @@ pub async fn update(
             }
             if let Some(v) = patch.exclude_short_abandons_from_service_level {
                 changes.exclude_short_abandons_from_service_level = v;
+            }
+            // Only what may be written from now on: stored calls stay as they are.
+            if let Some(v) = patch.history_horizon {
+                changes.history_horizon = v;
             }
             let after = orgs::update_settings(conn, tenant, expected_version, &changes, principal.user_id)
                 .await?
