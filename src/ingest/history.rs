@@ -296,7 +296,7 @@ fn to_call(line: u64, record: &Record, rules: &Rules) -> Result<NewInteraction, 
     let hold_ms = match get("holdSeconds") {
         None => 0,
         Some(text) => match text.parse::<f64>() {
-            Ok(s) if s.is_finite() && s >= 0.0 && s < 86_400.0 * 7.0 => (s * 1_000.0).round() as i64,
+            Ok(s) if (0.0..86_400.0 * 7.0).contains(&s) => (s * 1_000.0).round() as i64,
             _ => {
                 fail("holdSeconds", "must be a number of seconds, 0 or more".into());
                 0
