@@ -91,6 +91,11 @@ pub enum Command {
         #[arg(long, requires = "calls")]
         per_row_fk_checks: bool,
     },
+    /// Import data into an organization.
+    Import {
+        #[command(subcommand)]
+        what: ImportCommand,
+    },
     /// First run: migrate, seed the demo (idempotent), serve, and print where to look. A live
     /// call simulator feeds calls and agent changes through the ingest path while it runs.
     Demo {
@@ -107,6 +112,31 @@ pub enum Command {
         /// Seed of the live simulator: the same seed gives the same calls on the same day.
         #[arg(long = "simulator-seed", default_value_t = crate::seed::live::DEFAULT_SEED)]
         simulator_seed: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Completed calls from a CSV or NDJSON file (the fields are described in
+    /// `ingest::history`), loaded with their rollups; rows the organization already has (by
+    /// external id) are skipped, so a second run changes nothing. Any bad row: every problem
+    /// is printed (line, field, reason), nothing is written and the exit status is 1. Times
+    /// before the organization's history horizon (business settings) are bad rows.
+    Calls {
+        file: std::path::PathBuf,
+        /// The organization's slug.
+        #[arg(long)]
+        org: String,
+        /// csv or ndjson; by default from the file's extension (.csv, .ndjson, .jsonl).
+        #[arg(long)]
+        format: Option<String>,
+        /// Calls per loading transaction.
+        #[arg(long, default_value_t = crate::ingest::history::DEFAULT_BATCH_CALLS)]
+        batch_calls: usize,
+        /// Enforce foreign keys with PostgreSQL's per-row triggers even when the role could
+        /// check them once per batch (see `kpi::writer::ReferenceChecks`).
+        #[arg(long)]
+        per_row_fk_checks: bool,
     },
 }
 
@@ -246,6 +276,20 @@ pub async fn run(settings: Settings, command: Command) -> AppResult<()> {
                 }
             );
             Ok(())
+        }
+        Command::Import {
+            what:
+                ImportCommand::Calls {
+                    file,
+                    org,
+                    format,
+                    batch_calls,
+                    per_row_fk_checks,
+                },
+        } => {
+            prepare_database(&settings).await?;
+            let state = AppState::new(settings)?;
+            import_calls(&state, file, &org, format.as_deref(), batch_calls, per_row_fk_checks).await
         }
         Command::Demo {
             password,
@@ -453,4 +497,76 @@ async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutdown signal received");
+}
+
+/// `omnivox import calls`: progress on stderr, the outcome (or every bad row) on stdout.
+async fn import_calls(
+    state: &AppState,
+    file: std::path::PathBuf,
+    org: &str,
+    format: Option<&str>,
+    batch_calls: usize,
+    per_row_fk_checks: bool,
+) -> AppResult<()> {
+    use crate::ingest::history::{self, Format, ImportOptions, Importer, Progress, Source};
+
+    let format = match format {
+        Some(name) => Format::from_name(&format!(".{name}")),
+        None => Format::from_name(&file.to_string_lossy()),
+    }
+    .ok_or_else(|| AppError::bad_input("say --format csv or ndjson (the file name does not tell)"))?;
+    let org_row = {
+        let mut conn = db::conn(&state.db).await?;
+        crate::db::orgs::find_by_slug(&mut conn, org)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("no organization `{org}`")))?
+    };
+    let tenant = crate::auth::Tenant::for_system(org_row.id);
+    let mut options = ImportOptions::new(format);
+    options.batch_calls = batch_calls;
+    options.checks = if per_row_fk_checks {
+        crate::kpi::writer::ReferenceChecks::PerRow
+    } else {
+        crate::kpi::writer::ReferenceChecks::PerBatch
+    };
+    let started = Instant::now();
+    let progress = std::sync::Arc::new(move |p: Progress| match p {
+        Progress::Checked(rows) => eprintln!("  checked {rows} rows"),
+        Progress::Loaded { done, total, imported } => eprintln!(
+            "  {done} / {total} rows ({:.0} %), {imported} imported, {:.0} rows/s",
+            100.0 * done as f64 / total.max(1) as f64,
+            done as f64 / started.elapsed().as_secs_f64().max(1e-9)
+        ),
+    });
+    eprintln!("importing {} into `{org}`", file.display());
+    let report = history::import_calls(
+        state,
+        &tenant,
+        Importer::operator(),
+        Source::File(file),
+        options,
+        progress,
+    )
+    .await?;
+    if report.rejected_rows > 0 {
+        for error in &report.errors {
+            println!("line {}: {}: {}", error.line, error.field, error.reason);
+        }
+        if report.errors.len() < usize::try_from(report.rejected_rows).unwrap_or(usize::MAX) {
+            println!("(the first {} problems are shown)", report.errors.len());
+        }
+        return Err(AppError::bad_input(format!(
+            "{} of {} rows refused; nothing imported",
+            report.rejected_rows, report.rows
+        )));
+    }
+    println!(
+        "imported {} calls, {} already there, from {} rows in {:.1} s ({:.0} calls/s)",
+        report.imported,
+        report.duplicates,
+        report.rows,
+        report.seconds,
+        report.imported as f64 / report.seconds.max(1e-9)
+    );
+    Ok(())
 }

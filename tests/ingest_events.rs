@@ -407,7 +407,7 @@ async fn one_bad_event_does_not_sink_the_batch() {
     assert!(reason(1).contains("agentId is unknown"), "{}", reason(1));
     assert!(reason(2).contains("agentId is not a valid id"));
     assert!(reason(3).contains("occurredAt is in the future"));
-    assert!(reason(4).contains("before the organization existed"));
+    assert!(reason(4).contains("before the organization's history horizon"));
     assert!(reason(5).contains("not an active disposition"));
     assert!(reason(6).contains("only allowed on WRAP_UP_ENDED"));
     assert!(reason(7).contains("externalId"));

@@ -3,7 +3,8 @@
 //! direct computation over the raw rows, and both equal the counters computed in plain Rust
 //! from the generated rows — independently of either SQL path. Settings changed after the data
 //! was written re-state history: the answers still equal the direct computation with the new
-//! settings.
+//! settings. So do changes of a campaign's service-level override and of disposition flags,
+//! made through the management mutations after the data was written.
 //!
 //! One app (one database) serves the whole run; every case gets a fresh organization.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
@@ -157,6 +158,25 @@ struct Case {
     /// (start offset from base - 1 h, length), ms.
     ranges: Vec<(i64, i64)>,
     granularity: usize,
+    catalog: CatalogChange,
+}
+
+/// Changes of the campaigns and dispositions made after all calls are written.
+#[derive(Debug, Clone)]
+struct CatalogChange {
+    /// The new service-level override of each campaign; None clears it.
+    overrides: [Option<i64>; 2],
+    /// The new (contact, success) of each disposition (a success is a contact).
+    flags: Vec<(bool, bool)>,
+}
+
+fn catalog_strategy() -> impl Strategy<Value = CatalogChange> {
+    let threshold = prop_oneof![1 => Just(None), 3 => (1i64..=60).prop_map(Some)];
+    let flags = prop_oneof![Just((false, false)), Just((true, false)), Just((true, true))];
+    (threshold.clone(), threshold, prop::collection::vec(flags, 5)).prop_map(|(a, b, flags)| CatalogChange {
+        overrides: [a, b],
+        flags,
+    })
 }
 
 fn settings_strategy() -> impl Strategy<Value = SettingsSpec> {
@@ -281,9 +301,22 @@ fn case_strategy() -> impl Strategy<Value = Case> {
         prop::collection::vec(timeline_strategy(), 6),
         prop::collection::vec(range_strategy(), 3..8),
         0usize..3,
+        catalog_strategy(),
     )
         .prop_map(
-            |(new_york, first, second, campaign_override_s, calls, split, batches, timelines, ranges, granularity)| {
+            |(
+                new_york,
+                first,
+                second,
+                campaign_override_s,
+                calls,
+                split,
+                batches,
+                timelines,
+                ranges,
+                granularity,
+                catalog,
+            )| {
                 Case {
                     new_york,
                     first,
@@ -295,6 +328,7 @@ fn case_strategy() -> impl Strategy<Value = Case> {
                     timelines,
                     ranges,
                     granularity,
+                    catalog,
                 }
             },
         )
@@ -930,6 +964,8 @@ struct Coverage {
     machine_detected: AtomicUsize,
     within: AtomicUsize,
     not_within: AtomicUsize,
+    /// Cases whose campaign or disposition change altered some counter of history.
+    catalog_restated: AtomicUsize,
 }
 
 async fn run_case(app: &TestApp, n: usize, case: &Case, coverage: &Coverage) -> Result<(), TestCaseError> {
@@ -1095,6 +1131,30 @@ async fn run_case(app: &TestApp, n: usize, case: &Case, coverage: &Coverage) -> 
         check_analytics_by_disposition(app, &admin, &world, &calls, &rules, range, "after the settings change").await?;
     }
 
+    // Campaign overrides and disposition flags change after the fact: their calls are re-stated.
+    let before = expected_counters(&calls, &rules, whole, &Scope::default());
+    change_catalog(app, &admin, &world, &case.catalog, &mut rules).await;
+    let restated = expected_counters(&calls, &rules, whole, &Scope::default());
+    bump(&coverage.catalog_restated, i64::from(before != restated));
+    let when = "after the campaign and disposition changes";
+    check_exact(&mut conn, &world, &calls, &intervals, &rules, &ranges, when).await?;
+    check_series(
+        app,
+        &viewer,
+        tz,
+        &calls,
+        &intervals,
+        &rules,
+        &case.second,
+        ranges[3],
+        case.granularity,
+    )
+    .await?;
+    check_daily_rollups(&mut conn, &world.tenant, when).await?;
+    check_disposition_rollups(&mut conn, &world.tenant, &calls, &rules, when).await?;
+    check_analytics_by_disposition(app, &admin, &world, &calls, &rules, whole, when).await?;
+    check_contact_rates(app, &viewer, &calls, &rules, whole, when).await?;
+
     // A new time zone re-keys the daily rollups by the new local dates, in the same transaction.
     let other = if tz == chrono_tz::Europe::London {
         chrono_tz::America::New_York
@@ -1114,6 +1174,81 @@ async fn run_case(app: &TestApp, n: usize, case: &Case, coverage: &Coverage) -> 
     bump(
         &coverage.not_within,
         want.offered - want.answered_within_sl - want.abandoned_within_sl,
+    );
+    Ok(())
+}
+
+/// Changes each campaign's override and each disposition's flags through the ADMIN mutations,
+/// and `rules` with them.
+async fn change_catalog(app: &TestApp, token: &str, world: &World, change: &CatalogChange, rules: &mut Rules) {
+    const CAMPAIGN: &str = "mutation($id: ID!, $i: UpdateCampaignInput!) {
+        updateCampaign(id: $id, input: $i) { serviceLevelThresholdSeconds } }";
+    const DISPOSITION: &str = "mutation($id: ID!, $i: UpdateDispositionInput!) {
+        updateDisposition(id: $id, input: $i) { contact success } }";
+    for (id, threshold) in world.campaigns.iter().zip(change.overrides) {
+        let response = app
+            .gql(
+                Some(token),
+                CAMPAIGN,
+                json!({ "id": id, "i": { "serviceLevelThresholdSeconds": threshold } }),
+            )
+            .await;
+        assert_eq!(
+            response.ok()["updateCampaign"]["serviceLevelThresholdSeconds"].as_i64(),
+            threshold
+        );
+        match threshold {
+            Some(t) => rules.campaign_threshold_s.insert(*id, t),
+            None => rules.campaign_threshold_s.remove(id),
+        };
+    }
+    for ((id, _, _), (contact, success)) in world.dispositions.iter().zip(&change.flags) {
+        // A contact is a human answer, never a machine's.
+        let mut input = json!({ "contact": contact, "success": success });
+        if *contact {
+            input["humanAnswered"] = true.into();
+            input["answeringMachine"] = false.into();
+        }
+        let response = app.gql(Some(token), DISPOSITION, json!({ "id": id, "i": input })).await;
+        assert_eq!(
+            response.ok()["updateDisposition"],
+            json!({ "contact": contact, "success": success })
+        );
+        rules.flags.insert(*id, (*contact, *success));
+    }
+}
+
+/// kpiSummary's contact and conversion rates over `range` (read from the rollups) equal the
+/// rates computed in Rust with the flags in force.
+async fn check_contact_rates(
+    app: &TestApp,
+    token: &str,
+    calls: &[NewInteraction],
+    rules: &Rules,
+    range: (DateTime<Utc>, DateTime<Utc>),
+    when: &str,
+) -> Result<(), TestCaseError> {
+    let response = app
+        .gql(
+            Some(token),
+            "query($f: KpiFilter!) { kpiSummary(filter: $f) { contactRate conversionRate } }",
+            json!({ "f": { "from": range.0.to_rfc3339(), "to": range.1.to_rfc3339() } }),
+        )
+        .await;
+    let summary = &response.ok()["kpiSummary"];
+    let c = expected_counters(calls, rules, range, &Scope::default());
+    let rate = |n: i64, d: i64| (d != 0).then(|| n as f64 / d as f64 * 100.0);
+    prop_assert!(
+        close(number(&summary["contactRate"]), rate(c.contacts, c.dials)),
+        "contact rate {} {}",
+        summary,
+        when
+    );
+    prop_assert!(
+        close(number(&summary["conversionRate"]), rate(c.successes, c.contacts)),
+        "conversion rate {} {}",
+        summary,
+        when
     );
     Ok(())
 }
@@ -1420,6 +1555,10 @@ fn rollups_equal_direct_computation_for_any_data_settings_and_range() {
         "both kinds of machine answer must be generated"
     );
     assert!(get(&coverage.restated) > 0, "no settings change ever re-stated history");
+    assert!(
+        get(&coverage.catalog_restated) > 0,
+        "no campaign or disposition change ever re-stated history"
+    );
 }
 
 /// Agent-state timestamps may carry sub-microsecond precision (a `DateTime<Utc>` holds

@@ -327,6 +327,50 @@ fn operations() -> Vec<Operation> {
             variables: no_vars,
         },
         Operation {
+            field: "Query.campaigns",
+            lowest_role: Role::Viewer,
+            query: "{ campaigns(includeArchived: true) { id name status serviceLevelThresholdSeconds } }",
+            variables: no_vars,
+        },
+        Operation {
+            field: "Query.dispositions",
+            lowest_role: Role::Viewer,
+            query: "{ dispositions(includeInactive: true) { id code contact success } }",
+            variables: no_vars,
+        },
+        // Campaign and disposition management: invalid input or unknown ids, so callers that
+        // pass the guard get BAD_USER_INPUT or NOT_FOUND and nothing is stored.
+        Operation {
+            field: "Mutation.createCampaign",
+            lowest_role: Role::Admin,
+            query: "mutation { createCampaign(input: { name: \"\", direction: INBOUND }) { id } }",
+            variables: no_vars,
+        },
+        Operation {
+            field: "Mutation.updateCampaign",
+            lowest_role: Role::Admin,
+            query: "mutation($i: ID!) { updateCampaign(id: $i, input: { serviceLevelThresholdSeconds: 20 }) { id } }",
+            variables: |_, _| json!({ "i": uuid::Uuid::new_v4() }),
+        },
+        Operation {
+            field: "Mutation.archiveCampaign",
+            lowest_role: Role::Admin,
+            query: "mutation($i: ID!) { archiveCampaign(id: $i) { id } }",
+            variables: |_, _| json!({ "i": uuid::Uuid::new_v4() }),
+        },
+        Operation {
+            field: "Mutation.createDisposition",
+            lowest_role: Role::Admin,
+            query: "mutation { createDisposition(input: { code: \"SALE\", label: \"Sale\", success: true }) { id } }",
+            variables: no_vars,
+        },
+        Operation {
+            field: "Mutation.updateDisposition",
+            lowest_role: Role::Admin,
+            query: "mutation($i: ID!) { updateDisposition(id: $i, input: { contact: false }) { id } }",
+            variables: |_, _| json!({ "i": uuid::Uuid::new_v4() }),
+        },
+        Operation {
             field: "Query.apiKeys",
             lowest_role: Role::Supervisor,
             query: "{ apiKeys { id scopes } }",
@@ -605,7 +649,9 @@ async fn role_matrix_of_queries_and_mutations() {
 /// every other root field is FORBIDDEN to a key, whatever its scopes.
 fn scopes_reaching(field: &str) -> &'static [&'static str] {
     match field {
-        "Query.organization" | "Query.presenceReasonCodes" => &["kpi:read", "reports:read", "realtime:read"],
+        "Query.organization" | "Query.presenceReasonCodes" | "Query.campaigns" | "Query.dispositions" => {
+            &["kpi:read", "reports:read", "realtime:read"]
+        }
         "Query.kpiSummary"
         | "Query.kpiSeries"
         | "Query.agentPerformance"

@@ -50,7 +50,7 @@ pub enum Scope {
     ReportsRead,
     /// Subscriptions: live wallboards, agent states, call events, alerts, settings changes.
     RealtimeRead,
-    /// The telephony adapter: `recordCallEvents`.
+    /// The telephony adapter: `recordCallEvents`; and the history import over HTTP.
     IngestWrite,
 }
 
@@ -68,10 +68,13 @@ pub enum Root {
 pub const HTTP_REPORT_EXPORT: &str = "GET /api/reports/{id}";
 /// `GET /exports/{runId}`: the file of a report run.
 pub const HTTP_RUN_DOWNLOAD: &str = "GET /exports/{runId}";
+/// `POST /api/import/calls`: the history import of completed calls.
+pub const HTTP_IMPORT_CALLS: &str = "POST /api/import/calls";
 
 /// Root fields that every read scope may reach: context a client needs to present what it
-/// reads (the organization's time zone and settings, the presence reason codes).
-const CONTEXT_QUERIES: &[&str] = &["organization", "presenceReasonCodes"];
+/// reads (the organization's time zone and settings, the presence reason codes, the campaigns
+/// and disposition codes that calls and KPIs refer to by id).
+const CONTEXT_QUERIES: &[&str] = &["organization", "presenceReasonCodes", "campaigns", "dispositions"];
 
 impl Scope {
     pub const ALL: [Scope; 4] = [
@@ -138,6 +141,7 @@ impl Scope {
                 "businessSettingsChanged",
             ],
             (Scope::IngestWrite, Root::Mutation) => &["recordCallEvents"],
+            (Scope::IngestWrite, Root::Http) => &[HTTP_IMPORT_CALLS],
             // Reached by no scope, on purpose: people and tenants are managed by people.
             // Coaching (`coachingSessions`, `coachingSession`, `createCoachingSession`,
             // `updateCoachingSession`, `completeCoachingSession`, `acknowledgeCoachingSession`)

@@ -625,12 +625,13 @@ pub async fn set_agent_states(
 /// auth token.
 pub struct TwilioAccount {
     pub organization_id: Uuid,
-    pub organization_created_at: DateTime<Utc>,
+    /// The earliest time an event may carry ([`crate::db::orgs::history_horizon`]).
+    pub history_horizon: DateTime<Utc>,
     pub account_sid: Option<String>,
     pub auth_token: Option<String>,
 }
 
-/// (organization id, created at, account SID, auth token).
+/// (organization id, history horizon, account SID, auth token).
 type AccountRow = (Uuid, DateTime<Utc>, Option<String>, Option<String>);
 
 /// The organization with this slug and its Twilio credentials; None for an unknown slug.
@@ -640,7 +641,10 @@ pub async fn twilio_account(conn: &mut AsyncPgConnection, slug: &str) -> AppResu
         .filter(organizations::slug.eq(slug))
         .select((
             organizations::id,
-            organizations::created_at,
+            diesel::dsl::sql::<diesel::sql_types::Timestamptz>(
+                "coalesce((SELECT bs.history_horizon FROM business_settings bs \
+                 WHERE bs.organization_id = organizations.id), organizations.created_at)",
+            ),
             telephony_settings::twilio_account_sid.nullable(),
             telephony_settings::twilio_auth_token.nullable(),
         ))
@@ -648,9 +652,9 @@ pub async fn twilio_account(conn: &mut AsyncPgConnection, slug: &str) -> AppResu
         .await
         .optional()?;
     Ok(row.map(
-        |(organization_id, organization_created_at, account_sid, auth_token)| TwilioAccount {
+        |(organization_id, history_horizon, account_sid, auth_token)| TwilioAccount {
             organization_id,
-            organization_created_at,
+            history_horizon,
             account_sid,
             auth_token,
         },

@@ -10,6 +10,7 @@
 pub mod api_keys;
 pub mod cached_sql;
 pub mod calls;
+pub mod catalog;
 pub mod coaching;
 pub mod contact_centre;
 pub mod interactions;

@@ -42,11 +42,14 @@ pub struct SettingsRow {
     pub exclude_short_abandons_from_abandon_rate: bool,
     pub exclude_short_abandons_from_service_level: bool,
     pub audit_performance_reads: bool,
+    /// The earliest time a call or event may carry; None: the organization's creation.
+    pub history_horizon: Option<DateTime<Utc>>,
 }
 
-/// The settings columns an update writes (everything but keys and bookkeeping).
+/// The settings columns an update writes (everything but keys and bookkeeping). `None` writes
+/// NULL (the history horizon back to the organization's creation).
 #[derive(Clone, Debug, AsChangeset, serde::Serialize)]
-#[diesel(table_name = business_settings)]
+#[diesel(table_name = business_settings, treat_none_as_null = true)]
 pub struct SettingsChanges {
     pub service_level_threshold_seconds: i32,
     pub service_level_target_percent: f64,
@@ -60,6 +63,7 @@ pub struct SettingsChanges {
     pub exclude_short_abandons_from_abandon_rate: bool,
     pub exclude_short_abandons_from_service_level: bool,
     pub audit_performance_reads: bool,
+    pub history_horizon: Option<DateTime<Utc>>,
 }
 
 impl SettingsRow {
@@ -77,6 +81,7 @@ impl SettingsRow {
             exclude_short_abandons_from_abandon_rate: self.exclude_short_abandons_from_abandon_rate,
             exclude_short_abandons_from_service_level: self.exclude_short_abandons_from_service_level,
             audit_performance_reads: self.audit_performance_reads,
+            history_horizon: self.history_horizon,
         }
     }
 }

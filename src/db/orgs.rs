@@ -97,6 +97,20 @@ pub async fn settings_for_update(conn: &mut AsyncPgConnection, tenant: &Tenant) 
         .ok_or_else(not_found)
 }
 
+/// The organization's history horizon: the earliest time a call or event may carry (business
+/// settings' `history_horizon`, or else the organization's creation).
+pub async fn history_horizon(conn: &mut AsyncPgConnection, tenant: &Tenant) -> AppResult<DateTime<Utc>> {
+    let (created_at, horizon): (DateTime<Utc>, Option<DateTime<Utc>>) = organizations::table
+        .inner_join(business_settings::table)
+        .filter(organizations::id.eq(tenant.org_id()))
+        .select((organizations::created_at, business_settings::history_horizon))
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or_else(not_found)?;
+    Ok(horizon.unwrap_or(created_at))
+}
+
 /// Writes new settings when the stored version is still `expected_version`; bumps the version.
 /// Returns None when another writer got there first.
 pub async fn update_settings(

@@ -104,6 +104,7 @@ diesel::table! {
         exclude_short_abandons_from_abandon_rate -> Bool,
         exclude_short_abandons_from_service_level -> Bool,
         audit_performance_reads -> Bool,
+        history_horizon -> Nullable<Timestamptz>,
     }
 }
 

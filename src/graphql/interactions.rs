@@ -62,7 +62,8 @@ pub struct CallEventInput {
     pub external_id: String,
     #[graphql(name = "type")]
     pub event_type: CallEventType,
-    /// When it happened: at most 10 minutes ahead, not before the organization existed.
+    /// When it happened: at most 10 minutes ahead, not before the organization's history
+    /// horizon (business settings; by default the organization's creation).
     pub occurred_at: DateTime<Utc>,
     /// The sender's order of events, when it has one (part of the dedupe key).
     pub sequence_number: Option<i64>,

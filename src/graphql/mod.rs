@@ -9,6 +9,7 @@ pub mod analytics;
 pub mod api_keys;
 pub mod audit;
 pub mod auth;
+pub mod catalog;
 pub mod coaching;
 pub mod context;
 pub mod guards;
@@ -42,6 +43,7 @@ pub use context::RequestContext;
 pub struct QueryRoot(
     users::UserQuery,
     org::OrgQuery,
+    catalog::CatalogQuery,
     kpi::KpiQuery,
     interactions::InteractionsQuery,
     analytics::AnalyticsQueries,
@@ -61,6 +63,7 @@ pub struct MutationRoot(
     auth::AuthMutation,
     users::UserMutation,
     org::OrgMutation,
+    catalog::CatalogMutation,
     interactions::InteractionsMutation,
     realtime::RealtimeMutation,
     api_keys::ApiKeyMutation,

@@ -1,6 +1,6 @@
 //! The organization and its business settings.
 
-use async_graphql::{Context, InputObject, Object, SimpleObject, Subscription, ID};
+use async_graphql::{Context, InputObject, MaybeUndefined, Object, SimpleObject, Subscription, ID};
 use chrono::{DateTime, NaiveDate, Utc};
 use futures_util::Stream;
 
@@ -123,6 +123,10 @@ pub struct BusinessSettings {
     /// When true, every read of other agents' performance (`agentPerformance` by a
     /// SUPERVISOR or above) leaves an `agent.performance_read` audit record.
     audit_performance_reads: bool,
+    /// The earliest time a call or call event may carry (ingest and the history import refuse
+    /// anything earlier); null: the organization's creation (`organization.createdAt`). An
+    /// earlier horizon lets a contact centre import its history from another system.
+    history_horizon: Option<DateTime<Utc>>,
     updated_at: DateTime<Utc>,
 }
 
@@ -150,6 +154,7 @@ impl BusinessSettings {
             exclude_short_abandons_from_abandon_rate: row.exclude_short_abandons_from_abandon_rate,
             exclude_short_abandons_from_service_level: row.exclude_short_abandons_from_service_level,
             audit_performance_reads: row.audit_performance_reads,
+            history_horizon: row.history_horizon,
             updated_at: row.updated_at,
         })
     }
@@ -181,6 +186,9 @@ pub struct BusinessSettingsInput {
     exclude_short_abandons_from_service_level: Option<bool>,
     /// Audit every read of other agents' performance.
     audit_performance_reads: Option<bool>,
+    /// Not in the future; null: back to the organization's creation. Calls already stored
+    /// stay whatever the horizon.
+    history_horizon: MaybeUndefined<DateTime<Utc>>,
 }
 
 impl From<BusinessSettingsInput> for SettingsPatch {
@@ -208,6 +216,11 @@ impl From<BusinessSettingsInput> for SettingsPatch {
             exclude_short_abandons_from_abandon_rate: input.exclude_short_abandons_from_abandon_rate,
             exclude_short_abandons_from_service_level: input.exclude_short_abandons_from_service_level,
             audit_performance_reads: input.audit_performance_reads,
+            history_horizon: match input.history_horizon {
+                MaybeUndefined::Undefined => None,
+                MaybeUndefined::Null => Some(None),
+                MaybeUndefined::Value(at) => Some(Some(at)),
+            },
         }
     }
 }

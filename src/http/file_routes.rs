@@ -1,13 +1,14 @@
-//! What the two file routes (`/api/reports/{id}.{ext}`, `/exports/{runId}`) share: the caller
-//! from `Authorization: Bearer` (a token, or an API key whose scopes cover the route), the
-//! request id, and a file answer with its type, length and download name.
+//! What the file routes (`/api/reports/{id}.{ext}`, `/exports/{runId}`, and the upload
+//! `/api/import/calls`) share: the caller from `Authorization: Bearer` (a token, or an API key
+//! whose scopes cover the route), the request id, and a file answer with its type, length and
+//! download name.
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 
 use crate::access::principal;
-use crate::auth::api_key::Root;
+use crate::auth::api_key::{Root, Scope};
 use crate::auth::jwt::invalid_token;
 use crate::auth::{Auth, Principal};
 use crate::error::{AppError, AppResult};
@@ -27,8 +28,14 @@ pub async fn caller(state: &HttpState, headers: &HeaderMap, route: &str, what: &
     };
     if let Some(grant) = &caller.api_key {
         if !grant.allows(Root::Http, route) {
+            let needed: Vec<&str> = Scope::ALL
+                .into_iter()
+                .filter(|scope| scope.allows(Root::Http, route))
+                .map(Scope::as_str)
+                .collect();
             return Err(AppError::Forbidden(format!(
-                "this API key's scopes do not cover {what} (reports:read)"
+                "this API key's scopes do not cover {what} ({})",
+                needed.join(", ")
             )));
         }
     }

@@ -1,5 +1,6 @@
 //! The HTTP surface: GraphQL over HTTP (POST, and GET for queries) and WebSocket on
-//! `/graphql`, GraphiQL, report exports (`/api/reports/…`), the built-in wallboard page,
+//! `/graphql`, GraphiQL, report exports (`/api/reports/…`), the history import upload
+//! (`/api/import/calls`), the built-in wallboard page,
 //! health probes, Prometheus metrics, and the middleware every request passes through
 //! (request id, tracing, metrics, body limit, timeout, security headers and CORS: see
 //! [`security`]).
@@ -11,6 +12,7 @@ pub mod exports;
 pub mod file_routes;
 pub mod graphql;
 pub mod health;
+pub mod import;
 pub mod metrics;
 pub mod reports;
 pub mod security;
@@ -20,7 +22,7 @@ pub mod ws;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, StatusCode};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -58,6 +60,10 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics::metrics))
         .route(reports::ROUTE, get(reports::export))
         .route(exports::ROUTE, get(exports::download))
+        .route(
+            import::ROUTE,
+            post(import::import_calls).layer(DefaultBodyLimit::max(import::MAX_IMPORT_BODY_BYTES)),
+        )
         .route("/wallboard", get(wallboard::page))
         .route("/wallboard/wallboard.css", get(wallboard::style))
         .route("/wallboard/wallboard.js", get(wallboard::script))

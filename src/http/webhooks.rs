@@ -8,7 +8,7 @@
 //! * 204 — stored (or a repeat of a stored callback), committed;
 //! * 204 — a child leg (`ParentCallSid`): acknowledged, not stored (its parent is the call);
 //! * 400 — bad parameters (unknown CallStatus, missing CallSid, a Timestamp in the future or
-//!   before the organization existed…), with the reason as text;
+//!   before the organization's history horizon…), with the reason as text;
 //! * 403 — missing or wrong signature, telephony not configured, another AccountSid;
 //! * 404 — unknown organization; 413 — body over 64 KiB; 415 — neither form nor JSON;
 //! * 429 with `Retry-After` — the organization's webhook budget (`--webhook-rate`) is spent:
@@ -250,7 +250,7 @@ async fn twilio_voice_status(
     {
         return forbidden(&org_slug, "AccountSid is not the organization's");
     }
-    if let Err(why) = ingest::check_time(callback.event.occurred_at, account.organization_created_at, Utc::now()) {
+    if let Err(why) = ingest::check_time(callback.event.occurred_at, account.history_horizon, Utc::now()) {
         return reply(StatusCode::BAD_REQUEST, &format!("Timestamp {why}"));
     }
     if callback.parent_call_sid.is_some() {

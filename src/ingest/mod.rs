@@ -9,9 +9,11 @@
 //! * [`routing_log`] — agents' routing intervals re-derived from their stored transitions,
 //!   only in the stretches a batch changed;
 //! * [`batcher`] — webhook deliveries grouped into shared transactions;
+//! * [`history`] — the bulk import of completed calls (CSV, NDJSON) through the bulk writer;
 //! * this module — validation, the audited mutations, and publishing after commit.
 
 pub mod batcher;
+pub mod history;
 pub mod lifecycle;
 pub mod routing_log;
 pub mod store;
@@ -114,25 +116,25 @@ pub fn check_external_id(id: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// An event time must lie between the organization's creation and a little after now.
-pub fn check_time(
-    occurred_at: DateTime<Utc>,
-    organization_created_at: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> Result<(), String> {
+/// An event time must lie between the organization's history horizon (business settings; by
+/// default its creation) and a little after now.
+pub fn check_time(occurred_at: DateTime<Utc>, horizon: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), String> {
     if occurred_at > now + MAX_CLOCK_SKEW {
         return Err(format!(
             "is in the future (more than {} minutes ahead)",
             MAX_CLOCK_SKEW.num_minutes()
         ));
     }
-    if occurred_at < organization_created_at {
-        return Err("is before the organization existed".into());
+    if occurred_at < horizon {
+        return Err(format!(
+            "is before the organization's history horizon ({}; by default the organization's creation)",
+            horizon.to_rfc3339()
+        ));
     }
     Ok(())
 }
 
-fn check_customer_number(number: &str) -> Result<(), String> {
+pub(crate) fn check_customer_number(number: &str) -> Result<(), String> {
     let ok = (1..=32).contains(&number.chars().count())
         && number
             .chars()
@@ -149,7 +151,7 @@ fn check_customer_number(number: &str) -> Result<(), String> {
 pub async fn validate(
     conn: &mut AsyncPgConnection,
     tenant: &Tenant,
-    organization_created_at: DateTime<Utc>,
+    horizon: DateTime<Utc>,
     inputs: &[EventInput],
 ) -> AppResult<Vec<Result<CallEvent, String>>> {
     let parse = |raw: &Option<String>| raw.as_deref().map(|s| Uuid::parse_str(s).map_err(|_| ()));
@@ -191,7 +193,7 @@ pub async fn validate(
             if let Err(why) = check_external_id(&input.external_id) {
                 fail("externalId", why);
             }
-            if let Err(why) = check_time(input.occurred_at, organization_created_at, now) {
+            if let Err(why) = check_time(input.occurred_at, horizon, now) {
                 fail("occurredAt", why);
             }
             if input.sequence.is_some_and(|s| s < 0) {
@@ -353,8 +355,8 @@ pub async fn record_events(
     }
     let validated = {
         let mut conn = db::conn(&state.db).await?;
-        let org = orgs::get(&mut conn, tenant).await?;
-        validate(&mut conn, tenant, org.created_at, &inputs).await?
+        let horizon = orgs::history_horizon(&mut conn, tenant).await?;
+        validate(&mut conn, tenant, horizon, &inputs).await?
     };
     let mut items = Vec::new();
     let mut item_of_input = vec![None; inputs.len()];

@@ -69,7 +69,7 @@ pub struct Stretch {
 }
 
 /// The first instant of every agent's history (every stored instant is after 1970: events
-/// are refused before their organization existed; `DateTime::MIN_UTC` is beyond the range of
+/// are refused before their organization's history horizon, which is never before 1970; `DateTime::MIN_UTC` is beyond the range of
 /// PostgreSQL's timestamps).
 const HISTORY_START: DateTime<Utc> = DateTime::UNIX_EPOCH;
 

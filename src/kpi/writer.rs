@@ -31,7 +31,7 @@ use std::sync::LazyLock;
 
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamptz, Uuid as SqlUuid};
-use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use futures_util::SinkExt;
 use uuid::Uuid;
 
@@ -516,6 +516,56 @@ const DISPOSITION_ROLLUPS: RollupFamily = RollupFamily {
     counters: &DISPOSITION_COUNTERS,
 };
 
+/// The calls whose counting a change of a campaign's override or a disposition's flags alters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallsOf {
+    Campaign(Uuid),
+    Disposition(Uuid),
+}
+
+/// The offer hours of the calls of one campaign or one disposition (`{column}`), in order.
+const TOUCHED_HOURS_SQL: &str =
+    "SELECT DISTINCT date_trunc('hour', i.offered_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS hour
+     FROM interactions i WHERE i.organization_id = $1 AND i.{column} = $2 ORDER BY 1";
+
+#[derive(diesel::QueryableByName)]
+struct TouchedHour {
+    #[diesel(sql_type = Timestamptz)]
+    hour: DateTime<Utc>,
+}
+
+/// [`restate_counters`] limited to the hours in which `calls` were offered: every hourly cell
+/// of those hours (at all four levels, so the cells the calls share with other campaigns or
+/// dispositions too) and the daily cells of their local dates are recomputed from the facts.
+/// A change of one campaign's service-level override or of one disposition's flags alters the
+/// counting of those calls only, so nothing else can have changed. Returns the hours, in
+/// order. Run it in the transaction of the change, after the change, holding the business
+/// settings row (as a threshold change does), so that no writer adds to those cells meanwhile
+/// with the rules of before.
+pub async fn restate_scoped(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    calls: CallsOf,
+    columns: &[&str],
+) -> AppResult<Vec<DateTime<Utc>>> {
+    let (column, id) = match calls {
+        CallsOf::Campaign(id) => ("campaign_id", id),
+        CallsOf::Disposition(id) => ("disposition_id", id),
+    };
+    let hours: Vec<DateTime<Utc>> = diesel::sql_query(TOUCHED_HOURS_SQL.replace("{column}", column))
+        .bind::<SqlUuid, _>(tenant.org_id())
+        .bind::<SqlUuid, _>(id)
+        .load::<TouchedHour>(conn)
+        .await?
+        .into_iter()
+        .map(|h| h.hour)
+        .collect();
+    if !hours.is_empty() {
+        restate_in_hours(conn, tenant, &CALL_ROLLUPS, columns, Some(&hours)).await?;
+    }
+    Ok(hours)
+}
+
 /// [`restate_counters`] for the tables of `family`. Only existing rows are updated: every call
 /// has added its row at each level when it was written, so a row with calls exists for every
 /// key the facts produce.
@@ -524,6 +574,18 @@ async fn restate_in(
     tenant: &Tenant,
     family: &RollupFamily,
     columns: &[&str],
+) -> AppResult<usize> {
+    restate_in_hours(conn, tenant, family, columns, None).await
+}
+
+/// [`restate_in`], over every hour of the organization (`hours` None) or over the given UTC
+/// hours only (and the local days that contain them).
+async fn restate_in_hours(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    family: &RollupFamily,
+    columns: &[&str],
+    hours: Option<&[DateTime<Utc>]>,
 ) -> AppResult<usize> {
     if let Some(unknown) = columns.iter().find(|c| !family.counters.contains(c)) {
         return Err(AppError::internal(format!(
@@ -548,12 +610,24 @@ async fn restate_in(
         None => (String::new(), String::new(), String::new(), String::new()),
     };
     let extra_position = if family.extra_key.is_some() { ", 5" } else { "" };
+    // The facts read: all the organization's calls, or those offered in the given hours
+    // (`$4`, read by the offer-time index).
+    let (source, hour_filter) = match hours {
+        None => ("FROM interactions i".to_owned(), ""),
+        Some(_) => (
+            "FROM unnest($4::timestamptz[]) AS t(hour)
+             JOIN interactions i ON i.organization_id = $1 AND i.offered_at >= t.hour
+                  AND i.offered_at < t.hour + interval '1 hour'"
+                .to_owned(),
+            " AND k.hour = ANY($4::timestamptz[])",
+        ),
+    };
     let sql = format!(
         "WITH cells AS (
             SELECT date_trunc('hour', i.offered_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS hour,
                    coalesce(i.campaign_id, $3) AS c, coalesce(i.agent_id, $3) AS a, i.direction AS dir{extra_select},
                    {raw}
-            FROM interactions i
+            {source}
             JOIN business_settings bs ON bs.organization_id = $1
             LEFT JOIN campaigns cp ON cp.id = i.campaign_id
             LEFT JOIN dispositions d ON d.id = i.disposition_id
@@ -568,27 +642,39 @@ async fn restate_in(
          UPDATE {hourly} k SET {set}
          FROM levels l
          WHERE k.organization_id = $1 AND k.hour = l.hour AND k.campaign_key = l.c AND k.agent_key = l.a
-           AND k.direction = l.dir{extra_match}",
+           AND k.direction = l.dir{extra_match}{hour_filter}",
         all = columns.join(", "),
         set = set_from("l"),
         hourly = family.hourly,
     );
-    let cells = diesel::sql_query(sql)
+    let mut statement = diesel::sql_query(sql)
+        .into_boxed::<diesel::pg::Pg>()
         .bind::<SqlUuid, _>(tenant.org_id())
         .bind::<SqlUuid, _>(ALL_KEY)
-        .bind::<SqlUuid, _>(crate::kpi::NONE_KEY)
-        .execute(conn)
-        .await?;
+        .bind::<SqlUuid, _>(crate::kpi::NONE_KEY);
+    if let Some(hours) = hours {
+        statement = statement.bind::<Array<Timestamptz>, _>(hours.to_vec());
+    }
+    let cells = statement.execute(conn).await?;
     let (extra_k, extra_match) = match family.extra_key {
         Some((column, _)) => (format!(", k.{column}"), format!(" AND d.{column} = s.{column}")),
         None => (String::new(), String::new()),
     };
-    diesel::sql_query(format!(
+    // The daily cells of the local dates of those hours, summed again from all their hours
+    // (`$2`: a window around the hours that every such date falls in, for the index).
+    let day_filter = if hours.is_some() {
+        " AND k.hour >= $2 AND k.hour < $3
+          AND (k.hour AT TIME ZONE o.timezone)::date IN (
+              SELECT (t.hour AT TIME ZONE o.timezone)::date FROM unnest($4::timestamptz[]) AS t(hour))"
+    } else {
+        ""
+    };
+    let mut statement = diesel::sql_query(format!(
         "UPDATE {daily} d SET {set}
          FROM (SELECT (k.hour AT TIME ZONE o.timezone)::date AS day, k.campaign_key, k.agent_key, k.direction{extra_k},
                       {sums}
                FROM {hourly} k JOIN organizations o ON o.id = k.organization_id
-               WHERE k.organization_id = $1
+               WHERE k.organization_id = $1{day_filter}
                GROUP BY 1, 2, 3, 4{extra_position}) s
          WHERE d.organization_id = $1 AND d.day = s.day AND d.campaign_key = s.campaign_key
            AND d.agent_key = s.agent_key AND d.direction = s.direction{extra_match}",
@@ -597,9 +683,18 @@ async fn restate_in(
         set = set_from("s"),
         sums = computed(&|c| format!("sum(k.{c}) AS {c}")),
     ))
-    .bind::<SqlUuid, _>(tenant.org_id())
-    .execute(conn)
-    .await?;
+    .into_boxed::<diesel::pg::Pg>()
+    .bind::<SqlUuid, _>(tenant.org_id());
+    if let Some(hours) = hours {
+        // A local date spans at most 26 UTC hours around any of its hours (zones reach ±14 h).
+        let first = hours.iter().min().copied().unwrap_or_default() - TimeDelta::hours(40);
+        let last = hours.iter().max().copied().unwrap_or_default() + TimeDelta::hours(40);
+        statement = statement
+            .bind::<Timestamptz, _>(first)
+            .bind::<Timestamptz, _>(last)
+            .bind::<Array<Timestamptz>, _>(hours.to_vec());
+    }
+    statement.execute(conn).await?;
     Ok(cells)
 }
 
@@ -742,6 +837,19 @@ pub async fn bulk_load(
     intervals: &[NewStateInterval],
     checks: ReferenceChecks,
 ) -> AppResult<BulkLoaded> {
+    bulk_load_audited(database_url, tenant, calls, intervals, checks, None).await
+}
+
+/// [`bulk_load`], with an audit record written in the batch's transaction (before `COMMIT`),
+/// for loads that are an operation of someone (a history import) rather than seeding.
+pub async fn bulk_load_audited(
+    database_url: &str,
+    tenant: &Tenant,
+    calls: &[NewInteraction],
+    intervals: &[NewStateInterval],
+    checks: ReferenceChecks,
+    audit: Option<crate::audit::AuditEvent>,
+) -> AppResult<BulkLoaded> {
     let started = std::time::Instant::now();
     let (client, connection) = tokio_postgres::connect(database_url, tokio_postgres::NoTls)
         .await
@@ -796,7 +904,18 @@ pub async fn bulk_load(
     let call_rollups = started.elapsed();
     add_state_rollups(&mut conn, tenant, intervals).await?;
     let state_rollups = started.elapsed();
-    conn.batch_execute("COMMIT").await?;
+    match audit {
+        None => conn.batch_execute("COMMIT").await?,
+        // The audit writer insists on a transaction diesel knows of, and diesel's transaction
+        // manager never saw the `BEGIN` sent on the raw client: the record goes through
+        // `transaction`, whose `BEGIN` PostgreSQL ignores inside the open transaction (with a
+        // warning) and whose `COMMIT` (or `ROLLBACK`, when the record fails) ends the batch's
+        // one transaction, facts, rollups and record together.
+        Some(event) => {
+            conn.transaction(async |conn| crate::audit::record(conn, event).await)
+                .await?;
+        }
+    }
     drop(conn);
     tracing::debug!(
         calls = copied_calls,

@@ -1,10 +1,11 @@
-//! The management surface's rules: business settings, users, invitations and passwords, API
-//! keys, organizations and coaching. Each operation validates, checks the role rules of
+//! The management surface's rules: business settings, campaigns and dispositions, users,
+//! invitations and passwords, API keys, organizations and coaching. Each operation validates, checks the role rules of
 //! DESIGN.md §4, writes the change and its audit record in one transaction, and publishes after
 //! commit. Resolvers call these and only convert.
 
 pub mod api_keys;
 pub mod audit;
+pub mod catalog;
 pub mod coaching;
 pub mod invitations;
 pub mod mail;

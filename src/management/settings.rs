@@ -1,6 +1,6 @@
 //! Business settings: validation and the optimistic-concurrency update.
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use diesel_async::AsyncConnection;
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +39,8 @@ pub struct SettingsPatch {
     pub exclude_short_abandons_from_service_level: Option<bool>,
     /// Every read of other agents' performance leaves an audit record.
     pub audit_performance_reads: Option<bool>,
+    /// `Some(None)`: back to the organization's creation.
+    pub history_horizon: Option<Option<DateTime<Utc>>>,
 }
 
 pub const MAX_BUSINESS_HOURS_INTERVALS: usize = 28;
@@ -156,6 +158,14 @@ pub fn validate(patch: &SettingsPatch) -> Vec<FieldError> {
             }
         }
     }
+    if let Some(Some(horizon)) = patch.history_horizon {
+        if horizon > Utc::now() {
+            errors.push(FieldError::new("input.historyHorizon", "must not be in the future"));
+        } else if horizon < DateTime::UNIX_EPOCH {
+            // Agents' routing history starts at the epoch (ingest::routing_log).
+            errors.push(FieldError::new("input.historyHorizon", "must not be before 1970"));
+        }
+    }
     if let Some(holidays) = &patch.holidays {
         if holidays.len() > MAX_HOLIDAYS {
             errors.push(FieldError::new(
@@ -269,6 +279,10 @@ pub async fn update(
             }
             if let Some(v) = patch.audit_performance_reads {
                 changes.audit_performance_reads = v;
+            }
+            // Only what may be written from now on: stored calls stay as they are.
+            if let Some(v) = patch.history_horizon {
+                changes.history_horizon = v;
             }
             let after = orgs::update_settings(conn, tenant, expected_version, &changes, principal.user_id)
                 .await?
