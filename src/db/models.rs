@@ -38,6 +38,7 @@ pub struct SettingsRow {
     pub updated_by: Option<Uuid>,
     pub exclude_short_abandons_from_abandon_rate: bool,
     pub exclude_short_abandons_from_service_level: bool,
+    pub supervisors_see_all_agents: bool,
 }
 
 /// The settings columns an update writes (everything but keys and bookkeeping).
@@ -55,6 +56,7 @@ pub struct SettingsChanges {
     pub data_retention_days: i32,
     pub exclude_short_abandons_from_abandon_rate: bool,
     pub exclude_short_abandons_from_service_level: bool,
+    pub supervisors_see_all_agents: bool,
 }
 
 impl SettingsRow {
@@ -71,6 +73,7 @@ impl SettingsRow {
             data_retention_days: self.data_retention_days,
             exclude_short_abandons_from_abandon_rate: self.exclude_short_abandons_from_abandon_rate,
             exclude_short_abandons_from_service_level: self.exclude_short_abandons_from_service_level,
+            supervisors_see_all_agents: self.supervisors_see_all_agents,
         }
     }
 }

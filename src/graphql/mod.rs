@@ -5,6 +5,7 @@
 //! [`guards`] are the field guards, built on the role table in `auth::roles`; [`key_scopes`]
 //! confines requests made with an API key to the root fields of its scopes.
 
+pub mod agents;
 pub mod analytics;
 pub mod api_keys;
 pub mod auth;
@@ -23,6 +24,7 @@ pub mod realtime;
 pub mod report_runs;
 pub mod report_schedules;
 pub mod reports;
+pub mod teams;
 pub mod telemetry;
 pub mod users;
 
@@ -46,6 +48,8 @@ pub struct QueryRoot(
     reports::ReportQueries,
     report_runs::ReportRunQueries,
     report_schedules::ReportScheduleQueries,
+    agents::AgentQuery,
+    teams::TeamQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -60,6 +64,8 @@ pub struct MutationRoot(
     reports::ReportMutations,
     report_runs::ReportRunMutations,
     report_schedules::ReportScheduleMutations,
+    agents::AgentMutation,
+    teams::TeamMutation,
 );
 
 #[derive(MergedSubscription, Default)]

@@ -84,6 +84,9 @@ pub struct BusinessSettings {
     /// variants that count abandons and do not already decide (every service-level value
     /// reports what was applied: `KpiValues.serviceLevelExcludesShortAbandons`).
     exclude_short_abandons_from_service_level: bool,
+    /// When true, a SUPERVISOR sees and manages every agent of the organization; when false
+    /// (the default), only the agents of the teams they supervise.
+    supervisors_see_all_agents: bool,
     updated_at: DateTime<Utc>,
 }
 
@@ -110,6 +113,7 @@ impl BusinessSettings {
             data_retention_days: row.data_retention_days,
             exclude_short_abandons_from_abandon_rate: row.exclude_short_abandons_from_abandon_rate,
             exclude_short_abandons_from_service_level: row.exclude_short_abandons_from_service_level,
+            supervisors_see_all_agents: row.supervisors_see_all_agents,
             updated_at: row.updated_at,
         })
     }
@@ -139,6 +143,8 @@ pub struct BusinessSettingsInput {
     /// Refused (BAD_USER_INPUT) as `true` under a variant that already decides: the default
     /// (always excluded) and ANSWERED_WITHIN_OVER_ANSWERED (abandons never count).
     exclude_short_abandons_from_service_level: Option<bool>,
+    /// Widens a SUPERVISOR's agent scope from the teams they supervise to every agent.
+    supervisors_see_all_agents: Option<bool>,
 }
 
 impl From<BusinessSettingsInput> for SettingsPatch {
@@ -165,6 +171,7 @@ impl From<BusinessSettingsInput> for SettingsPatch {
             data_retention_days: input.data_retention_days,
             exclude_short_abandons_from_abandon_rate: input.exclude_short_abandons_from_abandon_rate,
             exclude_short_abandons_from_service_level: input.exclude_short_abandons_from_service_level,
+            supervisors_see_all_agents: input.supervisors_see_all_agents,
         }
     }
 }

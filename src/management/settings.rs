@@ -37,6 +37,7 @@ pub struct SettingsPatch {
     pub data_retention_days: Option<i32>,
     pub exclude_short_abandons_from_abandon_rate: Option<bool>,
     pub exclude_short_abandons_from_service_level: Option<bool>,
+    pub supervisors_see_all_agents: Option<bool>,
 }
 
 pub const MAX_BUSINESS_HOURS_INTERVALS: usize = 28;
@@ -264,6 +265,10 @@ pub async fn update(
             }
             if let Some(v) = patch.exclude_short_abandons_from_service_level {
                 changes.exclude_short_abandons_from_service_level = v;
+            }
+            // Who sees which agents: no KPI depends on it.
+            if let Some(v) = patch.supervisors_see_all_agents {
+                changes.supervisors_see_all_agents = v;
             }
             let after = orgs::update_settings(conn, tenant, expected_version, &changes, principal.user_id)
                 .await?

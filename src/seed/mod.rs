@@ -57,14 +57,23 @@ pub async fn seed_demo(state: &AppState, password_text: &str) -> AppResult<DemoS
     let hash = password::hash(password_text.to_owned()).await?;
     let mut logins = Vec::new();
     let mut agent_user = None;
+    let mut supervisor_user = None;
     for (email, name, role) in DEMO_USERS {
         let user = users::upsert_for_seed(&mut conn, &tenant, email, name, role, &hash).await?;
         if role == Role::Agent {
             agent_user = Some(user.id);
         }
+        if role == Role::Supervisor {
+            supervisor_user = Some(user.id);
+        }
         logins.push((email.to_owned(), role));
     }
     demo_data::ensure(&mut conn, &tenant, agent_user).await?;
+    // Its own step, so a demo seeded before teams had supervisors gains one on the next run.
+    if let Some(supervisor) = supervisor_user {
+        crate::db::teams::ensure_supervisor_by_team_name(&mut conn, &tenant, demo_data::SUPERVISED_TEAM, supervisor)
+            .await?;
+    }
     Ok(DemoSummary {
         created_organization: created,
         logins,
