@@ -16,8 +16,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_graphql::connection::{Connection, Edge};
-use async_graphql::dataloader::{DataLoader, Loader};
-use async_graphql::{Context, Enum, InputObject, MaybeUndefined, Object, SimpleObject, ID};
+use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
+use async_graphql::{Context, Enum, InputObject, Lookahead, MaybeUndefined, Object, SimpleObject, ID};
 use chrono::{DateTime, TimeDelta, Utc};
 use diesel_async::AsyncPgConnection;
 use uuid::Uuid;
@@ -121,14 +121,26 @@ impl Loader<Uuid> for MembersLoader {
 
 /// What every object of one root field's answer shares: the tenant, the caller's scope over
 /// agents, and the loaders (bound to that tenant, so a SUPER_ADMIN's `orgId` holds for nested
-/// fields too).
+/// fields too; their cache lives as long as the answer).
+///
+/// The executor polls the items of a list 32 at a time, so a loader's short batching window
+/// can split a long page into two or three batches; the root fields therefore prime the
+/// loaders with the whole page's keys for the nested fields the query selects
+/// ([`AgentReads::prime_agents`]), one statement per kind of field.
 pub struct AgentReads {
     pub tenant: Tenant,
     pub scope: AgentScope,
-    teams: DataLoader<TeamLoader>,
-    skills: DataLoader<AgentSkillsLoader>,
-    supervisors: DataLoader<SupervisorsLoader>,
-    members: DataLoader<MembersLoader>,
+    teams: DataLoader<TeamLoader, HashMapCache>,
+    skills: DataLoader<AgentSkillsLoader, HashMapCache>,
+    supervisors: DataLoader<SupervisorsLoader, HashMapCache>,
+    members: DataLoader<MembersLoader, HashMapCache>,
+}
+
+fn distinct(ids: impl Iterator<Item = Uuid>) -> Vec<Uuid> {
+    let mut out: Vec<Uuid> = ids.collect();
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 impl AgentReads {
@@ -139,35 +151,76 @@ impl AgentReads {
         Arc::new(Self {
             tenant,
             scope,
-            teams: DataLoader::new(
+            teams: DataLoader::with_cache(
                 TeamLoader {
                     pool: pool.clone(),
                     tenant,
                 },
                 spawn,
+                HashMapCache::default(),
             ),
-            skills: DataLoader::new(
+            skills: DataLoader::with_cache(
                 AgentSkillsLoader {
                     pool: pool.clone(),
                     tenant,
                 },
                 spawn,
+                HashMapCache::default(),
             ),
-            supervisors: DataLoader::new(
+            supervisors: DataLoader::with_cache(
                 SupervisorsLoader {
                     pool: pool.clone(),
                     tenant,
                 },
                 spawn,
+                HashMapCache::default(),
             ),
-            members: DataLoader::new(
+            members: DataLoader::with_cache(
                 MembersLoader {
                     pool: pool.clone(),
                     tenant,
                 },
                 spawn,
+                HashMapCache::default(),
             ),
         })
+    }
+
+    /// Loads, in one batch each, the nested fields `node` (an `Agent` selection) asks for, for
+    /// every agent of `rows`; the nested resolvers then read the loaders' cache.
+    pub async fn prime_agents(&self, node: &Lookahead<'_>, rows: &[AgentRow]) -> AppResult<()> {
+        let team = node.field("team");
+        if team.exists() {
+            let team_ids = distinct(rows.iter().filter_map(|r| r.team_id));
+            self.prime_teams(&team, &team_ids).await?;
+        }
+        if node.field("skills").exists() {
+            let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+            let found = self.skills.load_many(ids.iter().copied()).await?;
+            let empty = ids.into_iter().filter(|id| !found.contains_key(id));
+            self.skills.feed_many(empty.map(|id| (id, Vec::new()))).await;
+        }
+        Ok(())
+    }
+
+    /// [`Self::prime_agents`] for teams: the teams themselves, and the supervisors and members
+    /// `team` (a `Team` selection) asks for.
+    pub async fn prime_teams(&self, team: &Lookahead<'_>, team_ids: &[Uuid]) -> AppResult<()> {
+        if team_ids.is_empty() {
+            return Ok(());
+        }
+        self.teams.load_many(team_ids.iter().copied()).await?;
+        if team.field("supervisors").exists() {
+            let found = self.supervisors.load_many(team_ids.iter().copied()).await?;
+            let empty = team_ids.iter().copied().filter(|id| !found.contains_key(id));
+            self.supervisors.feed_many(empty.map(|id| (id, Vec::new()))).await;
+        }
+        if team.field("members").exists() {
+            let found = self.members.load_many(team_ids.iter().copied()).await?;
+            let empty = team_ids.iter().copied().filter(|id| !found.contains_key(id));
+            self.members.feed_many(empty.map(|id| (id, Vec::new()))).await;
+        }
+        Ok(())
     }
 
     /// The reads of a root field: the tenant (by `orgId`), the caller's scope (read on
@@ -734,6 +787,10 @@ impl AgentQuery {
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
         let has_next = rows.len() > limit;
         rows.truncate(limit);
+        drop(conn);
+        reads
+            .prime_agents(&ctx.look_ahead().field("edges").field("node"), &rows)
+            .await?;
         let mut connection =
             Connection::with_additional_fields(start > 0, has_next, AgentConnectionTotals { total_count });
         connection.edges.extend(

@@ -43,6 +43,9 @@ impl TeamQuery {
         let mut conn = db::conn(&state(ctx)?.db).await?;
         let reads = AgentReads::for_request(ctx, &mut conn, org_id.as_ref()).await?;
         let rows = team_rows::list_teams(&mut conn, &reads.tenant).await?;
+        drop(conn);
+        let ids: Vec<uuid::Uuid> = rows.iter().map(|t| t.id).collect();
+        reads.prime_teams(&ctx.look_ahead(), &ids).await?;
         Ok(rows.into_iter().map(|row| Team::new(row, reads.clone())).collect())
     }
 
