@@ -101,7 +101,11 @@ async fn each_role_sees_its_scope_of_agents() {
     assert_eq!(carol.error_code(), Some("FORBIDDEN"), "{}", carol.body);
     // The organization's setting widens a SUPERVISOR's scope to every agent.
     let version = app
-        .gql(Some(&admin), "{ organization { businessSettings { version } } }", json!({}))
+        .gql(
+            Some(&admin),
+            "{ organization { businessSettings { version } } }",
+            json!({}),
+        )
         .await
         .ok()["organization"]["businessSettings"]["version"]
         .as_i64()
@@ -169,7 +173,11 @@ async fn the_listing_filters_orders_and_pages() {
     let admin = app.token(&org, Role::Admin).await;
     let dan = add_dan(&app, &org, &admin).await;
     let skill = app
-        .gql(Some(&admin), "mutation { createSkill(name: \"Spanish\") { id } }", json!({}))
+        .gql(
+            Some(&admin),
+            "mutation { createSkill(name: \"Spanish\") { id } }",
+            json!({}),
+        )
         .await
         .ok()["createSkill"]["id"]
         .clone();
@@ -193,8 +201,17 @@ async fn the_listing_filters_orders_and_pages() {
     );
     assert_eq!(query(json!({ "search": "aro" })).await, ["Carol"]);
     assert_eq!(query(json!({ "search": "10" })).await, ["Dan"], "the extension matches");
-    assert_eq!(query(json!({ "search": "%" })).await, Vec::<String>::new(), "% is literal");
-    assert_eq!(query(json!({ "presence": ["OFFLINE"], "routingState": ["IDLE"] })).await.len(), 4);
+    assert_eq!(
+        query(json!({ "search": "%" })).await,
+        Vec::<String>::new(),
+        "% is literal"
+    );
+    assert_eq!(
+        query(json!({ "presence": ["OFFLINE"], "routingState": ["IDLE"] }))
+            .await
+            .len(),
+        4
+    );
     assert!(query(json!({ "presence": ["AVAILABLE"] })).await.is_empty());
 
     // Unknown or foreign ids in a filter are named, as in the KPI filters.
@@ -203,16 +220,21 @@ async fn the_listing_filters_orders_and_pages() {
         .await
         .unwrap();
     let refused = app
-        .gql(Some(&admin), AGENTS, json!({ "f": { "teamIds": [org.teams[0], foreign_team] } }))
+        .gql(
+            Some(&admin),
+            AGENTS,
+            json!({ "f": { "teamIds": [org.teams[0], foreign_team] } }),
+        )
         .await;
     assert_eq!(refused.error_code(), Some("BAD_USER_INPUT"));
-    assert_eq!(refused.body["errors"][0]["extensions"]["fields"][0]["field"], "filter.teamIds[1]");
+    assert_eq!(
+        refused.body["errors"][0]["extensions"]["fields"][0]["field"],
+        "filter.teamIds[1]"
+    );
 
     // Order and pages: two by two, newest first; totals whatever the page.
     let order = json!({ "field": "NAME", "direction": "DESC" });
-    let first = app
-        .gql(Some(&admin), AGENTS, json!({ "o": order, "first": 2 }))
-        .await;
+    let first = app.gql(Some(&admin), AGENTS, json!({ "o": order, "first": 2 })).await;
     assert_eq!(names(first.ok()), ["Dan", "Carol"]);
     assert_eq!(first.ok()["agents"]["totalCount"], 4);
     assert_eq!(first.ok()["agents"]["pageInfo"]["hasNextPage"], true);
@@ -392,11 +414,12 @@ async fn audit_actions(app: &TestApp, org: &FixtureOrg) -> Vec<String> {
         action: String,
     }
     let mut conn = db::conn(&app.state.db).await.unwrap();
-    let rows: Vec<Action> = diesel::sql_query("SELECT action FROM audit_log WHERE organization_id = $1 ORDER BY chain_seq")
-        .bind::<diesel::sql_types::Uuid, _>(org.id)
-        .load(&mut conn)
-        .await
-        .unwrap();
+    let rows: Vec<Action> =
+        diesel::sql_query("SELECT action FROM audit_log WHERE organization_id = $1 ORDER BY chain_seq")
+            .bind::<diesel::sql_types::Uuid, _>(org.id)
+            .load(&mut conn)
+            .await
+            .unwrap();
     rows.into_iter().map(|r| r.action).collect()
 }
 
@@ -423,16 +446,27 @@ async fn agents_are_created_updated_and_deactivated_within_the_rules() {
         .await;
     let erin = created.ok()["createAgent"].clone();
     assert_eq!(erin["displayName"], "Erin");
-    assert_eq!((erin["presence"].as_str(), erin["routingState"].as_str()), (Some("OFFLINE"), Some("IDLE")));
+    assert_eq!(
+        (erin["presence"].as_str(), erin["routingState"].as_str()),
+        (Some("OFFLINE"), Some("IDLE"))
+    );
     for team in [Some(red), None] {
         let refused = app
-            .gql(Some(&supervisor), CREATE, json!({ "i": { "displayName": "Fay", "teamId": team } }))
+            .gql(
+                Some(&supervisor),
+                CREATE,
+                json!({ "i": { "displayName": "Fay", "teamId": team } }),
+            )
             .await;
         assert_eq!(refused.error_code(), Some("FORBIDDEN"), "{team:?}: {}", refused.body);
     }
     // Bad input is named; a duplicate extension is CONFLICT; nothing of them is stored.
     let bad = app
-        .gql(Some(&admin), CREATE, json!({ "i": { "displayName": "", "extension": "no spaces" } }))
+        .gql(
+            Some(&admin),
+            CREATE,
+            json!({ "i": { "displayName": "", "extension": "no spaces" } }),
+        )
         .await;
     assert_eq!(bad.error_code(), Some("BAD_USER_INPUT"));
     let fields: Vec<&str> = bad.body["errors"][0]["extensions"]["fields"]
@@ -443,7 +477,11 @@ async fn agents_are_created_updated_and_deactivated_within_the_rules() {
         .collect();
     assert_eq!(fields, ["input.displayName", "input.extension"]);
     let duplicate = app
-        .gql(Some(&admin), CREATE, json!({ "i": { "displayName": "Twin", "extension": "201" } }))
+        .gql(
+            Some(&admin),
+            CREATE,
+            json!({ "i": { "displayName": "Twin", "extension": "201" } }),
+        )
         .await;
     assert_eq!(duplicate.error_code(), Some("CONFLICT"));
     // Another tenant's team or user: NOT_FOUND.
@@ -452,7 +490,11 @@ async fn agents_are_created_updated_and_deactivated_within_the_rules() {
         .await
         .unwrap();
     let foreign = app
-        .gql(Some(&admin), CREATE, json!({ "i": { "displayName": "Gil", "teamId": foreign_team } }))
+        .gql(
+            Some(&admin),
+            CREATE,
+            json!({ "i": { "displayName": "Gil", "teamId": foreign_team } }),
+        )
         .await;
     assert_eq!(foreign.error_code(), Some("NOT_FOUND"));
     let foreign = app
@@ -469,11 +511,19 @@ async fn agents_are_created_updated_and_deactivated_within_the_rules() {
     // Updates: a SUPERVISOR may not move an agent out of their teams, nor touch Carol (Red).
     let erin_id = erin["id"].as_str().unwrap().to_owned();
     let moved = app
-        .gql(Some(&supervisor), UPDATE, json!({ "id": erin_id, "i": { "teamId": red } }))
+        .gql(
+            Some(&supervisor),
+            UPDATE,
+            json!({ "id": erin_id, "i": { "teamId": red } }),
+        )
         .await;
     assert_eq!(moved.error_code(), Some("FORBIDDEN"));
     let carol = app
-        .gql(Some(&supervisor), UPDATE, json!({ "id": org.agents[2], "i": { "displayName": "C" } }))
+        .gql(
+            Some(&supervisor),
+            UPDATE,
+            json!({ "id": org.agents[2], "i": { "displayName": "C" } }),
+        )
         .await;
     assert_eq!(carol.error_code(), Some("FORBIDDEN"));
     let renamed = app
@@ -485,7 +535,11 @@ async fn agents_are_created_updated_and_deactivated_within_the_rules() {
         .await;
     assert_eq!(renamed.ok()["updateAgent"]["displayName"], "Erin B");
     assert_eq!(renamed.ok()["updateAgent"]["extension"], Value::Null);
-    assert_eq!(renamed.ok()["updateAgent"]["team"]["id"], json!(blue), "omitted fields are kept");
+    assert_eq!(
+        renamed.ok()["updateAgent"]["team"]["id"],
+        json!(blue),
+        "omitted fields are kept"
+    );
     let admin_moves = app
         .gql(Some(&admin), UPDATE, json!({ "id": erin_id, "i": { "teamId": null } }))
         .await;
@@ -493,9 +547,13 @@ async fn agents_are_created_updated_and_deactivated_within_the_rules() {
 
     // Deactivation needs OFFLINE and IDLE.
     let agent = app.token(&org, Role::Agent).await;
-    app.gql(Some(&agent), "mutation { setAgentPresence(presence: AVAILABLE) { id } }", json!({}))
-        .await
-        .ok();
+    app.gql(
+        Some(&agent),
+        "mutation { setAgentPresence(presence: AVAILABLE) { id } }",
+        json!({}),
+    )
+    .await
+    .ok();
     let busy = app.gql(Some(&admin), DEACTIVATE, json!({ "id": org.agents[0] })).await;
     assert_eq!(busy.error_code(), Some("CONFLICT"), "{}", busy.body);
     let done = app.gql(Some(&admin), DEACTIVATE, json!({ "id": org.agents[1] })).await;
@@ -522,7 +580,10 @@ async fn agents_are_created_updated_and_deactivated_within_the_rules() {
         .map(String::as_str)
         .filter(|a| a.starts_with("agent.") && *a != "agent.presence")
         .collect();
-    assert_eq!(ours, ["agent.create", "agent.update", "agent.update", "agent.deactivate"]);
+    assert_eq!(
+        ours,
+        ["agent.create", "agent.update", "agent.update", "agent.deactivate"]
+    );
 }
 
 /// The N+1 guard: a page of 50 agents with their team (and its supervisors) and skills costs
@@ -580,6 +641,11 @@ async fn a_page_of_agents_with_teams_and_skills_is_loaded_in_batches() {
     // pool's liveness check on each checkout counts too): nine, whatever the page size. One
     // statement per agent would be 50 or more.
     println!("statements per page: 5 agents {}, 50 agents {}", cost[0], cost[1]);
-    assert!(cost[1] <= 12, "50 agents cost {} statements (5 cost {})", cost[1], cost[0]);
+    assert!(
+        cost[1] <= 12,
+        "50 agents cost {} statements (5 cost {})",
+        cost[1],
+        cost[0]
+    );
     assert!(cost[1] <= cost[0] + 2, "the cost grows with the page: {cost:?}");
 }

@@ -58,12 +58,13 @@ async fn count_audit(app: &TestApp, org: &FixtureOrg, prefix: &str) -> i64 {
         n: i64,
     }
     let mut conn = db::conn(&app.state.db).await.unwrap();
-    let row: Count = diesel::sql_query("SELECT count(*) AS n FROM audit_log WHERE organization_id = $1 AND action LIKE $2")
-        .bind::<diesel::sql_types::Uuid, _>(org.id)
-        .bind::<diesel::sql_types::Text, _>(format!("{prefix}%"))
-        .get_result(&mut conn)
-        .await
-        .unwrap();
+    let row: Count =
+        diesel::sql_query("SELECT count(*) AS n FROM audit_log WHERE organization_id = $1 AND action LIKE $2")
+            .bind::<diesel::sql_types::Uuid, _>(org.id)
+            .bind::<diesel::sql_types::Text, _>(format!("{prefix}%"))
+            .get_result(&mut conn)
+            .await
+            .unwrap();
     row.n
 }
 
@@ -94,7 +95,11 @@ async fn teams_are_created_renamed_and_deleted_only_when_empty_or_reassigned() {
 
     // Duplicate names are CONFLICT; empty ones are refused by field; nothing is stored.
     let duplicate = app
-        .gql(Some(&admin), "mutation { createTeam(name: \"Blue\") { id } }", json!({}))
+        .gql(
+            Some(&admin),
+            "mutation { createTeam(name: \"Blue\") { id } }",
+            json!({}),
+        )
         .await;
     assert_eq!(duplicate.error_code(), Some("CONFLICT"));
     let renamed_twin = app
@@ -108,7 +113,10 @@ async fn teams_are_created_renamed_and_deleted_only_when_empty_or_reassigned() {
     let empty = app
         .gql(Some(&admin), "mutation { createTeam(name: \"  \") { id } }", json!({}))
         .await;
-    assert_eq!((empty.error_code(), field(&empty)), (Some("BAD_USER_INPUT"), Some("name")));
+    assert_eq!(
+        (empty.error_code(), field(&empty)),
+        (Some("BAD_USER_INPUT"), Some("name"))
+    );
     // A supervisor must be a SUPERVISOR or higher.
     let agent_as_supervisor = app
         .gql(
@@ -134,7 +142,11 @@ async fn teams_are_created_renamed_and_deleted_only_when_empty_or_reassigned() {
 
     // A team with agents is not deleted…
     let refused = app
-        .gql(Some(&admin), "mutation($i: ID!) { deleteTeam(id: $i) }", json!({ "i": blue }))
+        .gql(
+            Some(&admin),
+            "mutation($i: ID!) { deleteTeam(id: $i) }",
+            json!({ "i": blue }),
+        )
         .await;
     assert_eq!(refused.error_code(), Some("CONFLICT"), "{}", refused.body);
     let to_itself = app
@@ -159,7 +171,11 @@ async fn teams_are_created_renamed_and_deleted_only_when_empty_or_reassigned() {
         .await;
     assert_eq!(deleted.ok()["deleteTeam"], json!(blue));
     let empty_gone = app
-        .gql(Some(&admin), "mutation($i: ID!) { deleteTeam(id: $i) }", json!({ "i": green }))
+        .gql(
+            Some(&admin),
+            "mutation($i: ID!) { deleteTeam(id: $i) }",
+            json!({ "i": green }),
+        )
         .await;
     empty_gone.ok();
     assert_eq!(teams(&app, &admin).await, pairs(&[("Red", &["Alice", "Bob", "Carol"])]));
@@ -168,7 +184,10 @@ async fn teams_are_created_renamed_and_deleted_only_when_empty_or_reassigned() {
     let other = app.create_org("teams-other").await;
     let other_admin = app.token(&other, Role::Admin).await;
     for (query, vars) in [
-        ("mutation($i: ID!) { renameTeam(id: $i, name: \"Mine\") { id } }", json!({ "i": red })),
+        (
+            "mutation($i: ID!) { renameTeam(id: $i, name: \"Mine\") { id } }",
+            json!({ "i": red }),
+        ),
         ("mutation($i: ID!) { deleteTeam(id: $i) }", json!({ "i": red })),
         (
             "mutation($i: ID!) { setTeamSupervisors(teamId: $i, userIds: []) { id } }",
@@ -200,8 +219,10 @@ async fn supervisors_manage_the_members_of_their_teams_only() {
     let supervisor = app.token(&org, Role::Supervisor).await;
     let (blue, red) = (org.teams[0], org.teams[1]);
     let (alice, bob, carol) = (org.agents[0], org.agents[1], org.agents[2]);
-    const ADD: &str = "mutation($t: ID!, $a: [ID!]!) { addTeamMembers(teamId: $t, agentIds: $a) { members { displayName } } }";
-    const REMOVE: &str = "mutation($t: ID!, $a: [ID!]!) { removeTeamMembers(teamId: $t, agentIds: $a) { members { displayName } } }";
+    const ADD: &str =
+        "mutation($t: ID!, $a: [ID!]!) { addTeamMembers(teamId: $t, agentIds: $a) { members { displayName } } }";
+    const REMOVE: &str =
+        "mutation($t: ID!, $a: [ID!]!) { removeTeamMembers(teamId: $t, agentIds: $a) { members { displayName } } }";
 
     // Team structure is ADMIN's: a SUPERVISOR cannot make themselves supervisor of a team.
     let self_made = app
@@ -224,14 +245,19 @@ async fn supervisors_manage_the_members_of_their_teams_only() {
     let removed = app
         .gql(Some(&supervisor), REMOVE, json!({ "t": blue, "a": [bob] }))
         .await;
-    assert_eq!(removed.ok()["removeTeamMembers"]["members"], json!([{ "displayName": "Alice" }]));
+    assert_eq!(
+        removed.ok()["removeTeamMembers"]["members"],
+        json!([{ "displayName": "Alice" }])
+    );
     // Bob has no team now: outside a team-scoped SUPERVISOR's reach until an ADMIN moves him.
     let back = app.gql(Some(&supervisor), ADD, json!({ "t": blue, "a": [bob] })).await;
     assert_eq!(back.error_code(), Some("FORBIDDEN"));
     let back = app.gql(Some(&admin), ADD, json!({ "t": blue, "a": [bob] })).await;
     assert_eq!(back.ok()["addTeamMembers"]["members"].as_array().unwrap().len(), 2);
     // Not Carol (Red), not into Red.
-    let steal = app.gql(Some(&supervisor), ADD, json!({ "t": blue, "a": [carol] })).await;
+    let steal = app
+        .gql(Some(&supervisor), ADD, json!({ "t": blue, "a": [carol] }))
+        .await;
     assert_eq!(steal.error_code(), Some("FORBIDDEN"));
     let give = app.gql(Some(&supervisor), ADD, json!({ "t": red, "a": [alice] })).await;
     assert_eq!(give.error_code(), Some("FORBIDDEN"));
@@ -258,10 +284,8 @@ async fn supervisors_manage_the_members_of_their_teams_only() {
     }
 }
 
-const ASSIGN: &str =
-    "mutation($a: [SkillAssignmentInput!]!) { assignSkills(assignments: $a) { agentIds } }";
-const UNASSIGN: &str =
-    "mutation($a: [SkillAssignmentInput!]!) { unassignSkills(assignments: $a) { agentIds } }";
+const ASSIGN: &str = "mutation($a: [SkillAssignmentInput!]!) { assignSkills(assignments: $a) { agentIds } }";
+const UNASSIGN: &str = "mutation($a: [SkillAssignmentInput!]!) { unassignSkills(assignments: $a) { agentIds } }";
 const SKILLS_OF: &str = "query($i: ID!) { agent(id: $i) { skills { name proficiency } } }";
 
 async fn skills_of(app: &TestApp, token: &str, agent: Uuid) -> Value {
@@ -407,12 +431,20 @@ async fn skills_are_assigned_with_proficiencies_in_bulk_all_or_nothing() {
         .await;
     assert_eq!(renamed.ok()["renameSkill"]["name"], "British English");
     let by_supervisor = app
-        .gql(Some(&supervisor), "mutation($i: ID!) { deleteSkill(id: $i) }", json!({ "i": english }))
+        .gql(
+            Some(&supervisor),
+            "mutation($i: ID!) { deleteSkill(id: $i) }",
+            json!({ "i": english }),
+        )
         .await;
     assert_eq!(by_supervisor.error_code(), Some("FORBIDDEN"));
-    app.gql(Some(&admin), "mutation($i: ID!) { deleteSkill(id: $i) }", json!({ "i": english }))
-        .await
-        .ok();
+    app.gql(
+        Some(&admin),
+        "mutation($i: ID!) { deleteSkill(id: $i) }",
+        json!({ "i": english }),
+    )
+    .await
+    .ok();
     assert_eq!(skills_of(&app, &supervisor, alice).await, json!([]));
     let catalogue = app.gql(Some(&supervisor), "{ skills { name } }", json!({})).await;
     assert_eq!(catalogue.ok()["skills"], json!([{ "name": "Spanish" }]));

@@ -361,7 +361,11 @@ pub async fn upsert_skills(
         .filter(agent_skills::organization_id.eq(tenant.org_id()))
         .filter(agent_skills::agent_id.eq_any(&agent_ids))
         .filter(agent_skills::skill_id.eq_any(&skill_ids))
-        .select((agent_skills::agent_id, agent_skills::skill_id, agent_skills::proficiency))
+        .select((
+            agent_skills::agent_id,
+            agent_skills::skill_id,
+            agent_skills::proficiency,
+        ))
         .for_update()
         .load(conn)
         .await?;

@@ -270,7 +270,9 @@ impl Agent {
     }
     /// The agent's current team (loaded in one batch for a whole page).
     async fn team(&self) -> async_graphql::Result<Option<Team>> {
-        let Some(team_id) = self.row.team_id else { return Ok(None) };
+        let Some(team_id) = self.row.team_id else {
+            return Ok(None);
+        };
         Ok(self
             .reads
             .teams
@@ -930,7 +932,13 @@ mod tests {
         Utc.with_ymd_and_hms(2026, 3, 2, h, m, 0).single().unwrap_or_default()
     }
 
-    fn state(axis: &str, state: &str, reason: Option<&str>, from: DateTime<Utc>, to: Option<DateTime<Utc>>) -> StateIntervalRow {
+    fn state(
+        axis: &str,
+        state: &str,
+        reason: Option<&str>,
+        from: DateTime<Utc>,
+        to: Option<DateTime<Utc>>,
+    ) -> StateIntervalRow {
         StateIntervalRow {
             axis: axis.into(),
             state: state.into(),
@@ -982,7 +990,10 @@ mod tests {
             .iter()
             .map(|t| (t.state.as_str(), t.reason_code.as_deref(), t.seconds))
             .collect();
-        assert_eq!(totals, vec![("AVAILABLE", None, 45.0 * 60.0), ("BREAK", Some("COFFEE"), 15.0 * 60.0)]);
+        assert_eq!(
+            totals,
+            vec![("AVAILABLE", None, 45.0 * 60.0), ("BREAK", Some("COFFEE"), 15.0 * 60.0)]
+        );
         assert!(!activity.truncated);
     }
 }

@@ -38,7 +38,10 @@ pub struct TeamQuery;
 impl TeamQuery {
     /// Every team of the organization, by name. SUPERVISOR+ (a team's `members` lists only
     /// the agents the caller may see).
-    #[graphql(guard = "PermissionGuard(Permission::Supervise)", complexity = "100 * child_complexity")]
+    #[graphql(
+        guard = "PermissionGuard(Permission::Supervise)",
+        complexity = "100 * child_complexity"
+    )]
     async fn teams(&self, ctx: &Context<'_>, org_id: Option<ID>) -> async_graphql::Result<Vec<Team>> {
         let mut conn = db::conn(&state(ctx)?.db).await?;
         let reads = AgentReads::for_request(ctx, &mut conn, org_id.as_ref()).await?;
@@ -63,7 +66,10 @@ impl TeamQuery {
     }
 
     /// The organization's skill catalogue, by name. SUPERVISOR+.
-    #[graphql(guard = "PermissionGuard(Permission::Supervise)", complexity = "100 * child_complexity")]
+    #[graphql(
+        guard = "PermissionGuard(Permission::Supervise)",
+        complexity = "100 * child_complexity"
+    )]
     async fn skills(&self, ctx: &Context<'_>, org_id: Option<ID>) -> async_graphql::Result<Vec<Skill>> {
         let tenant = tenant_for(ctx, org_id.as_ref()).await?;
         let mut conn = db::conn(&state(ctx)?.db).await?;
@@ -273,7 +279,8 @@ impl TeamMutation {
     ) -> async_graphql::Result<Skill> {
         let skill_id = parse_id(&id, "id")?;
         let tenant = tenant_for(ctx, org_id.as_ref()).await?;
-        let row = manage_skills::rename(state(ctx)?, principal(ctx)?, &tenant, skill_id, &name, request_id(ctx)).await?;
+        let row =
+            manage_skills::rename(state(ctx)?, principal(ctx)?, &tenant, skill_id, &name, request_id(ctx)).await?;
         Ok(row.into())
     }
 
@@ -331,7 +338,10 @@ mod tests {
         }];
         match assignments(&input) {
             Err(AppError::BadUserInput { fields, .. }) => {
-                assert_eq!(fields, vec![FieldError::new("assignments[0].agentId", "not a valid id")]);
+                assert_eq!(
+                    fields,
+                    vec![FieldError::new("assignments[0].agentId", "not a valid id")]
+                );
             }
             other => panic!("expected BAD_USER_INPUT, got {other:?}"),
         }

@@ -82,7 +82,9 @@ pub async fn scope_of(conn: &mut AsyncPgConnection, tenant: &Tenant, principal: 
             if orgs::settings(conn, tenant).await?.supervisors_see_all_agents {
                 Ok(AgentScope::All)
             } else {
-                Ok(AgentScope::Teams(teams::supervised_by(conn, tenant, principal.user_id).await?))
+                Ok(AgentScope::Teams(
+                    teams::supervised_by(conn, tenant, principal.user_id).await?,
+                ))
             }
         }
         Role::Agent => Ok(AgentScope::Own(
@@ -128,7 +130,9 @@ pub(crate) fn actor(principal: &Principal) -> Actor {
 /// Publishes after commit that these agents' profiles changed.
 pub(crate) fn publish(state: &AppState, tenant: &Tenant, agent_ids: Vec<Uuid>) {
     if !agent_ids.is_empty() {
-        state.bus.publish(tenant.org_id(), BusEvent::AgentProfiles { agent_ids });
+        state
+            .bus
+            .publish(tenant.org_id(), BusEvent::AgentProfiles { agent_ids });
     }
 }
 

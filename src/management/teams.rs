@@ -106,7 +106,10 @@ async fn check_supervisors(
     if found.len() != user_ids.len() {
         return Err(AppError::NotFound("user not found".into()));
     }
-    if let Some((id, role, _)) = found.iter().find(|(_, role, active)| *role < Role::Supervisor || !active) {
+    if let Some((id, role, _)) = found
+        .iter()
+        .find(|(_, role, active)| *role < Role::Supervisor || !active)
+    {
         return Err(AppError::invalid_fields(vec![FieldError::new(
             "supervisorIds",
             format!("user {id} cannot supervise a team: role {role} or deactivated (SUPERVISOR or higher, active)"),
@@ -283,7 +286,9 @@ async fn change_members(
             let team = rows::lock_team(conn, tenant, team_id).await?;
             let scope = scope_of(conn, tenant, principal).await?;
             if !scope.admits_team(Some(team_id)) {
-                return Err(AppError::Forbidden("you may only change the members of teams you supervise".into()));
+                return Err(AppError::Forbidden(
+                    "you may only change the members of teams you supervise".into(),
+                ));
             }
             let agents = agent_rows::lock(conn, tenant, &ids).await?;
             if agents.len() != ids.len() {
