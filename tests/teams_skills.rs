@@ -504,3 +504,45 @@ async fn team_changes_reach_agent_states_filtered_by_team() {
         .await;
     assert_eq!(delta["removedAgentIds"], json!([alice]));
 }
+
+/// The demo: its SUPERVISOR supervises Inbound Care and sees that team's agents, with skills
+/// and proficiencies; seeding again changes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_supervisor_supervises_a_team_and_reseeding_is_idempotent() {
+    let app = TestApp::spawn().await;
+    omnivox::seed::seed_demo(&app.state, common::TEST_PASSWORD)
+        .await
+        .unwrap();
+    omnivox::seed::seed_demo(&app.state, common::TEST_PASSWORD)
+        .await
+        .unwrap();
+    let (supervisor, _) = app.login("supervisor@demo.example").await;
+    let teams = app
+        .gql(Some(&supervisor), "{ teams { name supervisors { email } } }", json!({}))
+        .await;
+    let care = teams.ok()["teams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == omnivox::seed::demo_data::SUPERVISED_TEAM)
+        .unwrap()
+        .clone();
+    assert_eq!(care["supervisors"], json!([{ "email": "supervisor@demo.example" }]));
+    let agents = app
+        .gql(
+            Some(&supervisor),
+            "{ agents(first: 50) { totalCount edges { node { team { name } skills { name proficiency } } } } }",
+            json!({}),
+        )
+        .await;
+    let edges = agents.ok()["agents"]["edges"].as_array().unwrap().clone();
+    assert!(!edges.is_empty());
+    for edge in &edges {
+        assert_eq!(edge["node"]["team"]["name"], omnivox::seed::demo_data::SUPERVISED_TEAM);
+        let skills = edge["node"]["skills"].as_array().unwrap();
+        assert!(!skills.is_empty());
+        assert!(skills
+            .iter()
+            .all(|s| (1..=5).contains(&s["proficiency"].as_i64().unwrap())));
+    }
+}
