@@ -521,6 +521,123 @@ fn operations() -> Vec<Operation> {
             query: "mutation($i: ID!) { deleteReportSchedule(id: $i) }",
             variables: |_, _| json!({ "i": uuid::Uuid::new_v4() }),
         },
+        // Agents, teams and skills: unknown ids or an empty name, so callers that pass the guard
+        // get NOT_FOUND or BAD_USER_INPUT and nothing is stored. The matrix's organization has
+        // no teams: a SUPERVISOR passes the guards and supervises nothing.
+        Operation {
+            field: "Query.agents",
+            lowest_role: Role::Viewer,
+            query: "{ agents(first: 5) { totalCount edges { node { id displayName presence } } } }",
+            variables: no_vars,
+        },
+        Operation {
+            field: "Query.agent",
+            lowest_role: Role::Viewer,
+            query: "query($i: ID!) { agent(id: $i) { id } }",
+            variables: |_, _| json!({ "i": uuid::Uuid::new_v4() }),
+        },
+        Operation {
+            field: "Query.teams",
+            lowest_role: Role::Supervisor,
+            query: "{ teams { id name } }",
+            variables: no_vars,
+        },
+        Operation {
+            field: "Query.team",
+            lowest_role: Role::Supervisor,
+            query: "query($i: ID!) { team(id: $i) { id } }",
+            variables: |_, _| json!({ "i": uuid::Uuid::new_v4() }),
+        },
+        Operation {
+            field: "Query.skills",
+            lowest_role: Role::Supervisor,
+            query: "{ skills { id name } }",
+            variables: no_vars,
+        },
+        Operation {
+            field: "Mutation.createAgent",
+            lowest_role: Role::Supervisor,
+            query: "mutation($t: ID!) { createAgent(input: { displayName: \"Matrix\", teamId: $t }) { id } }",
+            variables: |_, _| json!({ "t": uuid::Uuid::new_v4() }),
+        },
+        Operation {
+            field: "Mutation.updateAgent",
+            lowest_role: Role::Supervisor,
+            query: "mutation($i: ID!) { updateAgent(id: $i, input: { displayName: \"Matrix\" }) { id } }",
+            variables: |_, _| json!({ "i": uuid::Uuid::new_v4() }),
+        },
+        Operation {
+            field: "Mutation.deactivateAgent",
+            lowest_role: Role::Supervisor,
+            query: "mutation($i: ID!) { deactivateAgent(id: $i) { id } }",
+            variables: |_, _| json!({ "i": uuid::Uuid::new_v4() }),
+        },
+        Operation {
+            field: "Mutation.createTeam",
+            lowest_role: Role::Admin,
+            query: "mutation { createTeam(name: \" \") { id } }",
+            variables: no_vars,
+        },
+        Operation {
+            field: "Mutation.renameTeam",
+            lowest_role: Role::Admin,
+            query: "mutation($i: ID!) { renameTeam(id: $i, name: \"Matrix\") { id } }",
+            variables: |_, _| json!({ "i": uuid::Uuid::new_v4() }),
+        },
+        Operation {
+            field: "Mutation.deleteTeam",
+            lowest_role: Role::Admin,
+            query: "mutation($i: ID!) { deleteTeam(id: $i) }",
+            variables: |_, _| json!({ "i": uuid::Uuid::new_v4() }),
+        },
+        Operation {
+            field: "Mutation.setTeamSupervisors",
+            lowest_role: Role::Admin,
+            query: "mutation($i: ID!) { setTeamSupervisors(teamId: $i, userIds: []) { id } }",
+            variables: |_, _| json!({ "i": uuid::Uuid::new_v4() }),
+        },
+        Operation {
+            field: "Mutation.addTeamMembers",
+            lowest_role: Role::Supervisor,
+            query: "mutation($i: ID!) { addTeamMembers(teamId: $i, agentIds: []) { id } }",
+            variables: |_, _| json!({ "i": uuid::Uuid::new_v4() }),
+        },
+        Operation {
+            field: "Mutation.removeTeamMembers",
+            lowest_role: Role::Supervisor,
+            query: "mutation($i: ID!) { removeTeamMembers(teamId: $i, agentIds: []) { id } }",
+            variables: |_, _| json!({ "i": uuid::Uuid::new_v4() }),
+        },
+        Operation {
+            field: "Mutation.createSkill",
+            lowest_role: Role::Supervisor,
+            query: "mutation { createSkill(name: \"\") { id } }",
+            variables: no_vars,
+        },
+        Operation {
+            field: "Mutation.renameSkill",
+            lowest_role: Role::Supervisor,
+            query: "mutation($i: ID!) { renameSkill(id: $i, name: \"Matrix\") { id } }",
+            variables: |_, _| json!({ "i": uuid::Uuid::new_v4() }),
+        },
+        Operation {
+            field: "Mutation.deleteSkill",
+            lowest_role: Role::Admin,
+            query: "mutation($i: ID!) { deleteSkill(id: $i) }",
+            variables: |_, _| json!({ "i": uuid::Uuid::new_v4() }),
+        },
+        Operation {
+            field: "Mutation.assignSkills",
+            lowest_role: Role::Supervisor,
+            query: "mutation($a: ID!, $s: ID!) { assignSkills(assignments: [{ agentId: $a, skillId: $s, proficiency: 3 }]) { agentIds } }",
+            variables: |_, _| json!({ "a": uuid::Uuid::new_v4(), "s": uuid::Uuid::new_v4() }),
+        },
+        Operation {
+            field: "Mutation.unassignSkills",
+            lowest_role: Role::Supervisor,
+            query: "mutation($a: ID!, $s: ID!) { unassignSkills(assignments: [{ agentId: $a, skillId: $s }]) { agentIds } }",
+            variables: |_, _| json!({ "a": uuid::Uuid::new_v4(), "s": uuid::Uuid::new_v4() }),
+        },
         // Subscriptions: their guards are checked over WebSocket in tests/realtime.rs
         // (`subscription_guards_follow_the_roles`); `reportRunUpdated`'s in
         // tests/report_runs.rs.
@@ -657,7 +774,12 @@ fn scopes_reaching(field: &str) -> &'static [&'static str] {
         | "Query.agentPerformance"
         | "Query.campaignPerformance"
         | "Query.dispositionBreakdown"
-        | "Query.complianceStatus" => &["kpi:read"],
+        | "Query.complianceStatus"
+        | "Query.agents"
+        | "Query.agent"
+        | "Query.teams"
+        | "Query.team"
+        | "Query.skills" => &["kpi:read"],
         "Query.analytics"
         | "Query.interactions"
         | "Query.interaction"

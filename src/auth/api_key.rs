@@ -117,6 +117,14 @@ impl Scope {
                 "campaignPerformance",
                 "dispositionBreakdown",
                 "complianceStatus",
+                // The directory that names KPI rows: BI tools join agents to their teams and
+                // skills. The field guards and the creator's scope still apply; no key
+                // reaches the agent, team or skill mutations.
+                "agents",
+                "agent",
+                "teams",
+                "team",
+                "skills",
             ],
             (Scope::ReportsRead, Root::Query) => &[
                 "analytics",

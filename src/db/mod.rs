@@ -7,6 +7,7 @@
 //! Tenant data is only reachable through functions that take a [`crate::auth::Tenant`], the
 //! one handle that names an organization the caller may act on (see `access::tenant`).
 
+pub mod agents;
 pub mod api_keys;
 pub mod cached_sql;
 pub mod calls;
@@ -23,6 +24,8 @@ pub mod report_runs;
 pub mod report_schedules;
 pub mod reports;
 pub mod schema;
+pub mod statements;
+pub mod teams;
 pub mod tokens;
 pub mod user_tokens;
 pub mod users;
@@ -73,6 +76,8 @@ pub fn build_pool(
             ))
             .await
             .map_err(ConnectionError::CouldntSetupConfiguration)?;
+            // Counted from here on: the setup above is not a statement of any request.
+            conn.set_instrumentation(statements::instrumentation(&url));
             Ok(conn)
         }
         .boxed()

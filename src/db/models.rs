@@ -44,6 +44,7 @@ pub struct SettingsRow {
     pub audit_performance_reads: bool,
     /// The earliest time a call or event may carry; None: the organization's creation.
     pub history_horizon: Option<DateTime<Utc>>,
+    pub supervisors_see_all_agents: bool,
 }
 
 /// The settings columns an update writes (everything but keys and bookkeeping). `None` writes
@@ -64,6 +65,7 @@ pub struct SettingsChanges {
     pub exclude_short_abandons_from_service_level: bool,
     pub audit_performance_reads: bool,
     pub history_horizon: Option<DateTime<Utc>>,
+    pub supervisors_see_all_agents: bool,
 }
 
 impl SettingsRow {
@@ -82,6 +84,7 @@ impl SettingsRow {
             exclude_short_abandons_from_service_level: self.exclude_short_abandons_from_service_level,
             audit_performance_reads: self.audit_performance_reads,
             history_horizon: self.history_horizon,
+            supervisors_see_all_agents: self.supervisors_see_all_agents,
         }
     }
 }

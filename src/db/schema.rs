@@ -105,6 +105,7 @@ diesel::table! {
         exclude_short_abandons_from_service_level -> Bool,
         audit_performance_reads -> Bool,
         history_horizon -> Nullable<Timestamptz>,
+        supervisors_see_all_agents -> Bool,
     }
 }
 
@@ -543,6 +544,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    team_supervisors (team_id, user_id) {
+        organization_id -> Uuid,
+        team_id -> Uuid,
+        user_id -> Uuid,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(agents -> organizations (organization_id));
 diesel::joinable!(report_files -> report_runs (run_id));
 diesel::joinable!(report_runs -> reports (report_id));
@@ -600,6 +610,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     report_schedules,
     reports,
     skills,
+    team_supervisors,
     teams,
     telephony_settings,
     user_tokens,

@@ -12,8 +12,6 @@
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::resolver_utils::enum_value;
 use async_graphql::{ComplexObject, Context, InputObject, Object, ScalarType, SimpleObject, Value, ID};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::audit::{Actor, AuditEvent};
@@ -25,7 +23,7 @@ use crate::error::{AppError, AppResult, FieldError};
 use crate::graphql::context::{client_addr, principal, request_id, settings, state, tenant_for};
 use crate::graphql::guards::PermissionGuard;
 use crate::graphql::kpi::{KpiFilter, KpiValues};
-use crate::graphql::pagination::page_size;
+use crate::graphql::pagination::{decode_offset, encode_offset, page_size};
 use crate::graphql::plain::{PlainList, PlainObject, Selection};
 use crate::graphql::DEFAULT_PAGE_SIZE;
 use crate::kpi::analytics::{
@@ -99,20 +97,6 @@ pub struct AgentPerformanceTotals {
 }
 
 pub type AgentPerformanceConnection = Connection<String, AgentPerformance, AgentPerformanceTotals>;
-
-/// Cursors of `agentPerformance` are opaque row offsets in the requested order.
-fn encode_offset(offset: usize) -> String {
-    URL_SAFE_NO_PAD.encode(format!("offset:{offset}"))
-}
-
-fn decode_offset(cursor: &str) -> AppResult<usize> {
-    let invalid = || AppError::invalid_fields(vec![FieldError::new("after", "not a cursor returned by this API")]);
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
-    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-    text.strip_prefix("offset:")
-        .and_then(|n| n.parse::<usize>().ok())
-        .ok_or_else(invalid)
-}
 
 // ---------------------------------------------------------------------------------------------
 // campaignPerformance
@@ -970,12 +954,5 @@ mod tests {
                 assert_eq!(field_json(&listed, "listed"), expected, "{selection}");
             }
         }
-    }
-
-    #[test]
-    fn offset_cursors_round_trip_and_garbage_is_refused() {
-        assert_eq!(decode_offset(&encode_offset(41)).ok(), Some(41));
-        assert!(decode_offset("garbage!").is_err());
-        assert!(decode_offset(&URL_SAFE_NO_PAD.encode("offset:-1")).is_err());
     }
 }

@@ -5,6 +5,7 @@
 //! [`guards`] are the field guards, built on the role table in `auth::roles`; [`key_scopes`]
 //! confines requests made with an API key to the root fields of its scopes.
 
+pub mod agents;
 pub mod analytics;
 pub mod api_keys;
 pub mod audit;
@@ -28,6 +29,7 @@ pub mod realtime;
 pub mod report_runs;
 pub mod report_schedules;
 pub mod reports;
+pub mod teams;
 pub mod telemetry;
 pub mod users;
 
@@ -55,6 +57,8 @@ pub struct QueryRoot(
     audit::AuditQuery,
     coaching::CoachingQueries,
     organizations::OrganizationQueries,
+    agents::AgentQuery,
+    teams::TeamQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -72,6 +76,8 @@ pub struct MutationRoot(
     report_schedules::ReportScheduleMutations,
     coaching::CoachingMutations,
     organizations::OrganizationMutations,
+    agents::AgentMutation,
+    teams::TeamMutation,
 );
 
 #[derive(MergedSubscription, Default)]

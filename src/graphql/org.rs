@@ -127,6 +127,9 @@ pub struct BusinessSettings {
     /// anything earlier); null: the organization's creation (`organization.createdAt`). An
     /// earlier horizon lets a contact centre import its history from another system.
     history_horizon: Option<DateTime<Utc>>,
+    /// When true, a SUPERVISOR sees and manages every agent of the organization; when false
+    /// (the default), only the agents of the teams they supervise.
+    supervisors_see_all_agents: bool,
     updated_at: DateTime<Utc>,
 }
 
@@ -155,6 +158,7 @@ impl BusinessSettings {
             exclude_short_abandons_from_service_level: row.exclude_short_abandons_from_service_level,
             audit_performance_reads: row.audit_performance_reads,
             history_horizon: row.history_horizon,
+            supervisors_see_all_agents: row.supervisors_see_all_agents,
             updated_at: row.updated_at,
         })
     }
@@ -189,6 +193,8 @@ pub struct BusinessSettingsInput {
     /// Not in the future; null: back to the organization's creation. Calls already stored
     /// stay whatever the horizon.
     history_horizon: MaybeUndefined<DateTime<Utc>>,
+    /// Widens a SUPERVISOR's agent scope from the teams they supervise to every agent.
+    supervisors_see_all_agents: Option<bool>,
 }
 
 impl From<BusinessSettingsInput> for SettingsPatch {
@@ -221,6 +227,7 @@ impl From<BusinessSettingsInput> for SettingsPatch {
                 MaybeUndefined::Null => Some(None),
                 MaybeUndefined::Value(at) => Some(Some(at)),
             },
+            supervisors_see_all_agents: input.supervisors_see_all_agents,
         }
     }
 }

@@ -23,6 +23,21 @@ pub fn decode_cursor(cursor: &str) -> AppResult<(DateTime<Utc>, Uuid)> {
     Ok((created_at, id))
 }
 
+/// Cursors of listings ordered by something other than creation (`agentPerformance`,
+/// `agents`) are opaque row offsets in the requested order.
+pub fn encode_offset(offset: usize) -> String {
+    URL_SAFE_NO_PAD.encode(format!("offset:{offset}"))
+}
+
+pub fn decode_offset(cursor: &str) -> AppResult<usize> {
+    let invalid = || AppError::invalid_fields(vec![FieldError::new("after", "not a cursor returned by this API")]);
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
+    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+    text.strip_prefix("offset:")
+        .and_then(|n| n.parse::<usize>().ok())
+        .ok_or_else(invalid)
+}
+
 /// Validates `first` against the configured cap; returns it as a row limit.
 pub fn page_size(first: Option<i32>, default: i32, max: usize) -> AppResult<i64> {
     let first = first.unwrap_or(default);
@@ -47,6 +62,13 @@ mod tests {
         assert_eq!(decode_cursor(&encode_cursor(at, id)).ok(), Some((at, id)));
         assert!(decode_cursor("not-a-cursor").is_err());
         assert!(decode_cursor(&URL_SAFE_NO_PAD.encode("12:zz")).is_err());
+    }
+
+    #[test]
+    fn offset_cursors_round_trip_and_garbage_is_refused() {
+        assert_eq!(decode_offset(&encode_offset(41)).ok(), Some(41));
+        assert!(decode_offset("garbage!").is_err());
+        assert!(decode_offset(&URL_SAFE_NO_PAD.encode("offset:-1")).is_err());
     }
 
     #[test]

@@ -1,16 +1,18 @@
 //! Whose coaching a caller may manage and read: the one place that answers it.
 //!
-//! ADMIN and above: every agent of the organization. SUPERVISOR: for now every agent of the
-//! organization too — the relation "the teams a supervisor supervises" does not exist yet;
-//! when it does, [`supervised`] narrows a SUPERVISOR to the agents of their teams and every
-//! coaching rule follows. AGENT: only their own agent profile, and only to read and
+//! ADMIN and above: every agent of the organization. SUPERVISOR: the agents of the teams they
+//! supervise, or every agent when the organization's `supervisorsSeeAllAgents` says so — the
+//! same scope as agent management ([`crate::management::agents::scope_of`]), so whoever a
+//! supervisor manages they coach. AGENT: only their own agent profile, and only to read and
 //! acknowledge. VIEWER: nothing.
 
 use diesel_async::AsyncPgConnection;
 use uuid::Uuid;
 
 use crate::auth::{Principal, Role, Tenant};
+use crate::db::agents as agent_rows;
 use crate::db::contact_centre as cc;
+use crate::management::agents;
 use crate::error::AppResult;
 
 /// The agents a caller's coaching rights reach.
@@ -31,9 +33,19 @@ impl AgentScope {
     }
 }
 
-/// The agents a SUPERVISOR (or above) supervises.
-async fn supervised(_conn: &mut AsyncPgConnection, _principal: &Principal, _tenant: &Tenant) -> AppResult<AgentScope> {
-    Ok(AgentScope::All)
+/// The agents a SUPERVISOR (or above) supervises: agent management's scope, as agent ids.
+async fn supervised(conn: &mut AsyncPgConnection, principal: &Principal, tenant: &Tenant) -> AppResult<AgentScope> {
+    Ok(match agents::scope_of(conn, tenant, principal).await? {
+        agents::AgentScope::All => AgentScope::All,
+        agents::AgentScope::Teams(teams) => AgentScope::Only(
+            agent_rows::members_of_teams(conn, tenant, &teams)
+                .await?
+                .into_iter()
+                .map(|agent| agent.id)
+                .collect(),
+        ),
+        agents::AgentScope::Own(own) => AgentScope::Only(own.into_iter().collect()),
+    })
 }
 
 /// Whose sessions the caller may create, change and complete (SUPERVISOR+).

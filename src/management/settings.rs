@@ -41,6 +41,7 @@ pub struct SettingsPatch {
     pub audit_performance_reads: Option<bool>,
     /// `Some(None)`: back to the organization's creation.
     pub history_horizon: Option<Option<DateTime<Utc>>>,
+    pub supervisors_see_all_agents: Option<bool>,
 }
 
 pub const MAX_BUSINESS_HOURS_INTERVALS: usize = 28;
@@ -283,6 +284,10 @@ pub async fn update(
             // Only what may be written from now on: stored calls stay as they are.
             if let Some(v) = patch.history_horizon {
                 changes.history_horizon = v;
+            }
+            // Who sees which agents: no KPI depends on it.
+            if let Some(v) = patch.supervisors_see_all_agents {
+                changes.supervisors_see_all_agents = v;
             }
             let after = orgs::update_settings(conn, tenant, expected_version, &changes, principal.user_id)
                 .await?

@@ -218,10 +218,11 @@ impl Boards {
     }
 }
 
-/// The agent an event is about; `None` for an event of another kind.
-fn agent_of(event: &BusEvent) -> Option<Uuid> {
+/// The agents an event is about; `None` for an event of another kind.
+fn agents_of(event: &BusEvent) -> Option<Vec<Uuid>> {
     match event {
-        BusEvent::AgentState { agent_id, .. } => Some(*agent_id),
+        BusEvent::AgentState { agent_id, .. } => Some(vec![*agent_id]),
+        BusEvent::AgentProfiles { agent_ids } => Some(agent_ids.clone()),
         BusEvent::Interactions { .. }
         | BusEvent::KpiInvalidation { .. }
         | BusEvent::Settings { .. }
@@ -269,10 +270,8 @@ async fn run(board: Weak<Board>, db: DbPool, tenant: Tenant, mut events: crate::
             match received {
                 // The receiver listens to the agent-state topic only: `None` cannot happen, and
                 // would only cost a full re-read.
-                Received::Event(event) if event.organization_id == tenant.org_id() => match agent_of(&event.payload) {
-                    Some(id) => {
-                        changed.insert(id);
-                    }
+                Received::Event(event) if event.organization_id == tenant.org_id() => match agents_of(&event.payload) {
+                    Some(ids) => changed.extend(ids),
                     None => full_reload = true,
                 },
                 Received::Event(_) => {}

@@ -148,7 +148,8 @@ fn touches(event: &BusEvent, watched: &Option<Vec<Uuid>>) -> bool {
     match event {
         BusEvent::Interactions { calls } => calls.iter().any(|c| in_scope(watched, c.campaign_id)),
         BusEvent::AgentState { .. } | BusEvent::KpiInvalidation { .. } | BusEvent::Settings { .. } => true,
-        BusEvent::ApiKeyRevoked { .. }
+        BusEvent::AgentProfiles { .. }
+        | BusEvent::ApiKeyRevoked { .. }
         | BusEvent::UserAccessChanged { .. }
         | BusEvent::OrganizationSuspended
         | BusEvent::ReportRun { .. } => false,

@@ -53,6 +53,10 @@ pub enum BusEvent {
     /// The business settings changed; `version` is the version after the change. Topic
     /// [`Topic::Settings`].
     Settings { version: i32 },
+    /// Agents' profiles changed (team, name, extension, skills, active flag) by the management
+    /// surface; live boards re-read those agents. Topic [`Topic::AgentState`], so a team
+    /// change reaches `agentStates` subscribers filtered by team.
+    AgentProfiles { agent_ids: Vec<Uuid> },
     /// An API key was revoked: sockets authenticated with it close. Topic [`Topic::Access`].
     ApiKeyRevoked { key_id: Uuid },
     /// A user's access changed (deactivated, role changed, password reset): their sockets check
@@ -70,7 +74,7 @@ impl BusEvent {
     /// The topic the event travels on; the only way a topic is chosen for a publish.
     pub fn topic(&self) -> Topic {
         match self {
-            BusEvent::AgentState { .. } => Topic::AgentState,
+            BusEvent::AgentState { .. } | BusEvent::AgentProfiles { .. } => Topic::AgentState,
             BusEvent::Interactions { .. } => Topic::Interactions,
             BusEvent::KpiInvalidation { .. } => Topic::KpiInvalidation,
             BusEvent::Settings { .. } => Topic::Settings,
@@ -165,6 +169,20 @@ mod tests {
             },
             BusEvent::Settings { version: 7 },
         ]
+    }
+
+    /// Profile changes (team moves above all) travel on the agent-state topic, so the live
+    /// boards that listen to it re-read the agents; their wire type is their own.
+    #[test]
+    fn agent_profile_changes_travel_on_the_agent_state_topic() {
+        let event = BusEvent::AgentProfiles {
+            agent_ids: vec![Uuid::new_v4(), Uuid::new_v4()],
+        };
+        assert_eq!(event.topic(), Topic::AgentState);
+        let wire = serde_json::to_value(&event).unwrap_or_default();
+        assert_eq!(wire["type"], "AGENT_PROFILES");
+        assert_eq!(wire["payload"]["agentIds"].as_array().map(Vec::len), Some(2));
+        assert_eq!(serde_json::from_value::<BusEvent>(wire).ok(), Some(event));
     }
 
     #[test]

@@ -35,6 +35,7 @@ impl CallFilter {
         match event {
             BusEvent::Interactions { calls } => calls.iter().filter(|c| self.matches(c)).cloned().collect(),
             BusEvent::AgentState { .. }
+            | BusEvent::AgentProfiles { .. }
             | BusEvent::KpiInvalidation { .. }
             | BusEvent::Settings { .. }
             | BusEvent::ApiKeyRevoked { .. }

@@ -244,7 +244,9 @@ fn touches(event: &BusEvent, scope: Option<&Scope>) -> bool {
         BusEvent::Interactions { calls } => calls
             .iter()
             .any(|call| call_in_scope(&scope.campaign_ids, &scope.agent_ids, scope.direction, call)),
-        BusEvent::Settings { .. } => true,
+        // A team change re-resolves team-filtered scopes: recompute (rare, and the result is
+        // only re-sent when it changed).
+        BusEvent::Settings { .. } | BusEvent::AgentProfiles { .. } => true,
         BusEvent::KpiInvalidation { .. }
         | BusEvent::ApiKeyRevoked { .. }
         | BusEvent::UserAccessChanged { .. }

@@ -58,8 +58,11 @@ enum Team {
     OutboundSales,
 }
 
+/// The team the demo SUPERVISOR supervises (they see and manage its agents).
+pub const SUPERVISED_TEAM: &str = "Inbound Care";
+
 const TEAMS: [(Team, &str); 2] = [
-    (Team::InboundCare, "Inbound Care"),
+    (Team::InboundCare, SUPERVISED_TEAM),
     (Team::OutboundSales, "Outbound Sales"),
 ];
 

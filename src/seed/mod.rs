@@ -69,8 +69,11 @@ pub async fn seed_demo(state: &AppState, password_text: &str) -> AppResult<DemoS
         logins.push((email.to_owned(), role));
     }
     demo_data::ensure(&mut conn, &tenant, agent_user).await?;
-    if let Some(coach) = supervisor {
-        demo_data::ensure_coaching(&mut conn, &tenant, coach).await?;
+    if let Some(supervisor) = supervisor {
+        // Its own step, so a demo seeded before teams had supervisors gains one on the next run.
+        crate::db::teams::ensure_supervisor_by_team_name(&mut conn, &tenant, demo_data::SUPERVISED_TEAM, supervisor)
+            .await?;
+        demo_data::ensure_coaching(&mut conn, &tenant, supervisor).await?;
     }
     Ok(DemoSummary {
         created_organization: created,
