@@ -19,7 +19,7 @@ use crate::auth::Permission;
 use crate::db::contact_centre as cc;
 use crate::domain::Direction;
 use crate::domain::ServiceLevelVariant;
-use crate::error::{AppError, AppResult, FieldError};
+use crate::error::AppResult;
 use crate::graphql::context::{client_addr, principal, request_id, settings, state, tenant_for};
 use crate::graphql::guards::PermissionGuard;
 use crate::graphql::kpi::{KpiFilter, KpiValues};
