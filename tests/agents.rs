@@ -151,6 +151,14 @@ async fn each_role_sees_its_scope_of_agents() {
         )
         .await;
     assert_eq!(profile.error_code(), Some("FORBIDDEN"), "{}", profile.body);
+    let by_skill = app
+        .gql(Some(&viewer), AGENTS, json!({ "f": { "skillIds": [Uuid::new_v4()] } }))
+        .await;
+    assert_eq!(
+        by_skill.error_code(),
+        Some("FORBIDDEN"),
+        "skills are not a VIEWER's to read"
+    );
 
     // Another organization's agent is NOT_FOUND.
     let other = app.create_org("elsewhere").await;

@@ -653,7 +653,7 @@ impl From<SkillRow> for Skill {
 pub struct AgentsFilter {
     /// Agents currently in one of these teams.
     team_ids: Option<Vec<ID>>,
-    /// Agents holding at least one of these skills.
+    /// Agents holding at least one of these skills (AGENT+: skills are a profile field).
     skill_ids: Option<Vec<ID>>,
     presence: Option<Vec<Presence>>,
     routing_state: Option<Vec<RoutingState>>,
@@ -772,9 +772,14 @@ impl AgentQuery {
             .map(decode_offset)
             .transpose()?
             .map_or(0, |o| o.saturating_add(1));
+        let filter = filter.unwrap_or_default();
+        // Skills are a profile field (AGENT+): a VIEWER filtering by them would read them.
+        if filter.skill_ids.is_some() && principal(ctx)?.role < Role::Agent {
+            return Err(AppError::Forbidden("filtering by skills requires role AGENT or higher".into()).into());
+        }
         let mut conn = db::conn(&state(ctx)?.db).await?;
         let reads = AgentReads::for_request(ctx, &mut conn, org_id.as_ref()).await?;
-        let list = list_filter(&mut conn, &reads, filter.unwrap_or_default()).await?;
+        let list = list_filter(&mut conn, &reads, filter).await?;
         let (sort, descending) = order_by.map_or((AgentSort::Name, false), |o| {
             let sort = match o.field {
                 AgentOrderField::Name => AgentSort::Name,
