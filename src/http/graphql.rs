@@ -169,7 +169,14 @@ async fn execute(
             let caller = verified_caller.clone().unwrap_or_else(|| DeniedCaller::Unverified {
                 claims: serde_json::json!({ "subject": meter.bucket.subject }),
             });
-            return refused_again(&state.app, caller, media, meter, outcome, request_id(headers).as_deref());
+            return refused_again(
+                &state.app,
+                caller,
+                media,
+                meter,
+                outcome,
+                request_id(headers).as_deref(),
+            );
         }
     }
     let mut request = request.data(RequestContext {

@@ -12,8 +12,8 @@ use uuid::Uuid;
 use crate::auth::{Principal, Role, Tenant};
 use crate::db::agents as agent_rows;
 use crate::db::contact_centre as cc;
-use crate::management::agents;
 use crate::error::AppResult;
+use crate::management::agents;
 
 /// The agents a caller's coaching rights reach.
 #[derive(Debug, Clone, PartialEq, Eq)]
