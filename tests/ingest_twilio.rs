@@ -549,3 +549,26 @@ async fn a_new_auth_token_works_at_once_and_then_the_old_one_is_refused() {
     );
     assert_eq!(count_rows(&app, "interactions", f.org.id).await, 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_suspended_organization_s_callbacks_are_refused_until_it_is_resumed() {
+    let app = app_behind(BASE).await;
+    let f = fixture(&app, "paused").await;
+    configure(&app, &f, TOKEN).await;
+    let platform = app.create_org("platform").await;
+    let staff = app.token(&platform, Role::SuperAdmin).await;
+    let suspend = "mutation($o: ID!) { suspendOrganization(orgId: $o, reason: \"unpaid\") { id } }";
+    let resume = "mutation($o: ID!) { resumeOrganization(orgId: $o) { id } }";
+    app.gql(Some(&staff), suspend, json!({ "o": f.org.id })).await.ok();
+
+    let call = callback("CA00000000000000000000000000000077", "queued", t("09:00:00"), 0);
+    let (status, body) = deliver(&app, BASE, &path(&f, ""), &call).await;
+    assert_eq!(status, 403);
+    assert!(body.contains("ORGANIZATION_SUSPENDED"), "{body}");
+    assert_eq!(count_rows(&app, "interactions", f.org.id).await, 0);
+
+    // Resumed: the provider's retry of the same callback is stored at once.
+    app.gql(Some(&staff), resume, json!({ "o": f.org.id })).await.ok();
+    assert_eq!(deliver(&app, BASE, &path(&f, ""), &call).await.0, 204);
+    assert_eq!(count_rows(&app, "interactions", f.org.id).await, 1);
+}

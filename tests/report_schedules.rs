@@ -217,6 +217,49 @@ async fn after_downtime_only_the_latest_missed_fire_runs() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_suspended_organization_s_schedules_wait_until_it_is_resumed() {
+    let app = TestApp::spawn().await;
+    let org = app.create_org("paused").await;
+    let (token, report) = shared_report(&app, &org).await;
+    let (id, _) = schedule(
+        &app,
+        &token,
+        &report,
+        input("0 * * * *", "UTC", &["ops@example.com"], None),
+    )
+    .await;
+    let platform = app.create_org("platform").await;
+    let staff = app.token(&platform, Role::SuperAdmin).await;
+    app.gql(
+        Some(&staff),
+        "mutation($o: ID!) { suspendOrganization(orgId: $o) { id } }",
+        json!({ "o": org.id }),
+    )
+    .await
+    .ok();
+    let now = Utc::now();
+    let hour = now.duration_trunc(chrono::Duration::hours(1)).unwrap();
+    make_due(&app.database.url, &[id], hour - chrono::Duration::hours(1)).await;
+    let claimed = scheduler::tick_once(&app.state, now).await.unwrap();
+    assert!(claimed.is_empty(), "{claimed:?}");
+    assert!(scheduled_runs(&app.database.url).await.is_empty());
+
+    app.gql(
+        Some(&staff),
+        "mutation($o: ID!) { resumeOrganization(orgId: $o) { id } }",
+        json!({ "o": org.id }),
+    )
+    .await
+    .ok();
+    let claimed = scheduler::tick_once(&app.state, now).await.unwrap();
+    assert!(
+        matches!(claimed.as_slice(), [Claimed::Run { fire_at, missed: 1, .. }] if *fire_at == hour),
+        "{claimed:?}"
+    );
+    assert_eq!(scheduled_runs(&app.database.url).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn bad_inputs_name_their_field_and_store_nothing() {
     let app = TestApp::spawn().await;
     let org = app.create_org("badinput").await;

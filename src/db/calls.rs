@@ -629,10 +629,12 @@ pub struct TwilioAccount {
     pub history_horizon: DateTime<Utc>,
     pub account_sid: Option<String>,
     pub auth_token: Option<String>,
+    /// A suspended organization's callbacks are refused like its users' requests.
+    pub suspended: bool,
 }
 
-/// (organization id, history horizon, account SID, auth token).
-type AccountRow = (Uuid, DateTime<Utc>, Option<String>, Option<String>);
+/// (organization id, history horizon, account SID, auth token, suspended).
+type AccountRow = (Uuid, DateTime<Utc>, Option<String>, Option<String>, bool);
 
 /// The organization with this slug and its Twilio credentials; None for an unknown slug.
 pub async fn twilio_account(conn: &mut AsyncPgConnection, slug: &str) -> AppResult<Option<TwilioAccount>> {
@@ -647,16 +649,18 @@ pub async fn twilio_account(conn: &mut AsyncPgConnection, slug: &str) -> AppResu
             ),
             telephony_settings::twilio_account_sid.nullable(),
             telephony_settings::twilio_auth_token.nullable(),
+            organizations::suspended_at.is_not_null(),
         ))
         .first(conn)
         .await
         .optional()?;
     Ok(row.map(
-        |(organization_id, history_horizon, account_sid, auth_token)| TwilioAccount {
+        |(organization_id, history_horizon, account_sid, auth_token, suspended)| TwilioAccount {
             organization_id,
             history_horizon,
             account_sid,
             auth_token,
+            suspended,
         },
     ))
 }

@@ -8,7 +8,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::auth::Tenant;
-use crate::db::schema::report_schedules;
+use crate::db::schema::{organizations, report_schedules};
 use crate::error::AppResult;
 
 /// How many schedules a report lists at most.
@@ -206,6 +206,14 @@ pub async fn claim_due(conn: &mut AsyncPgConnection, now: DateTime<Utc>) -> AppR
     Ok(report_schedules::table
         .filter(report_schedules::paused.eq(false))
         .filter(report_schedules::next_fire_at.le(now))
+        // A suspended organization's schedules wait; on resume only the latest missed fire runs.
+        .filter(diesel::dsl::not(
+            report_schedules::organization_id.eq_any(
+                organizations::table
+                    .filter(organizations::suspended_at.is_not_null())
+                    .select(organizations::id),
+            ),
+        ))
         .order(report_schedules::next_fire_at.asc())
         .select(ScheduleRow::as_select())
         .for_update()

@@ -9,7 +9,8 @@
 //! * 204 — a child leg (`ParentCallSid`): acknowledged, not stored (its parent is the call);
 //! * 400 — bad parameters (unknown CallStatus, missing CallSid, a Timestamp in the future or
 //!   before the organization's history horizon…), with the reason as text;
-//! * 403 — missing or wrong signature, telephony not configured, another AccountSid;
+//! * 403 — missing or wrong signature, telephony not configured, another AccountSid, or the
+//!   organization is suspended (`ORGANIZATION_SUSPENDED`; within the 5 s account cache);
 //! * 404 — unknown organization; 413 — body over 64 KiB; 415 — neither form nor JSON;
 //! * 429 with `Retry-After` — the organization's webhook budget (`--webhook-rate`) is spent:
 //!   checked after the signature and before anything is stored, so a refused event is not
@@ -107,7 +108,9 @@ async fn lookup_account(state: &WebhookState, slug: &str, fresh: bool) -> Result
         .await
         .map_err(|e| errors::plain_text(&e))?
         .map(Arc::new);
-    if let Some(account) = &account {
+    // A suspended organization is not cached: its resumption takes effect at once (a
+    // suspension takes effect within the cache's few seconds).
+    if let Some(account) = account.as_ref().filter(|a| !a.suspended) {
         state.accounts.put(slug, account.clone());
     }
     Ok(account)
@@ -239,6 +242,11 @@ async fn twilio_voice_status(
         Err(Refusal::BadRequest(why)) => return reply(StatusCode::BAD_REQUEST, &why),
     };
 
+    // After the signature, so only the organization's own provider learns of the suspension.
+    if account.suspended {
+        tracing::warn!(org = %org_slug, "Twilio callback refused: organization suspended");
+        return reply(StatusCode::FORBIDDEN, "ORGANIZATION_SUSPENDED: the organization is suspended");
+    }
     let callback = match twilio::parse_status_callback(&params) {
         Ok(callback) => callback,
         Err(why) => return reply(StatusCode::BAD_REQUEST, &why),

@@ -9,10 +9,11 @@
 //! cache forgets within its few seconds' lifetime). Logins and refreshes are refused too. A
 //! SUPER_ADMIN's explicit `orgId` access still works, so staff can look and resume.
 //!
-//! What a suspension does not stop: the telephony provider's signed webhooks (they are the
-//! provider's record of calls that happened, which it would not send again; refusing them
-//! would leave holes in the organization's history once resumed), and report schedules
-//! already set up, whose runs the scheduler still makes.
+//! The telephony provider's signed webhooks are refused too (403, `ORGANIZATION_SUSPENDED`,
+//! checked after the signature), as the issue asks of every request: calls made while
+//! suspended are not recorded, which is what suspending a contact centre means. Report
+//! schedules wait: the scheduler does not claim them, and on resumption only the latest
+//! missed fire runs, as after downtime. Runs already queued still complete.
 //!
 //! Every action is audited in the chain of the organization it touched (the new one for a
 //! creation), besides the `tenant.cross_access` record of [`crate::access::tenant`].
