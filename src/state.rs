@@ -116,7 +116,7 @@ impl AppState {
             live: Arc::default(),
             redis,
             limiter,
-            lifecycle: Lifecycle::default(),
+            lifecycle,
             report_runs_queued: Arc::default(),
         })
     }
