@@ -47,13 +47,33 @@ const RECORD: &str =
     "mutation($e: [CallEventInput!]!) { recordCallEvents(events: $e) { results { status reason interactionId } } }";
 
 /// An organization with two agents: Ann (the AGENT user's profile) and Bob (no user).
+/// Ann and Bob in a team the organization's SUPERVISOR supervises (whom a supervisor coaches is
+/// whom they manage); Cy in no team, outside the supervisor's reach.
 async fn org(app: &TestApp, slug: &str) -> FixtureOrg {
-    FixtureOrg::builder(slug)
+    let org = FixtureOrg::builder(slug)
         .created_at(Utc::now() - TimeDelta::days(2))
         .agent(AgentSpec::new("Ann").user(Role::Agent))
         .agent(AgentSpec::new("Bob"))
+        .agent(AgentSpec::new("Cy"))
         .build(&app.state)
-        .await
+        .await;
+    let admin = app.token(&org, Role::Admin).await;
+    let team = app
+        .gql(
+            Some(&admin),
+            "mutation($s: [ID!]) { createTeam(name: \"Coached\", supervisorIds: $s) { id } }",
+            json!({ "s": [org.user(Role::Supervisor).id] }),
+        )
+        .await;
+    let team = team.ok()["createTeam"]["id"].clone();
+    app.gql(
+        Some(&admin),
+        "mutation($t: ID!, $a: [ID!]!) { addTeamMembers(teamId: $t, agentIds: $a) { id } }",
+        json!({ "t": team, "a": [org.agents[0], org.agents[1]] }),
+    )
+    .await
+    .ok();
+    org
 }
 
 /// An answered call of `agent`; returns its interaction id.
@@ -243,6 +263,13 @@ async fn agents_read_only_their_own_sessions_and_viewers_none() {
             .await;
         ids.push(created.ok()["createCoachingSession"]["id"].as_str().unwrap().to_owned());
     }
+    // Cy is in no team the supervisor supervises: not theirs to coach, nor to read (an ADMIN's
+    // session with Cy stays out of the supervisor's list).
+    let cy = json!({ "i": { "agentId": org.agents[2], "scheduledAt": at, "topic": "Holds" } });
+    let refused = app.gql(Some(&supervisor), &create_query(), cy.clone()).await;
+    assert_eq!(refused.error_code(), Some("NOT_FOUND"));
+    let by_admin = app.token(&org, Role::Admin).await;
+    app.gql(Some(&by_admin), &create_query(), cy).await.ok();
     let all = app.gql(Some(&supervisor), &list_query(), json!({ "first": 2 })).await;
     assert_eq!(all.ok()["coachingSessions"]["totalCount"], 3);
     assert_eq!(all.ok()["coachingSessions"]["pageInfo"]["hasNextPage"], true);
