@@ -245,7 +245,10 @@ async fn twilio_voice_status(
     // After the signature, so only the organization's own provider learns of the suspension.
     if account.suspended {
         tracing::warn!(org = %org_slug, "Twilio callback refused: organization suspended");
-        return reply(StatusCode::FORBIDDEN, "ORGANIZATION_SUSPENDED: the organization is suspended");
+        return reply(
+            StatusCode::FORBIDDEN,
+            "ORGANIZATION_SUSPENDED: the organization is suspended",
+        );
     }
     let callback = match twilio::parse_status_callback(&params) {
         Ok(callback) => callback,
