@@ -15,7 +15,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::auth::Role;
+use crate::auth::{Principal, Role};
 use crate::db::models::{AuditRow, NewAuditRow};
 use crate::db::schema::audit_log;
 use crate::error::{AppError, AppResult};
@@ -25,6 +25,16 @@ use crate::error::{AppError, AppResult};
 pub struct Actor {
     pub user_id: Uuid,
     pub role: Role,
+}
+
+impl Actor {
+    /// The caller as the actor of a record (an API key acts as its creator).
+    pub fn of(principal: &Principal) -> Self {
+        Actor {
+            user_id: principal.user_id,
+            role: principal.role,
+        }
+    }
 }
 
 /// One thing that happened.

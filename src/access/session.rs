@@ -229,10 +229,7 @@ pub async fn logout_everywhere(state: &AppState, principal: &Principal, request_
         tokens::revoke_all_for_user(conn, principal.user_id).await?;
         let event = AuditEvent::new(
             Some(principal.org_id),
-            Some(Actor {
-                user_id: principal.user_id,
-                role: principal.role,
-            }),
+            Some(Actor::of(principal)),
             "auth.logout_everywhere",
         )
         .target("user", principal.user_id)

@@ -36,17 +36,10 @@ pub async fn resolve(
         return Err(organization_not_found());
     }
     // Cross-tenant access is recorded in the chain of the organization that was accessed.
-    let event = AuditEvent::new(
-        Some(org_id),
-        Some(Actor {
-            user_id: principal.user_id,
-            role: principal.role,
-        }),
-        "tenant.cross_access",
-    )
-    .target("organization", org_id)
-    .details(serde_json::json!({ "homeOrganizationId": principal.org_id }))
-    .request_id(request_id);
+    let event = AuditEvent::new(Some(org_id), Some(Actor::of(principal)), "tenant.cross_access")
+        .target("organization", org_id)
+        .details(serde_json::json!({ "homeOrganizationId": principal.org_id }))
+        .request_id(request_id);
     // In a transaction: the chain's advisory lock is transaction-scoped, and the root fields of
     // one request resolve concurrently (two cross-tenant fields = two records at once).
     conn.transaction(async |conn| audit::record(conn, event).await).await?;

@@ -643,22 +643,15 @@ impl AnalyticsQueries {
                     .take(limit)
                     .map(|row| row.agent.id.to_string())
                     .collect();
-                let event = AuditEvent::new(
-                    Some(tenant.org_id()),
-                    Some(Actor {
-                        user_id: caller.user_id,
-                        role: caller.role,
-                    }),
-                    "agent.performance_read",
-                )
-                .target("agent_performance", tenant.org_id())
-                .details(serde_json::json!({
-                    "from": resolved.from,
-                    "to": resolved.to,
-                    "agentIds": agents,
-                }))
-                .request_id(request_id(ctx))
-                .client_addr(client_addr(ctx));
+                let event = AuditEvent::new(Some(tenant.org_id()), Some(Actor::of(caller)), "agent.performance_read")
+                    .target("agent_performance", tenant.org_id())
+                    .details(serde_json::json!({
+                        "from": resolved.from,
+                        "to": resolved.to,
+                        "agentIds": agents,
+                    }))
+                    .request_id(request_id(ctx))
+                    .client_addr(client_addr(ctx));
                 state(ctx)?.audit_queue.record_read(event);
             }
         }

@@ -256,10 +256,7 @@ fn audit_unmasked(ctx: &Context<'_>, tenant: &crate::auth::Tenant, rows: &[Inter
     };
     let event = AuditEvent::new(
         Some(tenant.org_id()),
-        Some(Actor {
-            user_id: caller.user_id,
-            role: caller.role,
-        }),
+        Some(Actor::of(caller)),
         "interaction.read_unmasked",
     )
     .target("interaction", first)

@@ -588,10 +588,7 @@ pub struct Importer {
 impl Importer {
     pub fn of(principal: &Principal) -> Self {
         Importer {
-            actor: Some(Actor {
-                user_id: principal.user_id,
-                role: principal.role,
-            }),
+            actor: Some(Actor::of(principal)),
         }
     }
 

@@ -367,10 +367,7 @@ pub async fn record_events(
         }
     }
     let rejected = validated.iter().filter(|r| r.is_err()).count();
-    let actor = Actor {
-        user_id: principal.user_id,
-        role: principal.role,
-    };
+    let actor = Actor::of(principal);
     let make_audit = |applied: &store::Applied| {
         let accepted = applied.stored.iter().filter(|s| **s).count();
         AuditEvent::new(Some(tenant.org_id()), Some(actor), "ingest.call_events")
@@ -516,10 +513,7 @@ pub async fn set_disposition(
     event.disposition_id = Some(disposition_id);
     event.notes = notes.clone();
     let items = [(row.external_id.clone(), event)];
-    let actor = Actor {
-        user_id: principal.user_id,
-        role: principal.role,
-    };
+    let actor = Actor::of(principal);
     let make_audit = |_: &store::Applied| {
         AuditEvent::new(Some(tenant.org_id()), Some(actor), "interaction.set_disposition")
             .target("interaction", row.id)
@@ -594,21 +588,14 @@ pub async fn update_telephony_settings(
             principal.user_id,
         )
         .await?;
-        let event = AuditEvent::new(
-            Some(tenant.org_id()),
-            Some(Actor {
-                user_id: principal.user_id,
-                role: principal.role,
-            }),
-            "telephony.update",
-        )
-        .target("telephony_settings", tenant.org_id())
-        .details(json!({
-            "before": { "twilioAccountSid": before.twilio_account_sid, "authTokenSet": before.auth_token_set },
-            "after": { "twilioAccountSid": after.twilio_account_sid, "authTokenSet": after.auth_token_set },
-            "authTokenChanged": auth_token.is_some(),
-        }))
-        .request_id(request_id);
+        let event = AuditEvent::new(Some(tenant.org_id()), Some(Actor::of(principal)), "telephony.update")
+            .target("telephony_settings", tenant.org_id())
+            .details(json!({
+                "before": { "twilioAccountSid": before.twilio_account_sid, "authTokenSet": before.auth_token_set },
+                "after": { "twilioAccountSid": after.twilio_account_sid, "authTokenSet": after.auth_token_set },
+                "authTokenChanged": auth_token.is_some(),
+            }))
+            .request_id(request_id);
         audit::record(conn, event).await?;
         Ok(after)
     })

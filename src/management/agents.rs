@@ -120,13 +120,6 @@ pub async fn get_in_scope(
     }
 }
 
-pub(crate) fn actor(principal: &Principal) -> Actor {
-    Actor {
-        user_id: principal.user_id,
-        role: principal.role,
-    }
-}
-
 /// Publishes after commit that these agents' profiles changed.
 pub(crate) fn publish(state: &AppState, tenant: &Tenant, agent_ids: Vec<Uuid>) {
     if !agent_ids.is_empty() {
@@ -246,7 +239,7 @@ pub async fn create(
                 },
             )
             .await?;
-            let event = AuditEvent::new(Some(tenant.org_id()), Some(actor(principal)), "agent.create")
+            let event = AuditEvent::new(Some(tenant.org_id()), Some(Actor::of(principal)), "agent.create")
                 .target("agent", agent.id)
                 .details(serde_json::json!({
                     "displayName": agent.display_name,
@@ -315,7 +308,7 @@ pub async fn update(
             if after == before {
                 return Ok((before, after));
             }
-            let event = AuditEvent::new(Some(tenant.org_id()), Some(actor(principal)), "agent.update")
+            let event = AuditEvent::new(Some(tenant.org_id()), Some(Actor::of(principal)), "agent.update")
                 .target("agent", agent_id)
                 .details(serde_json::json!({
                     "before": { "displayName": before.display_name, "extension": before.extension,
@@ -362,7 +355,7 @@ pub async fn deactivate(
                 )));
             }
             let updated = rows::set_active(conn, tenant, agent_id, false).await?;
-            let event = AuditEvent::new(Some(tenant.org_id()), Some(actor(principal)), "agent.deactivate")
+            let event = AuditEvent::new(Some(tenant.org_id()), Some(Actor::of(principal)), "agent.deactivate")
                 .target("agent", agent_id)
                 .request_id(request_id);
             audit::record(conn, event).await?;

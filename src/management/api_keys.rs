@@ -36,13 +36,6 @@ pub struct CreatedKey {
     pub secret: String,
 }
 
-fn actor(principal: &Principal) -> Actor {
-    Actor {
-        user_id: principal.user_id,
-        role: principal.role,
-    }
-}
-
 /// Keys manage nothing, whatever their scopes (the schema's scope check refuses it first).
 fn refuse_keys(principal: &Principal) -> AppResult<()> {
     if principal.api_key.is_some() {
@@ -125,7 +118,7 @@ pub async fn create(
                 },
             )
             .await?;
-            let event = AuditEvent::new(Some(tenant.org_id()), Some(actor(principal)), "api_key.create")
+            let event = AuditEvent::new(Some(tenant.org_id()), Some(Actor::of(principal)), "api_key.create")
                 .target("api_key", key.id)
                 .details(serde_json::json!({
                     "name": key.name,
@@ -174,7 +167,7 @@ pub async fn revoke(
                 return Ok((key, false));
             }
             let key = rows::revoke(conn, &tenant, key_id, principal.user_id).await?;
-            let event = AuditEvent::new(Some(tenant.org_id()), Some(actor(principal)), "api_key.revoke")
+            let event = AuditEvent::new(Some(tenant.org_id()), Some(Actor::of(principal)), "api_key.revoke")
                 .target("api_key", key.id)
                 .details(serde_json::json!({ "name": key.name, "prefix": key.prefix }))
                 .request_id(request_id);

@@ -92,13 +92,6 @@ pub struct DispositionPatch {
     pub active: Option<bool>,
 }
 
-fn actor(principal: &Principal) -> Actor {
-    Actor {
-        user_id: principal.user_id,
-        role: principal.role,
-    }
-}
-
 fn check_name(errors: &mut Vec<FieldError>, field: &str, name: &str) {
     if name.is_empty() || name.chars().count() > 200 {
         errors.push(FieldError::new(field, "must be 1 to 200 characters"));
@@ -229,7 +222,7 @@ pub async fn create_campaign(
     let mut conn = db::conn(&state.db).await?;
     conn.transaction(async |conn| {
         let row = rows::insert_campaign(conn, tenant, &fields).await?;
-        let event = AuditEvent::new(Some(tenant.org_id()), Some(actor(principal)), "campaign.create")
+        let event = AuditEvent::new(Some(tenant.org_id()), Some(Actor::of(principal)), "campaign.create")
             .target("campaign", row.id)
             .details(serde_json::json!({ "after": fields }))
             .request_id(request_id);
@@ -289,7 +282,7 @@ pub async fn update_campaign(
             } else {
                 Vec::new()
             };
-            let event = AuditEvent::new(Some(tenant.org_id()), Some(actor(principal)), "campaign.update")
+            let event = AuditEvent::new(Some(tenant.org_id()), Some(Actor::of(principal)), "campaign.update")
                 .target("campaign", id)
                 .details(serde_json::json!({
                     "before": before.fields(),
@@ -323,7 +316,7 @@ pub async fn archive_campaign(
         let mut after = before.fields();
         after.status = CampaignStatus::Archived.as_str().to_owned();
         let row = rows::update_campaign(conn, tenant, id, &after).await?;
-        let event = AuditEvent::new(Some(tenant.org_id()), Some(actor(principal)), "campaign.archive")
+        let event = AuditEvent::new(Some(tenant.org_id()), Some(Actor::of(principal)), "campaign.archive")
             .target("campaign", id)
             .details(serde_json::json!({ "before": before.status }))
             .request_id(request_id);
@@ -359,7 +352,7 @@ pub async fn create_disposition(
     let mut conn = db::conn(&state.db).await?;
     conn.transaction(async |conn| {
         let row = rows::insert_disposition(conn, tenant, &fields).await?;
-        let event = AuditEvent::new(Some(tenant.org_id()), Some(actor(principal)), "disposition.create")
+        let event = AuditEvent::new(Some(tenant.org_id()), Some(Actor::of(principal)), "disposition.create")
             .target("disposition", row.id)
             .details(serde_json::json!({ "after": fields }))
             .request_id(request_id);
@@ -412,7 +405,7 @@ pub async fn update_disposition(
             } else {
                 Vec::new()
             };
-            let event = AuditEvent::new(Some(tenant.org_id()), Some(actor(principal)), "disposition.update")
+            let event = AuditEvent::new(Some(tenant.org_id()), Some(Actor::of(principal)), "disposition.update")
                 .target("disposition", id)
                 .details(serde_json::json!({
                     "before": before.fields(),

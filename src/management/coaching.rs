@@ -44,13 +44,6 @@ pub struct SessionPatch {
     pub interaction_ids: Option<Vec<Uuid>>,
 }
 
-fn actor(principal: &Principal) -> Actor {
-    Actor {
-        user_id: principal.user_id,
-        role: principal.role,
-    }
-}
-
 fn session_not_found() -> AppError {
     AppError::NotFound("coaching session not found".into())
 }
@@ -151,7 +144,7 @@ pub async fn create(
         )
         .await?;
         rows::set_interactions(conn, tenant, row.id, &interaction_ids).await?;
-        let event = AuditEvent::new(Some(tenant.org_id()), Some(actor(principal)), "coaching.create")
+        let event = AuditEvent::new(Some(tenant.org_id()), Some(Actor::of(principal)), "coaching.create")
             .target("coaching_session", row.id)
             .details(serde_json::json!({
                 "agentId": row.agent_id,
@@ -208,7 +201,7 @@ pub async fn update(
             rows::set_interactions(conn, tenant, id, &ids).await?;
             details["after"]["interactionIds"] = serde_json::json!(ids);
         }
-        let event = AuditEvent::new(Some(tenant.org_id()), Some(actor(principal)), "coaching.update")
+        let event = AuditEvent::new(Some(tenant.org_id()), Some(Actor::of(principal)), "coaching.update")
             .target("coaching_session", id)
             .details(details)
             .request_id(request_id);
@@ -247,7 +240,7 @@ pub async fn complete(
             }
         }
         let after = rows::complete(conn, tenant, id, outcome.trim(), follow_up_on).await?;
-        let event = AuditEvent::new(Some(tenant.org_id()), Some(actor(principal)), "coaching.complete")
+        let event = AuditEvent::new(Some(tenant.org_id()), Some(Actor::of(principal)), "coaching.complete")
             .target("coaching_session", id)
             .details(serde_json::json!({ "agentId": after.agent_id, "followUpOn": after.follow_up_on }))
             .request_id(request_id);
@@ -288,9 +281,13 @@ pub async fn acknowledge(
             return Ok(row);
         }
         let after = rows::acknowledge(conn, tenant, id).await?;
-        let event = AuditEvent::new(Some(tenant.org_id()), Some(actor(principal)), "coaching.acknowledge")
-            .target("coaching_session", id)
-            .request_id(request_id);
+        let event = AuditEvent::new(
+            Some(tenant.org_id()),
+            Some(Actor::of(principal)),
+            "coaching.acknowledge",
+        )
+        .target("coaching_session", id)
+        .request_id(request_id);
         audit::record(conn, event).await?;
         Ok(after)
     })

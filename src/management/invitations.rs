@@ -54,13 +54,6 @@ pub struct Issued {
     pub token: Option<String>,
 }
 
-fn actor(principal: &Principal) -> Actor {
-    Actor {
-        user_id: principal.user_id,
-        role: principal.role,
-    }
-}
-
 fn token_refused() -> AppError {
     AppError::invalid_fields(vec![FieldError::new("token", "is invalid, already used or expired")])
 }
@@ -88,7 +81,7 @@ pub(crate) async fn invite_in(
     let display_name = input.display_name.trim();
     let user = users::insert(conn, tenant, &email, display_name, input.role, users::NO_PASSWORD).await?;
     let (token, expires_at) = issue_token(conn, tenant, &user, Purpose::Invitation, invited_by).await?;
-    let event = AuditEvent::new(Some(tenant.org_id()), invited_by.map(actor), "user.invite")
+    let event = AuditEvent::new(Some(tenant.org_id()), invited_by.map(Actor::of), "user.invite")
         .target("user", user.id)
         .details(serde_json::json!({
             "email": user.email,
@@ -239,7 +232,7 @@ pub async fn resend(
                 return Err(AppError::Conflict("this user is deactivated".into()));
             }
             let (token, expires_at) = issue_token(conn, tenant, &user, Purpose::Invitation, Some(principal)).await?;
-            let event = AuditEvent::new(Some(tenant.org_id()), Some(actor(principal)), "user.invite_resend")
+            let event = AuditEvent::new(Some(tenant.org_id()), Some(Actor::of(principal)), "user.invite_resend")
                 .target("user", user.id)
                 .details(serde_json::json!({ "expiresAt": expires_at }))
                 .request_id(request_id);
@@ -345,10 +338,14 @@ pub async fn change_password(
     let session = conn
         .transaction(async |conn| {
             let (user, revoked) = replace_password(conn, &tenant, principal.user_id, &hash).await?;
-            let event = AuditEvent::new(Some(tenant.org_id()), Some(actor(principal)), "user.password_change")
-                .target("user", user.id)
-                .details(serde_json::json!({ "refreshTokensRevoked": revoked }))
-                .request_id(request_id);
+            let event = AuditEvent::new(
+                Some(tenant.org_id()),
+                Some(Actor::of(principal)),
+                "user.password_change",
+            )
+            .target("user", user.id)
+            .details(serde_json::json!({ "refreshTokensRevoked": revoked }))
+            .request_id(request_id);
             audit::record(conn, event).await?;
             session::issue(conn, state, user, None).await
         })

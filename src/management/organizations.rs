@@ -41,13 +41,6 @@ pub struct NewOrganization {
     pub first_admin_display_name: String,
 }
 
-fn actor(principal: &Principal) -> Actor {
-    Actor {
-        user_id: principal.user_id,
-        role: principal.role,
-    }
-}
-
 fn slug_ok(slug: &str) -> bool {
     let bytes = slug.as_bytes();
     (2..=63).contains(&bytes.len())
@@ -117,7 +110,7 @@ pub async fn create(
             )
             .await?;
             let tenant = Tenant::for_system(org.id);
-            let event = AuditEvent::new(Some(org.id), Some(actor(principal)), "organization.create")
+            let event = AuditEvent::new(Some(org.id), Some(Actor::of(principal)), "organization.create")
                 .target("organization", org.id)
                 .details(serde_json::json!({
                     "slug": org.slug,
@@ -172,7 +165,7 @@ pub async fn set_suspended(
             } else {
                 "organization.resume"
             };
-            let event = AuditEvent::new(Some(tenant.org_id()), Some(actor(principal)), action)
+            let event = AuditEvent::new(Some(tenant.org_id()), Some(Actor::of(principal)), action)
                 .target("organization", tenant.org_id())
                 .details(serde_json::json!({
                     "reason": after.suspension_reason,

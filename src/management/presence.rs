@@ -150,10 +150,7 @@ pub async fn set_presence(
             db_presence::set_presence(conn, tenant, target, presence.as_str(), reason.as_deref(), now).await?;
             let event = AuditEvent::new(
                 Some(tenant.org_id()),
-                Some(Actor {
-                    user_id: principal.user_id,
-                    role: principal.role,
-                }),
+                Some(Actor::of(principal)),
                 if forced {
                     "agent.presence_forced"
                 } else {
@@ -228,10 +225,7 @@ pub async fn upsert_reason_code(
             |r: &ReasonCodeRow| serde_json::json!({ "presence": r.presence, "label": r.label, "active": r.active });
         let event = AuditEvent::new(
             Some(tenant.org_id()),
-            Some(Actor {
-                user_id: principal.user_id,
-                role: principal.role,
-            }),
+            Some(Actor::of(principal)),
             "presence_reason_code.upsert",
         )
         .target("presence_reason_code", &row.code)

@@ -310,22 +310,15 @@ pub async fn update(
             let mut after_json = serde_json::to_value(&changes)?;
             before_json["timezone"] = org_before.timezone.clone().into();
             after_json["timezone"] = timezone_after.into();
-            let event = AuditEvent::new(
-                Some(tenant.org_id()),
-                Some(Actor {
-                    user_id: principal.user_id,
-                    role: principal.role,
-                }),
-                "settings.update",
-            )
-            .target("business_settings", tenant.org_id())
-            .details(serde_json::json!({
-                "fromVersion": before.version,
-                "toVersion": after.version,
-                "before": before_json,
-                "after": after_json,
-            }))
-            .request_id(request_id);
+            let event = AuditEvent::new(Some(tenant.org_id()), Some(Actor::of(principal)), "settings.update")
+                .target("business_settings", tenant.org_id())
+                .details(serde_json::json!({
+                    "fromVersion": before.version,
+                    "toVersion": after.version,
+                    "before": before_json,
+                    "after": after_json,
+                }))
+                .request_id(request_id);
             audit::record(conn, event).await?;
             let org_after = orgs::get(conn, tenant).await?;
             Ok((org_after, after))

@@ -14,13 +14,13 @@
 use diesel_async::AsyncConnection;
 use uuid::Uuid;
 
-use crate::audit::{self, AuditEvent};
+use crate::audit::{self, Actor, AuditEvent};
 use crate::auth::{Principal, Role, Tenant};
 use crate::db;
 use crate::db::agents as agent_rows;
 use crate::db::teams::{self as rows, SkillRow};
 use crate::error::{AppError, AppResult, FieldError};
-use crate::management::agents::{actor, out_of_scope, publish, scope_of};
+use crate::management::agents::{out_of_scope, publish, scope_of};
 use crate::state::AppState;
 
 /// Most (agent, skill) pairs one assignment call may carry.
@@ -77,7 +77,7 @@ pub async fn create(
     let mut conn = db::conn(&state.db).await?;
     conn.transaction(async |conn| -> AppResult<SkillRow> {
         let skill = rows::insert_skill(conn, tenant, &name, description.as_deref()).await?;
-        let event = AuditEvent::new(Some(tenant.org_id()), Some(actor(principal)), "skill.create")
+        let event = AuditEvent::new(Some(tenant.org_id()), Some(Actor::of(principal)), "skill.create")
             .target("skill", skill.id)
             .details(serde_json::json!({ "name": skill.name }))
             .request_id(request_id);
@@ -104,7 +104,7 @@ pub async fn rename(
             return Ok(before);
         }
         let after = rows::rename_skill(conn, tenant, skill_id, &name).await?;
-        let event = AuditEvent::new(Some(tenant.org_id()), Some(actor(principal)), "skill.rename")
+        let event = AuditEvent::new(Some(tenant.org_id()), Some(Actor::of(principal)), "skill.rename")
             .target("skill", skill_id)
             .details(serde_json::json!({ "before": before.name, "after": after.name }))
             .request_id(request_id);
@@ -127,7 +127,7 @@ pub async fn delete(
         .transaction(async |conn| -> AppResult<(SkillRow, Vec<Uuid>)> {
             let skill = rows::lock_skill(conn, tenant, skill_id).await?;
             let holders = rows::delete_skill(conn, tenant, skill_id).await?;
-            let event = AuditEvent::new(Some(tenant.org_id()), Some(actor(principal)), "skill.delete")
+            let event = AuditEvent::new(Some(tenant.org_id()), Some(Actor::of(principal)), "skill.delete")
                 .target("skill", skill_id)
                 .details(serde_json::json!({ "name": skill.name, "heldBy": holders }))
                 .request_id(request_id);
@@ -253,7 +253,7 @@ async fn change(
                 })
             };
             let action = if set { "skill.assign" } else { "skill.unassign" };
-            let event = AuditEvent::new(Some(tenant.org_id()), Some(actor(principal)), action)
+            let event = AuditEvent::new(Some(tenant.org_id()), Some(Actor::of(principal)), action)
                 .details(details)
                 .request_id(request_id);
             audit::record(conn, event).await?;

@@ -18,13 +18,13 @@
 use diesel_async::AsyncConnection;
 use uuid::Uuid;
 
-use crate::audit::{self, AuditEvent};
+use crate::audit::{self, Actor, AuditEvent};
 use crate::auth::{Principal, Role, Tenant};
 use crate::db::agents as agent_rows;
 use crate::db::teams::{self as rows, TeamRow};
 use crate::db::{self};
 use crate::error::{AppError, AppResult, FieldError};
-use crate::management::agents::{actor, out_of_scope, publish, scope_of};
+use crate::management::agents::{out_of_scope, publish, scope_of};
 use crate::state::AppState;
 
 /// Most agents or supervisors one call may name.
@@ -82,7 +82,7 @@ pub async fn create(
         let team = rows::insert_team(conn, tenant, &name).await?;
         check_supervisors(conn, tenant, &supervisors).await?;
         rows::replace_supervisors(conn, tenant, team.id, &supervisors).await?;
-        let event = AuditEvent::new(Some(tenant.org_id()), Some(actor(principal)), "team.create")
+        let event = AuditEvent::new(Some(tenant.org_id()), Some(Actor::of(principal)), "team.create")
             .target("team", team.id)
             .details(serde_json::json!({ "name": team.name, "supervisorIds": supervisors }))
             .request_id(request_id);
@@ -136,7 +136,7 @@ pub async fn rename(
                 return Ok((before, Vec::new()));
             }
             let after = rows::rename_team(conn, tenant, team_id, &name).await?;
-            let event = AuditEvent::new(Some(tenant.org_id()), Some(actor(principal)), "team.rename")
+            let event = AuditEvent::new(Some(tenant.org_id()), Some(Actor::of(principal)), "team.rename")
                 .target("team", team_id)
                 .details(serde_json::json!({ "before": before.name, "after": after.name }))
                 .request_id(request_id);
@@ -185,7 +185,7 @@ pub async fn delete(
                 agent_rows::set_team(conn, tenant, &members, Some(target)).await?;
             }
             rows::delete_team(conn, tenant, team_id).await?;
-            let event = AuditEvent::new(Some(tenant.org_id()), Some(actor(principal)), "team.delete")
+            let event = AuditEvent::new(Some(tenant.org_id()), Some(Actor::of(principal)), "team.delete")
                 .target("team", team_id)
                 .details(serde_json::json!({
                     "name": team.name,
@@ -230,7 +230,7 @@ pub async fn set_supervisors(
             if before == users {
                 return Ok((team, Vec::new()));
             }
-            let event = AuditEvent::new(Some(tenant.org_id()), Some(actor(principal)), "team.supervisors")
+            let event = AuditEvent::new(Some(tenant.org_id()), Some(Actor::of(principal)), "team.supervisors")
                 .target("team", team_id)
                 .details(serde_json::json!({ "before": before, "after": users }))
                 .request_id(request_id);
@@ -328,7 +328,7 @@ async fn change_members(
                 .collect();
             agent_rows::set_team(conn, tenant, &changed, add.then_some(team_id)).await?;
             let action = if add { "team.add_members" } else { "team.remove_members" };
-            let event = AuditEvent::new(Some(tenant.org_id()), Some(actor(principal)), action)
+            let event = AuditEvent::new(Some(tenant.org_id()), Some(Actor::of(principal)), action)
                 .target("team", team_id)
                 .details(serde_json::json!({ "agents": before }))
                 .request_id(request_id);

@@ -19,13 +19,6 @@ pub struct NewUserInput {
     pub password: String,
 }
 
-fn actor(principal: &Principal) -> Actor {
-    Actor {
-        user_id: principal.user_id,
-        role: principal.role,
-    }
-}
-
 fn refuse_grant_above_own(principal: &Principal, role: Role) -> AppResult<()> {
     if role > principal.role {
         return Err(AppError::Forbidden(format!(
@@ -124,7 +117,7 @@ pub async fn create(
     let mut conn = db::conn(&state.db).await?;
     conn.transaction(async |conn| {
         let user = users::insert(conn, tenant, &email, &display_name, input.role, &hash).await?;
-        let event = AuditEvent::new(Some(tenant.org_id()), Some(actor(principal)), "user.create")
+        let event = AuditEvent::new(Some(tenant.org_id()), Some(Actor::of(principal)), "user.create")
             .target("user", user.id)
             .details(serde_json::json!({ "email": user.email, "role": user.role.as_str() }))
             .request_id(request_id);
@@ -155,7 +148,7 @@ pub async fn change_role(
                 refuse_removing_last_admin(conn, tenant, &target, "demote").await?;
             }
             let updated = users::set_role(conn, tenant, user_id, role).await?;
-            let event = AuditEvent::new(Some(tenant.org_id()), Some(actor(principal)), "user.role_change")
+            let event = AuditEvent::new(Some(tenant.org_id()), Some(Actor::of(principal)), "user.role_change")
                 .target("user", user_id)
                 .details(serde_json::json!({ "before": target.role.as_str(), "after": role.as_str() }))
                 .request_id(request_id);
@@ -185,7 +178,7 @@ pub async fn deactivate(
             refuse_removing_last_admin(conn, tenant, &target, "deactivate").await?;
             let updated = users::deactivate(conn, tenant, user_id).await?;
             let revoked = tokens::revoke_all_for_user(conn, user_id).await?;
-            let event = AuditEvent::new(Some(tenant.org_id()), Some(actor(principal)), "user.deactivate")
+            let event = AuditEvent::new(Some(tenant.org_id()), Some(Actor::of(principal)), "user.deactivate")
                 .target("user", user_id)
                 .details(serde_json::json!({ "refreshTokensRevoked": revoked }))
                 .request_id(request_id);

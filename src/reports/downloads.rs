@@ -115,10 +115,7 @@ pub async fn open(
     let (run, tenant, actor, via) = match credential {
         Credential::Caller(principal) => {
             let run = runs::get(state, principal, run_id).await?;
-            let actor = Actor {
-                user_id: principal.user_id,
-                role: principal.role,
-            };
+            let actor = Actor::of(principal);
             (run, Tenant::of(principal), Some(actor), "token")
         }
         Credential::Link(link) => {

@@ -228,26 +228,19 @@ pub async fn export(
     })
     .await
     .map_err(|e| AppError::internal(format!("export writer: {e}")))??;
-    let event = AuditEvent::new(
-        Some(tenant.org_id()),
-        Some(Actor {
-            user_id: principal.user_id,
-            role: principal.role,
-        }),
-        "report.export",
-    )
-    .target("report", report.id)
-    .details(json!({
-        "title": report.title,
-        "version": report.version,
-        "format": request.format.extension(),
-        "from": from,
-        "to": to,
-        "rows": rows,
-        "bytes": bytes,
-        "apiKeyId": principal.api_key.as_ref().map(|k| k.key_id),
-    }))
-    .request_id(request_id);
+    let event = AuditEvent::new(Some(tenant.org_id()), Some(Actor::of(principal)), "report.export")
+        .target("report", report.id)
+        .details(json!({
+            "title": report.title,
+            "version": report.version,
+            "format": request.format.extension(),
+            "from": from,
+            "to": to,
+            "rows": rows,
+            "bytes": bytes,
+            "apiKeyId": principal.api_key.as_ref().map(|k| k.key_id),
+        }))
+        .request_id(request_id);
     let mut conn = db::conn(&state.db).await?;
     conn.transaction(async |conn| audit::record(conn, event).await).await?;
     Ok(ExportFile {

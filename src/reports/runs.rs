@@ -33,13 +33,6 @@ pub fn not_found() -> AppError {
     AppError::NotFound("report run not found".into())
 }
 
-fn actor(principal: &Principal) -> Actor {
-    Actor {
-        user_id: principal.user_id,
-        role: principal.role,
-    }
-}
-
 /// What `runReport` asks.
 #[derive(Debug, Clone, Copy)]
 pub struct RunRequest {
@@ -89,7 +82,7 @@ pub async fn request(
             )
             .await?
             .ok_or_else(|| AppError::internal("a user's run collided with a schedule's key"))?;
-            let event = AuditEvent::new(Some(tenant.org_id()), Some(actor(principal)), "report.run.request")
+            let event = AuditEvent::new(Some(tenant.org_id()), Some(Actor::of(principal)), "report.run.request")
                 .target("report", report.id)
                 .details(json!({ "runId": id, "format": request.format.name(), "from": from, "to": to }))
                 .request_id(request_id);
@@ -164,7 +157,7 @@ pub async fn cancel(
     let run = conn
         .transaction(async |conn| {
             let run = rows::cancel(conn, &tenant, id).await?.ok_or_else(not_found)?;
-            let event = AuditEvent::new(Some(tenant.org_id()), Some(actor(principal)), "report.run.cancel")
+            let event = AuditEvent::new(Some(tenant.org_id()), Some(Actor::of(principal)), "report.run.cancel")
                 .target("report_run", id)
                 .details(json!({ "reportId": run.report_id, "status": run.status }))
                 .request_id(request_id);

@@ -76,13 +76,6 @@ pub fn not_found() -> AppError {
     AppError::NotFound("report not found".into())
 }
 
-fn actor(principal: &Principal) -> Actor {
-    Actor {
-        user_id: principal.user_id,
-        role: principal.role,
-    }
-}
-
 fn require_reader(principal: &Principal) -> AppResult<()> {
     if may_read(principal.role) {
         Ok(())
@@ -230,7 +223,7 @@ async fn insert(
                 },
             )
             .await?;
-            let event = AuditEvent::new(Some(tenant.org_id()), Some(actor(principal)), "report.create")
+            let event = AuditEvent::new(Some(tenant.org_id()), Some(Actor::of(principal)), "report.create")
                 .target("report", row.id)
                 .details(serde_json::json!({
                     "title": row.title,
@@ -448,7 +441,7 @@ pub async fn update(
             )
             .await?
             .ok_or_else(not_found)?;
-            let event = AuditEvent::new(Some(tenant.org_id()), Some(actor(principal)), "report.update")
+            let event = AuditEvent::new(Some(tenant.org_id()), Some(Actor::of(principal)), "report.update")
                 .target("report", row.id)
                 .details(serde_json::json!({
                     "title": row.title,
@@ -475,7 +468,7 @@ pub async fn delete(state: &AppState, principal: &Principal, id: Uuid, request_i
         if !rows::delete(conn, &tenant, id).await? {
             return Err(not_found());
         }
-        let event = AuditEvent::new(Some(tenant.org_id()), Some(actor(principal)), "report.delete")
+        let event = AuditEvent::new(Some(tenant.org_id()), Some(Actor::of(principal)), "report.delete")
             .target("report", id)
             .details(serde_json::json!({ "title": report.title, "version": report.version }))
             .request_id(request_id);

@@ -243,13 +243,6 @@ fn new_secret() -> String {
     format!("whsec_{}", hex::encode(bytes))
 }
 
-fn actor(principal: &Principal) -> Actor {
-    Actor {
-        user_id: principal.user_id,
-        role: principal.role,
-    }
-}
-
 pub fn not_found() -> AppError {
     AppError::NotFound("report schedule not found".into())
 }
@@ -335,10 +328,14 @@ pub async fn create(
                 next_fire_at: checked.next_fire_at,
             };
             let row = rows::insert(conn, &tenant, report_id, principal.user_id, fields, &secret).await?;
-            let event = AuditEvent::new(Some(tenant.org_id()), Some(actor(principal)), "report_schedule.create")
-                .target("report_schedule", row.id)
-                .details(details(&row))
-                .request_id(request_id);
+            let event = AuditEvent::new(
+                Some(tenant.org_id()),
+                Some(Actor::of(principal)),
+                "report_schedule.create",
+            )
+            .target("report_schedule", row.id)
+            .details(details(&row))
+            .request_id(request_id);
             audit::record(conn, event).await?;
             Ok(row)
         })
@@ -435,7 +432,7 @@ async fn change(
         let row = changed.ok_or_else(not_found)?;
         let mut details = details(&row);
         details["fromVersion"] = serde_json::json!(current.version);
-        let event = AuditEvent::new(Some(tenant.org_id()), Some(actor(principal)), action)
+        let event = AuditEvent::new(Some(tenant.org_id()), Some(Actor::of(principal)), action)
             .target("report_schedule", row.id)
             .details(details)
             .request_id(request_id);
@@ -520,10 +517,14 @@ pub async fn delete(state: &AppState, principal: &Principal, id: Uuid, request_i
         if !rows::delete(conn, &tenant, id).await? {
             return Err(not_found());
         }
-        let event = AuditEvent::new(Some(tenant.org_id()), Some(actor(principal)), "report_schedule.delete")
-            .target("report_schedule", id)
-            .details(details(&row))
-            .request_id(request_id);
+        let event = AuditEvent::new(
+            Some(tenant.org_id()),
+            Some(Actor::of(principal)),
+            "report_schedule.delete",
+        )
+        .target("report_schedule", id)
+        .details(details(&row))
+        .request_id(request_id);
         audit::record(conn, event).await
     })
     .await?;

@@ -79,10 +79,7 @@ impl DeniedCaller {
     pub fn of(principal: &Principal) -> Self {
         DeniedCaller::Principal {
             organization_id: principal.org_id,
-            actor: Actor {
-                user_id: principal.user_id,
-                role: principal.role,
-            },
+            actor: Actor::of(principal),
             api_key_id: principal.api_key.as_ref().map(|grant| grant.key_id),
         }
     }
