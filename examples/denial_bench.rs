@@ -109,7 +109,7 @@ async fn main() {
 
     let (n, c) = (args.requests, args.concurrency);
     let baseline = {
-        let mut conn = omnivox::db::conn(&state.db).await.unwrap();
+        let mut conn = state.system_db.get().await.unwrap();
         audit::verify_chain(&mut conn, Some(org.id)).await.unwrap().records
     };
     // Warm-up: connections, caches.
@@ -163,7 +163,7 @@ async fn main() {
     tokio::time::timeout(Duration::from_secs(120), state.lifecycle.idle())
         .await
         .expect("the queue drains");
-    let mut conn = omnivox::db::conn(&state.db).await.unwrap();
+    let mut conn = state.system_db.get().await.unwrap();
     let mut sync = Vec::new();
     for i in 0..500 {
         let event = AuditEvent::new(Some(org.id), None, "access.forbidden").details(json!({ "sync": i }));

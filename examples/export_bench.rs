@@ -193,7 +193,7 @@ async fn main() {
     settings.jwt_secret = Some("export-bench-secret-that-is-at-least-32-bytes".to_owned());
     settings.db_statement_timeout = Duration::from_secs(300);
     let state = AppState::new(settings).unwrap();
-    let mut conn = db::conn(&state.db).await.unwrap();
+    let mut conn = state.system_db.get().await.unwrap();
     let org = orgs::find_by_slug(&mut conn, "bench")
         .await
         .unwrap()

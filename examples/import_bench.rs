@@ -176,7 +176,7 @@ async fn main() {
     let mut settings = Settings::for_database(&args.database_url);
     settings.db_statement_timeout = std::time::Duration::from_secs(600);
     let state = AppState::new(settings).unwrap();
-    let mut conn = db::conn(&state.db).await.unwrap();
+    let mut conn = state.system_db.get().await.unwrap();
     let org = orgs::create(&mut conn, "bench", "Import bench", "Europe/London", "en-GB")
         .await
         .unwrap();
@@ -298,7 +298,7 @@ async fn main() {
     .unwrap();
     assert_eq!((second.imported, second.duplicates), (0, args.calls));
 
-    let mut conn = db::conn(&state.db).await.unwrap();
+    let mut conn = state.system_db.get().await.unwrap();
     let range = [(now - TimeDelta::days(91), now + TimeDelta::hours(1))];
     let scope = Scope::default();
     let rolled = aggregate_windows(&mut conn, &tenant, &range, &scope, Sourcing::HourlyRollupsOnly)

@@ -127,7 +127,7 @@ async fn setup() -> Setup {
         .await;
     let (tenant, admin) = (org.tenant, org.user(Role::Admin).id);
     let token = org.token(&state, Role::Admin).await;
-    let mut conn = db::conn(&state.db).await.unwrap();
+    let mut conn = state.system_db.get().await.unwrap();
     calls::upsert_telephony_settings(&mut conn, &tenant, Some(ACCOUNT), Some(TOKEN), admin)
         .await
         .unwrap();
@@ -376,7 +376,7 @@ async fn commits(s: &Setup) -> i64 {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         n: i64,
     }
-    let mut conn = db::conn(&s.state.db).await.unwrap();
+    let mut conn = s.state.system_db.get().await.unwrap();
     let row: Commits =
         diesel::sql_query("SELECT xact_commit AS n FROM pg_stat_database WHERE datname = current_database()")
             .get_result(&mut conn)
@@ -496,7 +496,7 @@ async fn main() {
     }
 
     // The rollups still equal a direct computation from the rows.
-    let mut conn = db::conn(&s.state.db).await.unwrap();
+    let mut conn = s.state.system_db.get().await.unwrap();
     let end = Utc::now().duration_trunc(TimeDelta::hours(1)).unwrap() + TimeDelta::hours(1);
     let windows: Vec<_> = (0..6)
         .map(|h| (end - TimeDelta::hours(h + 1), end - TimeDelta::hours(h)))

@@ -65,7 +65,7 @@ struct Count {
 }
 
 async fn count(state: &AppState, sql: &str) -> i64 {
-    let mut conn = db::conn(&state.db).await.unwrap();
+    let mut conn = state.system_db.get().await.unwrap();
     let row: Count = diesel::sql_query(sql).get_result(&mut conn).await.unwrap();
     row.n
 }
@@ -103,7 +103,7 @@ async fn main() {
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     }
 
-    let mut conn = db::conn(&a.db).await.unwrap();
+    let mut conn = a.system_db.get().await.unwrap();
     let template = &templates::all()[0];
     let report = reports::insert(
         &mut conn,

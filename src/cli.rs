@@ -182,7 +182,8 @@ pub async fn run(settings: Settings, command: Command) -> AppResult<()> {
                     "set OMNIVOX_JWT_SECRET to the server's secret: a token signed with a random key is useless",
                 ));
             }
-            let mut conn = db::conn(&state.db).await?;
+            // Cross-tenant (`db::tenancy`): the address finds the account.
+            let mut conn = state.system_db.get().await?;
             let user = users::find_by_email(&mut conn, &email.trim().to_lowercase())
                 .await?
                 .filter(|u| u.active)
@@ -414,6 +415,8 @@ pub async fn serve(state: AppState, on_listening: impl FnOnce(SocketAddr)) -> Ap
         .await
         .map_err(|e| AppError::Unavailable(format!("cannot listen on {bind}: {e}")))?;
     let addr = listener.local_addr().map_err(AppError::internal)?;
+    // Row-level security means nothing to a role that bypasses it.
+    state.db.check_role().await?;
     // Report runs queued by any instance; stops claiming when draining.
     crate::reports::jobs::spawn(&state);
     // Report schedules and their deliveries: every instance runs both (claims are exclusive).
@@ -516,7 +519,8 @@ async fn import_calls(
     }
     .ok_or_else(|| AppError::bad_input("say --format csv or ndjson (the file name does not tell)"))?;
     let org_row = {
-        let mut conn = db::conn(&state.db).await?;
+        // Cross-tenant (`db::tenancy`): the slug finds the organization.
+        let mut conn = state.system_db.get().await?;
         crate::db::orgs::find_by_slug(&mut conn, org)
             .await?
             .ok_or_else(|| AppError::NotFound(format!("no organization `{org}`")))?

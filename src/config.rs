@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 
+use crate::error::{AppError, AppResult};
+
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/omnivox";
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 pub const DEMO_PASSWORD: &str = "omnivox-demo";
@@ -32,6 +34,13 @@ pub struct Settings {
     /// PostgreSQL URL. The database is created when it does not exist.
     #[arg(long, global = true, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
     pub database_url: String,
+    /// PostgreSQL URL the application serves requests through: a role that row-level security
+    /// restricts (`omnivox_app`, created and granted by the migrations), never the tables'
+    /// owner. Unset: `DATABASE_URL` with its user replaced by `omnivox_app` and no password
+    /// (enough for a local server with trust authentication). `DATABASE_URL` itself is the
+    /// owner's: migrations and the few cross-tenant paths (see `db::tenancy`).
+    #[arg(long, global = true, env = "OMNIVOX_APP_DATABASE_URL", hide_env_values = true)]
+    pub app_database_url: Option<String>,
     /// PostgreSQL URL of a streaming read replica for KPI, analytics and compliance reads.
     /// Unset, or down: those reads go to the primary (see `db::reads`).
     #[arg(long, global = true, env = "OMNIVOX_DATABASE_READ_URL", hide_env_values = true)]
@@ -308,11 +317,42 @@ impl Settings {
             problems
                 .push("DATABASE_URL must be set explicitly (the default is a local development database)".to_owned());
         }
+        if self.app_database_url.is_none() {
+            problems.push(
+                "OMNIVOX_APP_DATABASE_URL must be set explicitly (the application's role, with its password)"
+                    .to_owned(),
+            );
+        }
         if self.cors_allowed_origins.iter().any(|origin| origin == "*") {
             problems.push("OMNIVOX_CORS_ALLOWED_ORIGINS must list origins, not `*`".to_owned());
         }
         problems
     }
+    /// The URL of the application's role (see `app_database_url`).
+    pub fn app_database_url(&self) -> AppResult<String> {
+        if let Some(url) = &self.app_database_url {
+            return Ok(url.clone());
+        }
+        derive_app_url(&self.database_url)
+    }
+
+    /// The read replica's URL, connecting as the application's role like the primary's
+    /// (`OMNIVOX_DATABASE_READ_URL` names the server; its user is replaced the same way unless
+    /// `OMNIVOX_APP_DATABASE_URL` was given, in which case its user and password are used).
+    pub fn app_read_url(&self) -> AppResult<Option<String>> {
+        let Some(read_url) = &self.database_read_url else {
+            return Ok(None);
+        };
+        let mut url = url::Url::parse(read_url)
+            .map_err(|_| AppError::bad_input("OMNIVOX_DATABASE_READ_URL is not a valid URL"))?;
+        let app = url::Url::parse(&self.app_database_url()?)
+            .map_err(|_| AppError::bad_input("OMNIVOX_APP_DATABASE_URL is not a valid URL"))?;
+        url.set_username(app.username())
+            .and_then(|()| url.set_password(app.password()))
+            .map_err(|()| AppError::bad_input("OMNIVOX_DATABASE_READ_URL cannot carry a user"))?;
+        Ok(Some(url.to_string()))
+    }
+
     pub fn graphiql_enabled(&self) -> bool {
         self.graphiql.unwrap_or(!self.is_production())
     }
@@ -335,6 +375,19 @@ impl Settings {
         settings.database_url = database_url.to_owned();
         settings
     }
+}
+
+/// The role the migrations grant the application's privileges to; row-level security
+/// restricts it (migration `2026-12-07-000031_row_level_security`).
+pub const APP_DATABASE_ROLE: &str = "omnivox_app";
+
+/// `database_url` with its user replaced by the application's role and its password dropped.
+fn derive_app_url(database_url: &str) -> AppResult<String> {
+    let mut url = url::Url::parse(database_url).map_err(|_| AppError::bad_input("DATABASE_URL is not a valid URL"))?;
+    url.set_username(APP_DATABASE_ROLE)
+        .and_then(|()| url.set_password(None))
+        .map_err(|()| AppError::bad_input("DATABASE_URL cannot carry a user"))?;
+    Ok(url.to_string())
 }
 
 /// An absolute `http` or `https` URL without query or fragment; a trailing `/` is dropped.
@@ -698,6 +751,11 @@ mod tests {
         settings.jwt_secret = Some("a".repeat(40));
         assert!(settings.production_problems().iter().any(|p| p.contains("repetitive")));
         settings.jwt_secret = Some("0123456789abcdefghijklmnopqrstuvwxyzABCD".to_owned());
+        assert!(settings
+            .production_problems()
+            .iter()
+            .any(|p| p.contains("OMNIVOX_APP_DATABASE_URL")));
+        settings.app_database_url = Some("postgres://omnivox_app:s3cret@db.internal/omnivox".to_owned());
         assert!(settings.production_problems().is_empty());
         settings.cors_allowed_origins = vec!["*".to_owned()];
         assert!(settings.production_problems().iter().any(|p| p.contains("CORS")));
@@ -707,6 +765,29 @@ mod tests {
             .production_problems()
             .iter()
             .any(|p| p.contains("DATABASE_URL")));
+    }
+
+    #[test]
+    fn the_application_connects_as_its_own_role() {
+        let mut settings = Settings::for_database("postgres://owner:pw@db.internal:5433/omnivox");
+        settings.app_database_url = None;
+        assert_eq!(
+            settings.app_database_url().ok(),
+            Some("postgres://omnivox_app@db.internal:5433/omnivox".to_owned())
+        );
+        settings.database_read_url = Some("postgres://owner:pw@replica.internal/omnivox".to_owned());
+        assert_eq!(
+            settings.app_read_url().ok(),
+            Some(Some("postgres://omnivox_app@replica.internal/omnivox".to_owned()))
+        );
+        settings.app_database_url = Some("postgres://app_login:s3cret@db.internal/omnivox".to_owned());
+        assert_eq!(
+            settings.app_read_url().ok(),
+            Some(Some("postgres://app_login:s3cret@replica.internal/omnivox".to_owned()))
+        );
+        settings.database_url = "not a url".to_owned();
+        settings.app_database_url = None;
+        assert!(settings.app_database_url().is_err());
     }
 
     #[test]

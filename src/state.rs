@@ -10,8 +10,9 @@ use std::time::Duration;
 use crate::auth::jwt::JwtKeys;
 use crate::auth::principal::UserCache;
 use crate::config::Settings;
+use crate::db;
 use crate::db::reads::ReadPools;
-use crate::db::{self, DbPool};
+use crate::db::tenancy::{SystemPool, TenantPool};
 use crate::error::{AppError, AppResult};
 use crate::realtime::Bus;
 pub use lifecycle::{Lifecycle, WorkGuard};
@@ -19,7 +20,11 @@ pub use lifecycle::{Lifecycle, WorkGuard};
 /// Cheap to clone: every field is a handle.
 #[derive(Clone)]
 pub struct AppState {
-    pub db: DbPool,
+    /// The application's pool: every checkout acts for one organization, and PostgreSQL's
+    /// row-level security holds it to that organization's rows (`db::tenancy`).
+    pub db: TenantPool,
+    /// The tables' owner, for the cross-tenant paths `db::tenancy` lists, and nothing else.
+    pub system_db: SystemPool,
     /// Where KPI, analytics and compliance reads go: the read replica when configured and up,
     /// else `db` (see `db::reads`).
     pub reads: ReadPools,
@@ -66,17 +71,25 @@ impl AppState {
                  Tokens will not survive a restart nor work across instances. Set it in production."
             );
         }
-        let pool = db::build_pool(
-            &settings.database_url,
+        // Requests go through the application's role, which row-level security restricts;
+        // the owner's small pool serves the cross-tenant paths (`db::tenancy`).
+        let pool = db::build_tenant_pool(
+            &settings.app_database_url()?,
             settings.db_pool_size,
             settings.db_wait_timeout,
             settings.db_statement_timeout,
         )?;
-        let reads = match &settings.database_read_url {
+        let system_db = SystemPool::new(db::build_pool(
+            &settings.database_url,
+            (settings.db_pool_size / 4).max(2),
+            settings.db_wait_timeout,
+            settings.db_statement_timeout,
+        )?);
+        let reads = match settings.app_read_url()? {
             Some(url) => {
                 tracing::info!("KPI, analytics and compliance reads: read replica, primary as fallback");
-                let replica = db::build_pool(
-                    url,
+                let replica = db::build_tenant_pool(
+                    &url,
                     settings.db_pool_size,
                     settings.db_wait_timeout,
                     settings.db_statement_timeout,
@@ -103,10 +116,11 @@ impl AppState {
         };
         let limiter = Arc::new(crate::limits::Limiter::new(&settings, redis.clone()));
         let lifecycle = Lifecycle::default();
-        let audit_queue = Arc::new(audit_queue::AuditQueue::new(pool.clone(), lifecycle.clone()));
+        let audit_queue = Arc::new(audit_queue::AuditQueue::new(system_db.clone(), lifecycle.clone()));
         Ok(Self {
             audit_queue,
             db: pool,
+            system_db,
             reads,
             settings: Arc::new(settings),
             jwt: Arc::new(jwt),

@@ -224,7 +224,7 @@ async fn the_listing_filters_orders_and_pages() {
 
     // Unknown or foreign ids in a filter are named, as in the KPI filters.
     let other = app.create_org("filters-other").await;
-    let foreign_team = cc::insert_team(&mut db::conn(&app.state.db).await.unwrap(), &other.tenant, "X")
+    let foreign_team = cc::insert_team(&mut app.state.system_db.get().await.unwrap(), &other.tenant, "X")
         .await
         .unwrap();
     let refused = app
@@ -307,7 +307,7 @@ async fn the_profile_gives_performance_as_agent_performance_and_one_activity_tim
     let app = TestApp::spawn().await;
     let org = org(&app, "profile").await;
     let alice = org.agents[0];
-    let mut conn = db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     let calls = vec![
         call(1, alice, at("2026-01-05T09:10:00Z"), 300, 30),
         call(2, alice, at("2026-01-05T10:20:00Z"), 120, 15),
@@ -421,7 +421,7 @@ async fn audit_actions(app: &TestApp, org: &FixtureOrg) -> Vec<String> {
         #[diesel(sql_type = diesel::sql_types::Text)]
         action: String,
     }
-    let mut conn = db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     let rows: Vec<Action> =
         diesel::sql_query("SELECT action FROM audit_log WHERE organization_id = $1 ORDER BY chain_seq")
             .bind::<diesel::sql_types::Uuid, _>(org.id)
@@ -494,7 +494,7 @@ async fn agents_are_created_updated_and_deactivated_within_the_rules() {
     assert_eq!(duplicate.error_code(), Some("CONFLICT"));
     // Another tenant's team or user: NOT_FOUND.
     let other = app.create_org("crud-other").await;
-    let foreign_team = cc::insert_team(&mut db::conn(&app.state.db).await.unwrap(), &other.tenant, "Theirs")
+    let foreign_team = cc::insert_team(&mut app.state.system_db.get().await.unwrap(), &other.tenant, "Theirs")
         .await
         .unwrap();
     let foreign = app
@@ -607,7 +607,7 @@ async fn a_page_of_agents_with_teams_and_skills_is_loaded_in_batches() {
         .agents(names.iter().map(String::as_str))
         .build(&app.state)
         .await;
-    let mut conn = db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     let mut skills = Vec::new();
     for name in ["English", "Spanish", "Billing"] {
         skills.push(cc::insert_skill(&mut conn, &org.tenant, name, None).await.unwrap());

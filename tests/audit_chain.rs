@@ -22,7 +22,7 @@ async fn tampering_breaks_the_chain_at_the_altered_record() {
         .await
         .ok();
     }
-    let mut conn = omnivox::db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     let report = omnivox::audit::verify_chain(&mut conn, Some(org.id)).await.unwrap();
     assert_eq!((report.records, report.first_broken_seq), (4, None));
 

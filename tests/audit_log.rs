@@ -334,7 +334,7 @@ async fn queued_denials_are_all_written_before_a_drain_completes() {
     tokio::time::timeout(Duration::from_secs(30), app.state.lifecycle.idle())
         .await
         .expect("the queue drains");
-    let mut conn = omnivox::db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     let report = omnivox::audit::verify_chain(&mut conn, Some(org.id)).await.unwrap();
     assert_eq!(report.records, N);
     assert!(report.intact(), "{report:?}");
@@ -363,7 +363,7 @@ async fn tampering_is_named_at_the_exact_record() {
     let by_seq = |seq: i64| all.iter().find(|e| e["sequence"] == seq).unwrap().clone();
 
     // A superuser disables the trigger, edits record 3 and deletes record 5.
-    let mut conn = omnivox::db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     conn.batch_execute(&format!(
         "ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update;
          UPDATE audit_log SET details = jsonb_set(details, '{{role}}', '\"ADMIN\"')

@@ -60,7 +60,7 @@ async fn wrong_password_unknown_email_and_inactive_user_fail_alike_and_are_audit
         "failure messages differ: {messages:?}"
     );
 
-    let mut conn = omnivox::db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     let org_chain = omnivox::audit::recent(&mut conn, Some(org.id), 50).await.unwrap();
     let failed_in_org = org_chain.iter().filter(|r| r.action == "auth.login_failed").count();
     assert_eq!(
@@ -105,7 +105,7 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
     let after = app.gql(None, REFRESH, json!({ "t": second_refresh })).await;
     assert_eq!(after.error_code(), Some("UNAUTHENTICATED"));
 
-    let mut conn = omnivox::db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     let chain = omnivox::audit::recent(&mut conn, Some(org.id), 20).await.unwrap();
     assert!(chain.iter().any(|r| r.action == "auth.refresh_reuse"));
 }

@@ -10,7 +10,6 @@ use chrono::{DateTime, TimeDelta, Utc};
 use common::fixture::{CampaignSpec, DispositionSpec, FixtureOrg};
 use common::TestApp;
 use omnivox::auth::Role;
-use omnivox::db;
 use omnivox::db::interactions::NewInteraction;
 use omnivox::domain::{AnsweredBy, Direction, Outcome};
 use omnivox::kpi::plan::{aggregate_windows, Sourcing};
@@ -92,7 +91,7 @@ async fn dispositions(app: &TestApp, token: &str) -> Vec<Value> {
 
 /// The audit actions of the organization, oldest first.
 async fn audit_actions(app: &TestApp, org: &FixtureOrg) -> Vec<(String, Value)> {
-    let mut conn = db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     let mut rows = omnivox::audit::recent(&mut conn, Some(org.id), 1_000).await.unwrap();
     rows.reverse();
     rows.into_iter().map(|r| (r.action, r.details)).collect()
@@ -178,7 +177,7 @@ async fn campaigns_are_created_changed_archived_and_audited() {
     assert_eq!(update.1["before"]["serviceLevelThresholdSeconds"], Value::Null);
     assert_eq!(update.1["after"]["serviceLevelThresholdSeconds"], 15);
     assert_eq!(update.1["before"]["maxAbandonRatePercent"], 2.5);
-    let mut conn = db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     assert!(omnivox::audit::verify_chain(&mut conn, Some(org.id))
         .await
         .unwrap()
@@ -370,7 +369,7 @@ const SUMMARY: &str = "query($f: KpiFilter!) { kpiSummary(filter: $f) {
 
 /// The rollups (hourly alone, and daily through a whole-day summary) equal the raw calls.
 async fn assert_rollups_equal_raw(app: &TestApp, org: &FixtureOrg, when: &str) {
-    let mut conn = db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     let hours = [(at("2026-01-05T00:00:00Z"), at("2026-01-06T00:00:00Z"))];
     for scope in [
         Scope::default(),
@@ -443,7 +442,7 @@ async fn a_changed_override_or_flag_restates_the_rollups_of_its_calls() {
         ),
         call("out-4", t(300), Direction::Outbound, sales, None, 2, Outcome::Answered),
     ];
-    let mut conn = db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     insert_calls(&mut conn, &org.tenant, &calls).await.unwrap();
 
     let day = json!({ "f": { "from": "2026-01-05T00:00:00Z", "to": "2026-01-06T00:00:00Z" } });

@@ -15,7 +15,6 @@ use common::fixture::{CampaignSpec, DispositionSpec, FixtureOrg};
 use common::TestApp;
 use diesel_async::RunQueryDsl;
 use omnivox::auth::Role;
-use omnivox::db;
 use omnivox::kpi::plan::{aggregate_windows, Sourcing};
 use omnivox::kpi::query::Scope;
 use serde_json::{json, Value};
@@ -38,7 +37,7 @@ async fn org_with_catalog(app: &TestApp, slug: &str) -> FixtureOrg {
         .disposition(DispositionSpec::new("NO_INTEREST").human())
         .build(&app.state)
         .await;
-    let mut conn = db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     diesel::sql_query("UPDATE agents SET extension = '202' WHERE id = $1")
         .bind::<diesel::sql_types::Uuid, _>(org.agents[1])
         .execute(&mut conn)
@@ -133,7 +132,7 @@ async fn call_count(app: &TestApp, org: &FixtureOrg) -> i64 {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         n: i64,
     }
-    let mut conn = db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     diesel::sql_query("SELECT count(*) AS n FROM interactions WHERE organization_id = $1")
         .bind::<diesel::sql_types::Uuid, _>(org.id)
         .get_result::<Count>(&mut conn)
@@ -145,7 +144,7 @@ async fn call_count(app: &TestApp, org: &FixtureOrg) -> i64 {
 /// Hourly rollups alone, and the planned answer (daily rollups of whole local days), equal the
 /// raw calls, for several scopes over the imported weeks.
 async fn assert_rollups_equal_raw(app: &TestApp, org: &FixtureOrg) -> omnivox::kpi::query::Aggregates {
-    let mut conn = db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     let (_, zone) = omnivox::kpi::organization_rule(&mut conn, &org.tenant).await.unwrap();
     let windows = [
         (at("2026-01-01T00:00:00Z"), at("2026-02-01T00:00:00Z")),
@@ -243,7 +242,7 @@ async fn an_import_keeps_rollups_exact_and_a_reimport_changes_nothing() {
         "{}",
         call.body
     );
-    let mut conn = db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     let audit = omnivox::audit::recent(&mut conn, Some(org.id), 50).await.unwrap();
     let imports: Vec<_> = audit.iter().filter(|r| r.action == "import.calls").collect();
     assert_eq!(imports.len(), 1, "one audited batch; the re-imports wrote nothing");
@@ -319,7 +318,7 @@ async fn bad_rows_are_reported_by_line_and_field_and_nothing_is_written() {
     assert_eq!(status, 400);
     assert_eq!(body["errors"][0]["extensions"]["fields"][0]["field"], "format");
     assert_eq!(call_count(&app, &org).await, 0);
-    let mut conn = db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     let audit = omnivox::audit::recent(&mut conn, Some(org.id), 50).await.unwrap();
     assert!(audit.iter().all(|r| r.action != "import.calls"));
 }

@@ -1026,6 +1026,8 @@ const INTROSPECT: &str = "{ __schema { queryType { name } } }";
 
 fn production(s: &mut omnivox::config::Settings) {
     s.environment = omnivox::config::Environment::Production;
+    // Production names the application's role explicitly (here: the one derived for tests).
+    s.app_database_url = Some(s.app_database_url().unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1147,7 +1149,10 @@ async fn an_internal_failure_leaks_no_detail() {
 
     // Break this test's own database under the running app: every query on `users` now fails
     // with "column … does not exist", an internal error.
-    let mut conn = omnivox::db::conn(&app.state.db)
+    let mut conn = app
+        .state
+        .system_db
+        .get()
         .await
         .unwrap_or_else(|e| panic!("a connection: {e:?}"));
     diesel::sql_query("ALTER TABLE users RENAME COLUMN display_name TO display_name_broken")

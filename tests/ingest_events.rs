@@ -83,7 +83,7 @@ async fn any_order_and_repetition_converge_to_the_same_calls_and_kpis() {
     let reference = fixture(&app, "reference").await;
     let reference_specs = calls(&reference, "");
     {
-        let mut conn = db::conn(&app.state.db).await.unwrap();
+        let mut conn = app.state.system_db.get().await.unwrap();
         let rows: Vec<_> = reference_specs.iter().map(|s| s.expected.clone()).collect();
         omnivox::kpi::writer::insert_calls(&mut conn, &reference.tenant, &rows)
             .await
@@ -167,7 +167,7 @@ async fn available_all_morning(app: &TestApp, f: &Fixture) {
             ended_at: Some(t("13:00:00")),
         })
         .collect();
-    let mut conn = db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     omnivox::kpi::writer::insert_state_intervals(&mut conn, &f.tenant, &intervals)
         .await
         .unwrap();
@@ -471,7 +471,7 @@ async fn routing_log(app: &TestApp, agent: uuid::Uuid) -> Vec<LogRow> {
 }
 
 async fn routing_state(app: &TestApp, f: &Fixture, agent: uuid::Uuid) -> (String, chrono::DateTime<chrono::Utc>) {
-    let mut conn = db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     let states = calls::lock_agent_states(&mut conn, &f.tenant, &[agent]).await.unwrap();
     (states[0].1.as_str().to_owned(), states[0].2)
 }
@@ -533,7 +533,7 @@ async fn agents_routing_state_follows_their_calls() {
     assert_eq!(routing_log(&app, agent).await.len(), 5);
 
     // Agent time in the rollups equals the state log.
-    let mut conn = db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     let scope = Scope {
         agent_ids: Some(vec![agent]),
         ..Scope::default()
@@ -583,7 +583,7 @@ async fn set_disposition_is_own_calls_for_agents_and_kpis_follow() {
     let f = fixture(&app, "dispose").await;
     let specs = calls(&f, "");
     record(&app, &f.admin, &in_order(&specs)).await.ok();
-    let mut conn = db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     let by_ext = db::interactions::interactions_by_external_ids(
         &mut conn,
         &f.tenant,
@@ -792,7 +792,7 @@ async fn ingest_is_tenant_scoped() {
     record(&app, &b.admin, &[ev("SHARED", "OFFERED", t("09:30:00"))])
         .await
         .ok();
-    let mut conn = db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     let in_a = db::interactions::interaction_by_external_id(&mut conn, &a.tenant, "SHARED")
         .await
         .unwrap()

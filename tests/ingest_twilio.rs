@@ -169,7 +169,7 @@ async fn telephony_settings_are_admin_only_write_only_and_audited() {
         )
         .await;
     assert_eq!(bad.error_code(), Some("BAD_USER_INPUT"));
-    let mut conn = db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     let audit = omnivox::audit::recent(&mut conn, Some(f.org.id), 10).await.unwrap();
     let record = audit.iter().find(|r| r.action == "telephony.update").unwrap();
     assert_eq!(record.details["authTokenChanged"], true);
@@ -470,7 +470,7 @@ async fn parallel_deliveries_of_the_same_call_converge() {
         4,
         "each distinct callback is stored once"
     );
-    let mut conn = db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     let row = db::interactions::interaction_by_external_id(&mut conn, &f.tenant, sid)
         .await
         .unwrap()
@@ -515,7 +515,7 @@ async fn a_completed_only_callback_is_an_answered_call() {
     let sid = "CA0000000000000000000000000000000b";
     let completed = lifecycle(sid, t("09:00:00")).pop().unwrap();
     assert_eq!(deliver(&app, BASE, &path(&f, ""), &completed).await.0, 204);
-    let mut conn = db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     let row = db::interactions::interaction_by_external_id(&mut conn, &f.tenant, sid)
         .await
         .unwrap()

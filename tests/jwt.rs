@@ -383,7 +383,11 @@ async fn a_token_version_bumped_in_the_database_bites_within_the_cache_window() 
 
     let f = Fixture::new(Role::Agent).await;
     // The control above loaded the users row into the server's auth cache.
-    let mut conn = omnivox::db::conn(&f.app.state.db)
+    let mut conn = f
+        .app
+        .state
+        .system_db
+        .get()
         .await
         .unwrap_or_else(|e| panic!("a connection: {e:?}"));
     let bumped = diesel::sql_query("UPDATE users SET token_version = token_version + 1 WHERE id = $1")

@@ -10,7 +10,6 @@ use chrono::{DateTime, TimeDelta, Timelike, Utc};
 use common::fixture::{AgentSpec, CampaignSpec, DispositionSpec, FixtureOrg, FixtureOrgBuilder};
 use common::TestApp;
 use omnivox::auth::{Role, Tenant};
-use omnivox::db;
 use omnivox::db::contact_centre::NewStateInterval;
 use omnivox::db::interactions::NewInteraction;
 use omnivox::domain::{AgentState, AnsweredBy, Direction, Outcome, Presence, RoutingState};
@@ -284,7 +283,7 @@ async fn seed_with(
             }
         }
     }
-    let mut conn = db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     insert_calls(&mut conn, &org.tenant, &calls).await.unwrap();
     insert_state_intervals(&mut conn, &org.tenant, &states).await.unwrap();
     let fixture = Fixture {
@@ -1068,7 +1067,7 @@ async fn analytics_by_disposition_over_a_quarter_equals_the_calls_and_its_parts(
         }
     }
     let quarter_calls: Vec<NewInteraction> = specs.iter().enumerate().map(|(n, s)| call(10_000 + n, s)).collect();
-    let mut conn = db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     insert_calls(&mut conn, &org.tenant, &quarter_calls).await.unwrap();
     let calls: Vec<&NewInteraction> = fx.calls.iter().chain(&quarter_calls).collect();
 
@@ -1291,7 +1290,7 @@ async fn compliance_status_computes_uk_and_us_rates_and_levels() {
             .campaign(CampaignSpec::outbound("Breach").max_abandon_rate(4.0))
     })
     .await;
-    let mut conn = db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     let tenant = Tenant::for_system(org.id);
     let [warn, breach] = org.campaigns[2..] else {
         unreachable!()

@@ -15,7 +15,6 @@ use diesel::sql_types::{BigInt, Uuid as SqlUuid};
 use diesel::QueryableByName;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use omnivox::auth::Tenant;
-use omnivox::db;
 use omnivox::domain::Direction;
 use omnivox::kpi::plan::{aggregate_windows, Sourcing};
 use omnivox::kpi::query::{Aggregates, Scope};
@@ -78,7 +77,7 @@ async fn generated_traffic_loaded_by_copy_has_rollups_equal_to_the_raw_facts() {
         reference_checks: ReferenceChecks::PerBatch,
     };
     let mut batches_seen = 0;
-    let report = generator::run(&app.database.url, &app.state.db, &first, &mut |p| {
+    let report = generator::run(&app.database.url, app.state.system_db.pool(), &first, &mut |p| {
         batches_seen += 1;
         assert!(p.calls <= p.calls_total);
     })
@@ -100,7 +99,7 @@ async fn generated_traffic_loaded_by_copy_has_rollups_equal_to_the_raw_facts() {
         reference_checks: ReferenceChecks::PerRow,
         ..first.clone()
     };
-    let again = generator::run(&app.database.url, &app.state.db, &second, &mut |_| {})
+    let again = generator::run(&app.database.url, app.state.system_db.pool(), &second, &mut |_| {})
         .await
         .unwrap();
     assert!(!again.created_organization);
@@ -109,7 +108,7 @@ async fn generated_traffic_loaded_by_copy_has_rollups_equal_to_the_raw_facts() {
 
     let org = report.org_id;
     let tenant = Tenant::for_system(org);
-    let mut conn = db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     assert_eq!(
         count(
             &mut conn,

@@ -20,7 +20,6 @@ use common::fixture::{CampaignSpec, DispositionSpec, FixtureOrg};
 use common::{GqlResponse, TestApp};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use omnivox::auth::{Role, Tenant};
-use omnivox::db;
 use omnivox::db::contact_centre::NewStateInterval;
 use omnivox::db::interactions::NewInteraction;
 use omnivox::domain::{AgentState, AnsweredBy, Direction, Outcome, Presence, RoutingState};
@@ -366,7 +365,7 @@ async fn build_world(app: &TestApp, slug: &str, override_s: i64) -> World {
         .build(&app.state)
         .await;
     let tenant = org.tenant;
-    let mut conn = db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     let campaigns: [Uuid; 2] = org.campaigns[..].try_into().unwrap();
     let agents: [Uuid; 3] = org.agents[..].try_into().unwrap();
     diesel::sql_query("UPDATE campaigns SET service_level_threshold_seconds = $1 WHERE id = $2")
@@ -984,7 +983,7 @@ async fn run_case(app: &TestApp, n: usize, case: &Case, coverage: &Coverage) -> 
     let calls = build_calls(case, base, &world);
     let intervals = build_intervals(case, base, &world);
     let split = case.split.index(calls.len() + 1);
-    let mut conn = db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     insert_in_batches(&mut conn, &world.tenant, &calls[..split], case.batches).await;
     let (a, b) = intervals.split_at(intervals.len() / 2);
     insert_state_intervals(&mut conn, &world.tenant, a).await.unwrap();
@@ -1568,7 +1567,7 @@ fn rollups_equal_direct_computation_for_any_data_settings_and_range() {
 async fn agent_time_rollups_match_the_stored_rows_for_sub_microsecond_timestamps() {
     let app = TestApp::spawn().await;
     let world = build_world(&app, "nanos", 30).await;
-    let mut conn = db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     let start = at("2026-03-10T09:00:00Z") + TimeDelta::nanoseconds(900);
     let end = at("2026-03-10T10:30:00Z") + TimeDelta::nanoseconds(100);
     let intervals = vec![NewStateInterval {

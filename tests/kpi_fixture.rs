@@ -62,7 +62,6 @@ use chrono::{DateTime, TimeDelta, Utc};
 use common::fixture::{CampaignSpec, DispositionSpec, FixtureOrg};
 use common::TestApp;
 use omnivox::auth::Role;
-use omnivox::db;
 use omnivox::db::contact_centre::NewStateInterval;
 use omnivox::db::interactions::NewInteraction;
 use omnivox::domain::{AgentState, AnsweredBy, Direction, Outcome, Presence, RoutingState};
@@ -172,7 +171,7 @@ async fn seed(app: &TestApp) -> Fixture {
         .build(&app.state)
         .await;
     let tenant = org.tenant;
-    let mut conn = db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     let [support, sales] = org.campaigns[..] else {
         unreachable!()
     };

@@ -10,7 +10,6 @@ use common::fixture::{CampaignSpec, FixtureOrg};
 use common::{GqlResponse, TestApp};
 use diesel_async::RunQueryDsl;
 use omnivox::auth::{Role, Tenant};
-use omnivox::db;
 use omnivox::db::contact_centre as cc;
 use omnivox::db::interactions::NewInteraction;
 use omnivox::domain::{AnsweredBy, Direction, Outcome};
@@ -101,7 +100,7 @@ fn call(
 }
 
 async fn insert(app: &TestApp, seeded: &Seeded, calls: &[NewInteraction]) {
-    let mut conn = db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     insert_calls(&mut conn, &seeded.tenant, calls).await.unwrap();
 }
 
@@ -620,7 +619,7 @@ async fn team_filters_follow_the_agents_current_team() {
     let seeded = seed_org(&app, "teams", 2).await;
     let viewer = seeded.org.token(&app.state, Role::Viewer).await;
     let (x, y) = (seeded.agents[0], seeded.agents[1]);
-    let mut conn = db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     let blue = cc::insert_team(&mut conn, &seeded.tenant, "Blue").await.unwrap();
     diesel::sql_query("UPDATE agents SET team_id = $1 WHERE id = $2")
         .bind::<diesel::sql_types::Uuid, _>(blue)

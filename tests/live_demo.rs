@@ -14,7 +14,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use common::binary::Process;
 use common::{pg_url, TestApp, TestDatabase, TEST_PASSWORD};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
-use omnivox::db::{self, orgs};
+use omnivox::db::orgs;
 use omnivox::seed::live::{self, LiveSettings, LiveSimulator};
 use omnivox::seed::{self, DEMO_SLUG};
 use serde_json::json;
@@ -47,7 +47,7 @@ const LIVE_EVENTS: &str =
     "SELECT count(*) AS n FROM call_events WHERE organization_id = $1 AND source = 'API' AND external_id LIKE 'LIVE-%'";
 
 async fn demo_org(app: &TestApp) -> Uuid {
-    let mut conn = db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     orgs::find_by_slug(&mut conn, DEMO_SLUG).await.unwrap().unwrap().id
 }
 

@@ -472,7 +472,7 @@ async fn the_database_pool_shows_connections_in_use_and_waiters() {
     assert!(scrape.has("omnivox_db_pool_waiting"));
 
     // Hold the only connection: it is in use, and a request waits for it.
-    let held = omnivox::db::conn(&app.state.db).await.unwrap();
+    let held = app.state.db.get_without_tenant().await.unwrap();
     until(&app, "omnivox_db_pool_connections", &[("state", "in_use")], 1.0).await;
     until(&app, "omnivox_db_pool_waiting", &[], 0.0).await;
     let waiting = {

@@ -106,7 +106,7 @@ async fn disposition_rollups_migration_backfills_what_the_writer_writes() {
         seed: 11,
         ..GeneratorSettings::default()
     };
-    generator::run(&app.database.url, &app.state.db, &settings, &mut |_| {})
+    generator::run(&app.database.url, app.state.system_db.pool(), &settings, &mut |_| {})
         .await
         .unwrap();
     let url = app.database.url.clone();

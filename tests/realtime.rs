@@ -15,7 +15,6 @@ use common::TestApp;
 use diesel_async::RunQueryDsl;
 use ingest_support::{ev, fixture, record, with, Fixture};
 use omnivox::auth::Role;
-use omnivox::db;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -99,7 +98,7 @@ struct Interval {
 }
 
 async fn presence_log(app: &TestApp, agent: Uuid) -> Vec<(String, Option<String>, bool)> {
-    let mut conn = db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     let rows: Vec<Interval> = diesel::sql_query(
         "SELECT state, reason, ended_at IS NULL AS open FROM agent_state_log
          WHERE agent_id = $1 AND axis = 'PRESENCE' ORDER BY started_at, id",
@@ -118,7 +117,7 @@ struct Count {
 }
 
 async fn audit_count(app: &TestApp, action: &str) -> i64 {
-    let mut conn = db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     let row: Count = diesel::sql_query("SELECT count(*) AS n FROM audit_log WHERE action = $1")
         .bind::<diesel::sql_types::Text, _>(action)
         .get_result(&mut conn)
@@ -703,7 +702,7 @@ async fn an_agent_leaving_the_filtered_teams_is_removed_from_the_view() {
     let (a1, a2) = (f.agents[1], f.agents[2]);
     let (blue, red) = (Uuid::new_v4(), Uuid::new_v4());
     let org = f.org.id;
-    let mut conn = db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     conn.batch_execute(&format!(
         "INSERT INTO teams (id, organization_id, name) VALUES ('{blue}', '{org}', 'Blue'), ('{red}', '{org}', 'Red');
          UPDATE agents SET team_id = '{blue}' WHERE id IN ('{a1}', '{a2}');"

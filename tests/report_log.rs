@@ -16,7 +16,6 @@ use chrono::TimeDelta;
 use common::fixture::{AgentSpec, CampaignSpec, DispositionSpec, FixtureOrg};
 use common::TestApp;
 use omnivox::auth::Role;
-use omnivox::db;
 use omnivox::db::interactions::NewInteraction;
 use omnivox::domain::{Direction, Outcome};
 use omnivox::ingest::mask_number;
@@ -90,7 +89,7 @@ async fn seeded(app: &TestApp, slug: &str) -> FixtureOrg {
         call.ended_at = Some(offered + TimeDelta::seconds(1));
         calls.push(call);
     }
-    let mut conn = db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     insert_calls(&mut conn, &org.tenant, &calls).await.unwrap();
     org
 }

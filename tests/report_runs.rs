@@ -16,7 +16,6 @@ use common::fixture::{AgentSpec, CampaignSpec, FixtureOrg};
 use common::TestApp;
 use diesel_async::RunQueryDsl;
 use omnivox::auth::Role;
-use omnivox::db;
 use omnivox::db::interactions::NewInteraction;
 use omnivox::db::report_runs::{self as runs, Claim, Ending};
 use omnivox::domain::{Direction, Outcome};
@@ -57,7 +56,7 @@ async fn seeded(app: &TestApp, slug: &str, agents: usize) -> (FixtureOrg, String
             calls.push(call);
         }
     }
-    let mut conn = db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     insert_calls(&mut conn, &org.tenant, &calls).await.unwrap();
     let supervisor = org.token(&app.state, Role::Supervisor).await;
     let report = json!({

@@ -150,4 +150,5 @@ fn production_refuses_to_start_without_its_secrets() {
     };
     assert!(error.contains("OMNIVOX_JWT_SECRET is required"), "{error}");
     assert!(error.contains("OMNIVOX_CORS_ALLOWED_ORIGINS"), "{error}");
+    assert!(error.contains("OMNIVOX_APP_DATABASE_URL"), "{error}");
 }

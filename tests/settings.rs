@@ -75,7 +75,7 @@ async fn admin_updates_bump_the_version_and_are_audited_with_before_and_after() 
         30
     );
 
-    let mut conn = omnivox::db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     let chain = omnivox::audit::recent(&mut conn, Some(org.id), 10).await.unwrap();
     let first = chain
         .iter()

@@ -13,7 +13,6 @@ use common::fixture::{AgentSpec, FixtureOrg};
 use common::TestApp;
 use diesel_async::RunQueryDsl;
 use omnivox::auth::Role;
-use omnivox::db;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -57,7 +56,7 @@ async fn count_audit(app: &TestApp, org: &FixtureOrg, prefix: &str) -> i64 {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         n: i64,
     }
-    let mut conn = db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     let row: Count =
         diesel::sql_query("SELECT count(*) AS n FROM audit_log WHERE organization_id = $1 AND action LIKE $2")
             .bind::<diesel::sql_types::Uuid, _>(org.id)

@@ -130,7 +130,7 @@ async fn super_admin_crosses_tenants_only_explicitly_and_is_audited() {
         .await;
     assert_eq!(unknown.error_code(), Some("NOT_FOUND"));
 
-    let mut conn = omnivox::db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     let chain = omnivox::audit::recent(&mut conn, Some(b.id), 20).await.unwrap();
     let crossings: Vec<_> = chain.iter().filter(|r| r.action == "tenant.cross_access").collect();
     assert_eq!(crossings.len(), 2, "one audit record per field that crossed");

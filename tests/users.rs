@@ -59,7 +59,7 @@ async fn admin_creates_users_up_to_their_own_role() {
         .collect();
     assert_eq!(fields, ["input.email", "input.displayName", "input.password"]);
 
-    let mut conn = omnivox::db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     let chain = omnivox::audit::recent(&mut conn, Some(org.id), 20).await.unwrap();
     let creations: Vec<_> = chain.iter().filter(|r| r.action == "user.create").collect();
     assert_eq!(creations.len(), 1, "only the successful creation is recorded");

@@ -221,7 +221,7 @@ async fn token_expiry_closes_4403_at_exp_not_exp_plus_leeway() {
     let app = TestApp::spawn().await;
     let org = app.create_org("acme").await;
     let email = &org.user(Role::Viewer).email;
-    let mut conn = omnivox::db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     let row = omnivox::db::users::find_by_email(&mut conn, email)
         .await
         .unwrap()

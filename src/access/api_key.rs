@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use crate::auth::api_key::{self, KeyGrant, Scope};
 use crate::auth::jwt::invalid_token;
 use crate::auth::Principal;
-use crate::db::{self, api_keys};
+use crate::db::api_keys;
 use crate::error::AppResult;
 use crate::state::AppState;
 
@@ -23,7 +23,8 @@ const NEVER: i64 = i64::MAX / 2;
 /// is the same UNAUTHENTICATED as for a bad token.
 pub async fn authenticate(state: &AppState, secret: &str) -> AppResult<Principal> {
     let prefix = api_key::parse(secret).ok_or_else(invalid_token)?;
-    let mut conn = db::conn(&state.db).await?;
+    // Cross-tenant: the key's prefix finds its organization (`db::tenancy`).
+    let mut conn = state.system_db.get().await?;
     let found = api_keys::find_for_auth(&mut conn, prefix).await?;
     // Digest the presented secret even for an unknown prefix, so timing tells little.
     let presented = api_key::digest(secret);

@@ -5,8 +5,8 @@
 use crate::auth::api_key;
 use crate::auth::jwt::{invalid_token, TokenKind};
 use crate::auth::principal::{bearer_token, CachedUser};
-use crate::auth::{Auth, Principal};
-use crate::db::{self, users};
+use crate::auth::{Auth, Principal, Tenant};
+use crate::db::users;
 use crate::error::{AppError, AppResult};
 use crate::state::audit_queue::DeniedCaller;
 use crate::state::AppState;
@@ -28,7 +28,9 @@ async fn authenticate_jwt(state: &AppState, token: &str) -> AppResult<Principal>
     let user = match state.user_cache.get(claims.sub) {
         Some(user) => user,
         None => {
-            let mut conn = db::conn(&state.db).await?;
+            // The token's signature vouches for its organization: a user moved elsewhere is
+            // not visible from it, and is refused like an unknown one.
+            let mut conn = state.db.get(&Tenant::for_system(claims.org)).await?;
             let (row, org_suspended) = users::find_for_auth_with_org(&mut conn, claims.sub)
                 .await?
                 .ok_or_else(invalid_token)?;

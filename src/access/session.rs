@@ -11,9 +11,9 @@ use uuid::Uuid;
 
 use crate::audit::{self, Actor, AuditEvent};
 use crate::auth::jwt::{invalid_token, Subject, TokenKind};
-use crate::auth::{password, Principal};
+use crate::auth::{password, Principal, Tenant};
 use crate::db::models::UserRow;
-use crate::db::{self, orgs, tokens, users};
+use crate::db::{orgs, tokens, users};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 
@@ -93,7 +93,9 @@ pub async fn login(
     if email.len() > 254 || password_text.chars().count() > password::MAX_PASSWORD_CHARS {
         return Err(login_refused());
     }
-    let mut conn = db::conn(&state.db).await?;
+    // Cross-tenant: the address finds the account, and so the organization (`db::tenancy`);
+    // an unknown address's failure goes to the platform chain, which no tenant may write.
+    let mut conn = state.system_db.get().await?;
     let user = users::find_by_email(&mut conn, &email).await?;
     let matches = password::verify(password_text.to_owned(), user.as_ref().map(|u| u.password_hash.clone())).await?;
     // Only someone who knows the password learns that the organization is suspended.
@@ -164,7 +166,8 @@ pub fn refresh_token_user(state: &AppState, refresh_token: &str) -> Option<uuid:
 
 pub async fn refresh(state: &AppState, refresh_token: &str, request_id: Option<String>) -> AppResult<Session> {
     let claims = state.jwt.verify(refresh_token, TokenKind::Refresh)?;
-    let mut conn = db::conn(&state.db).await?;
+    // The token's signature vouches for its organization.
+    let mut conn = state.db.get(&Tenant::for_system(claims.org)).await?;
     let outcome = conn
         .transaction(async |conn| -> AppResult<RefreshOutcome> {
             let Some(stored) = tokens::find_for_update(conn, &digest(refresh_token)).await? else {
@@ -210,7 +213,7 @@ pub async fn refresh(state: &AppState, refresh_token: &str, request_id: Option<S
 pub async fn logout(state: &AppState, refresh_token: &str, request_id: Option<String>) -> AppResult<()> {
     let claims = state.jwt.verify(refresh_token, TokenKind::Refresh)?;
     let family = claims.fam.ok_or_else(invalid_token)?;
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(&Tenant::for_system(claims.org)).await?;
     conn.transaction(async |conn| {
         tokens::revoke_family(conn, family).await?;
         let event = AuditEvent::new(Some(claims.org), None, "auth.logout")
@@ -223,7 +226,7 @@ pub async fn logout(state: &AppState, refresh_token: &str, request_id: Option<St
 
 /// Revokes every token of the caller: bumps `token_version` and revokes all refresh tokens.
 pub async fn logout_everywhere(state: &AppState, principal: &Principal, request_id: Option<String>) -> AppResult<()> {
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(&Tenant::of(principal)).await?;
     conn.transaction(async |conn| {
         users::bump_token_version(conn, principal.user_id).await?;
         tokens::revoke_all_for_user(conn, principal.user_id).await?;

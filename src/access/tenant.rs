@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::audit::{self, Actor, AuditEvent};
 use crate::auth::{Principal, Role, Tenant};
-use crate::db::{self, orgs};
+use crate::db::orgs;
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 
@@ -31,7 +31,8 @@ pub async fn resolve(
     if principal.role != Role::SuperAdmin || principal.api_key.is_some() {
         return Err(organization_not_found());
     }
-    let mut conn = db::conn(&state.db).await?;
+    // Acts as the organization asked for: it is visible only if it exists.
+    let mut conn = state.db.get(&Tenant::granted(org_id)).await?;
     if !orgs::exists(&mut conn, org_id).await? {
         return Err(organization_not_found());
     }

@@ -26,6 +26,7 @@ pub mod reports;
 pub mod schema;
 pub mod statements;
 pub mod teams;
+pub mod tenancy;
 pub mod tokens;
 pub mod user_tokens;
 pub mod users;
@@ -34,7 +35,7 @@ use std::time::Duration;
 
 use diesel::ConnectionError;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use futures_util::FutureExt;
@@ -65,8 +66,44 @@ pub fn build_pool(
     wait_timeout: Duration,
     statement_timeout: Duration,
 ) -> AppResult<DbPool> {
+    build_pool_with(
+        database_url,
+        max_size,
+        wait_timeout,
+        statement_timeout,
+        RecyclingMethod::Verified,
+    )
+}
+
+/// The application's pool ([`tenancy::TenantPool`]): the same connections, checked out
+/// without the liveness query, because every checkout writes the tenant setting first and
+/// that write is the check.
+pub fn build_tenant_pool(
+    database_url: &str,
+    max_size: usize,
+    wait_timeout: Duration,
+    statement_timeout: Duration,
+) -> AppResult<tenancy::TenantPool> {
+    build_pool_with(
+        database_url,
+        max_size,
+        wait_timeout,
+        statement_timeout,
+        RecyclingMethod::Fast,
+    )
+    .map(tenancy::TenantPool::new)
+}
+
+fn build_pool_with(
+    database_url: &str,
+    max_size: usize,
+    wait_timeout: Duration,
+    statement_timeout: Duration,
+    recycling: RecyclingMethod<AsyncPgConnection>,
+) -> AppResult<DbPool> {
     let statement_ms = statement_timeout.as_millis();
     let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
+    manager_config.recycling_method = recycling;
     manager_config.custom_setup = Box::new(move |url| {
         let url = url.to_owned();
         async move {
@@ -172,14 +209,6 @@ pub async fn revert_last_migration(database_url: &str) -> AppResult<String> {
     })
     .await
     .map_err(|e| AppError::internal(format!("migration task: {e}")))?
-}
-
-/// True when PostgreSQL answers a trivial query through the pool.
-pub async fn ping(pool: &DbPool) -> bool {
-    match pool.get().await {
-        Ok(mut conn) => diesel::sql_query("SELECT 1").execute(&mut conn).await.is_ok(),
-        Err(_) => false,
-    }
 }
 
 #[cfg(test)]

@@ -22,7 +22,8 @@ use diesel::sql_types::{Double, Nullable};
 use diesel::QueryableByName;
 use diesel_async::RunQueryDsl;
 
-use crate::db::{self, DbConn, DbPool};
+use crate::auth::Tenant;
+use crate::db::tenancy::{TenantConn, TenantPool};
 use crate::error::AppResult;
 
 /// How long a replica that failed to hand out a connection is skipped.
@@ -36,7 +37,7 @@ pub enum ReadSource {
 }
 
 struct Replica {
-    pool: DbPool,
+    pool: TenantPool,
     /// Milliseconds since the UNIX epoch until which the replica is skipped (0: use it).
     skipped_until_ms: AtomicU64,
 }
@@ -44,7 +45,7 @@ struct Replica {
 /// The pools reads are served from: the primary, and the replica when configured.
 #[derive(Clone)]
 pub struct ReadPools {
-    primary: DbPool,
+    primary: TenantPool,
     replica: Option<Arc<Replica>>,
 }
 
@@ -74,12 +75,12 @@ struct LagRow {
 
 impl ReadPools {
     /// Reads from the primary only.
-    pub fn primary_only(primary: DbPool) -> Self {
+    pub fn primary_only(primary: TenantPool) -> Self {
         Self { primary, replica: None }
     }
 
     /// Reads from `replica` while it answers, else from `primary`.
-    pub fn with_replica(primary: DbPool, replica: DbPool) -> Self {
+    pub fn with_replica(primary: TenantPool, replica: TenantPool) -> Self {
         Self {
             primary,
             replica: Some(Arc::new(Replica {
@@ -89,12 +90,12 @@ impl ReadPools {
         }
     }
 
-    /// A connection for a read that may lag behind the primary, the pool it came from (for a
-    /// second connection from the same server) and where it is.
-    pub async fn conn(&self) -> AppResult<(DbConn, &DbPool, ReadSource)> {
+    /// A connection acting for `tenant`, for a read that may lag behind the primary, the pool
+    /// it came from (for a second connection from the same server) and where it is.
+    pub async fn conn(&self, tenant: &Tenant) -> AppResult<(TenantConn, &TenantPool, ReadSource)> {
         if let Some(replica) = &self.replica {
             if AtomicU64::load(&replica.skipped_until_ms, Ordering::Relaxed) <= now_ms() {
-                match replica.pool.get().await {
+                match replica.pool.get(tenant).await {
                     Ok(conn) => return Ok((conn, &replica.pool, ReadSource::Replica)),
                     Err(error) => {
                         let retry = u64::try_from(REPLICA_RETRY_AFTER.as_millis()).unwrap_or(u64::MAX);
@@ -102,7 +103,7 @@ impl ReadPools {
                             .skipped_until_ms
                             .store(now_ms().saturating_add(retry), Ordering::Relaxed);
                         tracing::warn!(
-                            %error,
+                            error = %error.operator_message(),
                             retry_after_s = REPLICA_RETRY_AFTER.as_secs(),
                             "read replica unavailable: reading from the primary"
                         );
@@ -110,7 +111,7 @@ impl ReadPools {
                 }
             }
         }
-        Ok((db::conn(&self.primary).await?, &self.primary, ReadSource::Primary))
+        Ok((self.primary.get(tenant).await?, &self.primary, ReadSource::Primary))
     }
 
     /// The replica's state for `/readyz` (never marks it skipped: a probe is not a read).
@@ -118,7 +119,7 @@ impl ReadPools {
         let Some(replica) = &self.replica else {
             return ReplicaHealth::NotConfigured;
         };
-        let Ok(mut conn) = db::conn(&replica.pool).await else {
+        let Ok(mut conn) = replica.pool.get_without_tenant().await else {
             return ReplicaHealth::Down;
         };
         let lag: Result<LagRow, _> = diesel::sql_query(

@@ -25,7 +25,7 @@ use uuid::Uuid;
 use crate::auth::{Permission, Principal, Role, Tenant};
 use crate::db::agents::{self as agent_rows, AgentListFilter, AgentRow, AgentSkillRow, AgentSort};
 use crate::db::teams::{self as team_rows, SkillRow, SupervisorRow, TeamRow};
-use crate::db::{self, DbPool};
+use crate::db::tenancy::{TenantConn, TenantPool};
 use crate::domain::{Direction, Presence, RoutingState};
 use crate::error::{AppError, AppResult, FieldError};
 use crate::graphql::context::{parse_id, parse_ids, principal, request_id, settings, state, tenant_for};
@@ -42,7 +42,7 @@ use crate::management::agents::{self as manage, AgentPatch, AgentScope, NewAgent
 
 /// Teams by id.
 pub struct TeamLoader {
-    pool: DbPool,
+    pool: TenantPool,
     tenant: Tenant,
 }
 
@@ -51,7 +51,7 @@ impl Loader<Uuid> for TeamLoader {
     type Error = AppError;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, TeamRow>, AppError> {
-        let mut conn = db::conn(&self.pool).await?;
+        let mut conn = self.pool.get(&self.tenant).await?;
         let rows = team_rows::teams_by_ids(&mut conn, &self.tenant, keys).await?;
         Ok(rows.into_iter().map(|t| (t.id, t)).collect())
     }
@@ -59,7 +59,7 @@ impl Loader<Uuid> for TeamLoader {
 
 /// Skills of agents, by agent id.
 pub struct AgentSkillsLoader {
-    pool: DbPool,
+    pool: TenantPool,
     tenant: Tenant,
 }
 
@@ -68,7 +68,7 @@ impl Loader<Uuid> for AgentSkillsLoader {
     type Error = AppError;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Vec<AgentSkillRow>>, AppError> {
-        let mut conn = db::conn(&self.pool).await?;
+        let mut conn = self.pool.get(&self.tenant).await?;
         let mut out: HashMap<Uuid, Vec<AgentSkillRow>> = HashMap::new();
         for row in agent_rows::skills_of_agents(&mut conn, &self.tenant, keys).await? {
             out.entry(row.agent_id).or_default().push(row);
@@ -79,7 +79,7 @@ impl Loader<Uuid> for AgentSkillsLoader {
 
 /// Supervisors of teams, by team id.
 pub struct SupervisorsLoader {
-    pool: DbPool,
+    pool: TenantPool,
     tenant: Tenant,
 }
 
@@ -88,7 +88,7 @@ impl Loader<Uuid> for SupervisorsLoader {
     type Error = AppError;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Vec<SupervisorRow>>, AppError> {
-        let mut conn = db::conn(&self.pool).await?;
+        let mut conn = self.pool.get(&self.tenant).await?;
         let mut out: HashMap<Uuid, Vec<SupervisorRow>> = HashMap::new();
         for row in team_rows::supervisors_of_teams(&mut conn, &self.tenant, keys).await? {
             out.entry(row.team_id).or_default().push(row);
@@ -99,7 +99,7 @@ impl Loader<Uuid> for SupervisorsLoader {
 
 /// Members of teams (active or not), by team id.
 pub struct MembersLoader {
-    pool: DbPool,
+    pool: TenantPool,
     tenant: Tenant,
 }
 
@@ -108,7 +108,7 @@ impl Loader<Uuid> for MembersLoader {
     type Error = AppError;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Vec<AgentRow>>, AppError> {
-        let mut conn = db::conn(&self.pool).await?;
+        let mut conn = self.pool.get(&self.tenant).await?;
         let mut out: HashMap<Uuid, Vec<AgentRow>> = HashMap::new();
         for row in agent_rows::members_of_teams(&mut conn, &self.tenant, keys).await? {
             if let Some(team) = row.team_id {
@@ -144,7 +144,7 @@ fn distinct(ids: impl Iterator<Item = Uuid>) -> Vec<Uuid> {
 }
 
 impl AgentReads {
-    pub fn new(pool: &DbPool, tenant: Tenant, scope: AgentScope) -> Arc<Self> {
+    pub fn new(pool: &TenantPool, tenant: Tenant, scope: AgentScope) -> Arc<Self> {
         let spawn = |f: futures_util::future::BoxFuture<'static, ()>| {
             tokio::spawn(f);
         };
@@ -225,14 +225,11 @@ impl AgentReads {
 
     /// The reads of a root field: the tenant (by `orgId`), the caller's scope (read on
     /// `conn`), fresh loaders.
-    pub async fn for_request(
-        ctx: &Context<'_>,
-        conn: &mut AsyncPgConnection,
-        org_id: Option<&ID>,
-    ) -> async_graphql::Result<Arc<Self>> {
+    pub async fn for_request(ctx: &Context<'_>, org_id: Option<&ID>) -> async_graphql::Result<(Arc<Self>, TenantConn)> {
         let tenant = tenant_for(ctx, org_id).await?;
-        let scope = manage::scope_of(conn, &tenant, principal(ctx)?).await?;
-        Ok(Self::new(&state(ctx)?.db, tenant, scope))
+        let mut conn = state(ctx)?.db.get(&tenant).await?;
+        let scope = manage::scope_of(&mut conn, &tenant, principal(ctx)?).await?;
+        Ok((Self::new(&state(ctx)?.db, tenant, scope), conn))
     }
 }
 
@@ -338,9 +335,10 @@ impl Agent {
             agent_ids: Some(vec![self.row.id.to_string()]),
             direction: None,
         };
-        let (mut conn, pool, _) = state(ctx)?.reads.conn().await?;
-        let resolved = filter::resolve(&mut conn, &self.reads.tenant, "range", &raw).await?;
-        let mut spare = views::spare_connection(pool).await;
+        let tenant = &self.reads.tenant;
+        let (mut conn, pool, _) = state(ctx)?.reads.conn(tenant).await?;
+        let resolved = filter::resolve(&mut conn, tenant, "range", &raw).await?;
+        let mut spare = views::spare_connection(pool, tenant).await;
         let rows = views::agent_performance(
             &mut conn,
             spare.as_deref_mut(),
@@ -375,8 +373,8 @@ impl Agent {
             )])
             .into());
         }
-        let (mut conn, _, _) = state(ctx)?.reads.conn().await?;
         let tenant = &self.reads.tenant;
+        let (mut conn, _, _) = state(ctx)?.reads.conn(tenant).await?;
         let states =
             agent_rows::state_intervals(&mut conn, tenant, self.row.id, from, to, MAX_ACTIVITY_ROWS + 1).await?;
         let calls = agent_rows::calls(&mut conn, tenant, self.row.id, from, to, MAX_ACTIVITY_ROWS + 1).await?;
@@ -777,8 +775,7 @@ impl AgentQuery {
         if filter.skill_ids.is_some() && principal(ctx)?.role < Role::Agent {
             return Err(AppError::Forbidden("filtering by skills requires role AGENT or higher".into()).into());
         }
-        let mut conn = db::conn(&state(ctx)?.db).await?;
-        let reads = AgentReads::for_request(ctx, &mut conn, org_id.as_ref()).await?;
+        let (reads, mut conn) = AgentReads::for_request(ctx, org_id.as_ref()).await?;
         let list = list_filter(&mut conn, &reads, filter).await?;
         let (sort, descending) = order_by.map_or((AgentSort::Name, false), |o| {
             let sort = match o.field {
@@ -813,8 +810,7 @@ impl AgentQuery {
     #[graphql(guard = "RoleGuard(Role::Viewer)")]
     async fn agent(&self, ctx: &Context<'_>, id: ID, org_id: Option<ID>) -> async_graphql::Result<Agent> {
         let agent_id = parse_id(&id, "id")?;
-        let mut conn = db::conn(&state(ctx)?.db).await?;
-        let reads = AgentReads::for_request(ctx, &mut conn, org_id.as_ref()).await?;
+        let (reads, mut conn) = AgentReads::for_request(ctx, org_id.as_ref()).await?;
         let row = manage::get_in_scope(&mut conn, &reads.tenant, &reads.scope, agent_id).await?;
         Ok(Agent::new(row, reads))
     }
@@ -856,7 +852,7 @@ fn optional_id(value: Option<&ID>, field: &str) -> AppResult<Option<Uuid>> {
 /// The reads an answer to a mutation needs (the caller's scope after the change).
 async fn reads_after(ctx: &Context<'_>, tenant: Tenant, caller: &Principal) -> async_graphql::Result<Arc<AgentReads>> {
     let pool = &state(ctx)?.db;
-    let mut conn = db::conn(pool).await?;
+    let mut conn = pool.get(&tenant).await?;
     let scope = manage::scope_of(&mut conn, &tenant, caller).await?;
     Ok(AgentReads::new(pool, tenant, scope))
 }

@@ -616,7 +616,7 @@ impl AnalyticsQueries {
             .map_or(0, |o| o.saturating_add(1));
         let tenant = tenant_for(ctx, org_id.as_ref()).await?;
         let caller = principal(ctx)?;
-        let (mut conn, pool, _) = state(ctx)?.reads.conn().await?;
+        let (mut conn, pool, _) = state(ctx)?.reads.conn(&tenant).await?;
         let resolved = filter::resolve(&mut conn, &tenant, "filter", &filter.raw()).await?;
         let visibility = if caller.role.has(Permission::Supervise) {
             AgentVisibility::All
@@ -627,7 +627,7 @@ impl AnalyticsQueries {
             field: o.field,
             direction: o.direction,
         });
-        let mut spare = views::spare_connection(pool).await;
+        let mut spare = views::spare_connection(pool, &tenant).await;
         let rows =
             views::agent_performance(&mut conn, spare.as_deref_mut(), &tenant, &resolved, visibility, order).await?;
         let total_count = i64::try_from(rows.len()).unwrap_or(i64::MAX);
@@ -680,7 +680,7 @@ impl AnalyticsQueries {
         org_id: Option<ID>,
     ) -> async_graphql::Result<Vec<CampaignPerformance>> {
         let tenant = tenant_for(ctx, org_id.as_ref()).await?;
-        let (mut conn, _, _) = state(ctx)?.reads.conn().await?;
+        let (mut conn, _, _) = state(ctx)?.reads.conn(&tenant).await?;
         let resolved = filter::resolve(&mut conn, &tenant, "filter", &filter.raw()).await?;
         let rows = views::campaign_performance(&mut conn, &tenant, &resolved).await?;
         Ok(rows.into_iter().map(CampaignPerformance).collect())
@@ -698,7 +698,7 @@ impl AnalyticsQueries {
         org_id: Option<ID>,
     ) -> async_graphql::Result<DispositionBreakdown> {
         let tenant = tenant_for(ctx, org_id.as_ref()).await?;
-        let (mut conn, _, _) = state(ctx)?.reads.conn().await?;
+        let (mut conn, _, _) = state(ctx)?.reads.conn(&tenant).await?;
         let resolved = filter::resolve(&mut conn, &tenant, "filter", &filter.raw()).await?;
         Ok(views::disposition_breakdown(&mut conn, &tenant, &resolved)
             .await?
@@ -717,7 +717,7 @@ impl AnalyticsQueries {
         org_id: Option<ID>,
     ) -> async_graphql::Result<AnalyticsResult> {
         let tenant = tenant_for(ctx, org_id.as_ref()).await?;
-        let (mut conn, pool, _) = state(ctx)?.reads.conn().await?;
+        let (mut conn, pool, _) = state(ctx)?.reads.conn(&tenant).await?;
         let request = AnalyticsRequest {
             metrics: query.metrics,
             group_by: query.group_by,
@@ -726,7 +726,7 @@ impl AnalyticsQueries {
             order_by: query.order_by.iter().map(AnalyticsOrder::term).collect(),
             limit: query.limit,
         };
-        let mut spare = views::spare_connection(pool).await;
+        let mut spare = views::spare_connection(pool, &tenant).await;
         let out = views::run_analytics(&mut conn, spare.as_deref_mut(), &tenant, &request, "query").await?;
         Ok(AnalyticsResult::new(out)?)
     }
@@ -744,7 +744,7 @@ impl AnalyticsQueries {
         org_id: Option<ID>,
     ) -> async_graphql::Result<Vec<ComplianceStatus>> {
         let tenant = tenant_for(ctx, org_id.as_ref()).await?;
-        let (mut conn, _, _) = state(ctx)?.reads.conn().await?;
+        let (mut conn, _, _) = state(ctx)?.reads.conn(&tenant).await?;
         let ids: Option<Vec<String>> = campaign_ids.map(|ids| ids.into_iter().map(|id| id.0).collect());
         let rows = views::compliance_status(&mut conn, &tenant, "campaignIds", ids.as_deref(), Utc::now()).await?;
         Ok(rows.into_iter().map(Into::into).collect())

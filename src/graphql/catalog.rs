@@ -7,7 +7,6 @@ use chrono::{DateTime, Utc};
 
 use crate::auth::Permission;
 use crate::db::catalog::{self as rows, CampaignRow, DispositionRow};
-use crate::db::{self};
 use crate::domain::{CampaignStatus, DialMode, Direction};
 use crate::error::AppResult;
 use crate::graphql::context::{parse_id, principal, request_id, state, tenant_for};
@@ -111,7 +110,7 @@ impl CatalogQuery {
         org_id: Option<ID>,
     ) -> async_graphql::Result<Vec<Campaign>> {
         let tenant = tenant_for(ctx, org_id.as_ref()).await?;
-        let mut conn = db::conn(&state(ctx)?.db).await?;
+        let mut conn = state(ctx)?.db.get(&tenant).await?;
         let list = rows::campaigns(&mut conn, &tenant, include_archived).await?;
         Ok(list.into_iter().map(Campaign).collect())
     }
@@ -125,7 +124,7 @@ impl CatalogQuery {
         org_id: Option<ID>,
     ) -> async_graphql::Result<Vec<Disposition>> {
         let tenant = tenant_for(ctx, org_id.as_ref()).await?;
-        let mut conn = db::conn(&state(ctx)?.db).await?;
+        let mut conn = state(ctx)?.db.get(&tenant).await?;
         let list = rows::dispositions(&mut conn, &tenant, include_inactive).await?;
         Ok(list.into_iter().map(Disposition).collect())
     }

@@ -10,7 +10,6 @@ use uuid::Uuid;
 
 use crate::auth::{Permission, Tenant};
 use crate::db::coaching::{self as rows, CoachingQuery, CoachingRow};
-use crate::db::{self};
 use crate::domain::ids::parse_id_list;
 use crate::error::{AppError, AppResult};
 use crate::graphql::context::{parse_id, parse_ids, principal, request_id, settings, state, tenant_for};
@@ -94,7 +93,7 @@ impl CoachingSession {
         if self.interaction_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conn = db::conn(&state(ctx)?.db).await?;
+        let mut conn = state(ctx)?.db.get(&self.tenant).await?;
         Ok(visible_by_ids(&mut conn, principal(ctx)?, &self.tenant, &self.interaction_ids).await?)
     }
 }
@@ -161,7 +160,7 @@ impl CoachingQueries {
         let filter = filter.unwrap_or_default();
         let asked = parse_ids("filter.agentIds", &filter.agent_ids)?;
         let tenant = tenant_for(ctx, org_id.as_ref()).await?;
-        let mut conn = db::conn(&state(ctx)?.db).await?;
+        let mut conn = state(ctx)?.db.get(&tenant).await?;
         let agent_ids = match scope::coaching_readable(&mut conn, principal(ctx)?, &tenant).await? {
             AgentScope::All => asked,
             AgentScope::Only(own) => Some(match asked {
@@ -202,7 +201,7 @@ impl CoachingQueries {
     ) -> async_graphql::Result<CoachingSession> {
         let id = parse_id(&id, "id")?;
         let tenant = tenant_for(ctx, org_id.as_ref()).await?;
-        let mut conn = db::conn(&state(ctx)?.db).await?;
+        let mut conn = state(ctx)?.db.get(&tenant).await?;
         let row = rows::get(&mut conn, &tenant, id).await?;
         if !scope::coaching_readable(&mut conn, principal(ctx)?, &tenant)
             .await?
@@ -221,7 +220,7 @@ fn one(mut sessions: Vec<CoachingSession>) -> async_graphql::Result<CoachingSess
 }
 
 async fn load_one(ctx: &Context<'_>, tenant: &Tenant, row: CoachingRow) -> async_graphql::Result<CoachingSession> {
-    let mut conn = db::conn(&state(ctx)?.db).await?;
+    let mut conn = state(ctx)?.db.get(tenant).await?;
     one(outputs(&mut conn, tenant, vec![row]).await?)
 }
 

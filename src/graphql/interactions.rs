@@ -328,7 +328,7 @@ async fn telephony_output(
     tenant: &crate::auth::Tenant,
     view: TelephonySettingsView,
 ) -> async_graphql::Result<TelephonySettings> {
-    let mut conn = db::conn(&state(ctx)?.db).await?;
+    let mut conn = state(ctx)?.db.get(tenant).await?;
     let slug = orgs::get(&mut conn, tenant).await?.slug;
     let path = twilio::voice_status_path(&slug);
     let url = settings(ctx)?
@@ -374,7 +374,7 @@ impl InteractionsQuery {
             outcome: filter.outcome,
         };
         let tenant = tenant_for(ctx, org_id.as_ref()).await?;
-        let mut conn = db::conn(&state(ctx)?.db).await?;
+        let mut conn = state(ctx)?.db.get(&tenant).await?;
         let scope = CallScope::of(&mut conn, principal(ctx)?, &tenant).await?;
         if let CallScope::OwnAgent(own) = scope {
             let own: Vec<uuid::Uuid> = own.into_iter().collect();
@@ -411,7 +411,7 @@ impl InteractionsQuery {
     async fn interaction(&self, ctx: &Context<'_>, id: ID, org_id: Option<ID>) -> async_graphql::Result<Interaction> {
         let id = parse_id(&id, "id")?;
         let tenant = tenant_for(ctx, org_id.as_ref()).await?;
-        let mut conn = db::conn(&state(ctx)?.db).await?;
+        let mut conn = state(ctx)?.db.get(&tenant).await?;
         let scope = CallScope::of(&mut conn, principal(ctx)?, &tenant).await?;
         let row = ingest::visible_interaction(&mut conn, scope, &tenant, id).await?;
         let rows = to_output(&mut conn, &tenant, scope, vec![row]).await?;
@@ -428,7 +428,7 @@ impl InteractionsQuery {
         org_id: Option<ID>,
     ) -> async_graphql::Result<Interaction> {
         let tenant = tenant_for(ctx, org_id.as_ref()).await?;
-        let mut conn = db::conn(&state(ctx)?.db).await?;
+        let mut conn = state(ctx)?.db.get(&tenant).await?;
         let scope = CallScope::of(&mut conn, principal(ctx)?, &tenant).await?;
         let row = interactions::interaction_by_external_id(&mut conn, &tenant, &external_id)
             .await?
@@ -531,7 +531,7 @@ impl InteractionsMutation {
             request_id(ctx),
         )
         .await?;
-        let mut conn = db::conn(&app.db).await?;
+        let mut conn = app.db.get(&tenant).await?;
         let scope = CallScope::of(&mut conn, caller, &tenant).await?;
         one(to_output(&mut conn, &tenant, scope, vec![row]).await?)
     }

@@ -202,7 +202,7 @@ impl KpiQuery {
         org_id: Option<ID>,
     ) -> async_graphql::Result<KpiValues> {
         let tenant = tenant_for(ctx, org_id.as_ref()).await?;
-        let (mut conn, _, _) = state(ctx)?.reads.conn().await?;
+        let (mut conn, _, _) = state(ctx)?.reads.conn(&tenant).await?;
         let resolved = filter::resolve(&mut conn, &tenant, "filter", &filter.raw()).await?;
         let rule = organization_rule(&mut conn, &tenant).await?;
         let mut values = evaluate_windows(
@@ -241,7 +241,7 @@ impl KpiQuery {
             .into());
         }
         let tenant = tenant_for(ctx, org_id.as_ref()).await?;
-        let (mut conn, _, _) = state(ctx)?.reads.conn().await?;
+        let (mut conn, _, _) = state(ctx)?.reads.conn(&tenant).await?;
         let resolved = filter::resolve(&mut conn, &tenant, "filter", &filter.raw()).await?;
         let (rule, tz) = organization_rule(&mut conn, &tenant).await?;
         let windows = buckets(tz, resolved.from, resolved.to, granularity);

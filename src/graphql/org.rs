@@ -6,7 +6,7 @@ use futures_util::Stream;
 
 use crate::auth::{Permission, Tenant};
 use crate::db::models::{OrgRow, SettingsRow};
-use crate::db::{self, orgs};
+use crate::db::orgs;
 use crate::domain::ServiceLevelVariant;
 use crate::error::AppResult;
 use crate::graphql::context::{principal, request_id, state, tenant_for};
@@ -81,7 +81,7 @@ impl Organization {
         } else {
             self.tenant
         };
-        let mut conn = db::conn(&state(ctx)?.db).await?;
+        let mut conn = state(ctx)?.db.get(&tenant).await?;
         let row = orgs::settings(&mut conn, &tenant).await?;
         Ok(BusinessSettings::new(row, self.row.timezone.clone())?)
     }
@@ -233,7 +233,7 @@ impl From<BusinessSettingsInput> for SettingsPatch {
 }
 
 async fn load_settings(state: &AppState, tenant: &Tenant) -> AppResult<BusinessSettings> {
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(tenant).await?;
     let org = orgs::get(&mut conn, tenant).await?;
     let row = orgs::settings(&mut conn, tenant).await?;
     BusinessSettings::new(row, org.timezone)
@@ -248,7 +248,7 @@ impl OrgQuery {
     #[graphql(guard = "PermissionGuard(Permission::ReadOrganization)")]
     async fn organization(&self, ctx: &Context<'_>, org_id: Option<ID>) -> async_graphql::Result<Organization> {
         let tenant = tenant_for(ctx, org_id.as_ref()).await?;
-        let mut conn = db::conn(&state(ctx)?.db).await?;
+        let mut conn = state(ctx)?.db.get(&tenant).await?;
         let row = orgs::get(&mut conn, &tenant).await?;
         Ok(Organization::new(row, tenant))
     }

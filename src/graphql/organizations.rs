@@ -6,7 +6,7 @@ use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
 
 use crate::auth::{Permission, Tenant};
-use crate::db::{self, orgs};
+use crate::db::orgs;
 use crate::graphql::context::{principal, request_id, settings, state};
 use crate::graphql::guards::PermissionGuard;
 use crate::graphql::org::Organization;
@@ -72,7 +72,8 @@ impl OrganizationQueries {
     ) -> async_graphql::Result<OrganizationConnection> {
         let limit = page_size(first, DEFAULT_PAGE_SIZE, settings(ctx)?.max_page_size)?;
         let after_key = after.as_deref().map(decode_cursor).transpose()?;
-        let mut conn = db::conn(&state(ctx)?.db).await?;
+        // Cross-tenant (`db::tenancy`): the platform's list of organizations.
+        let mut conn = state(ctx)?.system_db.get().await?;
         let mut rows = orgs::page_all(&mut conn, after_key, limit).await?;
         let total_count = orgs::count_all(&mut conn).await?;
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);

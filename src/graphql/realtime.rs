@@ -19,7 +19,6 @@ use futures_util::{Stream, StreamExt};
 use uuid::Uuid;
 
 use crate::auth::{Permission, Role};
-use crate::db;
 use crate::db::presence::{self as db_presence, LiveAgentRow, ReasonCodeRow};
 use crate::domain::ServiceLevelVariant;
 use crate::domain::{Direction, Outcome, Presence, RoutingState};
@@ -207,7 +206,7 @@ impl RealtimeQuery {
         org_id: Option<ID>,
     ) -> async_graphql::Result<Vec<PresenceReasonCode>> {
         let tenant = tenant_for(ctx, org_id.as_ref()).await?;
-        let mut conn = db::conn(&state(ctx)?.db).await?;
+        let mut conn = state(ctx)?.db.get(&tenant).await?;
         let rows = db_presence::reason_codes(&mut conn, &tenant).await?;
         Ok(rows
             .into_iter()
@@ -242,7 +241,7 @@ impl RealtimeMutation {
             .transpose()?;
         let app = state(ctx)?;
         let change = manage::set_presence(app, caller, &tenant, agent_id, presence, reason, request_id(ctx)).await?;
-        let mut conn = db::conn(&app.db).await?;
+        let mut conn = app.db.get(&tenant).await?;
         let row = db_presence::live_agents(&mut conn, &tenant, Some(&[change.agent_id]))
             .await?
             .pop()

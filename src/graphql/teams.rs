@@ -5,7 +5,7 @@
 use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
 
 use crate::auth::{Permission, Principal, Tenant};
-use crate::db::{self, teams as team_rows};
+use crate::db::teams as team_rows;
 use crate::error::{AppError, AppResult};
 use crate::graphql::agents::{AgentReads, Skill, Team};
 use crate::graphql::context::{parse_id, principal, request_id, state, tenant_for};
@@ -26,7 +26,7 @@ async fn team_answer(
     row: team_rows::TeamRow,
 ) -> async_graphql::Result<Team> {
     let pool = &state(ctx)?.db;
-    let mut conn = db::conn(pool).await?;
+    let mut conn = pool.get(&tenant).await?;
     let scope = manage_agents::scope_of(&mut conn, &tenant, caller).await?;
     Ok(Team::new(row, AgentReads::new(pool, tenant, scope)))
 }
@@ -43,8 +43,7 @@ impl TeamQuery {
         complexity = "100 * child_complexity"
     )]
     async fn teams(&self, ctx: &Context<'_>, org_id: Option<ID>) -> async_graphql::Result<Vec<Team>> {
-        let mut conn = db::conn(&state(ctx)?.db).await?;
-        let reads = AgentReads::for_request(ctx, &mut conn, org_id.as_ref()).await?;
+        let (reads, mut conn) = AgentReads::for_request(ctx, org_id.as_ref()).await?;
         let rows = team_rows::list_teams(&mut conn, &reads.tenant).await?;
         drop(conn);
         let ids: Vec<uuid::Uuid> = rows.iter().map(|t| t.id).collect();
@@ -56,8 +55,7 @@ impl TeamQuery {
     #[graphql(guard = "PermissionGuard(Permission::Supervise)")]
     async fn team(&self, ctx: &Context<'_>, id: ID, org_id: Option<ID>) -> async_graphql::Result<Team> {
         let team_id = parse_id(&id, "id")?;
-        let mut conn = db::conn(&state(ctx)?.db).await?;
-        let reads = AgentReads::for_request(ctx, &mut conn, org_id.as_ref()).await?;
+        let (reads, mut conn) = AgentReads::for_request(ctx, org_id.as_ref()).await?;
         let row = team_rows::teams_by_ids(&mut conn, &reads.tenant, &[team_id])
             .await?
             .pop()
@@ -72,7 +70,7 @@ impl TeamQuery {
     )]
     async fn skills(&self, ctx: &Context<'_>, org_id: Option<ID>) -> async_graphql::Result<Vec<Skill>> {
         let tenant = tenant_for(ctx, org_id.as_ref()).await?;
-        let mut conn = db::conn(&state(ctx)?.db).await?;
+        let mut conn = state(ctx)?.db.get(&tenant).await?;
         Ok(team_rows::list_skills(&mut conn, &tenant)
             .await?
             .into_iter()

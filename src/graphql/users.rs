@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 
 use crate::auth::{Permission, Role, Tenant};
 use crate::db::models::UserRow;
-use crate::db::{self, users as user_rows};
+use crate::db::users as user_rows;
 use crate::graphql::context::{parse_id, principal, request_id, settings, state, tenant_for};
 use crate::graphql::guards::{PermissionGuard, RoleGuard};
 use crate::graphql::pagination::{decode_cursor, encode_cursor, page_size};
@@ -68,7 +68,7 @@ impl UserQuery {
     #[graphql(guard = "RoleGuard(Role::Viewer)")]
     async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<User> {
         let caller = principal(ctx)?;
-        let mut conn = db::conn(&state(ctx)?.db).await?;
+        let mut conn = state(ctx)?.db.get(&Tenant::of(caller)).await?;
         Ok(User(
             user_rows::get(&mut conn, &Tenant::of(caller), caller.user_id).await?,
         ))
@@ -89,7 +89,7 @@ impl UserQuery {
         let limit = page_size(first, DEFAULT_PAGE_SIZE, settings(ctx)?.max_page_size)?;
         let after_key = after.as_deref().map(decode_cursor).transpose()?;
         let tenant = tenant_for(ctx, org_id.as_ref()).await?;
-        let mut conn = db::conn(&state(ctx)?.db).await?;
+        let mut conn = state(ctx)?.db.get(&tenant).await?;
         let mut rows = user_rows::page(&mut conn, &tenant, after_key, limit).await?;
         let total_count = user_rows::count(&mut conn, &tenant).await?;
         let has_next = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);

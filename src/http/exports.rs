@@ -16,7 +16,6 @@ use axum::response::Response;
 use uuid::Uuid;
 
 use crate::auth::api_key::HTTP_RUN_DOWNLOAD;
-use crate::db;
 use crate::error::{AppError, AppResult};
 use crate::http::client_addr::ClientAddr;
 use crate::http::{errors, file_routes, HttpState};
@@ -65,7 +64,7 @@ async fn serve(
         let mut index = 0;
         loop {
             let chunk = {
-                let mut conn = db::conn(&app.db).await?;
+                let mut conn = app.db.get(&tenant).await?;
                 files::chunk(&mut conn, &tenant, id, index).await?
             };
             match chunk {

@@ -5,7 +5,6 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 
-use crate::db;
 use crate::db::reads::ReplicaHealth;
 use crate::http::HttpState;
 use crate::limits::StoreStatus;
@@ -27,7 +26,7 @@ pub async fn readyz(State(state): State<HttpState>) -> (StatusCode, Json<Value>)
     if state.app.lifecycle.is_draining() {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "draining" })));
     }
-    let postgres = db::ping(&state.app.db).await;
+    let postgres = state.app.db.ping().await;
     let redis = state.app.redis_ready().await;
     let redis_text = match redis {
         None => "not_configured",

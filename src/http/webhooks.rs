@@ -33,7 +33,6 @@ use axum::Router;
 use chrono::Utc;
 
 use crate::auth::Tenant;
-use crate::db;
 use crate::db::calls::{self, TwilioAccount};
 use crate::http::errors;
 use crate::ingest::batcher::Batcher;
@@ -103,7 +102,8 @@ async fn lookup_account(state: &WebhookState, slug: &str, fresh: bool) -> Result
             return Ok(Some(account));
         }
     }
-    let mut conn = db::conn(&state.app.db).await.map_err(|e| errors::plain_text(&e))?;
+    // Cross-tenant (`db::tenancy`): the URL's slug finds the organization.
+    let mut conn = state.app.system_db.get().await.map_err(|e| errors::plain_text(&e))?;
     let account = calls::twilio_account(&mut conn, slug)
         .await
         .map_err(|e| errors::plain_text(&e))?

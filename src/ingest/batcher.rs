@@ -19,7 +19,7 @@ use diesel_async::AsyncConnection;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use crate::auth::Tenant;
-use crate::db;
+use crate::db::tenancy;
 use crate::domain::CallEvent;
 use crate::error::{AppError, AppResult};
 use crate::ingest::{publish, store, with_retries};
@@ -164,10 +164,15 @@ async fn apply_all(state: &AppState, items: &[(Tenant, (String, CallEvent))]) ->
             .push(index);
     }
     let results = with_retries(|| async {
-        let mut conn = db::conn(&state.db).await?;
+        let Some((first, _)) = groups.values().next() else {
+            return Ok(Vec::new());
+        };
+        let mut conn = state.db.get(first).await?;
         conn.transaction(async |conn| -> AppResult<Vec<(Tenant, Vec<usize>, store::Applied)>> {
             let mut out = Vec::with_capacity(groups.len());
             for (tenant, indexes) in groups.values() {
+                // Row-level security follows each organization's group in turn.
+                tenancy::switch_tenant(conn, tenant).await?;
                 let group: Vec<(String, CallEvent)> = indexes.iter().map(|i| items[*i].1.clone()).collect();
                 let applied = store::apply(conn, tenant, &group).await?;
                 out.push((*tenant, indexes.clone(), applied));

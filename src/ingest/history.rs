@@ -49,8 +49,8 @@ use uuid::Uuid;
 use crate::audit::{Actor, AuditEvent};
 use crate::auth::{Principal, Tenant};
 use crate::db::interactions::NewInteraction;
+use crate::db::orgs;
 use crate::db::schema::{agents, campaigns, dispositions, interactions};
-use crate::db::{self, orgs};
 use crate::domain::{AnsweredBy, Direction, Outcome};
 use crate::error::{AppError, AppResult};
 use crate::ingest::{check_customer_number, check_external_id, MAX_CLOCK_SKEW, MAX_NOTES_CHARS};
@@ -695,7 +695,7 @@ pub async fn import_calls(
 ) -> AppResult<ImportReport> {
     let started = Instant::now();
     let rules = {
-        let mut conn = db::conn(&state.db).await?;
+        let mut conn = state.db.get(tenant).await?;
         let org = orgs::get(&mut conn, tenant).await?;
         let settings = orgs::settings(&mut conn, tenant).await?;
         Rules {
@@ -755,7 +755,7 @@ pub async fn import_calls(
     while let Some(batch) = receiver.recv().await {
         done += batch.len() as u64;
         let existing = {
-            let mut conn = db::conn(&state.db).await?;
+            let mut conn = state.db.get(tenant).await?;
             let ids: Vec<&str> = batch.iter().map(|(_, c)| c.external_id.as_str()).collect();
             existing_external_ids(&mut conn, tenant, &ids).await?
         };

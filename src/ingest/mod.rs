@@ -33,7 +33,8 @@ use crate::auth::{Principal, Role, Tenant};
 use crate::db::calls::{self, TelephonySettingsView};
 use crate::db::contact_centre as cc;
 use crate::db::interactions::InteractionRow;
-use crate::db::{self, orgs, DbPool};
+use crate::db::tenancy::TenantPool;
+use crate::db::{self, orgs};
 use crate::domain::{AnsweredBy, Direction};
 use crate::domain::{CallEvent, EndReason, EventType, Source};
 use crate::error::{AppError, AppResult, FieldError};
@@ -318,13 +319,13 @@ pub fn publish(bus: &Bus, tenant: &Tenant, changes: &Changes) {
 /// Runs valid events of one tenant through [`store::apply`] in one transaction (retried on a
 /// lost lock race), with an optional audit record in the same transaction.
 async fn apply_in_transaction(
-    pool: &DbPool,
+    pool: &TenantPool,
     tenant: &Tenant,
     items: &[(String, CallEvent)],
     audit_event: Option<&(dyn Fn(&store::Applied) -> AuditEvent + Sync)>,
 ) -> AppResult<store::Applied> {
     with_retries(|| async {
-        let mut conn = db::conn(pool).await?;
+        let mut conn = pool.get(tenant).await?;
         conn.transaction(async |conn| -> AppResult<store::Applied> {
             let applied = store::apply(conn, tenant, items).await?;
             if let Some(make) = audit_event {
@@ -354,7 +355,7 @@ pub async fn record_events(
         )]));
     }
     let validated = {
-        let mut conn = db::conn(&state.db).await?;
+        let mut conn = state.db.get(tenant).await?;
         let horizon = orgs::history_horizon(&mut conn, tenant).await?;
         validate(&mut conn, tenant, horizon, &inputs).await?
     };
@@ -497,7 +498,7 @@ pub async fn set_disposition(
         )]));
     }
     let (row, disposition_id) = {
-        let mut conn = db::conn(&state.db).await?;
+        let mut conn = state.db.get(tenant).await?;
         let scope = CallScope::of(&mut conn, principal, tenant).await?;
         let row = visible_interaction(&mut conn, scope, tenant, interaction_id).await?;
         let found = calls::active_dispositions_by_code(&mut conn, tenant, &[disposition_code.to_owned()]).await?;
@@ -527,7 +528,7 @@ pub async fn set_disposition(
     };
     let applied = apply_in_transaction(&state.db, tenant, &items, Some(&make_audit)).await?;
     publish(&state.bus, tenant, &applied.changes);
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(tenant).await?;
     db::interactions::interaction_by_id(&mut conn, tenant, row.id)
         .await?
         .ok_or_else(|| AppError::NotFound("interaction not found".into()))
@@ -577,7 +578,7 @@ pub async fn update_telephony_settings(
     if !errors.is_empty() {
         return Err(AppError::invalid_fields(errors));
     }
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(tenant).await?;
     conn.transaction(async |conn| -> AppResult<TelephonySettingsView> {
         let before = calls::telephony_settings(conn, tenant).await?;
         let after = calls::upsert_telephony_settings(
@@ -603,7 +604,7 @@ pub async fn update_telephony_settings(
 }
 
 pub async fn telephony_settings(state: &AppState, tenant: &Tenant) -> AppResult<TelephonySettingsView> {
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(tenant).await?;
     calls::telephony_settings(&mut conn, tenant).await
 }
 

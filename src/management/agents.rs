@@ -29,7 +29,7 @@ use uuid::Uuid;
 use crate::audit::{self, Actor, AuditEvent};
 use crate::auth::{Principal, Role, Tenant};
 use crate::db::agents::{self as rows, AgentProfile, AgentRow, Visible};
-use crate::db::{self, orgs, teams};
+use crate::db::{orgs, teams};
 use crate::domain::{Presence, RoutingState};
 use crate::error::{AppError, AppResult, FieldError};
 use crate::realtime::BusEvent;
@@ -220,7 +220,7 @@ pub async fn create(
     if !errors.is_empty() {
         return Err(AppError::invalid_fields(errors));
     }
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(tenant).await?;
     let agent = conn
         .transaction(async |conn| -> AppResult<AgentRow> {
             let scope = managing_scope(conn, tenant, principal).await?;
@@ -276,7 +276,7 @@ pub async fn update(
     if !errors.is_empty() {
         return Err(AppError::invalid_fields(errors));
     }
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(tenant).await?;
     let (before, after) = conn
         .transaction(async |conn| -> AppResult<(AgentRow, AgentRow)> {
             let scope = managing_scope(conn, tenant, principal).await?;
@@ -334,7 +334,7 @@ pub async fn deactivate(
     agent_id: Uuid,
     request_id: Option<String>,
 ) -> AppResult<AgentRow> {
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(tenant).await?;
     let (agent, changed) = conn
         .transaction(async |conn| -> AppResult<(AgentRow, bool)> {
             let scope = managing_scope(conn, tenant, principal).await?;

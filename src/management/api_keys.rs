@@ -15,7 +15,6 @@ use crate::audit::{self, Actor, AuditEvent};
 use crate::auth::api_key::{self, Scope};
 use crate::auth::{Permission, Principal, Tenant};
 use crate::db::api_keys::{self as rows, ApiKeyRow, NewApiKey};
-use crate::db::{self};
 use crate::error::{AppError, AppResult, FieldError};
 use crate::realtime::BusEvent;
 use crate::state::AppState;
@@ -102,7 +101,7 @@ pub async fn create(
     let digest = api_key::digest(&minted.secret);
     let name = input.name.trim().to_owned();
     let scope_names: Vec<String> = scopes.iter().map(|s| s.as_str().to_owned()).collect();
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(&tenant).await?;
     let key = conn
         .transaction(async |conn| -> AppResult<ApiKeyRow> {
             let key = rows::insert(
@@ -141,7 +140,7 @@ pub async fn create(
 pub async fn list(state: &AppState, principal: &Principal, include_revoked: bool) -> AppResult<Vec<ApiKeyRow>> {
     refuse_keys(principal)?;
     let creator = (!principal.role.has(Permission::Administer)).then_some(principal.user_id);
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(&Tenant::of(principal)).await?;
     rows::list(&mut conn, &Tenant::of(principal), creator, include_revoked).await
 }
 
@@ -156,7 +155,7 @@ pub async fn revoke(
 ) -> AppResult<ApiKeyRow> {
     refuse_keys(principal)?;
     let tenant = Tenant::of(principal);
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(&tenant).await?;
     let (key, changed) = conn
         .transaction(async |conn| -> AppResult<(ApiKeyRow, bool)> {
             let key = rows::get_for_update(conn, &tenant, key_id).await?;

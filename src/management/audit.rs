@@ -12,8 +12,7 @@ use uuid::Uuid;
 
 use crate::access;
 use crate::audit::{self, AuditFilter, ChainReport};
-use crate::auth::{Principal, Role};
-use crate::db;
+use crate::auth::{Principal, Role, Tenant};
 use crate::db::models::AuditRow;
 use crate::error::{AppError, AppResult, FieldError};
 use crate::state::AppState;
@@ -30,13 +29,13 @@ pub enum Chain {
 /// Longest `action` or `target` filter accepted.
 const MAX_FILTER_CHARS: usize = 200;
 
-/// The organization id (None: platform) a caller may read for `chain`.
+/// The organization (None: the platform chain) a caller may read for `chain`.
 async fn resolve(
     state: &AppState,
     caller: &Principal,
     chain: Chain,
     request_id: Option<String>,
-) -> AppResult<Option<Uuid>> {
+) -> AppResult<Option<Tenant>> {
     if caller.role < Role::Admin {
         return Err(AppError::Forbidden(
             "the audit log requires role ADMIN or higher".into(),
@@ -49,7 +48,7 @@ async fn resolve(
         )),
         Chain::Organization(requested) => {
             let tenant = access::tenant::resolve(state, caller, requested, request_id).await?;
-            Ok(Some(tenant.org_id()))
+            Ok(Some(tenant))
         }
     }
 }
@@ -107,9 +106,24 @@ pub async fn page(
     request_id: Option<String>,
 ) -> AppResult<Vec<AuditRow>> {
     validate(filter)?;
-    let organization_id = resolve(state, caller, chain, request_id).await?;
-    let mut conn = db::conn(&state.db).await?;
-    audit::page(&mut conn, organization_id, filter, before_seq, limit.saturating_add(1)).await
+    match resolve(state, caller, chain, request_id).await? {
+        Some(tenant) => {
+            let mut conn = state.db.get(&tenant).await?;
+            audit::page(
+                &mut conn,
+                Some(tenant.org_id()),
+                filter,
+                before_seq,
+                limit.saturating_add(1),
+            )
+            .await
+        }
+        None => {
+            // Cross-tenant (`db::tenancy`): the platform chain belongs to no organization.
+            let mut conn = state.system_db.get().await?;
+            audit::page(&mut conn, None, filter, before_seq, limit.saturating_add(1)).await
+        }
+    }
 }
 
 /// Verifies the chain over `[from, to)` and names its first broken record.
@@ -122,7 +136,14 @@ pub async fn verify(
     request_id: Option<String>,
 ) -> AppResult<ChainReport> {
     check_range(from, to, "")?;
-    let organization_id = resolve(state, caller, chain, request_id).await?;
-    let mut conn = db::conn(&state.db).await?;
-    audit::verify_range(&mut conn, organization_id, from, to).await
+    match resolve(state, caller, chain, request_id).await? {
+        Some(tenant) => {
+            let mut conn = state.db.get(&tenant).await?;
+            audit::verify_range(&mut conn, Some(tenant.org_id()), from, to).await
+        }
+        None => {
+            let mut conn = state.system_db.get().await?;
+            audit::verify_range(&mut conn, None, from, to).await
+        }
+    }
 }

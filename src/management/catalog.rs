@@ -24,7 +24,7 @@ use uuid::Uuid;
 use crate::audit::{self, Actor, AuditEvent};
 use crate::auth::{Principal, Tenant};
 use crate::db::catalog::{self as rows, CampaignFields, CampaignRow, DispositionFields, DispositionRow};
-use crate::db::{self, orgs};
+use crate::db::orgs;
 use crate::domain::{CampaignStatus, DialMode, Direction};
 use crate::error::{AppError, AppResult, FieldError};
 use crate::kpi::writer::{restate_scoped, CallsOf};
@@ -219,7 +219,7 @@ pub async fn create_campaign(
     if !errors.is_empty() {
         return Err(AppError::invalid_fields(errors));
     }
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(tenant).await?;
     conn.transaction(async |conn| {
         let row = rows::insert_campaign(conn, tenant, &fields).await?;
         let event = AuditEvent::new(Some(tenant.org_id()), Some(Actor::of(principal)), "campaign.create")
@@ -241,7 +241,7 @@ pub async fn update_campaign(
     request_id: Option<String>,
 ) -> AppResult<CampaignRow> {
     refuse_archived_status(patch.status)?;
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(tenant).await?;
     let (row, hours) = conn
         .transaction(async |conn| -> AppResult<(CampaignRow, Vec<DateTime<Utc>>)> {
             hold_counting_rules(conn, tenant).await?;
@@ -307,7 +307,7 @@ pub async fn archive_campaign(
     id: Uuid,
     request_id: Option<String>,
 ) -> AppResult<CampaignRow> {
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(tenant).await?;
     conn.transaction(async |conn| {
         let before = rows::campaign_for_update(conn, tenant, id).await?;
         if before.status == CampaignStatus::Archived.as_str() {
@@ -349,7 +349,7 @@ pub async fn create_disposition(
     if !errors.is_empty() {
         return Err(AppError::invalid_fields(errors));
     }
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(tenant).await?;
     conn.transaction(async |conn| {
         let row = rows::insert_disposition(conn, tenant, &fields).await?;
         let event = AuditEvent::new(Some(tenant.org_id()), Some(Actor::of(principal)), "disposition.create")
@@ -370,7 +370,7 @@ pub async fn update_disposition(
     patch: DispositionPatch,
     request_id: Option<String>,
 ) -> AppResult<DispositionRow> {
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(tenant).await?;
     let (row, hours) = conn
         .transaction(async |conn| -> AppResult<(DispositionRow, Vec<DateTime<Utc>>)> {
             hold_counting_rules(conn, tenant).await?;

@@ -15,7 +15,6 @@ use crate::audit::{self, Actor, AuditEvent};
 use crate::auth::{Principal, Tenant};
 use crate::db::coaching::{self as rows, CoachingChanges, CoachingRow};
 use crate::db::contact_centre as cc;
-use crate::db::{self};
 use crate::error::{AppError, AppResult, FieldError};
 use crate::management::scope;
 
@@ -126,7 +125,7 @@ pub async fn create(
     check_interactions(&mut errors, "input.interactionIds", &input.interaction_ids);
     fail_on(errors)?;
     let interaction_ids = dedup(&input.interaction_ids);
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(tenant).await?;
     conn.transaction(async |conn| {
         let known = cc::existing_agents(conn, tenant, &[input.agent_id]).await?;
         if known.is_empty() || !scope::can_coach(conn, principal, tenant, input.agent_id).await? {
@@ -179,7 +178,7 @@ pub async fn update(
         check_interactions(&mut errors, "input.interactionIds", ids);
     }
     fail_on(errors)?;
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(tenant).await?;
     conn.transaction(async |conn| {
         let before = managed_for_update(conn, principal, tenant, id).await?;
         if before.completed_at.is_some() {
@@ -225,7 +224,7 @@ pub async fn complete(
     let mut errors = Vec::new();
     check_text(&mut errors, "outcome", outcome, MAX_OUTCOME_CHARS, true);
     fail_on(errors)?;
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(tenant).await?;
     conn.transaction(async |conn| {
         let before = managed_for_update(conn, principal, tenant, id).await?;
         if before.completed_at.is_some() {
@@ -260,7 +259,7 @@ pub async fn acknowledge(
     id: Uuid,
     request_id: Option<String>,
 ) -> AppResult<CoachingRow> {
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(tenant).await?;
     conn.transaction(async |conn| {
         let row = rows::get_for_update(conn, tenant, id).await?;
         let own = cc::agent_of_user(conn, tenant, principal.user_id).await?;

@@ -28,7 +28,7 @@ use crate::audit::{self, Actor, AuditEvent};
 use crate::auth::{one_time, password, Principal, Role, Tenant};
 use crate::db::models::UserRow;
 use crate::db::user_tokens::{self, Purpose};
-use crate::db::{self, orgs, tokens, users};
+use crate::db::{orgs, tokens, users};
 use crate::error::{AppError, AppResult, FieldError};
 use crate::management::mail;
 use crate::management::users::{access_changed, normalize_email, validate_identity};
@@ -193,7 +193,7 @@ pub async fn invite(
     request_id: Option<String>,
 ) -> AppResult<Issued> {
     validate_invitation(principal, &input)?;
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(tenant).await?;
     let (org, (user, token, expires_at)) = conn
         .transaction(async |conn| {
             let org = orgs::get(conn, tenant).await?;
@@ -213,7 +213,7 @@ pub async fn resend(
     user_id: Uuid,
     request_id: Option<String>,
 ) -> AppResult<Issued> {
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(tenant).await?;
     let (org, user, token, expires_at) = conn
         .transaction(async |conn| {
             let user = users::get_for_update(conn, tenant, user_id).await?;
@@ -274,7 +274,8 @@ pub async fn accept(
 ) -> AppResult<Session> {
     check_new_password("password", password_text)?;
     let hash = password::hash(password_text.to_owned()).await?;
-    let mut conn = db::conn(&state.db).await?;
+    // Cross-tenant (`db::tenancy`): the token finds its user, and so the organization.
+    let mut conn = state.system_db.get().await?;
     conn.transaction(async |conn| {
         let (tenant, user) = redeem(conn, token, Purpose::Invitation).await?;
         let user = users::set_password(conn, &tenant, user.id, &hash, false).await?;
@@ -319,7 +320,7 @@ pub async fn change_password(
 ) -> AppResult<Session> {
     check_new_password("newPassword", new)?;
     let tenant = Tenant::of(principal);
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(&tenant).await?;
     let stored = users::get(&mut conn, &tenant, principal.user_id).await?;
     let matches = password::verify(current.to_owned(), Some(stored.password_hash)).await?;
     if !matches {
@@ -370,7 +371,8 @@ pub fn request_reset(state: &AppState, email: &str, request_id: Option<String>) 
 }
 
 async fn send_reset(state: &AppState, email: &str, request_id: Option<String>) -> AppResult<()> {
-    let mut conn = db::conn(&state.db).await?;
+    // Cross-tenant (`db::tenancy`): the address finds the account, and so the organization.
+    let mut conn = state.system_db.get().await?;
     let Some(user) = users::find_by_email(&mut conn, email).await? else {
         return Ok(());
     };
@@ -416,7 +418,8 @@ pub async fn reset(
 ) -> AppResult<Session> {
     check_new_password("password", password_text)?;
     let hash = password::hash(password_text.to_owned()).await?;
-    let mut conn = db::conn(&state.db).await?;
+    // Cross-tenant (`db::tenancy`): the token finds its user, and so the organization.
+    let mut conn = state.system_db.get().await?;
     let (tenant, session) = conn
         .transaction(async |conn| {
             let (tenant, user) = redeem(conn, token, Purpose::PasswordReset).await?;

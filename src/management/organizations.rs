@@ -25,7 +25,7 @@ use crate::access;
 use crate::audit::{self, Actor, AuditEvent};
 use crate::auth::{Principal, Role, Tenant};
 use crate::db::models::OrgRow;
-use crate::db::{self, orgs};
+use crate::db::orgs;
 use crate::error::{AppError, AppResult, FieldError};
 use crate::management::invitations::{self, Issued, NewInvitation};
 use crate::management::users::validate_identity;
@@ -98,7 +98,9 @@ pub async fn create(
         display_name: input.first_admin_display_name.clone(),
         role: Role::Admin,
     };
-    let mut conn = db::conn(&state.db).await?;
+    // Cross-tenant (`db::tenancy`): the organization does not exist yet, so no tenant can
+    // write it; the SUPER_ADMIN's act is audited in the new organization's chain.
+    let mut conn = state.system_db.get().await?;
     let (org, (user, token, expires_at)) = conn
         .transaction(async |conn| {
             let org = orgs::create(
@@ -151,7 +153,7 @@ pub async fn set_suspended(
     }
     // NOT_FOUND for an unknown id; audits the cross-tenant access in the accessed chain.
     let tenant = access::tenant::resolve(state, principal, Some(org_id), request_id.clone()).await?;
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(&tenant).await?;
     let (org, changed) = conn
         .transaction(async |conn| {
             let before = orgs::get_for_update(conn, &tenant).await?;

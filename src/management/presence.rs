@@ -25,7 +25,6 @@ use uuid::Uuid;
 
 use crate::audit::{self, Actor, AuditEvent};
 use crate::auth::{Principal, Role, Tenant};
-use crate::db;
 use crate::db::contact_centre::{self as cc, NewStateInterval};
 use crate::db::presence::{self as db_presence, ReasonCodeRow};
 use crate::domain::{AgentState, Presence};
@@ -84,7 +83,7 @@ pub async fn set_presence(
     reason: Option<String>,
     request_id: Option<String>,
 ) -> AppResult<PresenceChange> {
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(tenant).await?;
     let own_agent = cc::agent_of_user(&mut conn, tenant, principal.user_id).await?;
     let target = match (agent_id, own_agent) {
         (Some(id), _) => id,
@@ -218,7 +217,7 @@ pub async fn upsert_reason_code(
     if !errors.is_empty() {
         return Err(AppError::invalid_fields(errors));
     }
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(tenant).await?;
     conn.transaction(async |conn| -> AppResult<()> {
         let before = db_presence::upsert_reason_code(conn, tenant, &row).await?;
         let describe =

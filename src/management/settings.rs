@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::audit::{self, Actor, AuditEvent};
 use crate::auth::{Principal, Tenant};
 use crate::db::models::{OrgRow, SettingsRow};
-use crate::db::{self, orgs};
+use crate::db::orgs;
 use crate::domain::ServiceLevelVariant;
 use crate::error::{AppError, AppResult, FieldError};
 use crate::realtime::BusEvent;
@@ -222,7 +222,7 @@ pub async fn update(
     if !errors.is_empty() {
         return Err(AppError::invalid_fields(errors));
     }
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(tenant).await?;
     let result = conn
         .transaction(async |conn| -> AppResult<(OrgRow, SettingsRow)> {
             let before = orgs::settings_for_update(conn, tenant).await?;

@@ -16,7 +16,6 @@ use uuid::Uuid;
 
 use crate::audit::{self, Actor, AuditEvent};
 use crate::auth::{Principal, Role, Tenant};
-use crate::db;
 use crate::db::agents as agent_rows;
 use crate::db::teams::{self as rows, SkillRow};
 use crate::error::{AppError, AppResult, FieldError};
@@ -74,7 +73,7 @@ pub async fn create(
     require(principal, Role::Supervisor)?;
     let name = check_name(name)?;
     let description = check_description(description)?;
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(tenant).await?;
     conn.transaction(async |conn| -> AppResult<SkillRow> {
         let skill = rows::insert_skill(conn, tenant, &name, description.as_deref()).await?;
         let event = AuditEvent::new(Some(tenant.org_id()), Some(Actor::of(principal)), "skill.create")
@@ -97,7 +96,7 @@ pub async fn rename(
 ) -> AppResult<SkillRow> {
     require(principal, Role::Supervisor)?;
     let name = check_name(name)?;
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(tenant).await?;
     conn.transaction(async |conn| -> AppResult<SkillRow> {
         let before = rows::lock_skill(conn, tenant, skill_id).await?;
         if before.name == name {
@@ -122,7 +121,7 @@ pub async fn delete(
     request_id: Option<String>,
 ) -> AppResult<SkillRow> {
     require(principal, Role::Admin)?;
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(tenant).await?;
     let (skill, holders) = conn
         .transaction(async |conn| -> AppResult<(SkillRow, Vec<Uuid>)> {
             let skill = rows::lock_skill(conn, tenant, skill_id).await?;
@@ -220,7 +219,7 @@ async fn change(
     }
     let agent_ids = distinct(assignments.iter().map(|a| a.agent_id));
     let skill_ids = distinct(assignments.iter().map(|a| a.skill_id));
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(tenant).await?;
     let changed = conn
         .transaction(async |conn| -> AppResult<Vec<Uuid>> {
             let scope = scope_of(conn, tenant, principal).await?;

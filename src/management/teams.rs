@@ -22,7 +22,6 @@ use crate::audit::{self, Actor, AuditEvent};
 use crate::auth::{Principal, Role, Tenant};
 use crate::db::agents as agent_rows;
 use crate::db::teams::{self as rows, TeamRow};
-use crate::db::{self};
 use crate::error::{AppError, AppResult, FieldError};
 use crate::management::agents::{out_of_scope, publish, scope_of};
 use crate::state::AppState;
@@ -77,7 +76,7 @@ pub async fn create(
     let name = check_name("name", name)?;
     check_count("supervisorIds", supervisor_ids.len())?;
     let supervisors = distinct(supervisor_ids);
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(tenant).await?;
     conn.transaction(async |conn| -> AppResult<TeamRow> {
         let team = rows::insert_team(conn, tenant, &name).await?;
         check_supervisors(conn, tenant, &supervisors).await?;
@@ -128,7 +127,7 @@ pub async fn rename(
 ) -> AppResult<TeamRow> {
     require_admin(principal)?;
     let name = check_name("name", name)?;
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(tenant).await?;
     let (team, members) = conn
         .transaction(async |conn| -> AppResult<(TeamRow, Vec<Uuid>)> {
             let before = rows::lock_team(conn, tenant, team_id).await?;
@@ -166,7 +165,7 @@ pub async fn delete(
             "must be another team than the one deleted",
         )]));
     }
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(tenant).await?;
     let (team, moved) = conn
         .transaction(async |conn| -> AppResult<(TeamRow, Vec<Uuid>)> {
             let team = rows::lock_team(conn, tenant, team_id).await?;
@@ -212,7 +211,7 @@ pub async fn set_supervisors(
     require_admin(principal)?;
     check_count("userIds", user_ids.len())?;
     let users = distinct(user_ids);
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(tenant).await?;
     let (team, members) = conn
         .transaction(async |conn| -> AppResult<(TeamRow, Vec<Uuid>)> {
             let team = rows::lock_team(conn, tenant, team_id).await?;
@@ -280,7 +279,7 @@ async fn change_members(
     }
     check_count("agentIds", agent_ids.len())?;
     let ids = distinct(agent_ids);
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(tenant).await?;
     let (team, changed) = conn
         .transaction(async |conn| -> AppResult<(TeamRow, Vec<Uuid>)> {
             let team = rows::lock_team(conn, tenant, team_id).await?;

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::audit::{self, Actor, AuditEvent};
 use crate::auth::{password, Principal, Role, Tenant};
 use crate::db::models::UserRow;
-use crate::db::{self, tokens, users};
+use crate::db::{tokens, users};
 use crate::error::{AppError, AppResult, FieldError};
 use crate::state::AppState;
 
@@ -114,7 +114,7 @@ pub async fn create(
     let email = normalize_email(&input.email);
     let display_name = input.display_name.trim().to_owned();
     let hash = password::hash(input.password).await?;
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(tenant).await?;
     conn.transaction(async |conn| {
         let user = users::insert(conn, tenant, &email, &display_name, input.role, &hash).await?;
         let event = AuditEvent::new(Some(tenant.org_id()), Some(Actor::of(principal)), "user.create")
@@ -136,7 +136,7 @@ pub async fn change_role(
     request_id: Option<String>,
 ) -> AppResult<UserRow> {
     refuse_grant_above_own(principal, role)?;
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(tenant).await?;
     let user = conn
         .transaction(async |conn| -> AppResult<UserRow> {
             let target = users::get_for_update(conn, tenant, user_id).await?;
@@ -167,7 +167,7 @@ pub async fn deactivate(
     user_id: Uuid,
     request_id: Option<String>,
 ) -> AppResult<UserRow> {
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(tenant).await?;
     let user = conn
         .transaction(async |conn| -> AppResult<UserRow> {
             let target = users::get_for_update(conn, tenant, user_id).await?;

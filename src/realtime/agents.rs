@@ -27,7 +27,7 @@ use uuid::Uuid;
 
 use crate::auth::Tenant;
 use crate::db::presence::{self as db_presence, LiveAgentRow};
-use crate::db::{self, DbPool};
+use crate::db::tenancy::TenantPool;
 use crate::error::{AppError, AppResult};
 use crate::realtime::bus::{Bus, Received};
 use crate::realtime::{BusEvent, StreamPosition, Topic};
@@ -171,7 +171,7 @@ impl Boards {
     /// The organization's board (started when it has none), once its first read is done.
     /// `buffer`: updates buffered per subscriber; one that falls further behind gets a resync
     /// snapshot ([`crate::config::Settings::live_updates_buffer`]).
-    pub async fn board(&self, db: &DbPool, bus: &Bus, tenant: &Tenant, buffer: usize) -> AppResult<Arc<Board>> {
+    pub async fn board(&self, db: &TenantPool, bus: &Bus, tenant: &Tenant, buffer: usize) -> AppResult<Arc<Board>> {
         let board = {
             let mut boards = self.boards.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             boards.retain(|_, weak| weak.strong_count() > 0);
@@ -233,19 +233,19 @@ fn agents_of(event: &BusEvent) -> Option<Vec<Uuid>> {
     }
 }
 
-async fn load_all(db: &DbPool, tenant: &Tenant) -> AppResult<Vec<LiveAgentRow>> {
-    let mut conn = db::conn(db).await?;
+async fn load_all(db: &TenantPool, tenant: &Tenant) -> AppResult<Vec<LiveAgentRow>> {
+    let mut conn = db.get(tenant).await?;
     db_presence::live_agents(&mut conn, tenant, None).await
 }
 
-async fn load_some(db: &DbPool, tenant: &Tenant, ids: &BTreeSet<Uuid>) -> AppResult<Vec<LiveAgentRow>> {
+async fn load_some(db: &TenantPool, tenant: &Tenant, ids: &BTreeSet<Uuid>) -> AppResult<Vec<LiveAgentRow>> {
     let ids: Vec<Uuid> = ids.iter().copied().collect();
-    let mut conn = db::conn(db).await?;
+    let mut conn = db.get(tenant).await?;
     db_presence::live_agents(&mut conn, tenant, Some(&ids)).await
 }
 
 /// The board's task (see the module documentation).
-async fn run(board: Weak<Board>, db: DbPool, tenant: Tenant, mut events: crate::realtime::bus::Receiver) {
+async fn run(board: Weak<Board>, db: TenantPool, tenant: Tenant, mut events: crate::realtime::bus::Receiver) {
     let mut full_reload = true;
     loop {
         if full_reload {

@@ -17,7 +17,7 @@ use futures_util::Stream;
 use uuid::Uuid;
 
 use crate::auth::Tenant;
-use crate::db::{self, DbPool};
+use crate::db::tenancy::TenantPool;
 use crate::error::AppResult;
 use crate::kpi::analytics::{compliance_status, ComplianceLevel, ComplianceRow};
 use crate::realtime::bus::{Bus, Received};
@@ -137,8 +137,8 @@ impl EdgeDetector {
 }
 
 /// Reads the status of `campaign_ids` (or every outbound campaign) now.
-async fn read(db: &DbPool, tenant: &Tenant, campaign_ids: Option<&[String]>) -> AppResult<Vec<ComplianceRow>> {
-    let mut conn = db::conn(db).await?;
+async fn read(db: &TenantPool, tenant: &Tenant, campaign_ids: Option<&[String]>) -> AppResult<Vec<ComplianceRow>> {
+    let mut conn = db.get(tenant).await?;
     compliance_status(&mut conn, tenant, "campaignIds", campaign_ids, Utc::now()).await
 }
 
@@ -161,7 +161,7 @@ fn touches(event: &BusEvent, watched: &Option<Vec<Uuid>>) -> bool {
 /// `campaignIds[i]`) instead of its stream; it is also the baseline. A failed re-read is
 /// logged and the previous levels stand.
 pub async fn alerts(
-    db: DbPool,
+    db: TenantPool,
     bus: &Bus,
     tenant: Tenant,
     campaign_ids: Option<Vec<String>>,

@@ -28,7 +28,7 @@ use uuid::Uuid;
 
 use crate::auth::Tenant;
 use crate::db::presence as db_presence;
-use crate::db::{self, DbPool};
+use crate::db::tenancy::TenantPool;
 use crate::domain::Direction;
 use crate::error::AppResult;
 use crate::kpi::filter::{self, RawFilter};
@@ -89,8 +89,8 @@ impl LiveFilter {
 }
 
 /// Validates a filter's ids against the tenant (BAD_USER_INPUT naming `prefix.field[i]`).
-pub async fn validate(db: &DbPool, tenant: &Tenant, prefix: &str, filter: &LiveFilter) -> AppResult<()> {
-    let mut conn = db::conn(db).await?;
+pub async fn validate(db: &TenantPool, tenant: &Tenant, prefix: &str, filter: &LiveFilter) -> AppResult<()> {
+    let mut conn = db.get(tenant).await?;
     filter::resolve(&mut conn, tenant, prefix, &filter.raw(Utc::now())).await?;
     Ok(())
 }
@@ -184,9 +184,9 @@ fn start_of_day(tz: Tz, now: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 /// Computes the tiles now, through the metric registry (the same formulas as every KPI).
-pub async fn compute(db: &DbPool, tenant: &Tenant, filter: &LiveFilter) -> AppResult<(LiveTiles, Scope)> {
+pub async fn compute(db: &TenantPool, tenant: &Tenant, filter: &LiveFilter) -> AppResult<(LiveTiles, Scope)> {
     let now = Utc::now();
-    let mut conn = db::conn(db).await?;
+    let mut conn = db.get(tenant).await?;
     let scope = filter::resolve(&mut conn, tenant, "filter", &filter.raw(now))
         .await?
         .scope;
@@ -295,7 +295,7 @@ pub struct LiveRegistry {
 impl LiveRegistry {
     /// The entry of (tenant, filter), started when there is none. Hold the `Arc` while
     /// subscribed: the computation stops when the last holder drops it.
-    pub fn entry(&self, db: &DbPool, bus: &Bus, tenant: &Tenant, filter: LiveFilter) -> Arc<LiveEntry> {
+    pub fn entry(&self, db: &TenantPool, bus: &Bus, tenant: &Tenant, filter: LiveFilter) -> Arc<LiveEntry> {
         let key = (tenant.org_id(), filter.normalized());
         let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         entries.retain(|_, weak| weak.strong_count() > 0);
@@ -322,7 +322,7 @@ impl LiveRegistry {
 }
 
 async fn run(
-    db: DbPool,
+    db: TenantPool,
     tenant: Tenant,
     filter: LiveFilter,
     mut events: crate::realtime::bus::Receiver,

@@ -42,7 +42,6 @@ use sha2::Sha256;
 use crate::auth::Tenant;
 use crate::db::report_deliveries::{self as rows, DeliveryRow, Outcome, RunContext, EMAIL};
 use crate::db::report_runs::{self as runs, RunRow};
-use crate::db::{self};
 use crate::error::{AppError, AppResult};
 use crate::reports::{downloads, files};
 use crate::state::AppState;
@@ -126,7 +125,9 @@ pub fn spawn(state: &AppState) -> tokio::task::JoinHandle<()> {
 pub async fn deliver_due(state: &AppState, senders: &Senders) -> AppResult<usize> {
     let lease = state.settings.delivery_timeout * 2 + Duration::from_secs(5);
     let claimed = {
-        let mut conn = db::conn(&state.db).await?;
+        // Cross-tenant (`db::tenancy`): due deliveries of every organization; each is then
+        // sent and recorded as its organization's tenant.
+        let mut conn = state.system_db.get().await?;
         rows::claim_due(&mut conn, BATCH, lease).await?
     };
     let count = claimed.len();
@@ -165,7 +166,7 @@ async fn deliver(state: &AppState, senders: &Senders, delivery: DeliveryRow) {
         );
     }
     let recorded = async {
-        let mut conn = db::conn(&state.db).await?;
+        let mut conn = state.db.get(&tenant).await?;
         rows::finish(&mut conn, &tenant, delivery.id, delivery.attempts, outcome).await
     }
     .await;
@@ -197,7 +198,7 @@ async fn finished(
     delivery: &DeliveryRow,
     want_attachment: bool,
 ) -> AppResult<Result<Finished, String>> {
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(tenant).await?;
     let (Some(run), Some(context)) = (
         runs::get(&mut conn, tenant, delivery.run_id).await?,
         rows::run_context(&mut conn, tenant, delivery.run_id).await?,

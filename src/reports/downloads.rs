@@ -18,7 +18,6 @@ use uuid::Uuid;
 
 use crate::audit::{self, Actor, AuditEvent};
 use crate::auth::{Principal, Tenant};
-use crate::db;
 use crate::db::report_runs::{self as rows, RunRow, SUCCEEDED};
 use crate::error::{AppError, AppResult};
 use crate::reports::{files, runs};
@@ -121,7 +120,7 @@ pub async fn open(
         Credential::Link(link) => {
             let org_id = verify_link(state, run_id, link, Utc::now())?;
             let tenant = Tenant::for_system(org_id);
-            let mut conn = db::conn(&state.db).await?;
+            let mut conn = state.db.get(&tenant).await?;
             let run = rows::get(&mut conn, &tenant, run_id)
                 .await?
                 .ok_or_else(runs::not_found)?;
@@ -146,7 +145,7 @@ pub async fn open(
             "via": via,
         }))
         .request_id(request_id);
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(&tenant).await?;
     conn.transaction(async |conn| audit::record(conn, event).await).await?;
     Ok(Download { run, tenant })
 }

@@ -41,7 +41,7 @@ use uuid::Uuid;
 use crate::audit::{self, Actor, AuditEvent};
 use crate::auth::{Role, Tenant};
 use crate::db::report_runs::{self as rows, Beat, Claim, Ending, NewRunRow, RunRow};
-use crate::db::{self, users};
+use crate::db::users;
 use crate::error::{AppError, AppResult};
 use crate::realtime::BusEvent;
 use crate::reports::definition::{ReportKind, ReportRange};
@@ -167,13 +167,16 @@ async fn work(state: AppState, worker: String) {
 }
 
 async fn claim(state: &AppState, worker: &str) -> AppResult<Option<RunRow>> {
-    let mut conn = db::conn(&state.db).await?;
+    // Cross-tenant (`db::tenancy`): the next due run of any organization; the run then
+    // executes as its organization's tenant.
+    let mut conn = state.system_db.get().await?;
     rows::claim(&mut conn, worker, state.settings.report_takeover_after).await
 }
 
 async fn sweep(state: &AppState) {
     let swept = async {
-        let mut conn = db::conn(&state.db).await?;
+        // Cross-tenant (`db::tenancy`): abandoned runs and expired files of every organization.
+        let mut conn = state.system_db.get().await?;
         for run in rows::fail_abandoned(&mut conn, state.settings.report_takeover_after).await? {
             tracing::warn!(run_id = %run.id, "report run failed: its instance stopped on its last attempt");
             state
@@ -246,7 +249,7 @@ async fn execute(state: &AppState, row: RunRow) {
 }
 
 async fn end(state: &AppState, claim: Claim, ending: Ending<'_>) -> AppResult<bool> {
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(&Tenant::for_system(claim.org_id)).await?;
     rows::finish(&mut conn, claim, ending).await
 }
 
@@ -272,7 +275,7 @@ async fn produce(state: &AppState, tenant: &Tenant, row: &RunRow, claim: Claim) 
     let format = ExportFormat::from_name(&row.format)
         .ok_or_else(|| AppError::internal(format!("report run {}: unknown format {}", row.id, row.format)))?;
     let report = {
-        let mut conn = db::conn(&state.db).await?;
+        let mut conn = state.db.get(tenant).await?;
         saved::load(&mut conn, tenant, row.report_id)
             .await?
             .ok_or_else(|| AppError::NotFound("the report was deleted".into()))?
@@ -288,7 +291,7 @@ async fn produce(state: &AppState, tenant: &Tenant, row: &RunRow, claim: Claim) 
         }
         ReportKind::InteractionLog => {
             let unmasked = {
-                let mut conn = db::conn(&state.db).await?;
+                let mut conn = state.db.get(tenant).await?;
                 log::unmasked_for(&mut conn, tenant, row.requested_by, row.schedule_id).await?
             };
             Source::Log(log::open(state, tenant, &report, row.range_from, row.range_to, unmasked).await?)
@@ -311,7 +314,7 @@ async fn produce(state: &AppState, tenant: &Tenant, row: &RunRow, claim: Claim) 
             _ = ticker.tick() => {
                 let rows_so_far = i64::try_from(written.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
                 let beat = {
-                    let mut conn = db::conn(&state.db).await?;
+                    let mut conn = state.db.get(tenant).await?;
                     rows::heartbeat(&mut conn, claim, rows_so_far).await?
                 };
                 match beat {
@@ -411,7 +414,7 @@ async fn store(
     let expires_at = Utc::now() + retention;
     let actor = match row.requested_by {
         Some(user_id) => {
-            let mut conn = db::conn(&state.db).await?;
+            let mut conn = state.db.get(tenant).await?;
             // The requester's role at the end of the run, for the audit record; a user deleted
             // meanwhile is recorded as the least role.
             let role = users::get(&mut conn, tenant, user_id)
@@ -421,7 +424,7 @@ async fn store(
         }
         None => None,
     };
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(tenant).await?;
     let file = &mut produced.file;
     conn.transaction(async |conn| {
         if !rows::lock_claim(conn, claim).await? {

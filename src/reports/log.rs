@@ -253,7 +253,7 @@ pub async fn open(
     to: DateTime<Utc>,
     unmasked: bool,
 ) -> AppResult<LogSource> {
-    let (mut conn, _, _) = state.reads.conn().await?;
+    let (mut conn, _, _) = state.reads.conn(tenant).await?;
     let (_, tz) = organization_rule(&mut conn, tenant).await?;
     let query = query_of(&mut conn, tenant, &report.definition, from, to).await?;
     let names = interactions::log_names(&mut conn, tenant).await?;

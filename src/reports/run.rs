@@ -29,7 +29,6 @@ use uuid::Uuid;
 
 use crate::audit::{self, Actor, AuditEvent};
 use crate::auth::{Principal, Tenant};
-use crate::db;
 use crate::error::{AppError, AppResult};
 use crate::kpi::analytics::{run_analytics, spare_connection, AnalyticsOutput, AnalyticsRequest};
 use crate::kpi::metrics::{self, Evaluated};
@@ -87,8 +86,8 @@ pub async fn result(
     range: Option<ReportRange>,
 ) -> AppResult<AnalyticsOutput> {
     let tenant = Tenant::of(principal);
-    let (mut conn, pool, _) = state.reads.conn().await?;
-    let mut spare = spare_connection(pool).await;
+    let (mut conn, pool, _) = state.reads.conn(&tenant).await?;
+    let mut spare = spare_connection(pool, &tenant).await;
     let answer = answer(
         &mut conn,
         spare.as_deref_mut(),
@@ -141,8 +140,8 @@ pub async fn prepare(
     range: Option<ReportRange>,
     range_prefix: &str,
 ) -> AppResult<(Table, ExportMeta)> {
-    let (mut conn, pool, _) = state.reads.conn().await?;
-    let mut spare = spare_connection(pool).await;
+    let (mut conn, pool, _) = state.reads.conn(tenant).await?;
+    let mut spare = spare_connection(pool, tenant).await;
     let answer = answer(
         &mut conn,
         spare.as_deref_mut(),
@@ -241,7 +240,7 @@ pub async fn export(
             "apiKeyId": principal.api_key.as_ref().map(|k| k.key_id),
         }))
         .request_id(request_id);
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(&tenant).await?;
     conn.transaction(async |conn| audit::record(conn, event).await).await?;
     Ok(ExportFile {
         content_type: request.format.content_type(),

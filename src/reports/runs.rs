@@ -19,7 +19,7 @@ use uuid::Uuid;
 use crate::audit::{self, Actor, AuditEvent};
 use crate::auth::{Principal, Tenant};
 use crate::db::report_runs::{self as rows, RunRow};
-use crate::db::{self, reports as report_rows};
+use crate::db::reports as report_rows;
 use crate::error::{AppError, AppResult};
 use crate::kpi::organization_rule;
 use crate::realtime::{bus::Received, BusEvent, Topic};
@@ -59,7 +59,7 @@ pub async fn request(
         }
     }
     let tenant = Tenant::of(principal);
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(&tenant).await?;
     let (_, tz) = organization_rule(&mut conn, &tenant).await?;
     let (from, to) = request.range.unwrap_or(report.definition.range).resolve(tz, Utc::now());
     let run = conn
@@ -102,7 +102,7 @@ async fn report_visible(conn: &mut AsyncPgConnection, principal: &Principal, run
 
 /// A run the caller may see; NOT_FOUND otherwise.
 pub async fn get(state: &AppState, principal: &Principal, id: Uuid) -> AppResult<RunRow> {
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(&Tenant::of(principal)).await?;
     visible(&mut conn, principal, id).await
 }
 
@@ -128,7 +128,7 @@ pub async fn list(
         Some(id) => vec![saved::get(state, principal, id).await?.id],
         None => saved::list(state, principal).await?.into_iter().map(|r| r.id).collect(),
     };
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(&Tenant::of(principal)).await?;
     rows::list(&mut conn, &Tenant::of(principal), Some(&reports), first).await
 }
 
@@ -141,7 +141,7 @@ pub async fn cancel(
     request_id: Option<String>,
 ) -> AppResult<RunRow> {
     let tenant = Tenant::of(principal);
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(&tenant).await?;
     let run = visible(&mut conn, principal, id).await?;
     let report = report_rows::get(&mut conn, &tenant, run.report_id)
         .await?

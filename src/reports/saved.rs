@@ -17,7 +17,6 @@ use uuid::Uuid;
 use crate::audit::{self, Actor, AuditEvent};
 use crate::auth::{Permission, Principal, Tenant};
 use crate::db::reports::{self as rows, Listing, NewReport, ReportChanges, ReportRow};
-use crate::db::{self};
 use crate::error::{AppError, AppResult, FieldError};
 use crate::kpi::analytics::validate_analytics;
 use crate::kpi::organization_rule;
@@ -251,7 +250,7 @@ pub async fn list(state: &AppState, principal: &Principal) -> AppResult<Vec<Save
     } else {
         Listing::Shared
     };
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(&Tenant::of(principal)).await?;
     rows::list(&mut conn, &Tenant::of(principal), listing)
         .await?
         .into_iter()
@@ -262,7 +261,7 @@ pub async fn list(state: &AppState, principal: &Principal) -> AppResult<Vec<Save
 /// One report the caller may see; NOT_FOUND otherwise (another tenant's too).
 pub async fn get(state: &AppState, principal: &Principal, id: Uuid) -> AppResult<SavedReport> {
     require_reader(principal)?;
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(&Tenant::of(principal)).await?;
     visible(&mut conn, principal, id).await
 }
 
@@ -293,7 +292,7 @@ pub async fn create(
     require_creator(principal)?;
     normalize(&mut input);
     let tenant = Tenant::of(principal);
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(&tenant).await?;
     validate(&mut conn, &tenant, &input, &INPUT_PATHS, Utc::now()).await?;
     let source = serde_json::json!({ "kind": "new" });
     insert(&mut conn, &tenant, principal, &input, None, source, request_id).await
@@ -324,7 +323,7 @@ pub async fn create_from_template(
     };
     normalize(&mut input);
     let tenant = Tenant::of(principal);
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(&tenant).await?;
     let paths = Paths {
         title: "title",
         description: "templateKey",
@@ -362,7 +361,7 @@ pub async fn duplicate(
 ) -> AppResult<SavedReport> {
     require_creator(principal)?;
     let tenant = Tenant::of(principal);
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(&tenant).await?;
     let original = visible(&mut conn, principal, id).await?;
     let input = ReportInput {
         title: copy_title(&original.title),
@@ -415,7 +414,7 @@ pub async fn update(
     require_creator(principal)?;
     normalize(&mut input);
     let tenant = Tenant::of(principal);
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(&tenant).await?;
     editable(&mut conn, principal, id).await?;
     validate(&mut conn, &tenant, &input, &INPUT_PATHS, Utc::now()).await?;
     let definition = stored(&input.definition)?;
@@ -462,7 +461,7 @@ pub async fn update(
 pub async fn delete(state: &AppState, principal: &Principal, id: Uuid, request_id: Option<String>) -> AppResult<Uuid> {
     require_creator(principal)?;
     let tenant = Tenant::of(principal);
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(&tenant).await?;
     let report = editable(&mut conn, principal, id).await?;
     conn.transaction(async |conn| -> AppResult<()> {
         if !rows::delete(conn, &tenant, id).await? {

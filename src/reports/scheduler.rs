@@ -32,7 +32,7 @@ use uuid::Uuid;
 use crate::auth::{Principal, Tenant};
 use crate::db::report_deliveries::{self as deliveries, EMAIL, WEBHOOK};
 use crate::db::report_schedules::{self as rows, Fired, ScheduleRow};
-use crate::db::{self, reports as report_rows, users};
+use crate::db::{reports as report_rows, users};
 use crate::error::{AppError, AppResult};
 use crate::kpi::organization_rule;
 use crate::reports::jobs::{self, NewRun, RunOrigin};
@@ -88,7 +88,9 @@ pub fn spawn(state: &AppState) -> tokio::task::JoinHandle<()> {
 
 /// Claims every schedule due at `now` (up to [`MAX_PER_TICK`]), one transaction each.
 pub async fn tick_once(state: &AppState, now: DateTime<Utc>) -> AppResult<Vec<Claimed>> {
-    let mut conn = db::conn(&state.db).await?;
+    // Cross-tenant (`db::tenancy`): due schedules of every organization, each claimed and
+    // fired in its own transaction.
+    let mut conn = state.system_db.get().await?;
     let mut claimed = Vec::new();
     while claimed.len() < MAX_PER_TICK && !state.lifecycle.is_draining() {
         match claim_one(state, &mut conn, now).await? {

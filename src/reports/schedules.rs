@@ -31,7 +31,7 @@ use crate::audit::{self, Actor, AuditEvent};
 use crate::auth::{Principal, Tenant};
 use crate::db::report_deliveries::{self as deliveries, DeliveryRow};
 use crate::db::report_schedules::{self as rows, ScheduleFields, ScheduleRow};
-use crate::db::{self, reports as report_rows};
+use crate::db::reports as report_rows;
 use crate::error::{AppError, AppResult, FieldError};
 use crate::reports::cron::{self, Pattern};
 use crate::reports::formats::ExportFormat;
@@ -312,7 +312,7 @@ pub async fn create(
 ) -> AppResult<(Schedule, String)> {
     require_scheduler(principal)?;
     let tenant = Tenant::of(principal);
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(&tenant).await?;
     visible_report(&mut conn, principal, report_id).await?;
     let checked = check(&input, Utc::now())?;
     let secret = new_secret();
@@ -346,7 +346,7 @@ pub async fn create(
 /// The schedules of a report the caller sees (SUPERVISOR+), oldest first.
 pub async fn list(state: &AppState, principal: &Principal, report_id: Uuid) -> AppResult<Vec<Schedule>> {
     require_scheduler(principal)?;
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(&Tenant::of(principal)).await?;
     visible_report(&mut conn, principal, report_id).await?;
     rows::list_for_report(&mut conn, &Tenant::of(principal), report_id)
         .await?
@@ -358,7 +358,7 @@ pub async fn list(state: &AppState, principal: &Principal, report_id: Uuid) -> A
 /// One schedule of a report the caller sees (SUPERVISOR+).
 pub async fn get(state: &AppState, principal: &Principal, id: Uuid) -> AppResult<Schedule> {
     require_scheduler(principal)?;
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(&Tenant::of(principal)).await?;
     Schedule::try_from(visible(&mut conn, principal, id).await?)
 }
 
@@ -370,7 +370,7 @@ pub async fn deliveries_of(
     limit: i64,
 ) -> AppResult<Vec<DeliveryRow>> {
     require_scheduler(principal)?;
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(&Tenant::of(principal)).await?;
     let row = visible(&mut conn, principal, id).await?;
     deliveries::list_for_schedule(&mut conn, &Tenant::of(principal), row.id, limit).await
 }
@@ -396,7 +396,7 @@ async fn change(
 ) -> AppResult<ScheduleRow> {
     require_scheduler(principal)?;
     let tenant = Tenant::of(principal);
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(&tenant).await?;
     editable(&mut conn, principal, id).await?;
     conn.transaction(async |conn| -> AppResult<ScheduleRow> {
         let current = rows::get_for_update(conn, &tenant, id).await?.ok_or_else(not_found)?;
@@ -511,7 +511,7 @@ pub async fn rotate_secret(
 pub async fn delete(state: &AppState, principal: &Principal, id: Uuid, request_id: Option<String>) -> AppResult<Uuid> {
     require_scheduler(principal)?;
     let tenant = Tenant::of(principal);
-    let mut conn = db::conn(&state.db).await?;
+    let mut conn = state.db.get(&tenant).await?;
     let row = editable(&mut conn, principal, id).await?;
     conn.transaction(async |conn| -> AppResult<()> {
         if !rows::delete(conn, &tenant, id).await? {

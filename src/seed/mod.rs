@@ -19,7 +19,7 @@ pub mod sim;
 
 use crate::auth::{password, Role, Tenant};
 use crate::db::contact_centre::NewDisposition;
-use crate::db::{self, orgs, users};
+use crate::db::{orgs, users};
 use crate::error::AppResult;
 use crate::state::AppState;
 
@@ -46,7 +46,8 @@ pub struct DemoSummary {
 pub async fn seed_demo(state: &AppState, password_text: &str) -> AppResult<DemoSummary> {
     password::check_strength(password_text)
         .map_err(|reason| crate::error::AppError::bad_input(format!("--password {reason}")))?;
-    let mut conn = db::conn(&state.db).await?;
+    // A seeder (`db::tenancy`): it creates the organization it then fills.
+    let mut conn = state.system_db.get().await?;
     let (org, created) = match orgs::find_by_slug(&mut conn, DEMO_SLUG).await? {
         Some(org) => (org, false),
         None => (

@@ -45,7 +45,7 @@ use uuid::Uuid;
 
 use crate::audit::{self, Actor, AuditEvent};
 use crate::auth::Principal;
-use crate::db::{self, DbPool};
+use crate::db::tenancy::SystemPool;
 use crate::error::{AppResult, ErrorCode};
 use crate::limits;
 use crate::state::{Lifecycle, WorkGuard};
@@ -187,14 +187,14 @@ struct Queued {
 /// The queue of denials and sensitive reads, and its writer. Cheap to share (`Arc`); the writer starts with the
 /// first denial (it needs a runtime) and stops when the log is dropped.
 pub struct AuditQueue {
-    db: DbPool,
+    db: SystemPool,
     lifecycle: Lifecycle,
     sender: OnceLock<mpsc::Sender<Queued>>,
     dropped: AtomicU64,
 }
 
 impl AuditQueue {
-    pub fn new(db: DbPool, lifecycle: Lifecycle) -> Self {
+    pub fn new(db: SystemPool, lifecycle: Lifecycle) -> Self {
         Self {
             db,
             lifecycle,
@@ -287,7 +287,7 @@ impl AuditQueue {
     }
 }
 
-async fn writer(db: DbPool, mut receiver: mpsc::Receiver<Queued>) {
+async fn writer(db: SystemPool, mut receiver: mpsc::Receiver<Queued>) {
     let mut batch: Vec<Queued> = Vec::with_capacity(MAX_BATCH);
     // Takes whatever is queued (waiting only while nothing is): batches grow by themselves
     // while the previous one is being written.
@@ -326,8 +326,8 @@ async fn writer(db: DbPool, mut receiver: mpsc::Receiver<Queued>) {
     }
 }
 
-async fn write(db: &DbPool, events: Vec<AuditEvent>) -> AppResult<()> {
-    let mut conn = db::conn(db).await?;
+async fn write(db: &SystemPool, events: Vec<AuditEvent>) -> AppResult<()> {
+    let mut conn = db.get().await?;
     conn.transaction(async |conn| audit::record_many(conn, events).await)
         .await
 }

@@ -32,7 +32,7 @@ use diesel_async::RunQueryDsl;
 use omnivox::access::session;
 use omnivox::auth::{password, Role, Tenant};
 use omnivox::db::contact_centre::{self as cc, NewAgent, NewCampaign, NewDisposition};
-use omnivox::db::{self, orgs, users};
+use omnivox::db::{orgs, users};
 use omnivox::domain::{CampaignStatus, DialMode, Direction, Presence, RoutingState};
 use omnivox::state::AppState;
 use tokio::sync::OnceCell;
@@ -97,7 +97,7 @@ impl FixtureOrg {
     }
 
     pub async fn token_for(&self, state: &AppState, role: Role, ttl: Duration) -> String {
-        let mut conn = db::conn(&state.db).await.unwrap();
+        let mut conn = state.system_db.get().await.unwrap();
         let user = users::find_by_email(&mut conn, &self.user(role).email)
             .await
             .unwrap()
@@ -288,7 +288,7 @@ impl FixtureOrgBuilder {
 
     pub async fn build(self, state: &AppState) -> FixtureOrg {
         let slug = self.slug;
-        let mut conn = db::conn(&state.db).await.unwrap();
+        let mut conn = state.system_db.get().await.unwrap();
         let org = orgs::create(&mut conn, &slug, &format!("Org {slug}"), &self.timezone, "en-GB")
             .await
             .unwrap();

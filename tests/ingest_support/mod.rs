@@ -468,7 +468,7 @@ pub fn comparable_expected(f: &Fixture, prefix: &str, e: &NewInteraction) -> Com
 
 /// The stored interactions whose external id starts with `prefix`, by external id.
 pub async fn stored(app: &TestApp, f: &Fixture, prefix: &str) -> Vec<Comparable> {
-    let mut conn = db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     let ids: Vec<String> = (1..=40).map(|n| format!("{prefix}C{n:02}")).collect();
     let rows = db::interactions::interactions_by_external_ids(&mut conn, &f.tenant, &ids)
         .await
@@ -523,7 +523,7 @@ pub async fn assert_rollups_match_raw(
     windows: &[(DateTime<Utc>, DateTime<Utc>)],
     scope: &Scope,
 ) {
-    let mut conn = db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     let (_, tz) = omnivox::kpi::organization_rule(&mut conn, tenant).await.unwrap();
     let aggregates = aggregate_windows(&mut conn, tenant, windows, scope, Sourcing::Planned(tz))
         .await
@@ -595,7 +595,7 @@ pub async fn assert_rollups_match_raw(
 
 /// The counters of a window straight from the rows (for readable assertions).
 pub async fn raw(app: &TestApp, tenant: &Tenant, from: DateTime<Utc>, to: DateTime<Utc>) -> Counters {
-    let mut conn = db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     let rows = aggregate_windows(&mut conn, tenant, &[(from, to)], &Scope::default(), Sourcing::RawOnly)
         .await
         .unwrap();
@@ -629,7 +629,7 @@ pub async fn count_rows(app: &TestApp, table: &str, org: Uuid) -> i64 {
 /// stands, per agent and for all (re-derived intervals took their old time out and put the new
 /// in).
 pub async fn assert_agent_time_rollups_match(app: &TestApp, f: &Fixture, windows: &[(DateTime<Utc>, DateTime<Utc>)]) {
-    let mut conn = db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     for agent in f.agents.iter().map(|a| Some(vec![*a])).chain([None]) {
         let scope = Scope {
             agent_ids: agent,

@@ -199,7 +199,7 @@ pub async fn seeded_in(app: &TestApp, slug: &str, timezone: &str) -> FixtureOrg 
             }
         }
     }
-    let mut conn = omnivox::db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     insert_calls(&mut conn, &org.tenant, &calls).await.unwrap();
     insert_state_intervals(&mut conn, &org.tenant, &intervals)
         .await

@@ -45,7 +45,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::auth::{Principal, Role, Tenant};
-use crate::db::{self, interactions, orgs, presence as db_presence, users};
+use crate::db::{interactions, orgs, presence as db_presence, users};
 use crate::domain::{EventType, Presence};
 use crate::error::{AppError, AppResult};
 use crate::ingest::{self, EventInput, EventStatus, MAX_BATCH_EVENTS};
@@ -202,7 +202,8 @@ impl LiveSimulator {
 /// Refuses a speed out of range, and an organization that is not the seeded demo.
 pub async fn start(state: AppState, settings: LiveSettings) -> AppResult<LiveSimulator> {
     let speed = check_speed(settings.speed).map_err(|why| AppError::bad_input(format!("--speed: {why}")))?;
-    let mut conn = db::conn(&state.db).await?;
+    // Cross-tenant (`db::tenancy`): the slug finds the demo organization.
+    let mut conn = state.system_db.get().await?;
     let org = orgs::find_by_slug(&mut conn, super::DEMO_SLUG).await?.ok_or_else(|| {
         AppError::NotFound(format!(
             "the demo organization `{}` does not exist: run `omnivox seed --demo` first",
@@ -477,7 +478,7 @@ impl Runner {
 
     /// The first active reason code per presence, for organizations that require one.
     async fn reason_codes(&self) -> AppResult<HashMap<Presence, String>> {
-        let mut conn = db::conn(&self.state.db).await?;
+        let mut conn = self.state.db.get(&self.tenant).await?;
         let mut codes = db_presence::reason_codes(&mut conn, &self.tenant).await?;
         codes.sort_by(|a, b| a.code.cmp(&b.code));
         let mut out = HashMap::new();
@@ -505,7 +506,7 @@ impl Runner {
     async fn close_left_open(&mut self) -> AppResult<usize> {
         let now = Utc::now();
         let rows = {
-            let mut conn = db::conn(&self.state.db).await?;
+            let mut conn = self.state.db.get(&self.tenant).await?;
             interactions::open_calls_with_prefix(
                 &mut conn,
                 &self.tenant,
@@ -592,7 +593,7 @@ impl Runner {
             }
             Action::Dispose { external_id, code } => {
                 let row = {
-                    let mut conn = db::conn(&self.state.db).await?;
+                    let mut conn = self.state.db.get(&self.tenant).await?;
                     interactions::interaction_by_external_id(&mut conn, &self.tenant, external_id).await?
                 };
                 let row = row.ok_or_else(|| AppError::NotFound(format!("call {external_id} was not stored")))?;
