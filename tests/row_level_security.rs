@@ -111,8 +111,8 @@ async fn generate(app: &TestApp, slug: &str, seed: u64) -> Uuid {
 }
 
 /// Two organizations with rows in many tables: the seeded demo (users, teams, skills,
-/// coaching, reports…) and a generated one (calls, state log, rollups).
-async fn two_tenants(app: &TestApp) -> (Uuid, Uuid) {
+/// coaching, reports…) and a generated one (calls, state log, rollups); and every table.
+async fn two_tenants(app: &TestApp) -> (Uuid, Uuid, Vec<String>) {
     omnivox::seed::seed_demo(&app.state, common::TEST_PASSWORD)
         .await
         .unwrap();
@@ -127,7 +127,8 @@ async fn two_tenants(app: &TestApp) -> (Uuid, Uuid) {
             .unwrap()
     };
     let generated = generate(app, "generated", 11).await;
-    (demo, generated)
+    let mut conn = app.state.system_db.get().await.unwrap();
+    (demo, generated, tables(&mut conn).await)
 }
 
 /// How many rows of `table` belong to `org`, counted by the owner (who sees every row).
@@ -173,11 +174,7 @@ async fn every_table_has_row_level_security_and_a_tenant_policy() {
 #[tokio::test(flavor = "multi_thread")]
 async fn two_tenants_interleaved_on_a_pool_of_two_see_only_their_own_rows() {
     let app = TestApp::spawn().await;
-    let (demo, generated) = two_tenants(&app).await;
-    let all = {
-        let mut conn = app.state.system_db.get().await.unwrap();
-        tables(&mut conn).await
-    };
+    let (demo, generated, all) = two_tenants(&app).await;
     // What each tenant must see: exactly its rows, counted by the owner.
     let mut expected = Vec::new();
     for table in &all {
@@ -248,11 +245,7 @@ async fn two_tenants_interleaved_on_a_pool_of_two_see_only_their_own_rows() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_statement_without_a_tenant_sees_nothing() {
     let app = TestApp::spawn().await;
-    let (demo, _) = two_tenants(&app).await;
-    let all = {
-        let mut conn = app.state.system_db.get().await.unwrap();
-        tables(&mut conn).await
-    };
+    let (demo, _, all) = two_tenants(&app).await;
     let app_url = app.state.settings.app_database_url().unwrap();
 
     // A connection of the application's role that never named a tenant.
@@ -287,7 +280,7 @@ async fn a_statement_without_a_tenant_sees_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_audit_trail_is_append_only_for_the_application() {
     let app = TestApp::spawn().await;
-    let (demo, _) = two_tenants(&app).await;
+    let (demo, _, _) = two_tenants(&app).await;
     let mut conn = app.state.db.get(&Tenant::for_system(demo)).await.unwrap();
     // Appending is allowed (the chain's writer runs as the application's role)…
     conn.transaction(async |c| audit::record(c, AuditEvent::new(Some(demo), None, "test.append")).await)
