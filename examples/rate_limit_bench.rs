@@ -89,7 +89,8 @@ struct Args {
     /// Timed `kpiSummary` requests per server and measurement.
     #[arg(long, default_value_t = 1_000)]
     iterations: usize,
-    /// Rounds of (overhead, abuse); the summary gives the lowest and highest of them.
+    /// Rounds of (overhead, abuse); the summary gives the lowest and highest of them. 0 only
+    /// seeds the database.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
     /// Concurrent loops of the abusive client.
@@ -104,6 +105,10 @@ struct Args {
     /// The server binary; by default `omnivox` of the same build profile as this benchmark.
     #[arg(long)]
     server_binary: Option<PathBuf>,
+    /// The limits-on server's `--rate-limit-repeat-delay` (`0s`: refusals answered at once);
+    /// unset, the server's default.
+    #[arg(long)]
+    repeat_delay: Option<String>,
     /// Abuser: the GraphQL endpoint.
     #[arg(long, default_value = "")]
     url: String,
@@ -361,7 +366,11 @@ async fn start_server(binary: &PathBuf, args: &Args, limits: bool, run: &str) ->
     let name = if limits { "on" } else { "off" };
     let log = std::env::temp_dir().join(format!("rate-limit-bench-{run}-{name}.log"));
     let log_file = std::fs::File::create(&log).unwrap();
-    let child = Command::new(binary)
+    let mut command = Command::new(binary);
+    if let Some(delay) = &args.repeat_delay {
+        command.env("OMNIVOX_RATE_LIMIT_REPEAT_DELAY", delay);
+    }
+    let child = command
         .arg("serve")
         .env("DATABASE_URL", &args.database_url)
         .env("REDIS_URL", &args.redis_url)
@@ -638,9 +647,10 @@ async fn bench(args: Args) {
     let binary = args.server_binary.clone().unwrap_or_else(default_server_binary);
     let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
     println!(
-        "benchmark built {profile}; server {}; {} CPU(s)",
+        "benchmark built {profile}; server {}; {} CPU(s); repeat delay {}",
         binary.display(),
-        std::thread::available_parallelism().map_or(0, usize::from)
+        std::thread::available_parallelism().map_or(0, usize::from),
+        args.repeat_delay.as_deref().unwrap_or("(server default)")
     );
     seed(&args).await;
     let database = url::Url::parse(&args.database_url)
@@ -771,6 +781,9 @@ async fn bench(args: Args) {
         });
     }
 
+    if rounds.is_empty() {
+        return; // `--rounds 0`: seeded and started, nothing measured
+    }
     let span = |f: &dyn Fn(&Round) -> f64| {
         let (lo, hi) = range(rounds.iter().map(f));
         if (hi - lo).abs() < 0.005 {
