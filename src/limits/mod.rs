@@ -9,8 +9,10 @@
 //! * Telephony webhooks are charged per organization ([`Limiter::webhook`]), never per role.
 //!
 //! [`gcra`] is the arithmetic (pure, unit-tested); [`store`] keeps the buckets in Redis (one
-//! atomic script) or, when Redis is absent or down, in memory. Every refusal passes through
-//! [`record_denial`], the one place that reports it.
+//! atomic script) or, when Redis is absent or down, in memory. Every refusal that was decided
+//! passes through [`record_denial`], the one place that logs it; a repeat answered from
+//! [`Limiter::recently_refused`] is only tallied for the audit trail (and held, see
+//! [`Limiter::repeat_hold`]), so a client looping on its 429s does not write a log line each.
 //!
 //! The limiter sits below `state` (which holds it) and above `realtime` in the layers: it
 //! needs the settings and a Redis client, nothing of the services.
@@ -410,8 +412,9 @@ pub struct Denial<'a> {
     pub retry_after: Duration,
 }
 
-/// Every request refused as RATE_LIMITED passes here, once. Today it logs; the audit of denied
-/// accesses hangs off this function.
+/// Every refusal decided by a charge passes here, once, and is logged (the audit record is
+/// queued next to it, by `AuditQueue::rate_limited`). Repeats answered from the recent
+/// refusals are not: they are tallied (`AuditQueue::rate_limited_again`).
 pub fn record_denial(denial: &Denial<'_>) {
     tracing::warn!(
         limit = denial.limit.as_str(),
