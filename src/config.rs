@@ -246,6 +246,12 @@ pub struct Settings {
     /// of it at once). Default 1m.
     #[arg(long, global = true, env = "OMNIVOX_RATE_LIMIT_PERIOD", default_value = "1m", value_parser = parse_duration)]
     pub rate_limit_period: Duration,
+    /// Rate limits: a request sent again before the `Retry-After` of its refusal is refused
+    /// again only after this long (or once its wait is over, if sooner). A client looping on
+    /// its 429s is slowed to one request per connection and delay, where an immediate answer
+    /// would let it cost the server one request per round trip. 0s answers at once. Default 1s.
+    #[arg(long, global = true, env = "OMNIVOX_RATE_LIMIT_REPEAT_DELAY", default_value = "1s", value_parser = parse_duration)]
+    pub rate_limit_repeat_delay: Duration,
     /// `login` attempts per account (e-mail address), as COUNT/PERIOD. Default 10/15m.
     #[arg(long, global = true, env = "OMNIVOX_LOGIN_RATE_PER_ACCOUNT", default_value = "10/15m", value_parser = parse_rate)]
     pub login_rate_per_account: Rate,

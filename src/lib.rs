@@ -26,7 +26,8 @@
 //! * [`limits`]   — rate limits: budgets charged by query cost per user, API key and client
 //!   address (by role), strict `login`/`refreshSession` buckets, webhooks per organization;
 //!   GCRA buckets shared through one atomic Redis script, in memory when Redis is absent or
-//!   down; [`limits::record_denial`] reports every refusal.
+//!   down; [`limits::record_denial`] logs every refusal a charge decided (repeats of a refused
+//!   request are tallied and held instead).
 //! * [`realtime`] — the event bus and its typed events, which carry "something changed" to
 //!   subscriptions; live agent boards and KPI tiles; the subscriptions' state machines.
 //! * [`kpi`]      — metrics, rollups and their one writer (row by row and bulk), the windows

@@ -167,6 +167,105 @@ async fn over_budget_is_429_with_retry_after_and_the_budget_shows_on_every_answe
     assert!(legacy.headers().contains_key("retry-after"));
 }
 
+/// A client that sends a refused request again before its `Retry-After` is refused again, but
+/// only after `--rate-limit-repeat-delay` (or what is left of its wait, if less), with the
+/// wait that is then left; a different request (another cost) is decided afresh, at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_ignores_retry_after_is_answered_after_the_repeat_delay() {
+    const DELAY: Duration = Duration::from_secs(2);
+    let app = TestApp::spawn_with(|s: &mut Settings| {
+        hourly_viewer_budget(100)(s);
+        s.rate_limit_repeat_delay = DELAY;
+    })
+    .await;
+    let org = app.create_org("hold").await;
+    let viewer = app.token(&org, Role::Viewer).await;
+    let refused = loop {
+        let answer = post(&app, Some(&viewer), ME, json!({}), None).await;
+        if answer.status == 429 {
+            break answer;
+        }
+    };
+    let retry_after = refused.header("retry-after").unwrap();
+    assert!(retry_after > 1, "an hourly budget refills slowly: {retry_after}");
+    let started = std::time::Instant::now();
+    let again = post(&app, Some(&viewer), ME, json!({}), None).await;
+    let held = started.elapsed();
+    assert_eq!(again.status, 429);
+    assert_eq!(again.code(), Some("RATE_LIMITED"));
+    assert!(held >= DELAY, "answered after {held:?}");
+    assert!(again.header("retry-after").unwrap() <= retry_after);
+    assert_eq!(again.header("ratelimit-limit"), Some(100));
+    // Another document is another request: charged (and refused) at once, not held.
+    let started = std::time::Instant::now();
+    let other = post(&app, Some(&viewer), "{ me { id } }", json!({}), None).await;
+    assert_eq!(other.status, 429, "{}", other.body);
+    assert!(started.elapsed() < DELAY, "a first refusal is not held");
+}
+
+/// A client that keeps sending a request it was refused: its first refusal is audited on its
+/// own, the repeats (answered from the limiter's memory) are tallied into one record per
+/// caller and flush rather than one row each, and a draining server writes the tally before
+/// it is idle. Every refused request is counted in the trail, and the chain stays intact.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refusal_loop_is_audited_as_a_tally_not_a_row_per_request() {
+    let app = TestApp::spawn_with(|s: &mut Settings| {
+        hourly_viewer_budget(100)(s);
+        // Answered at once, so that the loop below is quick (the hold has a test of its own).
+        s.rate_limit_repeat_delay = Duration::ZERO;
+    })
+    .await;
+    let org = app.create_org("loop").await;
+    let viewer = app.token(&org, Role::Viewer).await;
+    let refusals = loop {
+        let answer = post(&app, Some(&viewer), ME, json!({}), None).await;
+        if answer.status == 429 {
+            break 1_u64;
+        }
+        assert_eq!(answer.status, 200, "{}", answer.body);
+    };
+    const REPEATS: u64 = 300;
+    for _ in 0..REPEATS {
+        let again = post(&app, Some(&viewer), ME, json!({}), None).await;
+        assert_eq!(again.status, 429);
+        assert_eq!(again.code(), Some("RATE_LIMITED"));
+    }
+    // Tallies count as work in flight, like queued records: a drain writes them first.
+    tokio::time::timeout(Duration::from_secs(30), app.state.lifecycle.idle())
+        .await
+        .expect("the audit queue drains");
+    let mut conn = omnivox::db::conn(&app.state.db).await.unwrap();
+    let records: Vec<_> = omnivox::audit::recent(&mut conn, Some(org.id), 1_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.action == "access.rate_limited")
+        .collect();
+    let (tallies, single): (Vec<_>, Vec<_>) = records.iter().partition(|r| r.details["extra"]["repeated"].is_u64());
+    assert_eq!(single.len() as u64, refusals, "the first refusal has its own record");
+    assert!(single[0].request_id.is_some());
+    let repeated: u64 = tallies
+        .iter()
+        .map(|r| r.details["extra"]["repeated"].as_u64().unwrap())
+        .sum();
+    assert_eq!(repeated, REPEATS, "every repeat is counted");
+    // One record per flush of the tally (a second each), not one per request.
+    assert!(
+        (1..=10).contains(&tallies.len()),
+        "{} tally records for {REPEATS} repeats",
+        tallies.len()
+    );
+    let tally = tallies[0];
+    assert_eq!(tally.actor_user_id, Some(org.user(Role::Viewer).id));
+    assert_eq!(tally.details["code"], "RATE_LIMITED");
+    assert_eq!(tally.details["extra"]["limit"], "queries");
+    assert!(tally.request_id.is_some(), "the first repeat's request id");
+    assert!(tally.details["extra"]["lastRequestId"].is_string());
+    assert!(tally.client_addr.is_some());
+    let report = omnivox::audit::verify_chain(&mut conn, Some(org.id)).await.unwrap();
+    assert!(report.intact(), "{report:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_cost_is_the_computed_complexity_so_big_pages_cost_more() {
     let app = TestApp::spawn_with(hourly_viewer_budget(1_000_000)).await;

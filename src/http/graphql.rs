@@ -158,11 +158,8 @@ async fn execute(
         _ => None,
     };
     let refused = matches!(auth, crate::auth::Auth::Rejected);
-    // The operation's name for a denial record: named by the request, or else (parsed only if
-    // a denial is recorded) by the document.
-    let operation = request.operation_name.clone();
-    let document = operation.is_none().then(|| request.query.clone());
-    // The same request again from a caller it was just refused to: the same answer, cheaply.
+    // The same request again from a caller it was just refused to: the same answer, cheaply
+    // (nothing copied, parsed, asked of Redis, logged or queued one by one).
     let fingerprint = meter.as_ref().map(|_| fingerprint(&request));
     if let (Some(meter), Some(fingerprint)) = (&meter, fingerprint) {
         if let Some(outcome) = limiter.recently_refused(&meter.bucket, fingerprint) {
@@ -176,9 +173,14 @@ async fn execute(
                 meter,
                 outcome,
                 request_id(headers).as_deref(),
-            );
+            )
+            .await;
         }
     }
+    // The operation's name for a denial record: named by the request, or else (parsed only if
+    // a denial is recorded) by the document.
+    let operation = request.operation_name.clone();
+    let document = operation.is_none().then(|| request.query.clone());
     let mut request = request.data(RequestContext {
         auth,
         request_id: request_id(headers),
@@ -297,8 +299,10 @@ fn fingerprint(request: &async_graphql::Request) -> u64 {
     hasher.finish()
 }
 
-/// The 429 of a request refused moments ago (see `Limiter::recently_refused`).
-fn refused_again(
+/// The 429 of a request refused moments ago (see `Limiter::recently_refused`), tallied for the
+/// audit trail rather than recorded one by one (see `AuditQueue::rate_limited_again`), and
+/// answered only after `Limiter::repeat_hold`: the client did not wait as it was told to.
+async fn refused_again(
     app: &AppState,
     caller: DeniedCaller,
     media: MediaType,
@@ -306,7 +310,7 @@ fn refused_again(
     outcome: Outcome,
     request_id: Option<&str>,
 ) -> Response {
-    app.audit_queue.rate_limited(
+    app.audit_queue.rate_limited_again(
         caller,
         "graphql",
         &Denial {
@@ -318,6 +322,11 @@ fn refused_again(
             retry_after: outcome.retry_after,
         },
     );
+    let hold = app.limiter.repeat_hold(&outcome);
+    if !hold.is_zero() {
+        tokio::time::sleep(hold).await;
+    }
+    let outcome = outcome.later(hold);
     let error = AppError::RateLimited {
         retry_after_secs: outcome.retry_after_secs(),
     };

@@ -9,8 +9,10 @@
 //! * Telephony webhooks are charged per organization ([`Limiter::webhook`]), never per role.
 //!
 //! [`gcra`] is the arithmetic (pure, unit-tested); [`store`] keeps the buckets in Redis (one
-//! atomic script) or, when Redis is absent or down, in memory. Every refusal passes through
-//! [`record_denial`], the one place that reports it.
+//! atomic script) or, when Redis is absent or down, in memory. Every refusal that was decided
+//! passes through [`record_denial`], the one place that logs it; a repeat answered from
+//! [`Limiter::recently_refused`] is only tallied for the audit trail (and held, see
+//! [`Limiter::repeat_hold`]), so a client looping on its 429s does not write a log line each.
 //!
 //! The limiter sits below `state` (which holds it) and above `realtime` in the layers: it
 //! needs the settings and a Redis client, nothing of the services.
@@ -96,6 +98,15 @@ impl Outcome {
     pub fn reset_secs(&self) -> u64 {
         ceil_secs(self.reset)
     }
+
+    /// The same refusal `elapsed` later: both waits shortened by it (never below zero).
+    pub fn later(self, elapsed: Duration) -> Self {
+        Outcome {
+            retry_after: self.retry_after.saturating_sub(elapsed),
+            reset: self.reset.saturating_sub(elapsed),
+            ..self
+        }
+    }
 }
 
 pub fn ceil_secs(duration: Duration) -> u64 {
@@ -112,6 +123,8 @@ pub struct Limiter {
     refresh_account: Rate,
     refresh_address: Rate,
     webhooks: Rate,
+    /// See [`Limiter::repeat_hold`].
+    repeat_delay: Duration,
     store: store::Store,
     /// Requests refused lately, by (caller's bucket, request fingerprint): see
     /// [`Limiter::recently_refused`].
@@ -133,6 +146,7 @@ impl Limiter {
             refresh_account: settings.refresh_rate_per_account,
             refresh_address: settings.refresh_rate_per_address,
             webhooks: settings.webhook_rate,
+            repeat_delay: settings.rate_limit_repeat_delay,
             store: store::Store::new(redis, &settings.redis_prefix),
             refused: Mutex::default(),
         };
@@ -230,6 +244,15 @@ impl Limiter {
             reset: outcome.reset.saturating_sub(outcome.retry_after.saturating_sub(left)),
             ..*outcome
         })
+    }
+
+    /// How long to hold the answer to a request [`Limiter::recently_refused`] refuses again
+    /// (`--rate-limit-repeat-delay`, cut to what is left of the wait). Such a client ignored
+    /// `Retry-After`: answering it at once would let one connection cost the server a request
+    /// per round trip, as fast as the client can loop, and take the CPU from everyone else. A
+    /// held answer costs a timer, and the loop runs at one request per delay instead.
+    pub fn repeat_hold(&self, refusal: &Outcome) -> Duration {
+        refusal.retry_after.min(self.repeat_delay)
     }
 
     /// Remembers a refusal of the cost charge (see [`Limiter::recently_refused`]).
@@ -389,8 +412,9 @@ pub struct Denial<'a> {
     pub retry_after: Duration,
 }
 
-/// Every request refused as RATE_LIMITED passes here, once. Today it logs; the audit of denied
-/// accesses hangs off this function.
+/// Every refusal decided by a charge passes here, once, and is logged (the audit record is
+/// queued next to it, by `AuditQueue::rate_limited`). Repeats answered from the recent
+/// refusals are not: they are tallied (`AuditQueue::rate_limited_again`).
 pub fn record_denial(denial: &Denial<'_>) {
     tracing::warn!(
         limit = denial.limit.as_str(),
@@ -413,6 +437,48 @@ mod tests {
         assert_eq!(a, account_subject("ann@example.test"));
         assert!(!a.contains("example"));
         assert_ne!(a, account_subject("bob@example.test"));
+    }
+
+    #[test]
+    fn a_refusal_later_has_less_to_wait_and_never_below_zero() {
+        let refusal = Outcome {
+            allowed: false,
+            cost: 450,
+            limit: 10_000,
+            remaining: 120,
+            reset: Duration::from_millis(59_000),
+            retry_after: Duration::from_millis(2_300),
+        };
+        let later = refusal.later(Duration::from_millis(1_000));
+        assert_eq!(later.retry_after, Duration::from_millis(1_300));
+        assert_eq!(later.reset, Duration::from_millis(58_000));
+        assert_eq!(
+            (later.cost, later.limit, later.remaining, later.allowed),
+            (450, 10_000, 120, false)
+        );
+        let over = refusal.later(Duration::from_secs(90));
+        assert_eq!((over.retry_after, over.reset), (Duration::ZERO, Duration::ZERO));
+        assert_eq!(over.retry_after_secs(), 1, "Retry-After says at least one second");
+    }
+
+    #[test]
+    fn repeated_refusals_are_held_for_the_delay_or_what_is_left_of_the_wait() {
+        let mut settings = Settings::for_database("postgres://db.internal/omnivox");
+        settings.rate_limit_repeat_delay = Duration::from_secs(1);
+        let limiter = Limiter::new(&settings, None);
+        let refusal = |wait_ms| Outcome {
+            allowed: false,
+            cost: 1,
+            limit: 1,
+            remaining: 0,
+            reset: Duration::from_millis(wait_ms),
+            retry_after: Duration::from_millis(wait_ms),
+        };
+        assert_eq!(limiter.repeat_hold(&refusal(2_700)), Duration::from_secs(1));
+        assert_eq!(limiter.repeat_hold(&refusal(300)), Duration::from_millis(300));
+        settings.rate_limit_repeat_delay = Duration::ZERO;
+        let at_once = Limiter::new(&settings, None);
+        assert_eq!(at_once.repeat_hold(&refusal(2_700)), Duration::ZERO);
     }
 
     #[test]

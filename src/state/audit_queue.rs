@@ -13,15 +13,25 @@
 //! chains in ONE transaction ([`audit::record_many`], each chain's advisory lock taken once),
 //! so a flood of denials costs one commit per batch rather than one per request.
 //!
+//! A client that keeps sending a request it was just refused as RATE_LIMITED (answered from
+//! the limiter's table of recent refusals, see `limits::Limiter::recently_refused`) is not
+//! written one record per request: its first refusal has a record of its own, and the repeats
+//! are tallied in memory ([`AuditQueue::rate_limited_again`]) and written as one record per
+//! caller and [`REPEATS_FLUSH_EVERY`] (`details.extra.repeated`, with the first and last
+//! request ids and times). A tight refusal loop would otherwise turn every cheap 429 into a row
+//! in the chain: thousands of inserts a second on the database the well-behaved clients read.
+//! Every refused request is still counted in the trail; the repeats are neither logged one by
+//! one (the first refusal is) nor dropped while the tally has room.
+//!
 //! When the queue is full (a flood the database cannot keep up with), the new denial is
 //! dropped, counted in `omnivox_audit_denials_total{outcome="dropped"}` and logged: an attacker
 //! must not be able to turn denials into unbounded memory or into latency for everybody else,
 //! and the count still shows that the flood happened.
 //!
-//! Durability: each queued denial holds a unit of work in flight
-//! ([`Lifecycle::work`](crate::state::Lifecycle::work)) until its batch committed, so a
+//! Durability: each queued denial (and each caller's tally of repeats) holds a unit of work in
+//! flight ([`Lifecycle::work`](crate::state::Lifecycle::work)) until its batch committed, so a
 //! graceful shutdown (SIGTERM, Ctrl-C: `omnivox serve` drains until no work is left) writes
-//! every queued denial before the process exits. A crash loses at most what was queued and not
+//! every queued denial before the process exits (tallies within [`REPEATS_FLUSH_EVERY`]). A crash loses at most what was queued and not
 //! yet committed: the batch being written plus the queue behind it — normally a few
 //! milliseconds' worth. A batch that fails is retried a few times with backoff, then dropped
 //! with an error in the log and `outcome="failed"`.
@@ -34,9 +44,12 @@
 //! with the claims it asserted marked as unverified — writing it into the chain of whatever
 //! organization it claims would let anyone fill any organization's audit log.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use diesel_async::AsyncConnection;
 use serde_json::{json, Value};
@@ -56,6 +69,11 @@ pub const QUEUE_CAPACITY: usize = 8_192;
 pub const MAX_BATCH: usize = 512;
 /// Attempts at writing one batch before it is given up.
 const ATTEMPTS: u32 = 4;
+/// How often the tallies of repeated refusals are written (one record per caller each time).
+pub const REPEATS_FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// Callers with a tally of repeats at once; beyond, new callers' repeats are dropped (and
+/// counted) until the next flush.
+const MAX_TALLIES: usize = QUEUE_CAPACITY;
 
 /// Who was denied, as far as the credentials can be trusted.
 #[derive(Debug, Clone)]
@@ -184,12 +202,69 @@ struct Queued {
     _work: WorkGuard,
 }
 
+/// The repeated refusals of one caller since the last flush (see
+/// [`AuditQueue::rate_limited_again`]).
+struct Tally {
+    caller: DeniedCaller,
+    surface: String,
+    limit: &'static str,
+    subject: String,
+    client_addr: Option<String>,
+    cost: u64,
+    repeated: u64,
+    first_request_id: Option<String>,
+    last_request_id: Option<String>,
+    first_at: DateTime<Utc>,
+    last_at: DateTime<Utc>,
+    /// The wait the last repeat was told.
+    retry_after_ms: u64,
+    work: WorkGuard,
+}
+
+impl Tally {
+    fn into_queued(self) -> Queued {
+        let mut denial = Denial::new(
+            self.caller,
+            ErrorCode::RateLimited,
+            self.surface,
+            format!(
+                "rate limited ({}): the same request refused again {} time(s) before its Retry-After",
+                self.limit, self.repeated
+            ),
+        );
+        denial.request_id = self.first_request_id;
+        denial.client_addr = self.client_addr;
+        denial.extra = json!({
+            "limit": self.limit,
+            "subject": self.subject,
+            "cost": self.cost,
+            "retryAfterMs": self.retry_after_ms,
+            "repeated": self.repeated,
+            "firstAt": self.first_at,
+            "lastAt": self.last_at,
+            "lastRequestId": self.last_request_id,
+        });
+        Queued {
+            event: denial.into_event(),
+            _work: self.work,
+        }
+    }
+}
+
+/// Tallies by caller: surface, limit, bucket subject and client address.
+type Tallies = Arc<Mutex<HashMap<String, Tally>>>;
+
+fn lock(tallies: &Tallies) -> std::sync::MutexGuard<'_, HashMap<String, Tally>> {
+    tallies.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The queue of denials and sensitive reads, and its writer. Cheap to share (`Arc`); the writer starts with the
 /// first denial (it needs a runtime) and stops when the log is dropped.
 pub struct AuditQueue {
     db: SystemPool,
     lifecycle: Lifecycle,
     sender: OnceLock<mpsc::Sender<Queued>>,
+    tallies: Tallies,
     dropped: AtomicU64,
 }
 
@@ -199,6 +274,7 @@ impl AuditQueue {
             db,
             lifecycle,
             sender: OnceLock::new(),
+            tallies: Tallies::default(),
             dropped: AtomicU64::new(0),
         }
     }
@@ -254,6 +330,60 @@ impl AuditQueue {
         self.record(denial)
     }
 
+    /// A request refused again before the `Retry-After` of the same request's refusal (the
+    /// limiter answered it from its recent refusals): added to its caller's tally, which the
+    /// writer turns into one record every [`REPEATS_FLUSH_EVERY`]. Neither logged nor queued
+    /// one by one: that is what makes a tight refusal loop cheap for the server. Never waits;
+    /// false when dropped (too many callers tallied at once, or no runtime).
+    pub fn rate_limited_again(&self, caller: DeniedCaller, surface: &str, refusal: &limits::Denial<'_>) -> bool {
+        if self.sender().is_none() {
+            self.count_dropped();
+            return false;
+        }
+        let client_addr = refusal.client.map(|ip| ip.to_string());
+        let key = format!(
+            "{surface}\u{1f}{}\u{1f}{}\u{1f}{}",
+            refusal.limit.as_str(),
+            refusal.subject,
+            client_addr.as_deref().unwrap_or("")
+        );
+        let now = Utc::now();
+        let retry_after_ms = u64::try_from(refusal.retry_after.as_millis()).unwrap_or(u64::MAX);
+        let request_id = refusal.request_id.map(str::to_owned);
+        let mut tallies = lock(&self.tallies);
+        if let Some(tally) = tallies.get_mut(&key) {
+            tally.repeated += 1;
+            tally.last_at = now;
+            tally.last_request_id = request_id;
+            tally.retry_after_ms = retry_after_ms;
+            return true;
+        }
+        if tallies.len() >= MAX_TALLIES {
+            drop(tallies);
+            self.count_dropped();
+            return false;
+        }
+        tallies.insert(
+            key,
+            Tally {
+                caller,
+                surface: surface.to_owned(),
+                limit: refusal.limit.as_str(),
+                subject: refusal.subject.to_owned(),
+                client_addr,
+                cost: refusal.cost,
+                repeated: 1,
+                first_request_id: request_id.clone(),
+                last_request_id: request_id,
+                first_at: now,
+                last_at: now,
+                retry_after_ms,
+                work: self.lifecycle.work(),
+            },
+        );
+        true
+    }
+
     /// Queues the audit record of a sensitive read (unmasked customer numbers, another agent's
     /// performance), with the same guarantees as a denial. Never waits; false when dropped.
     pub fn record_read(&self, event: AuditEvent) -> bool {
@@ -281,48 +411,72 @@ impl AuditQueue {
         let runtime = tokio::runtime::Handle::try_current().ok()?;
         Some(self.sender.get_or_init(|| {
             let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
-            runtime.spawn(writer(self.db.clone(), receiver));
+            runtime.spawn(writer(self.db.clone(), receiver, self.tallies.clone()));
             sender
         }))
     }
 }
 
-async fn writer(db: SystemPool, mut receiver: mpsc::Receiver<Queued>) {
+async fn writer(db: SystemPool, mut receiver: mpsc::Receiver<Queued>, tallies: Tallies) {
     let mut batch: Vec<Queued> = Vec::with_capacity(MAX_BATCH);
-    // Takes whatever is queued (waiting only while nothing is): batches grow by themselves
-    // while the previous one is being written.
-    while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let events: Vec<AuditEvent> = batch.iter().map(|queued| queued.event.clone()).collect();
-        let count = u64::try_from(events.len()).unwrap_or(u64::MAX);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match write(&db, events.clone()).await {
-                Ok(()) => {
-                    crate::telemetry::metrics::audit_denials("written", count);
-                    break;
-                }
-                Err(error) if attempt < ATTEMPTS => {
-                    tracing::warn!(
-                        attempt,
-                        code = error.code().as_str(),
-                        "audit: writing denials failed; retrying"
-                    );
-                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
-                }
-                Err(error) => {
-                    tracing::error!(
-                        denials = count,
-                        error = %error.operator_message(),
-                        "audit: denials could not be written and are lost"
-                    );
-                    crate::telemetry::metrics::audit_denials("failed", count);
-                    break;
-                }
+    let mut flush = tokio::time::interval(REPEATS_FLUSH_EVERY);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        // Takes whatever is queued (waiting only while nothing is): batches grow by themselves
+        // while the previous one is being written. `recv_many` is cancel safe, so a tick of the
+        // tallies' clock loses nothing.
+        let open = tokio::select! {
+            received = receiver.recv_many(&mut batch, MAX_BATCH) => received > 0,
+            _ = flush.tick() => {
+                batch.extend(lock(&tallies).drain().map(|(_, tally)| tally.into_queued()));
+                true
+            }
+        };
+        if !open {
+            // The queue is gone (the application state was dropped): the last tallies too.
+            batch.extend(lock(&tallies).drain().map(|(_, tally)| tally.into_queued()));
+        }
+        if !batch.is_empty() {
+            write_batch(&db, &batch).await;
+            // Releases the work guards: a draining process may exit now.
+            batch.clear();
+        }
+        if !open {
+            break;
+        }
+    }
+}
+
+/// Writes one batch, retrying a few times with backoff before giving it up.
+async fn write_batch(db: &SystemPool, batch: &[Queued]) {
+    let events: Vec<AuditEvent> = batch.iter().map(|queued| queued.event.clone()).collect();
+    let count = u64::try_from(events.len()).unwrap_or(u64::MAX);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match write(db, events.clone()).await {
+            Ok(()) => {
+                crate::telemetry::metrics::audit_denials("written", count);
+                return;
+            }
+            Err(error) if attempt < ATTEMPTS => {
+                tracing::warn!(
+                    attempt,
+                    code = error.code().as_str(),
+                    "audit: writing denials failed; retrying"
+                );
+                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+            }
+            Err(error) => {
+                tracing::error!(
+                    denials = count,
+                    error = %error.operator_message(),
+                    "audit: denials could not be written and are lost"
+                );
+                crate::telemetry::metrics::audit_denials("failed", count);
+                return;
             }
         }
-        // Releases the work guards: a draining process may exit now.
-        batch.clear();
     }
 }
 
