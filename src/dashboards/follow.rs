@@ -1,0 +1,187 @@
+//! `dashboardUpdated`: every widget's value first (a SNAPSHOT), then a DELTA with only the
+//! widgets whose value changed for this viewer.
+//!
+//! Values come from the instance's shared computations (`AppState::widgets`, the `liveKpis`
+//! registry of [`crate::realtime::live`]): one per distinct (organization, widget query) across
+//! every viewer of every dashboard, recomputed at most once a second and only when an event
+//! touched its scope, published only when its answer changed. A viewer holds one entry per
+//! distinct query of its dashboard; when a computation publishes, the viewer projects the
+//! widgets of that query for its role and sends those whose projection differs from what it
+//! sent last (a tile whose metric did not move is not re-sent even when its query's other
+//! metrics did). A slow viewer skips to the latest answer (`watch` channels), never queues.
+//!
+//! The layout is read when the subscription starts: after `updateDashboard`, subscribe again.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures_util::Stream;
+use serde_json::Value;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::auth::{Principal, Tenant};
+use crate::db;
+use crate::error::AppResult;
+use crate::realtime::live::Entry;
+use crate::state::AppState;
+
+use super::saved::{self, Dashboard};
+use super::values::{self, WidgetValue};
+
+/// One message of `dashboardUpdated`.
+#[derive(Debug, Clone)]
+pub struct DashboardUpdate {
+    /// True for the first message (every widget), false for a delta.
+    pub snapshot: bool,
+    pub dashboard_id: Uuid,
+    /// (widget id, position, value), by position.
+    pub widgets: Vec<(Uuid, i32, WidgetValue)>,
+}
+
+/// A viewer's widgets of one shared computation.
+struct Source {
+    /// Held: the computation lives while a viewer holds it.
+    _entry: Arc<Entry<Value>>,
+    latest: watch::Receiver<Option<Arc<Value>>>,
+    /// The answer last projected (`changed()` marks a value seen, so the stream compares
+    /// answers itself to find which computations published).
+    seen: Option<Arc<Value>>,
+    /// Indexes into the dashboard's widgets.
+    widgets: Vec<usize>,
+}
+
+/// Starts following a dashboard the caller may see (NOT_FOUND otherwise): resolves its widgets'
+/// queries and joins (or starts) their shared computations.
+pub async fn follow(
+    state: &AppState,
+    principal: &Principal,
+    id: Option<Uuid>,
+) -> AppResult<impl Stream<Item = DashboardUpdate>> {
+    let dashboard = saved::get(state, principal, id).await?;
+    let tenant = Tenant::of(principal);
+    let queries = {
+        let mut conn = db::conn(&state.db).await?;
+        saved::queries_of(&mut conn, &tenant, &dashboard).await?
+    };
+    let role = principal.role;
+    let mut by_key: HashMap<String, usize> = HashMap::new();
+    let mut sources: Vec<Source> = Vec::new();
+    // Widgets with no value to follow (hidden for the role, or their report is gone).
+    let mut fixed: Vec<(usize, WidgetValue)> = Vec::new();
+    for (i, (widget, query)) in dashboard.widgets.iter().zip(queries).enumerate() {
+        let Some(query) = query else {
+            fixed.push((
+                i,
+                WidgetValue {
+                    value: None,
+                    unavailable: Some("the widget's report is gone".into()),
+                },
+            ));
+            continue;
+        };
+        if widget.kind.supervisor_only() && role < crate::auth::Role::Supervisor {
+            fixed.push((i, values::project(widget.kind, &widget.spec, &Value::Null, role)));
+            continue;
+        }
+        let key = query.canonical();
+        let at = *by_key.entry(key).or_insert_with(|| {
+            let entry = state
+                .widgets
+                .entry(&state.db, &state.bus, &tenant, values::shared(query));
+            let latest = entry.watch();
+            sources.push(Source {
+                _entry: entry,
+                latest,
+                seen: None,
+                widgets: Vec::new(),
+            });
+            sources.len() - 1
+        });
+        sources[at].widgets.push(i);
+    }
+    Ok(stream(dashboard, sources, fixed, role))
+}
+
+fn project(dashboard: &Dashboard, i: usize, answer: &Value, role: crate::auth::Role) -> WidgetValue {
+    let widget = &dashboard.widgets[i];
+    values::project(widget.kind, &widget.spec, answer, role)
+}
+
+fn stream(
+    dashboard: Dashboard,
+    mut sources: Vec<Source>,
+    fixed: Vec<(usize, WidgetValue)>,
+    role: crate::auth::Role,
+) -> impl Stream<Item = DashboardUpdate> {
+    async_stream::stream! {
+        // Every computation's first answer, then the snapshot.
+        for source in &mut sources {
+            if source.latest.wait_for(Option::is_some).await.is_err() {
+                return;
+            }
+        }
+        let mut sent: Vec<Option<WidgetValue>> = vec![None; dashboard.widgets.len()];
+        for (i, value) in fixed {
+            sent[i] = Some(value);
+        }
+        for source in &mut sources {
+            let answer = source.latest.borrow_and_update().clone();
+            if let Some(answer) = &answer {
+                for &i in &source.widgets {
+                    sent[i] = Some(project(&dashboard, i, answer, role));
+                }
+            }
+            source.seen = answer;
+        }
+        let everything = |sent: &[Option<WidgetValue>], only: Option<&[usize]>| -> Vec<(Uuid, i32, WidgetValue)> {
+            dashboard
+                .widgets
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| only.is_none_or(|o| o.contains(i)))
+                .filter_map(|(i, w)| sent[i].clone().map(|v| (w.id, w.position, v)))
+                .collect()
+        };
+        yield DashboardUpdate {
+            snapshot: true,
+            dashboard_id: dashboard.id,
+            widgets: everything(&sent, None),
+        };
+        if sources.is_empty() {
+            futures_util::future::pending::<()>().await;
+        }
+        loop {
+            {
+                let changes = sources.iter_mut().map(|s| Box::pin(s.latest.changed()));
+                let (result, _, _) = futures_util::future::select_all(changes).await;
+                if result.is_err() {
+                    return;
+                }
+            }
+            let mut changed = Vec::new();
+            for source in &mut sources {
+                let answer = source.latest.borrow_and_update().clone();
+                let Some(answer) = answer else { continue };
+                if source.seen.as_ref().is_some_and(|seen| Arc::ptr_eq(seen, &answer)) {
+                    continue;
+                }
+                source.seen = Some(answer.clone());
+                for &i in &source.widgets {
+                    let value = project(&dashboard, i, &answer, role);
+                    if sent[i].as_ref() != Some(&value) {
+                        sent[i] = Some(value);
+                        changed.push(i);
+                    }
+                }
+            }
+            if !changed.is_empty() {
+                yield DashboardUpdate {
+                    snapshot: false,
+                    dashboard_id: dashboard.id,
+                    widgets: everything(&sent, Some(&changed)),
+                };
+            }
+        }
+    }
+}
