@@ -60,9 +60,13 @@ pub async fn follow(
 ) -> AppResult<impl Stream<Item = DashboardUpdate>> {
     let dashboard = saved::get(state, principal, id).await?;
     let tenant = Tenant::of(principal);
-    let queries = {
+    // A connection only for dashboards that show saved reports (the rest needs no read):
+    // wallboards reconnecting together should not queue on the pool for nothing.
+    let queries = if dashboard.widgets.iter().any(|w| w.spec.report_id.is_some()) {
         let mut conn = db::conn(&state.db).await?;
         saved::queries_of(&mut conn, &tenant, &dashboard).await?
+    } else {
+        saved::queries_without_reports(&dashboard)?
     };
     let role = principal.role;
     let mut by_key: HashMap<String, usize> = HashMap::new();

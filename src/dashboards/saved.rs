@@ -552,6 +552,15 @@ pub async fn queries_of(
     Ok(out)
 }
 
+/// The query of each widget of a dashboard that shows no saved report.
+pub fn queries_without_reports(dashboard: &Dashboard) -> AppResult<Vec<Option<WidgetQuery>>> {
+    dashboard
+        .widgets
+        .iter()
+        .map(|w| widgets::query_of(w.kind, &w.spec, None).map(Some))
+        .collect()
+}
+
 /// Every widget's value for the caller, each distinct query computed once.
 pub async fn values(state: &AppState, principal: &Principal, dashboard: &Dashboard) -> AppResult<Vec<WidgetValue>> {
     let tenant = Tenant::of(principal);
