@@ -36,6 +36,10 @@ fn tile(title: &str, metric: &str, filter: Value) -> Value {
             "target": 80.0, "thresholds": { "warning": 80.0, "critical": 70.0 } })
 }
 
+fn grid_cell() -> Value {
+    json!({ "x": 0, "y": 0, "width": 4, "height": 2 })
+}
+
 fn dashboard(title: &str, visibility: &str, widgets: Vec<Value>) -> Value {
     json!({ "title": title, "visibility": visibility, "widgets": widgets })
 }
@@ -429,6 +433,70 @@ async fn widget_values_equal_the_direct_queries() {
     let agents = value(4)["agents"].as_array().unwrap().clone();
     let names: Vec<&str> = agents.iter().map(|a| a["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["Ada", "Ben", "Cleo"]);
+    let mut states = app
+        .subscribe(
+            &f.admin,
+            "subscription { agentStates { agents { id name presence routingState } } }",
+            json!({}),
+        )
+        .await;
+    let board = states.expect_data("agentStates").await["agents"].clone();
+    let board: Vec<(Value, Value, Value, Value)> = board
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["id"].clone(),
+                a["name"].clone(),
+                a["presence"].clone(),
+                a["routingState"].clone(),
+            )
+        })
+        .collect();
+    let grid: Vec<(Value, Value, Value, Value)> = agents
+        .iter()
+        .map(|a| {
+            (
+                a["id"].clone(),
+                a["name"].clone(),
+                a["presence"].clone(),
+                a["routingState"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(grid, board, "the agent grid is agentStates' snapshot");
+
+    // A table showing a saved report shows the report's result.
+    let report = app
+        .gql(
+            Some(&f.admin),
+            "mutation { createReport(input: { title: \"Per campaign\", shared: true,
+               query: { metrics: [OFFERED, ABANDONED], groupBy: [CAMPAIGN] }, range: { relative: TODAY } }) { id } }",
+            json!({}),
+        )
+        .await;
+    let report_id = report.ok()["createReport"]["id"].clone();
+    let widget = json!({ "title": "Report", "kind": "TABLE", "grid": grid_cell(), "reportId": report_id });
+    let shown = create_ok(&app, &f.admin, dashboard("Report", "ORGANIZATION", vec![widget])).await;
+    let shown = get(&app, &f.admin, shown["id"].as_str()).await.ok()["dashboard"]["widgets"][0]["value"].clone();
+    let result = app
+        .gql(
+            Some(&f.admin),
+            "query($id: ID!) { report(id: $id) { result { rows { dimensions { campaign { id } } values } } } }",
+            json!({ "id": report_id }),
+        )
+        .await;
+    let result = result.ok()["report"]["result"]["rows"].as_array().unwrap().clone();
+    let rows = shown["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), result.len());
+    for (row, direct) in rows.iter().zip(&result) {
+        assert_eq!(
+            row["dimensions"]["campaign"]["id"],
+            direct["dimensions"]["campaign"]["id"]
+        );
+        assert_eq!(row["values"], direct["values"]);
+    }
 
     // Masking by role: a VIEWER sees the tiles, not the figures of analytics or compliance.
     let viewer = app.token(&f.org, Role::Viewer).await;

@@ -388,3 +388,66 @@ pub fn shared(query: WidgetQuery) -> live::DynQuery {
         computation: std::sync::Arc::new(SharedWidget(query)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agents_answer() -> Value {
+        json!({ "agents": [{ "id": "a", "currentCall": { "customerNumber": "+447700900123" } }] })
+    }
+
+    #[test]
+    fn customer_numbers_are_masked_below_supervisor() {
+        let spec = WidgetSpec::default();
+        let masked = project(WidgetKind::AgentGrid, &spec, &agents_answer(), Role::Viewer);
+        let number = masked.value.unwrap()["agents"][0]["currentCall"]["customerNumber"].clone();
+        assert_eq!(number, json!(mask_number("+447700900123")));
+        assert_ne!(number, json!("+447700900123"));
+        let plain = project(WidgetKind::AgentGrid, &spec, &agents_answer(), Role::Supervisor);
+        assert_eq!(plain.value, Some(agents_answer()));
+    }
+
+    #[test]
+    fn tables_and_gauges_are_hidden_below_supervisor_and_errors_are_shown() {
+        let spec = WidgetSpec::default();
+        for kind in [WidgetKind::Table, WidgetKind::ComplianceGauge] {
+            let hidden = project(kind, &spec, &json!({ "rows": [] }), Role::Agent);
+            assert!(hidden.value.is_none());
+            assert!(hidden.unavailable.is_some());
+            assert!(project(kind, &spec, &json!({ "rows": [] }), Role::Supervisor)
+                .value
+                .is_some());
+        }
+        let failed = project(
+            WidgetKind::KpiTile,
+            &spec,
+            &json!({ "error": "unknown id" }),
+            Role::Admin,
+        );
+        assert_eq!(failed.unavailable.as_deref(), Some("unknown id"));
+    }
+
+    #[test]
+    fn a_tile_takes_its_metric_target_and_colour() {
+        let spec = WidgetSpec {
+            metric: Some(MetricName::AbandonRate),
+            target: Some(5.0),
+            thresholds: Some(super::super::widgets::Thresholds {
+                warning: 5.0,
+                critical: 8.0,
+            }),
+            ..WidgetSpec::default()
+        };
+        let answer = json!({ "from": "2026-12-07T00:00:00Z", "metrics": {
+            "abandonRate": { "value": 6.0, "numerator": 6.0, "denominator": 100.0 },
+            "offered": { "value": 100.0, "numerator": 100.0, "denominator": null } } });
+        let tile = project(WidgetKind::KpiTile, &spec, &answer, Role::Viewer)
+            .value
+            .unwrap();
+        assert_eq!(tile["metric"], "ABANDON_RATE");
+        assert_eq!(tile["value"], 6.0);
+        assert_eq!(tile["status"], "AMBER");
+        assert_eq!(tile["target"], 5.0);
+    }
+}
