@@ -10,7 +10,9 @@
 //! * at most once per [`MIN_RECOMPUTE_INTERVAL`] (events in between are folded into the next
 //!   recompute);
 //! * and also every [`DRIFT_REFRESH`] without events, because rolling windows and waiting times
-//!   move with the clock alone.
+//!   move with the clock alone;
+//! * with at most `MAX_CONCURRENT_COMPUTATIONS` computations of the process running at once, so
+//!   keys that refresh together do not take every database connection from ingest.
 //!
 //! A result equal to the previous one (ignoring the computation time) is not published, so
 //! subscribers get a message only when a tile changed. Results travel in a `watch` channel: a
@@ -47,6 +49,13 @@ pub const MIN_RECOMPUTE_INTERVAL: Duration = Duration::from_secs(1);
 pub const DRIFT_REFRESH: Duration = Duration::from_secs(15);
 /// Wait after a failed computation.
 const RETRY: Duration = Duration::from_secs(2);
+/// Computations of this process running at once, whatever their kind. Keys started together
+/// (a dashboard's widgets) refresh together; without a cap they would take a database
+/// connection each at the same moment and leave none to ingest (the dashboard benchmark saw
+/// `recordCallEvents` answer UNAVAILABLE). A key waiting for a slot still recomputes at most
+/// once per interval.
+const MAX_CONCURRENT_COMPUTATIONS: usize = 4;
+static COMPUTING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_CONCURRENT_COMPUTATIONS);
 
 /// Every recompute of every key since the process started (for `/metrics` and the benchmark).
 static RECOMPUTES: AtomicU64 = AtomicU64::new(0);
@@ -460,7 +469,12 @@ async fn run<K: Shared>(
         if dirty && Instant::now() >= due {
             last = Some(Instant::now());
             RECOMPUTES.fetch_add(1, Ordering::Relaxed);
-            match key.compute(&db, &tenant).await {
+            let computed = match COMPUTING.acquire().await {
+                Ok(_slot) => key.compute(&db, &tenant).await,
+                // The semaphore is never closed.
+                Err(_) => continue,
+            };
+            match computed {
                 Ok((value, resolved)) => {
                     dirty = false;
                     scope = resolved;
