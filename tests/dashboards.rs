@@ -599,4 +599,33 @@ async fn dashboard_updated_sends_every_value_then_only_the_widgets_that_changed(
         .next_data("dashboardUpdated", Duration::from_secs(2))
         .await
         .is_none());
+
+    // A new layout: a new snapshot, of the new widgets.
+    let widget = tile("Sales answered", "ANSWERED", json!({ "campaignIds": [f.outbound] }));
+    let input = dashboard("Live v2", "ORGANIZATION", vec![widget]);
+    app.gql(Some(&supervisor), UPDATE, json!({ "id": id, "v": 1, "i": input }))
+        .await
+        .ok();
+    let snapshot = one
+        .until("dashboardUpdated", Duration::from_secs(10), |m| m["kind"] == "SNAPSHOT")
+        .await;
+    assert_eq!(snapshot["widgets"].as_array().unwrap().len(), 1, "{snapshot}");
+    assert_eq!(snapshot["widgets"][0]["value"]["metric"], "ANSWERED");
+    // Deleted: the stream ends.
+    app.gql(
+        Some(&supervisor),
+        "mutation($id: ID!) { deleteDashboard(id: $id) }",
+        json!({ "id": id }),
+    )
+    .await
+    .ok();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match one.next(left).await {
+            common::ws::WsEvent::Json(message) if message["type"] == "complete" => break,
+            common::ws::WsEvent::Json(message) => assert_ne!(message["type"], "error", "{message}"),
+            other => panic!("no complete after the deletion: {other:?}"),
+        }
+    }
 }

@@ -10,7 +10,10 @@
 //! sent last (a tile whose metric did not move is not re-sent even when its query's other
 //! metrics did). A slow viewer skips to the latest answer (`watch` channels), never queues.
 //!
-//! The layout is read when the subscription starts: after `updateDashboard`, subscribe again.
+//! A change of the dashboard (`updateDashboard`), of the role default the viewer follows
+//! (`setDefaultDashboard`), or a possible gap in the bus (resync) makes the stream read the
+//! layout again and send a new SNAPSHOT; a deletion (or a dashboard no longer visible to the
+//! viewer) ends the stream.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,10 +23,12 @@ use serde_json::Value;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::auth::{Principal, Tenant};
+use crate::auth::{Principal, Role, Tenant};
 use crate::db;
 use crate::error::AppResult;
+use crate::realtime::bus::Received;
 use crate::realtime::live::Entry;
+use crate::realtime::{BusEvent, Topic};
 use crate::state::AppState;
 
 use super::saved::{self, Dashboard};
@@ -51,13 +56,17 @@ struct Source {
     widgets: Vec<usize>,
 }
 
-/// Starts following a dashboard the caller may see (NOT_FOUND otherwise): resolves its widgets'
-/// queries and joins (or starts) their shared computations.
-pub async fn follow(
-    state: &AppState,
-    principal: &Principal,
-    id: Option<Uuid>,
-) -> AppResult<impl Stream<Item = DashboardUpdate>> {
+/// What a viewer follows of one layout: the dashboard, its computations, and the widgets with
+/// no computation to follow (hidden for the role, or their report is gone).
+struct Layout {
+    dashboard: Dashboard,
+    sources: Vec<Source>,
+    fixed: Vec<(usize, WidgetValue)>,
+}
+
+/// Reads a dashboard the caller may see (NOT_FOUND otherwise), resolves its widgets' queries
+/// and joins (or starts) their shared computations.
+async fn layout(state: &AppState, principal: &Principal, id: Option<Uuid>) -> AppResult<Layout> {
     let dashboard = saved::get(state, principal, id).await?;
     let tenant = Tenant::of(principal);
     // A connection only for dashboards that show saved reports (the rest needs no read):
@@ -71,7 +80,6 @@ pub async fn follow(
     let role = principal.role;
     let mut by_key: HashMap<String, usize> = HashMap::new();
     let mut sources: Vec<Source> = Vec::new();
-    // Widgets with no value to follow (hidden for the role, or their report is gone).
     let mut fixed: Vec<(usize, WidgetValue)> = Vec::new();
     for (i, (widget, query)) in dashboard.widgets.iter().zip(queries).enumerate() {
         let Some(query) = query else {
@@ -84,7 +92,7 @@ pub async fn follow(
             ));
             continue;
         };
-        if widget.kind.supervisor_only() && role < crate::auth::Role::Supervisor {
+        if widget.kind.supervisor_only() && role < Role::Supervisor {
             fixed.push((i, values::project(widget.kind, &widget.spec, &Value::Null, role)));
             continue;
         }
@@ -104,87 +112,157 @@ pub async fn follow(
         });
         sources[at].widgets.push(i);
     }
-    Ok(stream(dashboard, sources, fixed, role))
+    Ok(Layout {
+        dashboard,
+        sources,
+        fixed,
+    })
 }
 
-fn project(dashboard: &Dashboard, i: usize, answer: &Value, role: crate::auth::Role) -> WidgetValue {
+/// Starts following a dashboard the caller may see (NOT_FOUND otherwise); without an id, the
+/// caller's role default. When the dashboard is changed, or the role default set, the stream
+/// reads the layout again and sends a new SNAPSHOT; when it is deleted or no longer visible,
+/// the stream ends.
+pub async fn follow(
+    state: &AppState,
+    principal: &Principal,
+    id: Option<Uuid>,
+) -> AppResult<impl Stream<Item = DashboardUpdate>> {
+    // Listening before the first read, so no change in between is missed.
+    let events = state.bus.receiver(&[Topic::Settings]);
+    let first = layout(state, principal, id).await?;
+    Ok(stream(state.clone(), principal.clone(), id, first, events))
+}
+
+fn project(dashboard: &Dashboard, i: usize, answer: &Value, role: Role) -> WidgetValue {
     let widget = &dashboard.widgets[i];
     values::project(widget.kind, &widget.spec, answer, role)
 }
 
+/// What woke a viewer up.
+enum Woke {
+    /// A computation published (false: its channel closed).
+    Computed(bool),
+    Event(Received),
+}
+
 fn stream(
-    dashboard: Dashboard,
-    mut sources: Vec<Source>,
-    fixed: Vec<(usize, WidgetValue)>,
-    role: crate::auth::Role,
+    state: AppState,
+    principal: Principal,
+    id: Option<Uuid>,
+    first: Layout,
+    mut events: crate::realtime::bus::Receiver,
 ) -> impl Stream<Item = DashboardUpdate> {
+    let role = principal.role;
+    let org = principal.org_id;
     async_stream::stream! {
-        // Every computation's first answer, then the snapshot.
-        for source in &mut sources {
-            if source.latest.wait_for(Option::is_some).await.is_err() {
-                return;
-            }
-        }
-        let mut sent: Vec<Option<WidgetValue>> = vec![None; dashboard.widgets.len()];
-        for (i, value) in fixed {
-            sent[i] = Some(value);
-        }
-        for source in &mut sources {
-            let answer = source.latest.borrow_and_update().clone();
-            if let Some(answer) = &answer {
-                for &i in &source.widgets {
-                    sent[i] = Some(project(&dashboard, i, answer, role));
-                }
-            }
-            source.seen = answer;
-        }
-        let everything = |sent: &[Option<WidgetValue>], only: Option<&[usize]>| -> Vec<(Uuid, i32, WidgetValue)> {
-            dashboard
-                .widgets
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| only.is_none_or(|o| o.contains(i)))
-                .filter_map(|(i, w)| sent[i].clone().map(|v| (w.id, w.position, v)))
-                .collect()
-        };
-        yield DashboardUpdate {
-            snapshot: true,
-            dashboard_id: dashboard.id,
-            widgets: everything(&sent, None),
-        };
-        if sources.is_empty() {
-            futures_util::future::pending::<()>().await;
-        }
-        loop {
-            {
-                let changes = sources.iter_mut().map(|s| Box::pin(s.latest.changed()));
-                let (result, _, _) = futures_util::future::select_all(changes).await;
-                if result.is_err() {
+        let mut current = first;
+        'layout: loop {
+            let Layout { dashboard, sources, fixed } = &mut current;
+            // Every computation's first answer, then the snapshot.
+            for source in sources.iter_mut() {
+                if source.latest.wait_for(Option::is_some).await.is_err() {
                     return;
                 }
             }
-            let mut changed = Vec::new();
-            for source in &mut sources {
+            let mut sent: Vec<Option<WidgetValue>> = vec![None; dashboard.widgets.len()];
+            for (i, value) in fixed.iter() {
+                sent[*i] = Some(value.clone());
+            }
+            for source in sources.iter_mut() {
                 let answer = source.latest.borrow_and_update().clone();
-                let Some(answer) = answer else { continue };
-                if source.seen.as_ref().is_some_and(|seen| Arc::ptr_eq(seen, &answer)) {
-                    continue;
-                }
-                source.seen = Some(answer.clone());
-                for &i in &source.widgets {
-                    let value = project(&dashboard, i, &answer, role);
-                    if sent[i].as_ref() != Some(&value) {
-                        sent[i] = Some(value);
-                        changed.push(i);
+                if let Some(answer) = &answer {
+                    for &i in &source.widgets {
+                        sent[i] = Some(project(dashboard, i, answer, role));
                     }
                 }
+                source.seen = answer;
             }
-            if !changed.is_empty() {
-                yield DashboardUpdate {
-                    snapshot: false,
-                    dashboard_id: dashboard.id,
-                    widgets: everything(&sent, Some(&changed)),
+            let pick = |sent: &[Option<WidgetValue>], only: Option<&[usize]>| -> Vec<(Uuid, i32, WidgetValue)> {
+                dashboard
+                    .widgets
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| only.is_none_or(|o| o.contains(i)))
+                    .filter_map(|(i, w)| sent[i].clone().map(|v| (w.id, w.position, v)))
+                    .collect()
+            };
+            yield DashboardUpdate {
+                snapshot: true,
+                dashboard_id: dashboard.id,
+                widgets: pick(&sent, None),
+            };
+            loop {
+                let woke = {
+                    let changes = async {
+                        if sources.is_empty() {
+                            futures_util::future::pending::<()>().await;
+                        }
+                        let changes = sources.iter_mut().map(|s| Box::pin(s.latest.changed()));
+                        futures_util::future::select_all(changes).await.0.is_ok()
+                    };
+                    tokio::select! {
+                        computed = changes => Woke::Computed(computed),
+                        received = events.recv() => Woke::Event(received),
+                    }
                 };
+                match woke {
+                    Woke::Computed(false) => return,
+                    Woke::Computed(true) => {}
+                    Woke::Event(Received::Closed) => return,
+                    Woke::Event(Received::Resync) => {
+                        // A change of the layout may have been missed: read it again.
+                        match layout(&state, &principal, id).await {
+                            Ok(next) => {
+                                current = next;
+                                continue 'layout;
+                            }
+                            Err(_) => return,
+                        }
+                    }
+                    Woke::Event(Received::Event(event)) => {
+                        let BusEvent::Dashboard { dashboard_id } = event.payload else { continue };
+                        let ours = match id {
+                            Some(_) => dashboard_id == Some(dashboard.id),
+                            // Following the role default: any default change, or its dashboard.
+                            None => dashboard_id.is_none() || dashboard_id == Some(dashboard.id),
+                        };
+                        if event.organization_id != org || !ours {
+                            continue;
+                        }
+                        match layout(&state, &principal, id).await {
+                            Ok(next) => {
+                                current = next;
+                                continue 'layout;
+                            }
+                            // Deleted, or no longer visible to this viewer.
+                            Err(_) => return,
+                        }
+                    }
+                }
+                let mut changed = Vec::new();
+                for source in sources.iter_mut() {
+                    let answer = source.latest.borrow_and_update().clone();
+                    let Some(answer) = answer else { continue };
+                    if source.seen.as_ref().is_some_and(|seen| Arc::ptr_eq(seen, &answer)) {
+                        continue;
+                    }
+                    source.seen = Some(answer.clone());
+                    for &i in &source.widgets {
+                        let value = project(dashboard, i, &answer, role);
+                        if sent[i].as_ref() != Some(&value) {
+                            sent[i] = Some(value);
+                            changed.push(i);
+                        }
+                    }
+                }
+                if !changed.is_empty() {
+                    yield DashboardUpdate {
+                        snapshot: false,
+                        dashboard_id: dashboard.id,
+                        widgets: pick(&sent, Some(&changed)),
+                    };
+                }
             }
         }
     }

@@ -14,6 +14,7 @@ use crate::db::contact_centre as cc;
 use crate::db::dashboards::{self as rows, DashboardContent, DashboardRow, NewWidget};
 use crate::db::{self, teams};
 use crate::error::{AppError, AppResult, FieldError};
+use crate::realtime::BusEvent;
 use crate::reports::saved as reports;
 use crate::state::AppState;
 
@@ -451,6 +452,9 @@ pub async fn update(
             Ok((row, stored))
         })
         .await?;
+    state
+        .bus
+        .publish(tenant.org_id(), BusEvent::Dashboard { dashboard_id: Some(id) });
     assemble(row, stored)
 }
 
@@ -471,6 +475,9 @@ pub async fn delete(state: &AppState, principal: &Principal, id: Uuid, request_i
         audit::record(conn, event).await
     })
     .await?;
+    state
+        .bus
+        .publish(tenant.org_id(), BusEvent::Dashboard { dashboard_id: Some(id) });
     Ok(id)
 }
 
@@ -514,6 +521,9 @@ pub async fn set_default(
         audit::record(conn, event).await
     })
     .await?;
+    state
+        .bus
+        .publish(tenant.org_id(), BusEvent::Dashboard { dashboard_id: None });
     Ok(dashboard)
 }
 

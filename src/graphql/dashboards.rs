@@ -492,8 +492,9 @@ impl DashboardSubscription {
     /// Every widget's value (a SNAPSHOT), then a DELTA with only the widgets whose value
     /// changed for the caller. Values are computed once per distinct widget query across every
     /// viewer of every dashboard on the instance (at most once a second, only when an event
-    /// touched the query's scope). Without `id`: the caller's role default. The layout is read
-    /// at the start: subscribe again after an update. VIEWER+, on a dashboard they may see.
+    /// touched the query's scope). Without `id`: the caller's role default. When the dashboard
+    /// (or the role default followed) changes, a new SNAPSHOT of the new layout; when it is
+    /// deleted or no longer visible, the stream completes. VIEWER+, on a dashboard they may see.
     #[graphql(guard = "PermissionGuard(Permission::ReadOrganization)")]
     async fn dashboard_updated(
         &self,

@@ -262,7 +262,8 @@ pub fn touches(event: &BusEvent, scope: Option<&Scope>) -> bool {
         | BusEvent::ApiKeyRevoked { .. }
         | BusEvent::UserAccessChanged { .. }
         | BusEvent::OrganizationSuspended
-        | BusEvent::ReportRun { .. } => false,
+        | BusEvent::ReportRun { .. }
+        | BusEvent::Dashboard { .. } => false,
     }
 }
 
