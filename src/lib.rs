@@ -21,6 +21,9 @@
 //! * [`reports`]  — saved reports (stored analytics queries with a range and a presentation),
 //!   their templates, results and CSV, JSON, XLSX and PDF exports, all answered by the one
 //!   analytics engine.
+//! * [`dashboards`] — saved, shareable layouts of KPI widgets, their values (computed by the
+//!   direct queries' own service functions) and `dashboardUpdated`, whose computations are
+//!   shared through the `liveKpis` registry.
 //! * [`state`]    — [`state::AppState`]: database pool, token keys, bus, configuration, and the
 //!   process lifecycle (draining, work in flight) that a graceful shutdown waits on.
 //! * [`limits`]   — rate limits: budgets charged by query cost per user, API key and client
@@ -46,6 +49,7 @@ pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod dashboards;
 pub mod db;
 pub mod domain;
 pub mod error;

@@ -36,6 +36,9 @@ pub struct AppState {
     pub boards: Arc<crate::realtime::agents::Boards>,
     /// Shared live KPI computations, one per (organization, filter) with subscribers.
     pub live: Arc<crate::realtime::live::LiveRegistry>,
+    /// Shared dashboard widget computations, one per (organization, distinct widget query)
+    /// with viewers, across every dashboard (the same registry code as `live`).
+    pub widgets: Arc<crate::realtime::live::QueryRegistry>,
     /// Present when `REDIS_URL` is set.
     pub redis: Option<redis::Client>,
     /// Rate limits (buckets in Redis when configured, else in memory).
@@ -128,6 +131,7 @@ impl AppState {
             bus,
             boards: Arc::default(),
             live: Arc::default(),
+            widgets: Arc::default(),
             redis,
             limiter,
             lifecycle,

@@ -18,7 +18,7 @@ const LAYERS: &[&[&str]] = &[
     &["kpi"],
     &["realtime", "limits"],
     &["state"],
-    &["access", "ingest", "management", "reports"],
+    &["access", "ingest", "management", "reports", "dashboards"],
     &["seed"],
     &["graphql"],
     &["http"],

@@ -234,7 +234,7 @@ async fn a_refusal_loop_is_audited_as_a_tally_not_a_row_per_request() {
     tokio::time::timeout(Duration::from_secs(30), app.state.lifecycle.idle())
         .await
         .expect("the audit queue drains");
-    let mut conn = omnivox::db::conn(&app.state.db).await.unwrap();
+    let mut conn = app.state.system_db.get().await.unwrap();
     let records: Vec<_> = omnivox::audit::recent(&mut conn, Some(org.id), 1_000)
         .await
         .unwrap()

@@ -638,6 +638,61 @@ fn operations() -> Vec<Operation> {
             query: "mutation($a: ID!, $s: ID!) { unassignSkills(assignments: [{ agentId: $a, skillId: $s }]) { agentIds } }",
             variables: |_, _| json!({ "a": uuid::Uuid::new_v4(), "s": uuid::Uuid::new_v4() }),
         },
+        Operation {
+            field: "Query.dashboards",
+            lowest_role: Role::Viewer,
+            query: "{ dashboards { id } }",
+            variables: no_vars,
+        },
+        Operation {
+            field: "Query.dashboard",
+            lowest_role: Role::Viewer,
+            // An unknown id: callers that pass the guard get NOT_FOUND.
+            query: "query($i: ID) { dashboard(id: $i) { id } }",
+            variables: |_, _| json!({ "i": uuid::Uuid::new_v4() }),
+        },
+        Operation {
+            field: "Query.defaultDashboard",
+            lowest_role: Role::Viewer,
+            query: "{ defaultDashboard { id } }",
+            variables: no_vars,
+        },
+        Operation {
+            field: "Mutation.createDashboard",
+            lowest_role: Role::Agent,
+            query: "mutation { createDashboard(input: { title: \"Mine\", visibility: PRIVATE }) { id } }",
+            variables: no_vars,
+        },
+        Operation {
+            field: "Mutation.updateDashboard",
+            lowest_role: Role::Agent,
+            query: "mutation($i: ID!) { updateDashboard(id: $i, expectedVersion: 1, input: { title: \"X\", visibility: PRIVATE }) { id } }",
+            variables: |_, _| json!({ "i": uuid::Uuid::new_v4() }),
+        },
+        Operation {
+            field: "Mutation.duplicateDashboard",
+            lowest_role: Role::Agent,
+            query: "mutation($i: ID!) { duplicateDashboard(id: $i) { id } }",
+            variables: |_, _| json!({ "i": uuid::Uuid::new_v4() }),
+        },
+        Operation {
+            field: "Mutation.deleteDashboard",
+            lowest_role: Role::Agent,
+            query: "mutation($i: ID!) { deleteDashboard(id: $i) }",
+            variables: |_, _| json!({ "i": uuid::Uuid::new_v4() }),
+        },
+        Operation {
+            field: "Mutation.setDefaultDashboard",
+            lowest_role: Role::Admin,
+            query: "mutation { setDefaultDashboard(role: VIEWER, id: null) { id } }",
+            variables: no_vars,
+        },
+        Operation {
+            field: "Subscription.dashboardUpdated",
+            lowest_role: Role::Viewer,
+            query: "",
+            variables: no_vars,
+        },
         // Subscriptions: their guards are checked over WebSocket in tests/realtime.rs
         // (`subscription_guards_follow_the_roles`); `reportRunUpdated`'s in
         // tests/report_runs.rs.
@@ -779,7 +834,10 @@ fn scopes_reaching(field: &str) -> &'static [&'static str] {
         | "Query.agent"
         | "Query.teams"
         | "Query.team"
-        | "Query.skills" => &["kpi:read"],
+        | "Query.skills"
+        | "Query.dashboards"
+        | "Query.dashboard"
+        | "Query.defaultDashboard" => &["kpi:read"],
         "Query.analytics"
         | "Query.interactions"
         | "Query.interaction"

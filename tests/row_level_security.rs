@@ -245,7 +245,7 @@ async fn two_tenants_interleaved_on_a_pool_of_two_see_only_their_own_rows() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_statement_without_a_tenant_sees_nothing() {
     let app = TestApp::spawn().await;
-    let (demo, _, all) = two_tenants(&app).await;
+    let (demo, generated, all) = two_tenants(&app).await;
     let app_url = app.state.settings.app_database_url().unwrap();
 
     // A connection of the application's role that never named a tenant.
@@ -257,6 +257,10 @@ async fn a_statement_without_a_tenant_sees_nothing() {
             "{table} without a tenant"
         );
     }
+    // The owner's view of closed state intervals (migration 000034) applies the same rule.
+    let periods = "SELECT count(*) AS n FROM agent_state_periods";
+    let count = |n: Count| n.n;
+    assert_eq!(count(diesel::sql_query(periods).get_result(&mut raw).await.unwrap()), 0);
     let refused = diesel::sql_query("INSERT INTO teams (id, organization_id, name) VALUES ($1, $2, 'nobody')")
         .bind::<SqlUuid, _>(Uuid::new_v4())
         .bind::<SqlUuid, _>(demo)
@@ -275,6 +279,18 @@ async fn a_statement_without_a_tenant_sees_nothing() {
     }
     let mut conn = pool.get_without_tenant().await.unwrap();
     assert_eq!(visible(&mut conn, "agents", demo).await.total, 0);
+    drop(conn);
+    let mut conn = pool.get(&Tenant::for_system(generated)).await.unwrap();
+    let own: Count = diesel::sql_query(periods).get_result(&mut *conn).await.unwrap();
+    let mut owner = app.state.system_db.get().await.unwrap();
+    let closed: Count = diesel::sql_query(
+        "SELECT count(*) AS n FROM agent_state_log WHERE organization_id = $1 AND ended_at IS NOT NULL",
+    )
+    .bind::<SqlUuid, _>(generated)
+    .get_result(&mut owner)
+    .await
+    .unwrap();
+    assert!(closed.n > 0 && own.n == closed.n, "{} of {}", own.n, closed.n);
 }
 
 #[tokio::test(flavor = "multi_thread")]

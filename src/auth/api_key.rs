@@ -125,6 +125,11 @@ impl Scope {
                 "teams",
                 "team",
                 "skills",
+                // Dashboards are layouts of KPI widgets: wallboards and BI tools read them
+                // (as the key's creator sees them). Writing them is for people.
+                "dashboards",
+                "dashboard",
+                "defaultDashboard",
             ],
             (Scope::ReportsRead, Root::Query) => &[
                 "analytics",
@@ -147,6 +152,7 @@ impl Scope {
                 "interactionEvents",
                 "complianceAlerts",
                 "businessSettingsChanged",
+                "dashboardUpdated",
             ],
             (Scope::IngestWrite, Root::Mutation) => &["recordCallEvents"],
             (Scope::IngestWrite, Root::Http) => &[HTTP_IMPORT_CALLS],

@@ -14,6 +14,7 @@ pub mod calls;
 pub mod catalog;
 pub mod coaching;
 pub mod contact_centre;
+pub mod dashboards;
 pub mod interactions;
 pub mod models;
 pub mod orgs;

@@ -553,6 +553,46 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    dashboards (id) {
+        id -> Uuid,
+        organization_id -> Uuid,
+        owner_id -> Uuid,
+        title -> Text,
+        description -> Nullable<Text>,
+        visibility -> Text,
+        team_id -> Nullable<Uuid>,
+        version -> Int4,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    dashboard_widgets (id) {
+        id -> Uuid,
+        organization_id -> Uuid,
+        dashboard_id -> Uuid,
+        position -> Int4,
+        title -> Text,
+        kind -> Text,
+        spec -> Jsonb,
+        grid_x -> Int4,
+        grid_y -> Int4,
+        grid_width -> Int4,
+        grid_height -> Int4,
+    }
+}
+
+diesel::table! {
+    dashboard_defaults (organization_id, role) {
+        organization_id -> Uuid,
+        role -> Text,
+        dashboard_id -> Uuid,
+        updated_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(agents -> organizations (organization_id));
 diesel::joinable!(report_files -> report_runs (run_id));
 diesel::joinable!(report_runs -> reports (report_id));
@@ -592,6 +632,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     campaigns,
     coaching_session_interactions,
     coaching_sessions,
+    dashboard_defaults,
+    dashboard_widgets,
+    dashboards,
     dispositions,
     interactions,
     kpi_agent_state_hourly,

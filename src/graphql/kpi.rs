@@ -7,16 +7,15 @@ use chrono::{DateTime, Utc};
 use crate::auth::Permission;
 use crate::domain::Direction;
 use crate::domain::ServiceLevelVariant;
-use crate::error::{AppError, FieldError};
 use crate::graphql::context::{state, tenant_for};
 use crate::graphql::guards::PermissionGuard;
-use crate::kpi::filter::{self, RawFilter};
+use crate::kpi;
+use crate::kpi::filter::RawFilter;
 use crate::kpi::metrics::{evidence, service_level_excludes_short, MetricName, Unit};
-use crate::kpi::time::{bucket_count_estimate, buckets, Granularity};
-use crate::kpi::{evaluate_windows, organization_rule, WindowValues};
+use crate::kpi::time::Granularity;
+use crate::kpi::WindowValues;
 
-/// Largest number of buckets one series may return.
-pub const MAX_SERIES_BUCKETS: i64 = 2_000;
+pub use crate::kpi::MAX_SERIES_BUCKETS;
 
 /// Which calls a KPI covers. Calls count in the interval in which they were OFFERED.
 /// Filters combine with AND; team filters use agents' current team.
@@ -203,20 +202,9 @@ impl KpiQuery {
     ) -> async_graphql::Result<KpiValues> {
         let tenant = tenant_for(ctx, org_id.as_ref()).await?;
         let (mut conn, _, _) = state(ctx)?.reads.conn(&tenant).await?;
-        let resolved = filter::resolve(&mut conn, &tenant, "filter", &filter.raw()).await?;
-        let rule = organization_rule(&mut conn, &tenant).await?;
-        let mut values = evaluate_windows(
-            &mut conn,
-            &tenant,
-            rule,
-            &[(resolved.from, resolved.to)],
-            &resolved.scope,
-        )
-        .await?;
-        values
-            .pop()
-            .map(KpiValues)
-            .ok_or_else(|| AppError::internal("no summary window evaluated").into())
+        Ok(KpiValues(
+            kpi::summary(&mut conn, &tenant, "filter", &filter.raw()).await?.0,
+        ))
     }
 
     /// Every metric per bucket, buckets in the organization's time zone (a DST day has 23 or 25
@@ -233,19 +221,10 @@ impl KpiQuery {
         granularity: Granularity,
         org_id: Option<ID>,
     ) -> async_graphql::Result<KpiSeries> {
-        if bucket_count_estimate(filter.from, filter.to, granularity) > MAX_SERIES_BUCKETS {
-            return Err(AppError::invalid_fields(vec![FieldError::new(
-                "granularity",
-                format!("the series would have more than {MAX_SERIES_BUCKETS} buckets; use a coarser granularity"),
-            )])
-            .into());
-        }
+        kpi::check_series("granularity", filter.from, filter.to, granularity)?;
         let tenant = tenant_for(ctx, org_id.as_ref()).await?;
         let (mut conn, _, _) = state(ctx)?.reads.conn(&tenant).await?;
-        let resolved = filter::resolve(&mut conn, &tenant, "filter", &filter.raw()).await?;
-        let (rule, tz) = organization_rule(&mut conn, &tenant).await?;
-        let windows = buckets(tz, resolved.from, resolved.to, granularity);
-        let values = evaluate_windows(&mut conn, &tenant, (rule, tz), &windows, &resolved.scope).await?;
+        let (tz, values, _) = kpi::series(&mut conn, &tenant, "filter", &filter.raw(), granularity).await?;
         Ok(KpiSeries {
             granularity,
             timezone: tz.name().to_owned(),

@@ -13,6 +13,7 @@ pub mod auth;
 pub mod catalog;
 pub mod coaching;
 pub mod context;
+pub mod dashboards;
 pub mod guards;
 pub mod interactions;
 pub mod key_scopes;
@@ -59,6 +60,7 @@ pub struct QueryRoot(
     organizations::OrganizationQueries,
     agents::AgentQuery,
     teams::TeamQuery,
+    dashboards::DashboardQueries,
 );
 
 #[derive(MergedObject, Default)]
@@ -78,6 +80,7 @@ pub struct MutationRoot(
     organizations::OrganizationMutations,
     agents::AgentMutation,
     teams::TeamMutation,
+    dashboards::DashboardMutations,
 );
 
 #[derive(MergedSubscription, Default)]
@@ -86,6 +89,7 @@ pub struct SubscriptionRoot(
     org::OrgSubscription,
     realtime::RealtimeSubscription,
     report_runs::ReportRunSubscription,
+    dashboards::DashboardSubscription,
 );
 
 pub type OmnivoxSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;

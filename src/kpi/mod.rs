@@ -39,7 +39,10 @@ use diesel_async::AsyncPgConnection;
 use crate::auth::Tenant;
 use crate::db::orgs;
 use crate::domain::ServiceLevelVariant;
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult, FieldError};
+
+/// Largest number of buckets one series may return.
+pub const MAX_SERIES_BUCKETS: i64 = 2_000;
 
 /// The organization's service-level rule and time zone, as metrics and buckets need them.
 pub async fn organization_rule(
@@ -110,4 +113,55 @@ pub async fn evaluate_windows(
             aggregates: a,
         })
         .collect())
+}
+
+/// `kpiSummary`: every metric over the filter's interval, its ids checked against the tenant
+/// (errors name `prefix.*`), and the resolved scope. Dashboard widgets call this same
+/// function, so a tile equals the query asked directly.
+pub async fn summary(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    prefix: &str,
+    raw: &filter::RawFilter,
+) -> AppResult<(WindowValues, query::Scope)> {
+    let resolved = filter::resolve(conn, tenant, prefix, raw).await?;
+    let rule = organization_rule(conn, tenant).await?;
+    let mut values = evaluate_windows(conn, tenant, rule, &[(resolved.from, resolved.to)], &resolved.scope).await?;
+    let values = values
+        .pop()
+        .ok_or_else(|| AppError::internal("no summary window evaluated"))?;
+    Ok((values, resolved.scope))
+}
+
+/// Refuses a series of more than [`MAX_SERIES_BUCKETS`] buckets, naming `field`.
+pub fn check_series(
+    field: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    granularity: time::Granularity,
+) -> AppResult<()> {
+    if time::bucket_count_estimate(from, to, granularity) > MAX_SERIES_BUCKETS {
+        return Err(AppError::invalid_fields(vec![FieldError::new(
+            field,
+            format!("the series would have more than {MAX_SERIES_BUCKETS} buckets; use a coarser granularity"),
+        )]));
+    }
+    Ok(())
+}
+
+/// `kpiSeries`: every metric per bucket of the organization's zone (returned with the
+/// buckets) and the resolved scope. The bucket cap is checked by the caller
+/// ([`check_series`]) before it gets here.
+pub async fn series(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    prefix: &str,
+    raw: &filter::RawFilter,
+    granularity: time::Granularity,
+) -> AppResult<(Tz, Vec<WindowValues>, query::Scope)> {
+    let resolved = filter::resolve(conn, tenant, prefix, raw).await?;
+    let (rule, tz) = organization_rule(conn, tenant).await?;
+    let windows = time::buckets(tz, resolved.from, resolved.to, granularity);
+    let values = evaluate_windows(conn, tenant, (rule, tz), &windows, &resolved.scope).await?;
+    Ok((tz, values, resolved.scope))
 }

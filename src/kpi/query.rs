@@ -880,7 +880,7 @@ pub async fn grouped_raw_agent_time(
         "SELECT {keys}, l.axis, l.state,
                 sum((extract(epoch FROM (least(l.ended_at, w.e) - greatest(l.started_at, w.s))) * 1000000)::int8)::int8 AS us
          FROM unnest($2::timestamptz[], $3::timestamptz[]) AS w(s, e)
-         JOIN agent_state_log l ON l.organization_id = $1 AND l.ended_at IS NOT NULL
+         JOIN agent_state_periods l ON l.organization_id = $1
               AND l.started_at < w.e AND l.ended_at > w.s
               AND tstzrange(l.started_at, l.ended_at, '[)') && tstzrange(w.s, w.e, '[)')
          WHERE ($4::uuid[] IS NULL OR l.agent_id = ANY($4))

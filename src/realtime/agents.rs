@@ -229,7 +229,8 @@ fn agents_of(event: &BusEvent) -> Option<Vec<Uuid>> {
         | BusEvent::ApiKeyRevoked { .. }
         | BusEvent::UserAccessChanged { .. }
         | BusEvent::OrganizationSuspended
-        | BusEvent::ReportRun { .. } => None,
+        | BusEvent::ReportRun { .. }
+        | BusEvent::Dashboard { .. } => None,
     }
 }
 

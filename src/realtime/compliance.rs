@@ -152,7 +152,8 @@ fn touches(event: &BusEvent, watched: &Option<Vec<Uuid>>) -> bool {
         | BusEvent::ApiKeyRevoked { .. }
         | BusEvent::UserAccessChanged { .. }
         | BusEvent::OrganizationSuspended
-        | BusEvent::ReportRun { .. } => false,
+        | BusEvent::ReportRun { .. }
+        | BusEvent::Dashboard { .. } => false,
     }
 }
 

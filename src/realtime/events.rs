@@ -68,6 +68,10 @@ pub enum BusEvent {
     /// A report run moved on (claimed, rows written, ended); `reportRunUpdated` re-reads it.
     /// Topic [`Topic::ReportRuns`].
     ReportRun { run_id: Uuid },
+    /// A dashboard was changed or deleted (`dashboard_id`), or a role's default dashboard was
+    /// set (`dashboard_id` null): `dashboardUpdated` subscribers of it read it again. Topic
+    /// [`Topic::Settings`].
+    Dashboard { dashboard_id: Option<Uuid> },
 }
 
 impl BusEvent {
@@ -77,7 +81,7 @@ impl BusEvent {
             BusEvent::AgentState { .. } | BusEvent::AgentProfiles { .. } => Topic::AgentState,
             BusEvent::Interactions { .. } => Topic::Interactions,
             BusEvent::KpiInvalidation { .. } => Topic::KpiInvalidation,
-            BusEvent::Settings { .. } => Topic::Settings,
+            BusEvent::Settings { .. } | BusEvent::Dashboard { .. } => Topic::Settings,
             BusEvent::ApiKeyRevoked { .. } | BusEvent::UserAccessChanged { .. } | BusEvent::OrganizationSuspended => {
                 Topic::Access
             }

@@ -41,7 +41,8 @@ impl CallFilter {
             | BusEvent::ApiKeyRevoked { .. }
             | BusEvent::UserAccessChanged { .. }
             | BusEvent::OrganizationSuspended
-            | BusEvent::ReportRun { .. } => Vec::new(),
+            | BusEvent::ReportRun { .. }
+            | BusEvent::Dashboard { .. } => Vec::new(),
         }
     }
 }

@@ -1,4 +1,6 @@
-//! The live KPI multiplexer behind `liveKpis`: wallboard tiles per (organization, filter).
+//! The live KPI multiplexer behind `liveKpis` (wallboard tiles per (organization, filter)) and
+//! behind `dashboardUpdated` (dashboard widgets per (organization, widget query)): one
+//! [`Registry`], generic over what it computes ([`Shared`]), so both follow the same rules.
 //!
 //! Every subscriber of the same organization and (normalized) filter shares ONE computation:
 //! the registry holds one entry per key, refcounted by its subscribers and dropped (its task
@@ -8,7 +10,9 @@
 //! * at most once per [`MIN_RECOMPUTE_INTERVAL`] (events in between are folded into the next
 //!   recompute);
 //! * and also every [`DRIFT_REFRESH`] without events, because rolling windows and waiting times
-//!   move with the clock alone.
+//!   move with the clock alone;
+//! * with at most `MAX_CONCURRENT_COMPUTATIONS` computations of the process running at once, so
+//!   keys that refresh together do not take every database connection from ingest.
 //!
 //! A result equal to the previous one (ignoring the computation time) is not published, so
 //! subscribers get a message only when a tile changed. Results travel in a `watch` channel: a
@@ -45,6 +49,13 @@ pub const MIN_RECOMPUTE_INTERVAL: Duration = Duration::from_secs(1);
 pub const DRIFT_REFRESH: Duration = Duration::from_secs(15);
 /// Wait after a failed computation.
 const RETRY: Duration = Duration::from_secs(2);
+/// Computations of this process running at once, whatever their kind. Keys started together
+/// (a dashboard's widgets) refresh together; without a cap they would take a database
+/// connection each at the same moment and leave none to ingest (the dashboard benchmark saw
+/// `recordCallEvents` answer UNAVAILABLE). A key waiting for a slot still recomputes at most
+/// once per interval.
+const MAX_CONCURRENT_COMPUTATIONS: usize = 4;
+static COMPUTING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_CONCURRENT_COMPUTATIONS);
 
 /// Every recompute of every key since the process started (for `/metrics` and the benchmark).
 static RECOMPUTES: AtomicU64 = AtomicU64::new(0);
@@ -235,7 +246,7 @@ pub async fn compute(db: &TenantPool, tenant: &Tenant, filter: &LiveFilter) -> A
 
 /// Whether an event may change the tiles of `scope` (the resolved scope of the last
 /// computation; None before the first).
-fn touches(event: &BusEvent, scope: Option<&Scope>) -> bool {
+pub fn touches(event: &BusEvent, scope: Option<&Scope>) -> bool {
     let Some(scope) = scope else { return true };
     match event {
         BusEvent::AgentState { agent_id, .. } => in_scope(&scope.agent_ids, Some(*agent_id)),
@@ -251,7 +262,8 @@ fn touches(event: &BusEvent, scope: Option<&Scope>) -> bool {
         | BusEvent::ApiKeyRevoked { .. }
         | BusEvent::UserAccessChanged { .. }
         | BusEvent::OrganizationSuspended
-        | BusEvent::ReportRun { .. } => false,
+        | BusEvent::ReportRun { .. }
+        | BusEvent::Dashboard { .. } => false,
     }
 }
 
@@ -265,38 +277,157 @@ pub fn in_scope(filter: &Option<Vec<Uuid>>, id: Option<Uuid>) -> bool {
     }
 }
 
+/// A computation the registry shares: the key (normalized) says what to compute for a
+/// tenant. `liveKpis` tiles are one ([`LiveFilter`]); dashboard widgets are another (one per
+/// distinct widget query, see `dashboards`). Every kind gets the same rules: one computation
+/// per (organization, key), refcounted, at most one recompute per second, recomputed only
+/// when an event touched its scope (or the clock moved it), unchanged results not published.
+pub trait Shared: Clone + Eq + std::hash::Hash + Send + Sync + 'static {
+    type Value: Send + Sync + 'static;
+
+    /// The same key written canonically (ids sorted), so equal queries share.
+    fn normalized(self) -> Self;
+
+    /// Computes the value now, with the scope that decides which events touch it (None:
+    /// every event of the organization's topics does).
+    fn compute(
+        &self,
+        db: &TenantPool,
+        tenant: &Tenant,
+    ) -> impl std::future::Future<Output = AppResult<(Self::Value, Option<Scope>)>> + Send;
+
+    /// Whether a subscriber would see no difference between two values.
+    fn same(a: &Self::Value, b: &Self::Value) -> bool;
+
+    /// Whether an event may change the value (`scope`: of the last computation; None before
+    /// the first, or when the computation has no narrower scope).
+    fn touches(&self, event: &BusEvent, scope: Option<&Scope>) -> bool {
+        touches(event, scope)
+    }
+}
+
+impl Shared for LiveFilter {
+    type Value = LiveTiles;
+
+    fn normalized(self) -> Self {
+        LiveFilter::normalized(self)
+    }
+
+    async fn compute(&self, db: &TenantPool, tenant: &Tenant) -> AppResult<(LiveTiles, Option<Scope>)> {
+        let (tiles, scope) = compute(db, tenant, self).await?;
+        Ok((tiles, Some(scope)))
+    }
+
+    fn same(a: &LiveTiles, b: &LiveTiles) -> bool {
+        a.same_values(b)
+    }
+}
+
+/// A computation known to the registry only by its canonical text and a way to compute it as
+/// JSON: how a higher layer (dashboard widgets, whose queries name saved reports and relative
+/// ranges) shares its computations through this same registry without the registry knowing
+/// its types. Two keys with the same canonical text are the same computation.
+pub trait Computation: Send + Sync + 'static {
+    fn compute<'a>(
+        &'a self,
+        db: &'a TenantPool,
+        tenant: &'a Tenant,
+    ) -> futures_util::future::BoxFuture<'a, AppResult<(serde_json::Value, Option<Scope>)>>;
+
+    fn touches(&self, event: &BusEvent, scope: Option<&Scope>) -> bool;
+}
+
+/// A [`Computation`] with its canonical text (equality and hashing use the text only).
+#[derive(Clone)]
+pub struct DynQuery {
+    pub canonical: Arc<str>,
+    pub computation: Arc<dyn Computation>,
+}
+
+impl PartialEq for DynQuery {
+    fn eq(&self, other: &Self) -> bool {
+        self.canonical == other.canonical
+    }
+}
+
+impl Eq for DynQuery {}
+
+impl std::hash::Hash for DynQuery {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.canonical.hash(state);
+    }
+}
+
+impl Shared for DynQuery {
+    type Value = serde_json::Value;
+
+    /// The canonical text is written normalized by whoever builds the query.
+    fn normalized(self) -> Self {
+        self
+    }
+
+    async fn compute(&self, db: &TenantPool, tenant: &Tenant) -> AppResult<(serde_json::Value, Option<Scope>)> {
+        self.computation.compute(db, tenant).await
+    }
+
+    fn same(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+        a == b
+    }
+
+    fn touches(&self, event: &BusEvent, scope: Option<&Scope>) -> bool {
+        self.computation.touches(event, scope)
+    }
+}
+
+/// The shared computations of JSON-valued queries (dashboard widgets) on this instance.
+pub type QueryRegistry = Registry<DynQuery>;
+
 /// One shared computation.
-pub struct LiveEntry {
-    latest: watch::Receiver<Option<Arc<LiveTiles>>>,
+pub struct Entry<V> {
+    latest: watch::Receiver<Option<Arc<V>>>,
     task: AbortHandle,
 }
 
-impl Drop for LiveEntry {
+impl<V> Drop for Entry<V> {
     fn drop(&mut self) {
         self.task.abort();
     }
 }
 
-impl LiveEntry {
-    /// A receiver of the latest tiles (None until the first computation).
-    pub fn watch(&self) -> watch::Receiver<Option<Arc<LiveTiles>>> {
+impl<V> Entry<V> {
+    /// A receiver of the latest value (None until the first computation).
+    pub fn watch(&self) -> watch::Receiver<Option<Arc<V>>> {
         self.latest.clone()
     }
 }
 
-type Key = (Uuid, LiveFilter);
+/// The `liveKpis` computation of one (organization, filter).
+pub type LiveEntry = Entry<LiveTiles>;
 
-/// The shared computations of this instance.
-#[derive(Default)]
-pub struct LiveRegistry {
-    entries: Mutex<HashMap<Key, Weak<LiveEntry>>>,
+/// The shared `liveKpis` computations of this instance.
+pub type LiveRegistry = Registry<LiveFilter>;
+
+/// The entries of a registry: (organization, key) → the shared computation, while held.
+type Entries<K> = HashMap<(Uuid, K), Weak<Entry<<K as Shared>::Value>>>;
+
+/// The shared computations of one kind on this instance.
+pub struct Registry<K: Shared> {
+    entries: Mutex<Entries<K>>,
 }
 
-impl LiveRegistry {
-    /// The entry of (tenant, filter), started when there is none. Hold the `Arc` while
+impl<K: Shared> Default for Registry<K> {
+    fn default() -> Self {
+        Self {
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<K: Shared> Registry<K> {
+    /// The entry of (tenant, key), started when there is none. Hold the `Arc` while
     /// subscribed: the computation stops when the last holder drops it.
-    pub fn entry(&self, db: &TenantPool, bus: &Bus, tenant: &Tenant, filter: LiveFilter) -> Arc<LiveEntry> {
-        let key = (tenant.org_id(), filter.normalized());
+    pub fn entry(&self, db: &TenantPool, bus: &Bus, tenant: &Tenant, key: K) -> Arc<Entry<K::Value>> {
+        let key = (tenant.org_id(), key.normalized());
         let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         entries.retain(|_, weak| weak.strong_count() > 0);
         if let Some(entry) = entries.get(&key).and_then(Weak::upgrade) {
@@ -305,7 +436,7 @@ impl LiveRegistry {
         let (sender, latest) = watch::channel(None);
         let events = bus.receiver(&[Topic::AgentState, Topic::Interactions, Topic::Settings]);
         let task = tokio::spawn(run(db.clone(), *tenant, key.1.clone(), events, sender)).abort_handle();
-        let entry = Arc::new(LiveEntry { latest, task });
+        let entry = Arc::new(Entry { latest, task });
         entries.insert(key, Arc::downgrade(&entry));
         entry
     }
@@ -321,12 +452,12 @@ impl LiveRegistry {
     }
 }
 
-async fn run(
+async fn run<K: Shared>(
     db: TenantPool,
     tenant: Tenant,
-    filter: LiveFilter,
+    key: K,
     mut events: crate::realtime::bus::Receiver,
-    sender: watch::Sender<Option<Arc<LiveTiles>>>,
+    sender: watch::Sender<Option<Arc<K::Value>>>,
 ) {
     let mut dirty = true;
     let mut scope: Option<Scope> = None;
@@ -339,21 +470,26 @@ async fn run(
         if dirty && Instant::now() >= due {
             last = Some(Instant::now());
             RECOMPUTES.fetch_add(1, Ordering::Relaxed);
-            match compute(&db, &tenant, &filter).await {
-                Ok((tiles, resolved)) => {
+            let computed = match COMPUTING.acquire().await {
+                Ok(_slot) => key.compute(&db, &tenant).await,
+                // The semaphore is never closed.
+                Err(_) => continue,
+            };
+            match computed {
+                Ok((value, resolved)) => {
                     dirty = false;
-                    scope = Some(resolved);
+                    scope = resolved;
                     sender.send_if_modified(|current| {
-                        if current.as_ref().is_some_and(|c| c.same_values(&tiles)) {
+                        if current.as_ref().is_some_and(|c| K::same(c, &value)) {
                             return false;
                         }
-                        *current = Some(Arc::new(tiles));
+                        *current = Some(Arc::new(value));
                         true
                     });
                     drift.reset();
                 }
                 Err(error) => {
-                    tracing::warn!(?error, "live KPIs: computation failed; retrying");
+                    tracing::warn!(?error, "live computation failed; retrying");
                     last = Some(Instant::now() + RETRY);
                 }
             }
@@ -362,7 +498,7 @@ async fn run(
         tokio::select! {
             received = events.recv() => match received {
                 Received::Event(event) if event.organization_id == tenant.org_id() => {
-                    if touches(&event.payload, scope.as_ref()) {
+                    if key.touches(&event.payload, scope.as_ref()) {
                         dirty = true;
                     }
                 }

@@ -4,6 +4,7 @@
 //! does, and write it through the KPI engine's one writer.
 //!
 //! * this module — organization `demo`, (re)created with one login per role;
+//! * [`dashboards`] — the demo's supervisor and wall dashboards, added when missing;
 //! * [`demo_data`] — once, a small contact centre with a few days of history, fixed seed; and
 //!   a few coaching sessions, added when missing;
 //! * [`generator`] — millions of calls, planned at scale and bulk-loaded with their rollups;
@@ -12,6 +13,7 @@
 //! * [`sim`]       — the model both use: agents' shifts and breaks, who takes which call, how
 //!   it ends, the state log derived from the calls. Pure and deterministic.
 
+pub mod dashboards;
 pub mod demo_data;
 pub mod generator;
 pub mod live;
@@ -60,11 +62,13 @@ pub async fn seed_demo(state: &AppState, password_text: &str) -> AppResult<DemoS
     let mut logins = Vec::new();
     let mut agent_user = None;
     let mut supervisor = None;
+    let mut admin = None;
     for (email, name, role) in DEMO_USERS {
         let user = users::upsert_for_seed(&mut conn, &tenant, email, name, role, &hash).await?;
         match role {
             Role::Agent => agent_user = Some(user.id),
             Role::Supervisor => supervisor = Some(user.id),
+            Role::Admin => admin = Some(user.id),
             _ => {}
         }
         logins.push((email.to_owned(), role));
@@ -75,6 +79,10 @@ pub async fn seed_demo(state: &AppState, password_text: &str) -> AppResult<DemoS
         crate::db::teams::ensure_supervisor_by_team_name(&mut conn, &tenant, demo_data::SUPERVISED_TEAM, supervisor)
             .await?;
         demo_data::ensure_coaching(&mut conn, &tenant, supervisor).await?;
+        if let Some(admin) = admin {
+            drop(conn);
+            dashboards::ensure(state, &tenant, supervisor, admin).await?;
+        }
     }
     Ok(DemoSummary {
         created_organization: created,

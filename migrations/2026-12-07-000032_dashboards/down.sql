@@ -1,0 +1,3 @@
+DROP TABLE dashboard_defaults;
+DROP TABLE dashboard_widgets;
+DROP TABLE dashboards;
