@@ -338,7 +338,7 @@ impl Agent {
         let tenant = &self.reads.tenant;
         let (mut conn, pool, _) = state(ctx)?.reads.conn(tenant).await?;
         let resolved = filter::resolve(&mut conn, tenant, "range", &raw).await?;
-        let mut spare = views::spare_connection(pool, tenant).await;
+        let mut spare = pool.try_get(tenant).await;
         let rows = views::agent_performance(
             &mut conn,
             spare.as_deref_mut(),

@@ -627,7 +627,7 @@ impl AnalyticsQueries {
             field: o.field,
             direction: o.direction,
         });
-        let mut spare = views::spare_connection(pool, &tenant).await;
+        let mut spare = pool.try_get(&tenant).await;
         let rows =
             views::agent_performance(&mut conn, spare.as_deref_mut(), &tenant, &resolved, visibility, order).await?;
         let total_count = i64::try_from(rows.len()).unwrap_or(i64::MAX);
@@ -726,7 +726,7 @@ impl AnalyticsQueries {
             order_by: query.order_by.iter().map(AnalyticsOrder::term).collect(),
             limit: query.limit,
         };
-        let mut spare = views::spare_connection(pool, &tenant).await;
+        let mut spare = pool.try_get(&tenant).await;
         let out = views::run_analytics(&mut conn, spare.as_deref_mut(), &tenant, &request, "query").await?;
         Ok(AnalyticsResult::new(out)?)
     }

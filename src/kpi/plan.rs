@@ -13,7 +13,6 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use uuid::Uuid;
 
 use crate::auth::Tenant;
-use crate::db::tenancy::{TenantConn, TenantPool};
 use crate::domain::ServiceLevelVariant;
 use crate::error::{AppError, AppResult};
 use crate::kpi::facts::hour_of;
@@ -566,13 +565,6 @@ fn covered_segments(bounds: &[DateTime<Utc>], from: DateTime<Utc>, to: DateTime<
         return 0..0;
     }
     bounds.partition_point(|b| *b < from)..bounds.partition_point(|b| *b < to)
-}
-
-/// A second pooled connection for the same tenant, to read agent time alongside calls, when
-/// the pool can hand one out without waiting (an idle connection, or room to open one);
-/// otherwise `None` and the reads run one after the other on the request's connection.
-pub async fn spare_connection(pool: &TenantPool, tenant: &Tenant) -> Option<TenantConn> {
-    pool.try_get(tenant).await
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ use uuid::Uuid;
 use crate::audit::{self, Actor, AuditEvent};
 use crate::auth::{Principal, Tenant};
 use crate::error::{AppError, AppResult};
-use crate::kpi::analytics::{run_analytics, spare_connection, AnalyticsOutput, AnalyticsRequest};
+use crate::kpi::analytics::{run_analytics, AnalyticsOutput, AnalyticsRequest};
 use crate::kpi::metrics::{self, Evaluated};
 use crate::kpi::organization_rule;
 use crate::kpi::query::Aggregates;
@@ -87,7 +87,7 @@ pub async fn result(
 ) -> AppResult<AnalyticsOutput> {
     let tenant = Tenant::of(principal);
     let (mut conn, pool, _) = state.reads.conn(&tenant).await?;
-    let mut spare = spare_connection(pool, &tenant).await;
+    let mut spare = pool.try_get(&tenant).await;
     let answer = answer(
         &mut conn,
         spare.as_deref_mut(),
@@ -141,7 +141,7 @@ pub async fn prepare(
     range_prefix: &str,
 ) -> AppResult<(Table, ExportMeta)> {
     let (mut conn, pool, _) = state.reads.conn(tenant).await?;
-    let mut spare = spare_connection(pool, tenant).await;
+    let mut spare = pool.try_get(tenant).await;
     let answer = answer(
         &mut conn,
         spare.as_deref_mut(),

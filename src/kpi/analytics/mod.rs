@@ -57,7 +57,6 @@ pub mod compliance;
 pub mod dispositions;
 pub mod performance;
 
-pub use crate::kpi::plan::spare_connection;
 pub use adhoc::*;
 pub use compliance::*;
 pub use dispositions::*;
