@@ -16,7 +16,7 @@ use diesel::QueryableByName;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use omnivox::audit::{self, AuditEvent};
 use omnivox::auth::Tenant;
-use omnivox::db::{self, tenancy::TenantPool};
+use omnivox::db;
 use omnivox::kpi::writer::ReferenceChecks;
 use omnivox::seed::generator::{self, GeneratorSettings};
 use uuid::Uuid;
@@ -332,5 +332,4 @@ async fn a_role_that_bypasses_the_policies_is_refused() {
     );
     // The application's own role passes.
     app.state.db.check_role().await.unwrap();
-    let _: &TenantPool = &app.state.db;
 }
