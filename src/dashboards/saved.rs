@@ -13,6 +13,7 @@ use crate::auth::{Permission, Principal, Role, Tenant};
 use crate::db::contact_centre as cc;
 use crate::db::dashboards::{self as rows, DashboardContent, DashboardRow, NewWidget};
 use crate::db::teams;
+use crate::domain::saved_text;
 use crate::error::{AppError, AppResult, FieldError};
 use crate::realtime::BusEvent;
 use crate::reports::saved as reports;
@@ -21,10 +22,6 @@ use crate::state::AppState;
 use super::values::{self, WidgetValue};
 use super::widgets::{self, Author, Grid, ValidWidget, WidgetInput, WidgetKind, WidgetQuery, WidgetSpec};
 use super::{assemble, may_create, may_edit, not_found, viewer, Visibility};
-
-/// Longest title and description, in characters (the table's checks).
-pub const MAX_TITLE_CHARS: usize = 200;
-pub const MAX_DESCRIPTION_CHARS: usize = 2_000;
 
 /// A stored dashboard with its widgets.
 #[derive(Debug, Clone)]
@@ -101,29 +98,8 @@ async fn check(
     principal: &Principal,
     input: DashboardInput,
 ) -> AppResult<Checked> {
-    let mut errors = Vec::new();
-    let title = input.title.trim().to_owned();
-    if title.is_empty() || title.chars().count() > MAX_TITLE_CHARS {
-        errors.push(FieldError::new(
-            "input.title",
-            format!("must be 1 to {MAX_TITLE_CHARS} characters"),
-        ));
-    }
-    let description = input
-        .description
-        .as_deref()
-        .map(str::trim)
-        .filter(|d| !d.is_empty())
-        .map(str::to_owned);
-    if description
-        .as_ref()
-        .is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_CHARS)
-    {
-        errors.push(FieldError::new(
-            "input.description",
-            format!("at most {MAX_DESCRIPTION_CHARS} characters"),
-        ));
-    }
+    let (title, description) = saved_text::normalize(&input.title, input.description.as_deref());
+    let mut errors = saved_text::check(&title, "input.title", description.as_deref(), "input.description");
     if principal.role == Role::Agent && input.visibility != Visibility::Private {
         return Err(AppError::Forbidden(
             "an AGENT's dashboards are PRIVATE: ask a supervisor to share one".into(),
@@ -367,15 +343,6 @@ fn input_of(widget: &Widget) -> WidgetInput {
     }
 }
 
-/// The title of a copy: "<title> (copy)", cut to the longest title.
-fn copy_title(title: &str) -> String {
-    const SUFFIX: &str = " (copy)";
-    let keep = MAX_TITLE_CHARS - SUFFIX.chars().count();
-    let mut out: String = title.chars().take(keep).collect();
-    out.push_str(SUFFIX);
-    out
-}
-
 /// Copies a dashboard the caller may see into a PRIVATE dashboard of theirs, its widgets
 /// validated again as theirs (an AGENT's copy is forced to their own numbers, and refused when
 /// it shows what an agent's dashboard may not). Audited as a create from a copy.
@@ -390,7 +357,7 @@ pub async fn duplicate(
     let mut conn = state.db.get(&tenant).await?;
     let original = visible(&mut conn, principal, id).await?;
     let input = DashboardInput {
-        title: copy_title(&original.title),
+        title: saved_text::copy_title(&original.title),
         description: original.description.clone(),
         visibility: Visibility::Private,
         team_id: None,
@@ -583,16 +550,4 @@ pub async fn values(state: &AppState, principal: &Principal, dashboard: &Dashboa
         .map(|(w, q)| (w.kind, &w.spec, q))
         .collect();
     values::values_of(&mut conn, &tenant, &widgets, principal.role, Utc::now()).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn copies_keep_within_the_longest_title() {
-        assert_eq!(copy_title("Floor"), "Floor (copy)");
-        let copy = copy_title(&"é".repeat(MAX_TITLE_CHARS));
-        assert_eq!(copy.chars().count(), MAX_TITLE_CHARS);
-    }
 }

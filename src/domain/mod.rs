@@ -12,6 +12,7 @@ pub mod agent;
 pub mod call;
 pub mod campaign;
 pub mod ids;
+pub mod saved_text;
 pub mod service_level;
 
 pub use agent::{AgentState, Presence, RoutingState};

@@ -28,10 +28,6 @@ use crate::kpi::metrics::{MetricName, Unit};
 use crate::kpi::time::Granularity;
 use crate::reports::range::{self, RelativeRange};
 
-/// Longest title, in characters.
-pub const MAX_TITLE_CHARS: usize = 200;
-/// Longest description, in characters.
-pub const MAX_DESCRIPTION_CHARS: usize = 2_000;
 /// Longest column label, in characters.
 pub const MAX_LABEL_CHARS: usize = 100;
 

@@ -17,10 +17,11 @@ use uuid::Uuid;
 use crate::audit::{self, Actor, AuditEvent};
 use crate::auth::{Permission, Principal, Tenant};
 use crate::db::reports::{self as rows, Listing, NewReport, ReportChanges, ReportRow};
+use crate::domain::saved_text;
 use crate::error::{AppError, AppResult, FieldError};
 use crate::kpi::analytics::validate_analytics;
 use crate::kpi::organization_rule;
-use crate::reports::definition::{Definition, ReportKind, MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS};
+use crate::reports::definition::{Definition, ReportKind};
 use crate::reports::log;
 use crate::reports::range::{self, RelativeRange};
 use crate::reports::{may_create, may_edit, may_read, sees, templates};
@@ -95,35 +96,7 @@ fn require_creator(principal: &Principal) -> AppResult<()> {
 
 /// Title and description, trimmed (an empty description is none).
 fn normalize(input: &mut ReportInput) {
-    input.title = input.title.trim().to_owned();
-    input.description = input
-        .description
-        .as_deref()
-        .map(str::trim)
-        .filter(|d| !d.is_empty())
-        .map(str::to_owned);
-}
-
-fn check_text(input: &ReportInput, title_field: &str, description_field: &str) -> Vec<FieldError> {
-    let mut errors = Vec::new();
-    let title = input.title.chars().count();
-    if title == 0 || title > MAX_TITLE_CHARS {
-        errors.push(FieldError::new(
-            title_field,
-            format!("must be 1 to {MAX_TITLE_CHARS} characters"),
-        ));
-    }
-    if input
-        .description
-        .as_ref()
-        .is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_CHARS)
-    {
-        errors.push(FieldError::new(
-            description_field,
-            format!("at most {MAX_DESCRIPTION_CHARS} characters"),
-        ));
-    }
-    errors
+    (input.title, input.description) = saved_text::normalize(&input.title, input.description.as_deref());
 }
 
 /// Where a write's fields are named in errors.
@@ -151,7 +124,12 @@ async fn validate(
     paths: &Paths<'_>,
     now: DateTime<Utc>,
 ) -> AppResult<()> {
-    let mut errors = check_text(input, paths.title, paths.description);
+    let mut errors = saved_text::check(
+        &input.title,
+        paths.title,
+        input.description.as_deref(),
+        paths.description,
+    );
     let definition = &input.definition;
     errors.extend(definition.check_own_rules(paths.definition));
     if definition.kind == ReportKind::InteractionLog {
@@ -343,15 +321,6 @@ pub async fn create_from_template(
     .await
 }
 
-/// The title of a copy: "<title> (copy)", cut to the longest title.
-fn copy_title(title: &str) -> String {
-    const SUFFIX: &str = " (copy)";
-    let keep = MAX_TITLE_CHARS - SUFFIX.chars().count();
-    let mut out: String = title.chars().take(keep).collect();
-    out.push_str(SUFFIX);
-    out
-}
-
 /// Copies a report the caller may see into a private report of theirs (SUPERVISOR+). Audited.
 pub async fn duplicate(
     state: &AppState,
@@ -364,7 +333,7 @@ pub async fn duplicate(
     let mut conn = state.db.get(&tenant).await?;
     let original = visible(&mut conn, principal, id).await?;
     let input = ReportInput {
-        title: copy_title(&original.title),
+        title: saved_text::copy_title(&original.title),
         description: original.description.clone(),
         shared: false,
         definition: original.definition.clone(),
@@ -475,18 +444,4 @@ pub async fn delete(state: &AppState, principal: &Principal, id: Uuid, request_i
     })
     .await?;
     Ok(id)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn copies_keep_within_the_longest_title() {
-        assert_eq!(copy_title("Daily agents"), "Daily agents (copy)");
-        let long = "é".repeat(MAX_TITLE_CHARS);
-        let copy = copy_title(&long);
-        assert_eq!(copy.chars().count(), MAX_TITLE_CHARS);
-        assert!(copy.ends_with(" (copy)"));
-    }
 }

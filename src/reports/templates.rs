@@ -266,7 +266,7 @@ mod tests {
         for template in &templates {
             let def = &template.definition;
             assert_eq!(def.check_own_rules("template"), Vec::new(), "{}", template.key);
-            assert!(template.title.chars().count() <= crate::reports::definition::MAX_TITLE_CHARS);
+            assert!(template.title.chars().count() <= crate::domain::saved_text::MAX_TITLE_CHARS);
             // A log asks the engine nothing: its own rules (above) are all it has.
             if def.kind == ReportKind::InteractionLog {
                 continue;
