@@ -337,6 +337,94 @@ async fn two_instances_share_one_budget_through_redis() {
     assert_eq!(ready["rateLimits"]["store"], "redis", "{ready}");
 }
 
+/// Far from its limit a caller is allowed without waiting for Redis, and each of those charges
+/// still reaches Redis (another instance, asking Redis, sees every unit spent); past half the
+/// budget every charge is decided by Redis again, and the budget holds to the unit.
+#[tokio::test(flavor = "multi_thread")]
+async fn far_from_the_limit_charges_are_decided_here_and_still_reach_redis() {
+    const BUDGET: u64 = 1_000;
+    // Over a day one unit refills every 86 s: nothing refills during the test.
+    let daily = |s: &mut Settings| {
+        s.redis_url = Some(common::REDIS_URL.into());
+        s.rate_limits = budgets(BUDGET);
+        s.rate_limit_period = Duration::from_secs(86_400);
+    };
+    let a = TestApp::spawn_with(daily).await;
+    let b = a.spawn_peer(daily).await;
+    let org = a.create_org("acme").await;
+    let viewer = a.token(&org, Role::Viewer).await;
+
+    // A quarter of the budget, on one instance. (Signing in charged buckets of its own.)
+    let before = a.state.limiter.decisions();
+    let mut spent = 0;
+    while spent < BUDGET / 4 {
+        let answer = post(&a, Some(&viewer), ME, json!({}), None).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        spent += answer.cost();
+        assert_eq!(
+            answer.header("ratelimit-remaining"),
+            Some(BUDGET - spent),
+            "exact on every answer"
+        );
+    }
+    let decided = a.state.limiter.decisions();
+    assert_eq!(
+        decided.redis - before.redis,
+        1,
+        "only the first charge waited for Redis: {before:?} → {decided:?}"
+    );
+    assert!(decided.local - before.local >= 1, "{decided:?}");
+    assert_eq!(decided.memory, 0, "{decided:?}");
+
+    // The other instance knows nothing of this caller, so it asks Redis: every unit is there
+    // (the charges sent behind the answers arrive within moments).
+    let peer_before = b.state.limiter.decisions();
+    let mut seen = None;
+    for _ in 0..50 {
+        let answer = post(&b, Some(&viewer), ME, json!({}), None).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        spent += answer.cost();
+        let remaining = answer.header("ratelimit-remaining").unwrap();
+        seen = Some(remaining);
+        if remaining == BUDGET - spent {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        seen,
+        Some(BUDGET - spent),
+        "Redis holds every charge made on the first instance"
+    );
+    assert_eq!(
+        b.state.limiter.decisions().redis - peer_before.redis,
+        1,
+        "the other instance knew nothing of the caller, so its first charge asked Redis"
+    );
+
+    // Spend the rest on the first instance: past half the budget it asks Redis again.
+    let redis_before = a.state.limiter.decisions().redis;
+    let mut cost = 0;
+    loop {
+        let answer = post(&a, Some(&viewer), ME, json!({}), None).await;
+        if answer.status == 429 {
+            assert_eq!(answer.code(), Some("RATE_LIMITED"));
+            break;
+        }
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        cost = answer.cost();
+        spent += cost;
+        assert!(spent <= BUDGET, "allowed {spent} of {BUDGET}");
+    }
+    assert!(spent + cost > BUDGET, "refused with {} units left", BUDGET - spent);
+    let decided = a.state.limiter.decisions();
+    assert!(
+        decided.redis - redis_before >= 2,
+        "near the limit Redis decides: {decided:?}"
+    );
+    assert_eq!(decided.overdrawn, 0, "{decided:?}");
+}
+
 /// Spends a viewer's hourly budget on one instance; returns the units allowed.
 async fn spend(app: &TestApp, token: &str) -> u64 {
     let mut allowed = 0;

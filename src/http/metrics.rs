@@ -68,6 +68,16 @@ fn record_state(state: &HttpState) {
     gauge!("omnivox_db_pool_max_connections").set(pool.max_size as f64);
     gauge!("omnivox_db_pool_waiting").set(pool.waiting as f64);
 
+    let decisions = state.app.limiter.decisions();
+    for (decided, count) in [
+        ("local", decisions.local),
+        ("redis", decisions.redis),
+        ("memory", decisions.memory),
+    ] {
+        counter!("omnivox_rate_limit_decisions_total", "decided" => decided).absolute(count);
+    }
+    counter!("omnivox_rate_limit_overdrawn_total").absolute(decisions.overdrawn);
+
     counter!("omnivox_live_kpi_recomputes_total").absolute(crate::realtime::live::recomputes());
     gauge!("omnivox_live_kpi_computations").set(state.app.live.len() as f64);
     gauge!("omnivox_live_agent_boards").set(state.app.boards.len() as f64);

@@ -9,7 +9,9 @@
 //! * Telephony webhooks are charged per organization ([`Limiter::webhook`]), never per role.
 //!
 //! [`gcra`] is the arithmetic (pure, unit-tested); [`store`] keeps the buckets in Redis (one
-//! atomic script) or, when Redis is absent or down, in memory. Every refusal that was decided
+//! atomic script) or, when Redis is absent or down, in memory; [`local`] lets a charge far
+//! from its limit be allowed without waiting for Redis (it is still charged there, just behind
+//! the answer), so that limits cost a normal client no extra round trip. Every refusal that was decided
 //! passes through [`record_denial`], the one place that logs it; a repeat answered from
 //! [`Limiter::recently_refused`] is only tallied for the audit trail (and held, see
 //! [`Limiter::repeat_hold`]), so a client looping on its 429s does not write a log line each.
@@ -18,6 +20,7 @@
 //! needs the settings and a Redis client, nothing of the services.
 
 pub mod gcra;
+pub mod local;
 pub mod store;
 
 use std::collections::HashMap;
@@ -30,6 +33,7 @@ use uuid::Uuid;
 
 use crate::auth::{Auth, Role};
 use crate::config::{Rate, RoleBudgets, Settings};
+pub use local::DecisionCounts;
 pub use store::StoreStatus;
 
 /// Which limit a bucket belongs to (also the first part of its key).
@@ -171,6 +175,11 @@ impl Limiter {
         } else {
             StoreStatus::Off
         }
+    }
+
+    /// Where this instance's charges were decided since it started (for `/metrics`).
+    pub fn decisions(&self) -> DecisionCounts {
+        self.store.decisions()
     }
 
     /// The query-cost budget of a role (None: a caller without credentials).
