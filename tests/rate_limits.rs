@@ -425,6 +425,51 @@ async fn far_from_the_limit_charges_are_decided_here_and_still_reach_redis() {
     assert_eq!(decided.overdrawn, 0, "{decided:?}");
 }
 
+/// The rare case the local decision exists for: this instance still sees the bucket nearly
+/// full when another instance has just spent it. The charge is allowed here, but Redis records
+/// it anyway (forced, past the budget): it is counted as overdrawn and the caller repays it
+/// with a longer wait on every instance.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_overdraft_allowed_here_is_still_charged_in_redis_and_repaid() {
+    use omnivox::limits::gcra;
+    use omnivox::limits::store::Store;
+
+    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+    let client = || redis::Client::open(common::REDIS_URL).unwrap();
+    let here = Store::new(Some(client()), &prefix);
+    let there = Store::new(Some(client()), &prefix);
+    let rate = Rate::new(100, Duration::from_secs(3_600));
+    let units = |n| gcra::increment_us(rate, n);
+
+    // This instance charges 1 unit (asking Redis) and so learns the bucket.
+    assert!(here.charge("bucket", rate, units(1)).await.allowed);
+    // The other instance spends the other 99 at once.
+    let spent = there.charge("bucket", rate, units(99)).await;
+    assert!(spent.allowed);
+    assert_eq!(gcra::remaining(rate, spent.used_us), 0);
+    // Within the second, this instance still believes 99 units are free: 10 are allowed here.
+    let decision = here.charge("bucket", rate, units(10)).await;
+    assert!(decision.allowed);
+    assert_eq!(here.decisions().local, 1);
+    // Redis finds the budget spent, and charges it anyway.
+    for _ in 0..100 {
+        if here.decisions().overdrawn == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(here.decisions().overdrawn, 1, "{:?}", here.decisions());
+    // Repaid: one more unit waits for the 10 overdrawn units as well as its own (36 s each),
+    // where without the forced charge it would wait for one.
+    let refused = there.charge("bucket", rate, units(1)).await;
+    assert!(!refused.allowed);
+    assert!(
+        refused.retry_after_us >= units(10),
+        "waits {} µs, less than the 10 units overdrawn",
+        refused.retry_after_us
+    );
+}
+
 /// Spends a viewer's hourly budget on one instance; returns the units allowed.
 async fn spend(app: &TestApp, token: &str) -> u64 {
     let mut allowed = 0;
