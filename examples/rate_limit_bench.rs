@@ -617,12 +617,12 @@ fn default_server_binary() -> PathBuf {
         .unwrap()
 }
 
-/// `n` requests of the good client to one server, one at a time.
-async fn time_alone(http: &reqwest::Client, url: &str, token: &str, month: &Value, n: usize) -> Vec<Duration> {
+/// `n` `kpiSummary` requests of the well-behaved client to one server, one at a time.
+async fn time_good_client(http: &reqwest::Client, url: &str, token: &str, month: &Value, n: usize) -> Vec<Duration> {
     let mut samples = Vec::with_capacity(n);
     for _ in 0..n {
         let (elapsed, status, body) = post(http, url, token, SUMMARY, month).await;
-        assert_eq!(status, 200, "{body}");
+        assert_eq!(status, 200, "the well-behaved client was refused: {body}");
         samples.push(elapsed);
     }
     samples
@@ -738,7 +738,7 @@ async fn bench(args: Args) {
         print_stats("limits on ", &on_stats, Some((&off_stats, "off (target ±10 %)")));
 
         // 2. Abuse on the limits-on server, bracketed by the same requests without it.
-        let mut alone = time_alone(&http, &on.url, &good, &month, args.iterations / 2).await;
+        let mut alone = time_good_client(&http, &on.url, &good, &month, args.iterations / 2).await;
         let mut abuser = Abuser::start(args.abusers, &on.url, &abuser_token, &month);
         let burst = Instant::now();
         abuser.throttled().await;
@@ -758,12 +758,7 @@ async fn bench(args: Args) {
             &database,
         );
         let window = Instant::now();
-        let mut loaded = Vec::new();
-        for _ in 0..args.iterations {
-            let (elapsed, status, body) = post(&http, &on.url, &good, SUMMARY, &month).await;
-            assert_eq!(status, 200, "the well-behaved client was refused: {body}");
-            loaded.push(elapsed);
-        }
+        let loaded = time_good_client(&http, &on.url, &good, &month, args.iterations).await;
         let window = window.elapsed();
         let after = abuser.counts().await;
         let cpu = watch.finish();
@@ -771,7 +766,7 @@ async fn bench(args: Args) {
         abuser.stop().await;
         // Its last heavy query may still be running on the server.
         tokio::time::sleep(Duration::from_millis(500)).await;
-        alone.extend(time_alone(&http, &on.url, &good, &month, args.iterations - args.iterations / 2).await);
+        alone.extend(time_good_client(&http, &on.url, &good, &month, args.iterations - args.iterations / 2).await);
         let alone = Stats::of(alone);
         let abuse = AbuseCounts {
             executed: after.executed - before.executed,
